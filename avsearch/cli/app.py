@@ -1,0 +1,47 @@
+"""The Typer application and the error boundary shared by every command."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from avsearch import __version__
+from avsearch.cli import commands
+
+app = typer.Typer(
+    name="avsearch",
+    help="Cross-modal search over sound, pictures, text and 3D shapes (C-MCR bridges).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"avsearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+commands.register_all(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,24 @@
+"""Every command module, in the order `avsearch --help` lists them. Each exposes register(app)."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+import typer
+
+COMMAND_MODULES = (
+    "weights",  # list model weight files
+    "embed",  # media/captions -> {modality}.{space}.npy
+    "train",  # fit a C-MCR bridge
+    "project",  # native embeddings -> shared space
+    "index",  # build/update a search index over a media folder
+    "query",  # cross-modal queries
+    "info",  # what an index holds
+    "classify3d",  # zero-shot 3D classification
+    "evaluate",  # `avsearch eval ...`
+)
+
+
+def register_all(app: typer.Typer) -> None:
+    for name in COMMAND_MODULES:
+        import_module(f"avsearch.cli.{name}").register(app)

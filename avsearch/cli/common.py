@@ -1,0 +1,35 @@
+"""Helpers shared by the command modules: the error boundary and console objects."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from avsearch.errors import AvsearchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Results go to stdout, progress and diagnostics to stderr (so `--json` output stays pipeable).
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+def user_errors(fn: F) -> F:
+    """Turn an AvsearchError raised by a command into one line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AvsearchError as exc:
+            typer.echo(f"avsearch: error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("avsearch: interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]

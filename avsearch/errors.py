@@ -1,0 +1,27 @@
+"""Typed errors. Library code raises these; only the CLI turns them into one line and exit code 1."""
+
+from __future__ import annotations
+
+
+class AvsearchError(Exception):
+    """Base class of every error avsearch reports to a user."""
+
+
+class InputError(AvsearchError):
+    """A file or array given by the user is missing, unreadable or malformed (the message names it)."""
+
+
+class ConfigError(AvsearchError):
+    """A configuration file or option is invalid (unknown key, bad value)."""
+
+
+class WeightsMissingError(AvsearchError):
+    """Model weights are not found locally and cannot be downloaded; the message says where to get them."""
+
+
+class IncompatibleError(AvsearchError):
+    """Two artefacts do not fit together (bridge vs index, encoder vs bridge, dimensions)."""
+
+
+class DecodeError(InputError):
+    """A media file cannot be decoded (empty, silent, truncated or of an unknown format)."""
