@@ -68,9 +68,7 @@ class BridgeMeta:
         for s in self.sides:
             if s.space == space:
                 return s
-        raise IncompatibleError(
-            f"bridge {self.name!r} connects {' and '.join(self.spaces)}, not {space!r}"
-        )
+        raise IncompatibleError(f"bridge {self.name!r} connects {' and '.join(self.spaces)}, not {space!r}")
 
 
 class Bridge(nn.Module):

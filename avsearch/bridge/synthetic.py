@@ -1,0 +1,118 @@
+"""Synthetic contrastive spaces for checking the C-MCR method without encoders (tests, benchmarks).
+
+Two spaces ("clip"-like A and "clap"-like B) share nothing but text. Every item is an *event*: a
+concept plus an event-specific detail in a small latent space. Each space embeds a modality by its own
+random non-linear map of the latent, adds a modality-gap offset per modality (as CLIP and CLAP show),
+and mixes in modality-specific information that the other modalities never see. Texts are encoded by
+both spaces (the overlap), images only by A and audio only by B (the unpaired memories). Test pairs are
+an image and a sound of the same event: they share its concept and part of its detail.
+
+This is data for a measurement, not a model: it lets a test show that a trained bridge finds the
+paired image for a sound far above chance while the unconnected spaces sit at chance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    concepts: int = 100  # event classes
+    latent: int = 32  # width of the shared semantic latent
+    dim: int = 512  # embedding width of both spaces
+    n_text: int = 20_000  # overlap pairs (texts in both spaces)
+    n_memory: int = 20_000  # unpaired images (space A) and unpaired sounds (space B), each
+    n_test: int = 1_000  # paired (image, sound) test events
+    detail: float = 0.7  # scale of the event-specific detail relative to the concept
+    shared_detail: float = 0.7  # share of the detail that an event's image and sound both carry
+    private: float = 0.6  # norm of the modality-specific component
+    gap: float = 1.0  # norm of each modality's offset (the modality gap)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    text_a: np.ndarray  # (n_text, dim) texts in space A
+    text_b: np.ndarray  # (n_text, dim) the same texts in space B
+    image_a: np.ndarray  # (n_memory, dim) image memory, space A
+    audio_b: np.ndarray  # (n_memory, dim) audio memory, space B
+    test_image_a: np.ndarray  # (n_test, dim) image of test event i
+    test_audio_b: np.ndarray  # (n_test, dim) sound of test event i
+
+    def save(self, folder: str | Path, space_a: str = "clip", space_b: str = "clap") -> Path:
+        """Write the training arrays as `avsearch train` reads them, plus the test pairs."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {
+            f"text.{space_a}.npy": self.text_a,
+            f"text.{space_b}.npy": self.text_b,
+            f"image.{space_a}.npy": self.image_a,
+            f"audio.{space_b}.npy": self.audio_b,
+            f"test_image.{space_a}.npy": self.test_image_a,
+            f"test_audio.{space_b}.npy": self.test_audio_b,
+        }
+        for name, arr in files.items():
+            np.save(folder / name, arr)
+        return folder
+
+
+class _Space:
+    """One frozen 'encoder family': a random two-layer tanh map plus per-modality gap and private maps."""
+
+    def __init__(self, rng: np.random.Generator, latent: int, dim: int, modalities: tuple[str, ...], spec: SyntheticSpec):
+        hidden = 4 * latent
+        self.w1 = rng.standard_normal((latent, hidden)) / np.sqrt(latent)
+        self.b1 = rng.standard_normal(hidden) * 0.5
+        self.w2 = rng.standard_normal((hidden, dim)) / np.sqrt(hidden)
+        self.gap = {m: _unit(rng.standard_normal(dim)) * spec.gap for m in modalities}
+        self.private = {m: rng.standard_normal((latent, dim)) / np.sqrt(latent) for m in modalities}
+        self.spec = spec
+
+    def embed(self, modality: str, z: np.ndarray, private: np.ndarray | None) -> np.ndarray:
+        sem = _unit(np.tanh(z @ self.w1 + self.b1) @ self.w2)
+        x = sem + self.gap[modality]
+        if private is not None:
+            x = x + _unit(private @ self.private[modality]) * self.spec.private
+        return _unit(x).astype(np.float32)
+
+
+def make_synthetic(spec: SyntheticSpec = SyntheticSpec()) -> SyntheticData:
+    """Generate both spaces' training arrays and paired test items, deterministically from spec.seed."""
+    rng = np.random.default_rng(spec.seed)
+    centres = rng.standard_normal((spec.concepts, spec.latent))
+    space_a = _Space(rng, spec.latent, spec.dim, ("text", "image"), spec)
+    space_b = _Space(rng, spec.latent, spec.dim, ("text", "audio"), spec)
+
+    def events(n: int) -> np.ndarray:
+        return centres[rng.integers(0, spec.concepts, n)] + spec.detail * rng.standard_normal((n, spec.latent))
+
+    def private(n: int) -> np.ndarray:
+        return rng.standard_normal((n, spec.latent))
+
+    text_z = events(spec.n_text)
+    image_z, audio_z = events(spec.n_memory), events(spec.n_memory)
+    # Test events: the image and the sound share the concept and `shared_detail` of the detail.
+    test_concepts = centres[rng.integers(0, spec.concepts, spec.n_test)]
+    shared = rng.standard_normal((spec.n_test, spec.latent))
+    keep = spec.shared_detail
+
+    def own_view() -> np.ndarray:
+        own = rng.standard_normal((spec.n_test, spec.latent))
+        return test_concepts + spec.detail * (np.sqrt(keep) * shared + np.sqrt(1 - keep) * own)
+
+    return SyntheticData(
+        text_a=space_a.embed("text", text_z, None),
+        text_b=space_b.embed("text", text_z, None),
+        image_a=space_a.embed("image", image_z, private(spec.n_memory)),
+        audio_b=space_b.embed("audio", audio_z, private(spec.n_memory)),
+        test_image_a=space_a.embed("image", own_view(), private(spec.n_test)),
+        test_audio_b=space_b.embed("audio", own_view(), private(spec.n_test)),
+    )
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
