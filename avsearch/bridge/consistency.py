@@ -86,12 +86,10 @@ def _exact(
         (s, min(s + memory_chunk, memory.shape[0])) for s in range(0, memory.shape[0], memory_chunk)
     ]
     # The memory is copied to the device once (as blocks), not once per query chunk.
-    resident = [
-        torch.from_numpy(np.ascontiguousarray(memory[a:b], np.float32)).to(device) for a, b in mem_blocks
-    ]
+    resident = [torch.tensor(np.asarray(memory[a:b], np.float32)).to(device) for a, b in mem_blocks]
     bar = tqdm(total=n, desc=f"consistency ({mode})", unit="q", disable=not progress, leave=False)
     for qs in range(0, n, query_chunk):
-        q = torch.from_numpy(np.ascontiguousarray(queries[qs : qs + query_chunk], np.float32)).to(device)
+        q = torch.tensor(np.asarray(queries[qs : qs + query_chunk], np.float32)).to(device)
         if mode == "softmax":
             out[qs : qs + q.shape[0]] = _online_softmax(q, resident, tau).cpu().numpy()
         elif mode == "argmax":

@@ -74,10 +74,7 @@ def load_bridge(path: str | Path, device: str | torch.device | None = None) -> B
     with safe_open(str(path), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     bridge = Bridge(meta)
-    try:
-        bridge.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not match the bridge metadata: {_first_line(exc)}") from exc
+    _strict_load(bridge, state, f"{path}: weights do not match the bridge metadata")
     fingerprint = weights_fingerprint(state)
     if stored_fp and stored_fp != fingerprint:
         raise InputError(f"{path}: fingerprint mismatch (file says {stored_fp}, weights give {fingerprint})")
@@ -99,6 +96,26 @@ def _read_header(path: Path) -> dict[str, str]:
     if META_KEY not in header:
         raise InputError(f"{path}: safetensors file has no avsearch bridge metadata")
     return header
+
+
+def _strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], context: str) -> None:
+    """load_state_dict(strict=True), but the error names the missing, unexpected or mis-shaped keys."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [
+        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    ]
+    problems = [
+        f"{label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes))
+        if items
+    ]
+    if problems:
+        raise InputError(f"{context} ({'; '.join(problems)})")
+    module.load_state_dict(state, strict=True)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -147,7 +164,9 @@ def import_released(path: str | Path, kind: str | None = None) -> Bridge:
     try:
         raw = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, zip errors, forbidden globals
-        raise InputError(f"{path}: cannot be read as a weights-only torch checkpoint ({_first_line(exc)})") from exc
+        raise InputError(
+            f"{path}: cannot be read as a weights-only torch checkpoint ({_first_line(exc)})"
+        ) from exc
     if isinstance(raw, dict) and "state_dict" in raw and isinstance(raw["state_dict"], dict):
         raw = raw["state_dict"]
     if not isinstance(raw, dict):
@@ -172,9 +191,6 @@ def import_released(path: str | Path, kind: str | None = None) -> Bridge:
         else:
             raise InputError(f"{path}: unexpected key {key!r} for a {kind} checkpoint")
     bridge = Bridge(meta)
-    try:
-        bridge.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise InputError(f"{path}: does not match the {kind} layout: {_first_line(exc)}") from exc
+    _strict_load(bridge, state, f"{path}: does not match the {kind} layout")
     bridge.fingerprint = weights_fingerprint(bridge.state_dict())
     return bridge.eval()

@@ -105,7 +105,7 @@ class Bridge(nn.Module):
         device = next(self.parameters()).device
         out = np.empty((x.shape[0], self.meta.head.out_dim), dtype=np.float32)
         for start in range(0, x.shape[0], batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size], np.float32))
+            chunk = torch.tensor(np.asarray(x[start : start + batch_size], np.float32))
             chunk = F.normalize(chunk.to(device), dim=-1)
             out[start : start + chunk.shape[0]] = self.forward_space(space, chunk).float().cpu().numpy()
         self.train(was_training)

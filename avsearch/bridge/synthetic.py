@@ -63,7 +63,14 @@ class SyntheticData:
 class _Space:
     """One frozen 'encoder family': a random two-layer tanh map plus per-modality gap and private maps."""
 
-    def __init__(self, rng: np.random.Generator, latent: int, dim: int, modalities: tuple[str, ...], spec: SyntheticSpec):
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        latent: int,
+        dim: int,
+        modalities: tuple[str, ...],
+        spec: SyntheticSpec,
+    ):
         hidden = 4 * latent
         self.w1 = rng.standard_normal((latent, hidden)) / np.sqrt(latent)
         self.b1 = rng.standard_normal(hidden) * 0.5
@@ -88,7 +95,9 @@ def make_synthetic(spec: SyntheticSpec = SyntheticSpec()) -> SyntheticData:
     space_b = _Space(rng, spec.latent, spec.dim, ("text", "audio"), spec)
 
     def events(n: int) -> np.ndarray:
-        return centres[rng.integers(0, spec.concepts, n)] + spec.detail * rng.standard_normal((n, spec.latent))
+        return centres[rng.integers(0, spec.concepts, n)] + spec.detail * rng.standard_normal(
+            (n, spec.latent)
+        )
 
     def private(n: int) -> np.ndarray:
         return rng.standard_normal((n, spec.latent))

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,8 @@ from tqdm.auto import tqdm
 from avsearch import __version__
 from avsearch.bridge.config import TrainConfig
 from avsearch.bridge.consistency import pseudo_embeddings
-from avsearch.bridge.data import BridgeData
+from avsearch.bridge.data import BridgeData, load_bridge_data
+from avsearch.bridge.io import save_bridge
 from avsearch.bridge.losses import info_nce, intra_alignment, semantic_completion
 from avsearch.bridge.model import Bridge
 from avsearch.device import pick_device
@@ -78,7 +80,7 @@ class _Batches:
         self.resident = sum(a.nbytes for a in arrays) <= RESIDENT_BYTES
         if self.resident:
             self.arrays: tuple[Any, ...] = tuple(
-                torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(device) for a in arrays
+                torch.tensor(np.asarray(a, np.float32)).to(device) for a in arrays
             )
         else:
             self.arrays = arrays
@@ -198,3 +200,18 @@ def train_bridge(
     return TrainResult(
         bridge=bridge, history=history, samples_per_s=samples_per_s, consistency_s=consistency_s
     )
+
+
+def train_from_folder(
+    config: TrainConfig,
+    embeddings: str | Path,
+    out: str | Path,
+    *,
+    device: str | None = None,
+    progress: bool = True,
+) -> tuple[TrainResult, str]:
+    """Validate the arrays in `embeddings`, train, and save the bridge to `out`; returns its fingerprint."""
+    data = load_bridge_data(embeddings, config)
+    result = train_bridge(config, data, device=device, progress=progress)
+    fingerprint = save_bridge(result.bridge, out)
+    return result, fingerprint

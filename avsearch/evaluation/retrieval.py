@@ -41,8 +41,8 @@ def match_ranks(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
         raise InputError(
             f"instance-level retrieval needs paired rows: queries {queries.shape} vs gallery {gallery.shape}"
         )
-    q = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(queries, np.float32)), dim=1)
-    g = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(gallery, np.float32)), dim=1)
+    q = torch.nn.functional.normalize(torch.tensor(np.asarray(queries, np.float32)), dim=1)
+    g = torch.nn.functional.normalize(torch.tensor(np.asarray(gallery, np.float32)), dim=1)
     ranks = np.empty(q.shape[0], np.int64)
     for start in range(0, q.shape[0], BLOCK):
         sims = q[start : start + BLOCK] @ g.T
