@@ -25,7 +25,7 @@ def test_random_embeddings_land_on_the_papers_random_row_for_n_4095():
 def test_ranks_on_a_hand_made_example():
     q = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     g = np.array([[1.0, 0.1], [1.0, 0.0], [1.0, 1.0]])
-    # q0 prefers g1, so its match g0 ranks 2; q1 prefers g2 and ties g0 with g1, so g1 ranks 3;
+    # q0 prefers g1, so its match g0 ranks 2; q1 scores g2 and g0 above its match g1, so g1 ranks 3;
     # q2 ranks its match g2 first.
     np.testing.assert_array_equal(match_ranks(q, g), [2, 3, 1])
     s = scores_from_ranks(np.array([2, 3, 1]))

@@ -1,0 +1,218 @@
+"""Point-cloud files -> (8192, 3) float32 clouds, centred on the centroid and scaled to the unit sphere.
+
+Readers: .ply (ascii/binary; meshes are sampled on the surface), .obj/.off/.stl meshes (surface-sampled;
+vertices when a file has no faces), .npy (an (N, >=3) array or a pickled dict with an 'xyz' key, as in
+C-MCR's assets), .npz (an 'xyz' key or a single array), .pcd (ascii/binary) and .xyz/.txt (whitespace-
+or comma-separated columns, the first three being x y z). Extra columns (normals, colours) are dropped:
+ULIP-2 PointBERT reads xyz only.
+
+Resampling is deterministic, so a file always gives the same cloud: larger clouds are reduced by
+farthest-point sampling (started from the point farthest from the centroid), smaller ones are padded
+with repeats drawn by a fixed-seed generator, meshes are sampled with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avsearch.errors import DecodeError
+from avsearch.media.pcd import read_pcd
+
+logger = logging.getLogger(__name__)
+
+MESH_EXTENSIONS = (".obj", ".off", ".stl")
+POINTCLOUD_EXTENSIONS = (".ply", ".npy", ".npz", ".pcd", ".xyz", ".txt", *MESH_EXTENSIONS)
+XYZ_KEYS = ("xyz", "points", "pos", "pc")  # accepted names of the coordinates in .npz / dict .npy
+
+
+@dataclass(frozen=True)
+class PointCloudConfig:
+    num_points: int = 8192  # ULIP-2 PointBERT's evaluation size
+    mesh_samples: int = 10000  # surface samples per mesh before FPS (as ModelNet40's resampled clouds)
+    fps_input_cap: int = 65536  # larger clouds are first thinned by a fixed-seed random subset (speed)
+    min_points: int = 32  # fewer distinct points cannot fill one PointBERT group
+    seed: int = 0
+
+
+DEFAULT = PointCloudConfig()
+
+
+def load_pointcloud(path: str | Path, cfg: PointCloudConfig = DEFAULT) -> np.ndarray:
+    """Read a point-cloud or mesh file -> (cfg.num_points, 3) float32, centred, max radius 1.
+
+    Raises DecodeError naming the file and the reason when it cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DecodeError(f"{path}: no such file")
+    xyz = read_xyz(path, cfg)
+    return prepare_points(xyz, cfg, source=str(path))
+
+
+def read_xyz(path: Path, cfg: PointCloudConfig = DEFAULT) -> np.ndarray:
+    """The raw coordinates of a file: (N, 3) float64 (meshes: surface samples)."""
+    ext = path.suffix.lower()
+    if ext not in POINTCLOUD_EXTENSIONS:
+        raise DecodeError(
+            f"{path}: unsupported point-cloud format {ext or '(none)'!r}; "
+            f"supported: {' '.join(POINTCLOUD_EXTENSIONS)}"
+        )
+    try:
+        if ext == ".npy":
+            arr = _read_npy(path)
+        elif ext == ".npz":
+            arr = _read_npz(path)
+        elif ext == ".pcd":
+            arr = read_pcd(path)
+        elif ext in (".xyz", ".txt"):
+            arr = _read_text(path)
+        else:
+            arr = _read_trimesh(path, cfg)
+    except DecodeError:
+        raise
+    except Exception as exc:  # parsers raise many types for malformed files; report them as one
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DecodeError(f"{path}: cannot read {ext} file ({reason})") from exc
+    return _as_xyz(arr, path)
+
+
+def prepare_points(xyz: np.ndarray, cfg: PointCloudConfig = DEFAULT, source: str = "array") -> np.ndarray:
+    """(N, >=3) coordinates -> (cfg.num_points, 3) float32: finite rows, resampled, unit sphere."""
+    xyz = _as_xyz(np.asarray(xyz), source).astype(np.float64)
+    finite = np.isfinite(xyz).all(axis=1)
+    if not finite.all():
+        logger.info("%s: dropped %d points with NaN/inf coordinates", source, int((~finite).sum()))
+        xyz = xyz[finite]
+    if len(xyz) < cfg.min_points:
+        raise DecodeError(f"{source}: only {len(xyz)} valid points, at least {cfg.min_points} are needed")
+    xyz = resample(xyz, cfg)
+    xyz = xyz - xyz.mean(axis=0)
+    radius = float(np.sqrt((xyz**2).sum(axis=1)).max())
+    if not radius > 1e-12:
+        raise DecodeError(f"{source}: all points coincide, the cloud has no extent")
+    return (xyz / radius).astype(np.float32)
+
+
+def resample(xyz: np.ndarray, cfg: PointCloudConfig = DEFAULT) -> np.ndarray:
+    """(N, 3) -> (cfg.num_points, 3), deterministically (see the module docstring)."""
+    n = cfg.num_points
+    rng = np.random.default_rng(cfg.seed)
+    if len(xyz) > cfg.fps_input_cap:
+        xyz = xyz[np.sort(rng.choice(len(xyz), cfg.fps_input_cap, replace=False))]
+    if len(xyz) > n:
+        return xyz[farthest_point_indices(xyz, n)]
+    if len(xyz) < n:
+        return np.concatenate([xyz, xyz[rng.integers(0, len(xyz), n - len(xyz))]])
+    return xyz
+
+
+def farthest_point_indices(xyz: np.ndarray, n: int) -> np.ndarray:
+    """Farthest-point sampling of n indices from (N, 3), started from the point farthest from the centroid."""
+    xyz = xyz.astype(np.float32)  # float32 halves the memory traffic of the N-wide loop
+    idx = np.empty(n, dtype=np.int64)
+    min_dist = np.full(len(xyz), np.inf, dtype=np.float32)
+    cur = int(((xyz - xyz.mean(axis=0)) ** 2).sum(axis=1).argmax())
+    for i in range(n):
+        idx[i] = cur
+        d = xyz - xyz[cur]
+        np.minimum(min_dist, np.einsum("ij,ij->i", d, d), out=min_dist)
+        cur = int(min_dist.argmax())
+    return idx
+
+
+def _as_xyz(arr: object, source: object) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.ndim == 3 and a.shape[0] == 1:
+        a = a[0]  # a batch of one, e.g. (1, N, 3)
+    if a.ndim != 2 or a.shape[1] < 3:
+        raise DecodeError(f"{source}: expected an (N, 3) array of points, got shape {a.shape}")
+    if a.dtype.kind not in "fiu":
+        raise DecodeError(f"{source}: point coordinates must be numbers, got dtype {a.dtype}")
+    return a[:, :3]
+
+
+def _pick_xyz(named: dict, path: Path) -> np.ndarray:
+    for key in XYZ_KEYS:
+        if key in named:
+            return np.asarray(named[key])
+    arrays = [k for k, v in named.items() if isinstance(v, np.ndarray)]
+    if len(arrays) == 1:
+        return np.asarray(named[arrays[0]])
+    raise DecodeError(f"{path}: no 'xyz' array among the keys {sorted(map(str, named))}")
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and plain containers only: a .npy file cannot run code when read."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("collections", "OrderedDict"),
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only numpy arrays and dicts")
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    with path.open("rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(fh)
+        if not dtype.hasobject:
+            return np.load(path, allow_pickle=False)
+        # C-MCR's assets: np.save of a dict {'xyz': float16 (N, 3), ...} -> a pickled 0-d object array.
+        obj = _NumpyOnlyUnpickler(fh).load()
+    if isinstance(obj, np.ndarray) and obj.dtype.hasobject and obj.shape == ():
+        obj = obj.item()
+    if isinstance(obj, dict):
+        return _pick_xyz(obj, path)
+    raise DecodeError(f"{path}: holds a {type(obj).__name__} of shape {shape}, not points or a dict")
+
+
+def _read_npz(path: Path) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as z:
+        return _pick_xyz({k: z[k] for k in z.files}, path)
+
+
+def _read_text(path: Path) -> np.ndarray:
+    text = path.read_text(encoding="utf-8", errors="strict")
+    rows = [ln.replace(",", " ").split() for ln in text.splitlines()]
+    rows = [r for r in rows if r and not r[0].startswith(("#", "//"))]
+    if not rows:
+        raise DecodeError(f"{path}: the file holds no points")
+    width = min(len(r) for r in rows)
+    if width < 3:
+        raise DecodeError(f"{path}: a line has fewer than 3 columns (x y z expected)")
+    try:
+        return np.array([r[:3] for r in rows], dtype=np.float64)
+    except ValueError as exc:
+        raise DecodeError(f"{path}: non-numeric coordinate ({exc})") from exc
+
+
+def _read_trimesh(path: Path, cfg: PointCloudConfig) -> np.ndarray:
+    import trimesh  # imported here: only mesh and PLY files need it
+
+    loaded = trimesh.load(str(path), force="mesh" if path.suffix.lower() in MESH_EXTENSIONS else None)
+    if isinstance(loaded, trimesh.Scene):
+        loaded = loaded.to_geometry() if len(loaded.geometry) else None
+    if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces) and loaded.area > 0:
+        points, _ = trimesh.sample.sample_surface(loaded, cfg.mesh_samples, seed=cfg.seed)
+        return np.asarray(points)
+    vertices = getattr(loaded, "vertices", None)
+    if vertices is None or len(vertices) == 0:
+        raise DecodeError(f"{path}: the file holds no vertices")
+    return np.asarray(vertices)  # a point-cloud PLY, or a mesh file without faces

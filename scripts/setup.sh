@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create ./.venv and install avsearch with its dependencies (idempotent: re-running is quick).
+# torch and torchvision are pinned to the pair that installs from local files on our build machines;
+# override with AVSEARCH_TORCH="torch==X torchvision==Y" elsewhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${AVSEARCH_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# shellcheck disable=SC2086  # TORCH_SPEC is a list of requirements
+.venv/bin/python -m pip install --quiet --disable-pip-version-check $TORCH_SPEC 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import avsearch, torch, faiss, lancedb, open_clip, laion_clap" \
+  || { echo "setup.sh: the environment did not import cleanly" >&2; exit 1; }
+echo "avsearch installed in .venv ($(.venv/bin/avsearch --version))"
