@@ -125,3 +125,22 @@ def make_synthetic(spec: SyntheticSpec = SyntheticSpec()) -> SyntheticData:
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m avsearch.bridge.synthetic OUT_DIR`: write synthetic training arrays and test pairs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write synthetic C-MCR training data (not a model).")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--pairs", type=int, default=SyntheticSpec.n_text)
+    parser.add_argument("--test", type=int, default=SyntheticSpec.n_test)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    spec = SyntheticSpec(n_text=args.pairs, n_memory=args.pairs, n_test=args.test, seed=args.seed)
+    folder = make_synthetic(spec).save(args.out)
+    print(f"wrote synthetic embeddings to {folder}")
+
+
+if __name__ == "__main__":
+    main()

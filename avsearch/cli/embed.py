@@ -1,9 +1,68 @@
-"""PLACEHOLDER: replaced by the module that implements this command."""
+"""`avsearch embed`: media folders and caption files -> the {modality}.{space}.npy training memories."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.table import Table
+
+from avsearch.cli.common import err, out, user_errors
+
+
+@user_errors
+def embed_command(
+    sources: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Media files or folders (audio, images, point clouds; kind told by content)."),
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the .npy memories (created).")] = Path(
+        "embeddings"
+    ),
+    captions: Annotated[
+        list[Path] | None,
+        typer.Option("--captions", help="Caption file, one caption a line (repeatable)."),
+    ] = None,
+    weights_dir: Annotated[
+        Path | None,
+        typer.Option("--weights-dir", help="Offline weights folder (default: $AVSEARCH_WEIGHTS)."),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: CUDA when present).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Embed media and captions into {modality}.{space}.npy files for `avsearch train`.
+
+    Images -> image.clip.npy; audio -> audio.clap.npy; point clouds -> pointcloud.ulip.npy; captions ->
+    text.clip.npy and text.clap.npy (same row order). Resumable: run it again after an interruption.
+    Files that cannot be decoded are skipped and listed with the reason.
+    """
+    from avsearch.embedding import embed_sources
+
+    report = embed_sources(
+        sources or [],
+        out_dir,
+        captions=captions or [],
+        weights_dir=weights_dir,
+        device=device,
+        progress=not quiet,
+    )
+    table = Table(title=f"embeddings in {report.out_dir}")
+    for column in ("file", "rows", "dim", "encoder", ""):
+        table.add_column(column)
+    for o in report.outputs:
+        table.add_row(f"{o.name}.npy", str(o.rows), str(o.dim), o.encoder, "kept (up to date)" if o.reused else "")
+    out.print(table)
+    if report.skipped:
+        listed = report.out_dir / "skipped.jsonl"
+        err.print(f"[yellow]skipped {len(report.skipped)} file(s)[/] (listed in {listed}):")
+        for source, reason in report.skipped[:50]:
+            err.print(f"  {source}: {reason}", markup=False, highlight=False)
+        if len(report.skipped) > 50:
+            err.print(f"  ... and {len(report.skipped) - 50} more")
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("embed")(embed_command)

@@ -1,0 +1,172 @@
+"""CLIP ViT-B/32 (OpenAI weights) through open_clip: images and text -> 512-d L2-normalised vectors.
+
+Weights: the published OpenAI file ViT-B-32.pt (a TorchScript archive, loaded by open_clip's
+`load_openai_model`), or a plain/safetensors state dict such as the hub's open_clip_model.safetensors
+(loaded by `open_clip.create_model(..., pretrained=<file>)`); see avsearch.encoders.weights for where
+the file is looked for. Preprocessing (bicubic shortest-side resize to 224, centre crop, CLIP
+mean/std) and the 77-token context come from configs/encoders.toml.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avsearch.encoders.base import IMAGE, TEXT
+from avsearch.encoders.registry import EncoderSpec
+from avsearch.encoders.runtime import as_numpy, batch_size_for, dtype_for, fingerprint, run_batched
+from avsearch.encoders.weights import find_file, resolve_weight
+from avsearch.errors import ConfigError, IncompatibleError
+from avsearch.media.image import load_image
+from avsearch.media.text import check_texts
+
+log = logging.getLogger(__name__)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """OpenAI's published .pt files are TorchScript archives (a zip holding code/ and constants.pkl)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
+
+
+def _build_model(spec: EncoderSpec, path: Path, device: torch.device) -> torch.nn.Module:
+    import open_clip
+
+    precision = "fp16" if device.type == "cuda" else "fp32"
+    try:
+        if _is_torchscript(path):
+            # The real open_clip loader for OpenAI's archives (rebuilds a non-JIT model from them).
+            model = open_clip.load_openai_model(str(path), precision=precision, device=device)
+        else:
+            model = open_clip.create_model(
+                spec.options["arch"], pretrained=str(path), precision=precision, device=device
+            )
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise IncompatibleError(f"{path}: not a CLIP ViT-B/32 checkpoint ({exc})") from exc
+    return model.eval()
+
+
+def _drop_unused_towers(model: torch.nn.Module, modalities: Sequence[str]) -> None:
+    """Free the tower no command asked for (the checkpoint holds both)."""
+    if IMAGE not in modalities:
+        model.visual = None
+    if TEXT not in modalities:
+        for attr in ("transformer", "token_embedding", "ln_final"):
+            setattr(model, attr, None)
+        for attr in ("positional_embedding", "text_projection"):
+            setattr(model, attr, None)
+
+
+class ClipEncoder:
+    """Frozen CLIP encoder of the "clip" space (see avsearch.encoders.base.Encoder)."""
+
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        model: torch.nn.Module,
+        modalities: tuple[str, ...],
+        device: torch.device,
+        weight_path: Path,
+    ) -> None:
+        import open_clip
+
+        opts = spec.options
+        self.name = spec.name
+        self.space = spec.space
+        self.modalities = modalities
+        self.dim = spec.dim
+        self.device = device
+        self.dtype = dtype_for(device)
+        self._spec = spec
+        self._model = model
+        self._weight_path = weight_path
+        self.preprocess = open_clip.image_transform(
+            opts["image_size"],
+            is_train=False,
+            mean=tuple(opts["mean"]),
+            std=tuple(opts["std"]),
+            interpolation=opts["interpolation"],
+            resize_mode="shortest",
+        )
+        self.tokenizer = open_clip.get_tokenizer(opts["arch"], context_length=opts["context_length"])
+        self.image_batch = batch_size_for(device, opts["batch_image"])
+        self.text_batch = batch_size_for(device, opts["batch_text"])
+
+    def _need(self, modality: str) -> None:
+        if modality not in self.modalities:
+            raise ConfigError(f"{self.name} was loaded without its {modality} tower")
+
+    # -- images ----------------------------------------------------------------------------------
+    def prepare(self, modality: str, path: Path) -> torch.Tensor:
+        """Decode and preprocess one file: (3, 224, 224) float32. Raises DecodeError naming it."""
+        if modality != IMAGE:
+            raise ConfigError(f"{self.name} encodes image files, not {modality}")
+        return self.preprocess(load_image(path))
+
+    @torch.inference_mode()
+    def encode_prepared(self, modality: str, items: Sequence[torch.Tensor]) -> np.ndarray:
+        """Encode preprocessed images [(3, 224, 224)] -> (N, 512) float32, rows L2-normalised."""
+        self._need(IMAGE)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        pixels = torch.stack(list(items))
+        return self.encode_pixels(pixels)
+
+    @torch.inference_mode()
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """Bare model forward on normalised pixels (N, 3, 224, 224) -> (N, 512) float32 normalised."""
+        self._need(IMAGE)
+
+        def forward(batch: torch.Tensor) -> torch.Tensor:
+            return self._model.encode_image(batch.to(self.device, self.dtype, non_blocking=True))
+
+        return as_numpy(run_batched(forward, pixels, self.image_batch), self.dim)
+
+    def encode_files(self, modality: str, paths: Sequence[Path]) -> np.ndarray:
+        """Decode + encode image files -> (N, 512) float32; DecodeError names the first bad file."""
+        self._need(IMAGE)
+        with ThreadPoolExecutor(max_workers=4) as pool:  # PIL decodes release the GIL
+            items = list(pool.map(lambda p: self.prepare(modality, Path(p)), paths))
+        return self.encode_prepared(modality, items)
+
+    # -- text ------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> (N, 512) float32 normalised; truncated to 77 tokens; empty text is an InputError."""
+        self._need(TEXT)
+        cleaned = check_texts(texts)
+        if not cleaned:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        tokens = self.tokenizer(cleaned)
+
+        def forward(batch: torch.Tensor) -> torch.Tensor:
+            return self._model.encode_text(batch.to(self.device))
+
+        return as_numpy(run_batched(forward, tokens, self.text_batch), self.dim)
+
+    def fingerprint(self) -> str:
+        opts = {k: v for k, v in self._spec.options.items() if not k.startswith("batch")}
+        return fingerprint(self.name, [self._weight_path], opts)
+
+
+def load_clip_encoder(
+    spec: EncoderSpec,
+    modalities: tuple[str, ...],
+    weights_dir: Path | str | None,
+    device: torch.device,
+) -> ClipEncoder:
+    """Registry factory: resolve the CLIP checkpoint and build the encoder for `modalities`."""
+    (file_key,) = spec.files
+    path = resolve_weight(find_file(file_key).name, weights_dir)
+    model = _build_model(spec, path, device)
+    _drop_unused_towers(model, modalities)
+    log.info("CLIP %s loaded from %s on %s", spec.options["arch"], path, device)
+    return ClipEncoder(spec, model, modalities, device, path)
