@@ -10,6 +10,7 @@ from pathlib import Path
 ENV_WEIGHTS = "AVSEARCH_WEIGHTS"
 ENV_INDEX_DIR = "AVSEARCH_INDEX_DIR"
 ENV_DEVICE = "AVSEARCH_DEVICE"
+ENV_CACHE = "AVSEARCH_CACHE"
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class Settings:
     weights_dir: Path | None  # offline weights folder (files under their published names)
     index_dir: Path  # where `avsearch index` keeps its tables when --index-dir is not given
     device: str | None  # "cpu", "cuda", "cuda:1"; None = CUDA when present, else CPU
+    cache_dir: Path  # avsearch's own cache: downloads without a hub cache, prompt embeddings
 
 
 def load_settings() -> Settings:
@@ -25,6 +27,7 @@ def load_settings() -> Settings:
         weights_dir=Path(weights).expanduser() if weights else None,
         index_dir=Path(os.environ.get(ENV_INDEX_DIR, "indexes/default")).expanduser(),
         device=os.environ.get(ENV_DEVICE) or None,
+        cache_dir=Path(os.environ.get(ENV_CACHE, "~/.cache/avsearch")).expanduser(),
     )
 
 

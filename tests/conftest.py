@@ -5,9 +5,12 @@ CLAP architectures with random (CLAP: tiny-text-tower) weights made by the tests
 """
 
 import os
+import tempfile
 
 # No test may reach a model hub: fail fast instead of hanging on a network that is not there.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("AVSEARCH_OFFLINE", "1")
+# Caches (prompt embeddings, downloads) go to a throw-away folder, never the user's home.
+os.environ["AVSEARCH_CACHE"] = tempfile.mkdtemp(prefix="avsearch-test-cache-")
 
 pytest_plugins = ["tests.encoder_fixtures"]

@@ -98,8 +98,7 @@ class TrainConfig:
             )
         if self.consistency.backend not in CONSISTENCY_BACKENDS:
             raise ConfigError(
-                f"unknown consistency backend {self.consistency.backend!r}; "
-                f"valid: {', '.join(CONSISTENCY_BACKENDS)}"
+                f"unknown consistency backend {self.consistency.backend!r}; valid: {', '.join(CONSISTENCY_BACKENDS)}"
             )
         for name, value in (("epochs", self.optim.epochs), ("batch_size", self.optim.batch_size)):
             if value < 1:
@@ -113,6 +112,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def embed_routes(self) -> dict[str, list[str]]:
+        """Encoders per modality this bridge trains on: the overlap modality in both spaces (same rows),
+        each side's memory modality in that side's space. Used by `avsearch embed --config`."""
+        routes: dict[str, list[str]] = {self.overlap: [s.encoder for s in self.sides]}
+        for side in self.sides:
+            if side.encoder not in routes.setdefault(side.memory, []):
+                routes[side.memory].append(side.encoder)
+        return routes
 
     def bridge_meta(self) -> BridgeMeta:
         """Metadata of the bridge this config trains (hyper-parameters included)."""
@@ -134,9 +142,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}"
-        )
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         kwargs[key] = _coerce(hints[key], value, f"{where}.{key}")

@@ -31,6 +31,12 @@ def embed_command(
     device: Annotated[
         str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: CUDA when present).")
     ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config", "-c", help="Embed what this bridge config trains on (audio_visual, pointcloud_text, a TOML)."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Embed media and captions into {modality}.{space}.npy files for `avsearch train`.
@@ -39,6 +45,7 @@ def embed_command(
     text.clip.npy and text.clap.npy (same row order). Resumable: run it again after an interruption.
     Files that cannot be decoded are skipped and listed with the reason.
     """
+    from avsearch.bridge.config import load_train_config
     from avsearch.embedding import embed_sources
 
     report = embed_sources(
@@ -48,6 +55,7 @@ def embed_command(
         weights_dir=weights_dir,
         device=device,
         progress=not quiet,
+        routes=load_train_config(config).embed_routes() if config else None,
     )
     table = Table(title=f"embeddings in {report.out_dir}")
     for column in ("file", "rows", "dim", "encoder", ""):

@@ -161,8 +161,12 @@ def _run_job(
     return vectors, items, skipped_all
 
 
-def _plan(sources: Sequence[Path | str], captions: Sequence[Path | str]) -> tuple[list[_Job], list[tuple[str, str]]]:
-    routes = embed_routes()
+def _plan(
+    sources: Sequence[Path | str],
+    captions: Sequence[Path | str],
+    routes: dict[str, list[str]] | None = None,
+) -> tuple[list[_Job], list[tuple[str, str]]]:
+    routes = routes if routes is not None else embed_routes()
     groups, not_media = group_by_kind(collect_files(sources)) if sources else ({}, [])
     skipped = [(str(p), reason) for p, reason in not_media]
     jobs: list[_Job] = []
@@ -176,6 +180,8 @@ def _plan(sources: Sequence[Path | str], captions: Sequence[Path | str]) -> tupl
         items = [
             _Item(text, {"file": str(cfile), "line": n}) for cfile in captions for n, text in read_caption_lines(cfile)
         ]
+        if not routes.get(TEXT):
+            raise InputError("caption files were given but no text encoder is configured for this bridge")
         jobs += [_Job(TEXT, name, items) for name in routes[TEXT]]
     return jobs, skipped
 
@@ -188,14 +194,16 @@ def embed_sources(
     device: str | None = None,
     progress: bool = True,
     load: Callable[..., Encoder] = load_encoder,
+    routes: dict[str, list[str]] | None = None,
 ) -> EmbedReport:
     """Embed every media file under `sources` and every caption line of `captions` into `out_dir`.
 
     Returns an EmbedReport (outputs written, files skipped with reasons). Raises InputError when there
-    is nothing to embed or a source/caption file is missing.
+    is nothing to embed or a source/caption file is missing. `routes` (modality -> encoder names)
+    replaces configs/encoders.toml's [embed] routes, e.g. TrainConfig.embed_routes() of a bridge.
     """
     out = Path(out_dir).expanduser()
-    jobs, skipped = _plan(sources, captions)
+    jobs, skipped = _plan(sources, captions, routes)
     if not jobs:
         raise InputError("nothing to embed: no audio, image or point-cloud file and no caption file given")
     out.mkdir(parents=True, exist_ok=True)

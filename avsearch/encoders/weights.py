@@ -28,7 +28,6 @@ from avsearch.settings import ENV_WEIGHTS, configs_dir, load_settings
 log = logging.getLogger(__name__)
 
 ENV_OFFLINE = "AVSEARCH_OFFLINE"
-AVSEARCH_CACHE = Path("~/.cache/avsearch").expanduser()
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ def _in_caches(wf: WeightFile) -> Path | None:
         path = Path(raw).expanduser()
         if path.is_file():
             return path
-    own = AVSEARCH_CACHE / wf.name
+    own = load_settings().cache_dir / wf.name
     return own if own.is_file() else None
 
 
@@ -163,7 +162,7 @@ def download(wf: WeightFile) -> Path:
         return Path(hf_hub_download(repo_id=wf.hf_repo, filename=(wf.hf_files or (wf.name,))[0]))
     if not wf.url:
         raise OSError(f"no download source for {wf.name}")
-    target = AVSEARCH_CACHE / wf.name
+    target = load_settings().cache_dir / wf.name
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     # Download to a temporary file and move it into place only when complete and verified.

@@ -22,7 +22,7 @@ import numpy as np
 from avsearch.bridge.model import Bridge
 from avsearch.encoders.base import POINTCLOUD, TEXT, Encoder
 from avsearch.errors import ConfigError, IncompatibleError, InputError
-from avsearch.settings import configs_dir
+from avsearch.settings import configs_dir, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,10 @@ CLIP_ENCODER = "clip-vit-b-32-openai"
 ULIP_ENCODER = "ulip2-pointbert"
 RELEASED_BRIDGE = "ulip_clip.pt"  # the released C-MCR 3D-image projectors
 BUILTIN_LABELS = ("modelnet40",)
-PROMPT_CACHE = Path("~/.cache/avsearch/prompt_embeddings").expanduser()
+
+
+def prompt_cache_dir() -> Path:
+    return load_settings().cache_dir / "prompt_embeddings"
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,7 @@ def load_labels(spec: str | Path = "modelnet40") -> list[str]:
     else:
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise ConfigError(
-                f"labels {str(spec)!r}: neither a built-in set ({', '.join(BUILTIN_LABELS)}) nor a file"
-            )
+            raise ConfigError(f"labels {str(spec)!r}: neither a built-in set ({', '.join(BUILTIN_LABELS)}) nor a file")
     lines = [ln.split("#", 1)[0].strip() for ln in path.read_text(encoding="utf-8").splitlines()]
     labels = [ln for ln in lines if ln]
     if len(labels) < 2:
@@ -196,7 +197,7 @@ def load_classifier(
     """Load ULIP-2 (point clouds), CLIP (text) and the ULIP-CLIP bridge and build a classifier.
 
     templates: a prompts TOML (default configs/prompts_3d.toml); cache_dir: prompt-embedding cache
-    (default PROMPT_CACHE).
+    (default: prompt_embeddings/ under the avsearch cache, $AVSEARCH_CACHE).
     """
     from avsearch.encoders.registry import load_encoder
 
@@ -204,7 +205,7 @@ def load_classifier(
     the_bridge = load_3d_bridge(bridge, weights_dir)
     points = load_encoder(ULIP_ENCODER, (POINTCLOUD,), weights_dir, device)
     text = load_encoder(CLIP_ENCODER, (TEXT,), weights_dir, device)
-    cache = PROMPT_CACHE if cache_dir is None else cache_dir
+    cache = prompt_cache_dir() if cache_dir is None else cache_dir
     return ZeroShot3DClassifier(points, text, the_bridge, names, load_templates(templates), cache)
 
 

@@ -23,9 +23,7 @@ from .conftest import random_ulip_state, save_ulip_checkpoint
 def test_layout_is_ulip_v1_pointbert() -> None:
     layout = expected_layout()
     assert len(layout) == 462
-    prefixes = {
-        p: sum(k.startswith(p) for k in layout) for p in ("visual.", "transformer.", "point_encoder.")
-    }
+    prefixes = {p: sum(k.startswith(p) for k in layout) for p in ("visual.", "transformer.", "point_encoder.")}
     assert prefixes == {"visual.": 150, "transformer.": 144, "point_encoder.": 160}
     assert layout["pc_projection"] == (768, 512) and layout["image_projection"] == (768, 512)
     assert layout["point_encoder.encoder.first_conv.0.weight"] == (128, 3, 1)

@@ -45,7 +45,7 @@ def labelled(tmp_path_factory: pytest.TempPathFactory, make_cloud) -> tuple[Path
 
 @pytest.fixture(autouse=True)
 def _prompt_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(c3d, "PROMPT_CACHE", tmp_path / "prompt-cache")
+    monkeypatch.setenv("AVSEARCH_CACHE", str(tmp_path / "cache"))
 
 
 def test_labels_and_templates() -> None:
@@ -71,9 +71,7 @@ def test_split_filter(labelled) -> None:
 
 def test_eval_reports_topk(labelled, ulip_weights_dir: Path, prompts: Path) -> None:
     root, labels = labelled
-    report = evaluate_classify3d(
-        root, labels, "test", weights_dir=ulip_weights_dir, device="cpu", templates=prompts
-    )
+    report = evaluate_classify3d(root, labels, "test", weights_dir=ulip_weights_dir, device="cpu", templates=prompts)
     assert report.n_files == 4 and report.labels == LABELS
     assert len(report.skipped) == 1 and "lamp_0003.ply" in report.skipped[0]
     assert set(report.topk) == {1, 3, 5}
@@ -82,9 +80,7 @@ def test_eval_reports_topk(labelled, ulip_weights_dir: Path, prompts: Path) -> N
     with pytest.raises(ConfigError, match="flower_pot"):  # folders must be among the candidates
         other = labelled[0].parent / "few.txt"
         other.write_text("chair\ntable\nlamp\n")
-        evaluate_classify3d(
-            root, other, "test", weights_dir=ulip_weights_dir, device="cpu", templates=prompts
-        )
+        evaluate_classify3d(root, other, "test", weights_dir=ulip_weights_dir, device="cpu", templates=prompts)
 
 
 def test_cli_classify3d_json(labelled, ulip_weights_dir: Path, prompts: Path) -> None:
@@ -100,7 +96,7 @@ def test_cli_classify3d_json(labelled, ulip_weights_dir: Path, prompts: Path) ->
     assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
     assert {p["label"] for p in rows[0]["top"]} <= set(LABELS)
     # The prompt embeddings were cached for the next run.
-    assert list(c3d.PROMPT_CACHE.glob("*.npy"))
+    assert list(c3d.prompt_cache_dir().glob("*.npy"))
 
 
 def test_cli_errors_are_one_line(labelled, ulip_weights_dir: Path, tmp_path: Path) -> None:

@@ -160,8 +160,7 @@ class Evil:
         ("evil.npy", "evil", "refusing to unpickle"),
         (
             "z.pcd",
-            b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nPOINTS 9\n"
-            b"DATA binary_compressed\n\x00",
+            b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nPOINTS 9\nDATA binary_compressed\n\x00",
             "binary_compressed",
         ),  # fmt: skip
         ("t.pcd", b"FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nPOINTS 100\nDATA binary\n\x00\x00", "truncated"),
