@@ -82,12 +82,10 @@ def _exact(
 ) -> np.ndarray:
     n, d = queries.shape
     out = np.empty((n, d), np.float32)
-    mem_blocks = [
-        (s, min(s + memory_chunk, memory.shape[0])) for s in range(0, memory.shape[0], memory_chunk)
-    ]
+    mem_blocks = [(s, min(s + memory_chunk, memory.shape[0])) for s in range(0, memory.shape[0], memory_chunk)]
     # The memory is copied to the device once (as blocks), not once per query chunk.
     resident = [torch.tensor(np.asarray(memory[a:b], np.float32)).to(device) for a, b in mem_blocks]
-    bar = tqdm(total=n, desc=f"consistency ({mode})", unit="q", disable=not progress, leave=False)
+    bar = tqdm(total=n, desc=f"consistency ({mode})", unit="q", disable=None if progress else True, leave=False)
     for qs in range(0, n, query_chunk):
         q = torch.tensor(np.asarray(queries[qs : qs + query_chunk], np.float32)).to(device)
         if mode == "softmax":
@@ -151,7 +149,7 @@ def _faiss_topk(
     k = min(topk, memory.shape[0]) if mode == "softmax" else 1
     out = np.empty((n, d), np.float32)
     step = 8192
-    for qs in tqdm(range(0, n, step), desc="consistency (faiss)", disable=not progress, leave=False):
+    for qs in tqdm(range(0, n, step), desc="consistency (faiss)", disable=None if progress else True, leave=False):
         q = np.ascontiguousarray(queries[qs : qs + step], np.float32)
         sims, idx = index.search(q, k)
         valid = idx >= 0  # IVF may return fewer than k hits; those come back as -1

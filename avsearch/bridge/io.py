@@ -156,17 +156,13 @@ def import_released(path: str | Path, kind: str | None = None) -> Bridge:
     path = Path(path)
     kind = kind or path.stem
     if kind not in _RELEASED:
-        raise InputError(
-            f"{path}: unknown released checkpoint kind {kind!r}; valid kinds: {', '.join(RELEASED_KINDS)}"
-        )
+        raise InputError(f"{path}: unknown released checkpoint kind {kind!r}; valid kinds: {', '.join(RELEASED_KINDS)}")
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
     try:
         raw = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, zip errors, forbidden globals
-        raise InputError(
-            f"{path}: cannot be read as a weights-only torch checkpoint ({_first_line(exc)})"
-        ) from exc
+        raise InputError(f"{path}: cannot be read as a weights-only torch checkpoint ({_first_line(exc)})") from exc
     if isinstance(raw, dict) and "state_dict" in raw and isinstance(raw["state_dict"], dict):
         raw = raw["state_dict"]
     if not isinstance(raw, dict):

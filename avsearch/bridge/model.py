@@ -97,9 +97,7 @@ class Bridge(nn.Module):
         side = self.meta.side(space)
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != side.dim:
-            raise IncompatibleError(
-                f"{space} embeddings must have shape (N, {side.dim}), got {tuple(x.shape)}"
-            )
+            raise IncompatibleError(f"{space} embeddings must have shape (N, {side.dim}), got {tuple(x.shape)}")
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device

@@ -95,9 +95,7 @@ def make_synthetic(spec: SyntheticSpec = SyntheticSpec()) -> SyntheticData:
     space_b = _Space(rng, spec.latent, spec.dim, ("text", "audio"), spec)
 
     def events(n: int) -> np.ndarray:
-        return centres[rng.integers(0, spec.concepts, n)] + spec.detail * rng.standard_normal(
-            (n, spec.latent)
-        )
+        return centres[rng.integers(0, spec.concepts, n)] + spec.detail * rng.standard_normal((n, spec.latent))
 
     def private(n: int) -> np.ndarray:
         return rng.standard_normal((n, spec.latent))

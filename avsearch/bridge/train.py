@@ -79,9 +79,7 @@ class _Batches:
         self.device = device
         self.resident = sum(a.nbytes for a in arrays) <= RESIDENT_BYTES
         if self.resident:
-            self.arrays: tuple[Any, ...] = tuple(
-                torch.tensor(np.asarray(a, np.float32)).to(device) for a in arrays
-            )
+            self.arrays: tuple[Any, ...] = tuple(torch.tensor(np.asarray(a, np.float32)).to(device) for a in arrays)
         else:
             self.arrays = arrays
 
@@ -125,15 +123,13 @@ def train_bridge(
     noise_gen = torch.Generator(device=dev).manual_seed(opt_cfg.seed + 1)
 
     def complete(x: torch.Tensor) -> torch.Tensor:
-        return semantic_completion(
-            x, method.noise_var, noise=abl.noise, renorm=abl.renorm, generator=noise_gen
-        )
+        return semantic_completion(x, method.noise_var, noise=abl.noise, renorm=abl.renorm, generator=noise_gen)
 
     # 3. The loop.
     history: list[dict[str, float]] = []
     step = 0
     train_s = 0.0
-    bar = tqdm(total=total_steps, desc=f"train {config.name}", unit="step", disable=not progress)
+    bar = tqdm(total=total_steps, desc=f"train {config.name}", unit="step", disable=None if progress else True)
     for epoch in range(opt_cfg.epochs):
         t_epoch = time.perf_counter()
         perm = torch.randperm(n, generator=order_gen)
@@ -197,9 +193,7 @@ def train_bridge(
             "device": str(dev),
         },
     )
-    return TrainResult(
-        bridge=bridge, history=history, samples_per_s=samples_per_s, consistency_s=consistency_s
-    )
+    return TrainResult(bridge=bridge, history=history, samples_per_s=samples_per_s, consistency_s=consistency_s)
 
 
 def train_from_folder(

@@ -1,9 +1,60 @@
-"""PLACEHOLDER: replaced by the module that implements this command."""
+"""`avsearch info`: what an index holds."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.table import Table
+
+from avsearch.cli.common import out, user_errors
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+@user_errors
+def info_command(
+    index_dir: Annotated[
+        Path | None,
+        typer.Option("--index-dir", help="Index folder (default: $AVSEARCH_INDEX_DIR or indexes/default)."),
+    ] = None,
+) -> None:
+    """Counts per modality, file sizes, encoders, the bridge and the FAISS index of each table."""
+    from avsearch.settings import load_settings
+    from avsearch.store.info import describe_index
+
+    info = describe_index(index_dir or load_settings().index_dir)
+    m = info.manifest
+    out.print(f"index      {info.index_dir} ({_mb(info.disk_bytes)} on disk, schema v{m.schema_version})")
+    for b in m.bridges.values():
+        out.print(f"bridge     {b.name} ({b.fingerprint}, {' <-> '.join(b.spaces)}) {b.path}")
+    out.print(f"roots      {', '.join(m.roots) or '-'}")
+    out.print(f"updated    {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(m.updated))}")
+    table = Table()
+    for column in ("modality", "files", "size", "encoder", "vectors", "FAISS index"):
+        table.add_column(column)
+    for mi in info.modalities:
+        columns = {"native": mi.native_dim, **mi.shared}
+        cells = []
+        for column, dim in columns.items():
+            p = mi.indexes.get(column)
+            kind = "-" if p is None else p["kind"] + (f" nprobe {p['nprobe']}/{p['nlist']}" if p["nlist"] else "")
+            stale = " (stale: run avsearch index)" if p is not None and p["stale"] else ""
+            cells.append((f"{column} ({dim})", kind + stale))
+        table.add_row(
+            mi.modality,
+            str(mi.files),
+            _mb(mi.bytes),
+            f"{mi.encoder}\n{(mi.encoder_fingerprint or 'not yet used').rsplit(':', 1)[-1]}",
+            "\n".join(c for c, _ in cells),
+            "\n".join(k for _, k in cells),
+        )
+    out.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("info")(info_command)

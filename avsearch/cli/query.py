@@ -1,9 +1,87 @@
-"""PLACEHOLDER: replaced by the module that implements this command."""
+"""`avsearch query`: search an index with a sound, a picture or a text."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.table import Table
+
+from avsearch.cli.common import out, user_errors
+from avsearch.errors import InputError
+
+
+@user_errors
+def query_command(
+    audio: Annotated[Path | None, typer.Option("--audio", help="Query with this sound file.")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="Query with this picture.")] = None,
+    pointcloud: Annotated[
+        Path | None, typer.Option("--pointcloud", help="Query with this point cloud (.ply, .npy, .xyz, ...).")
+    ] = None,
+    text: Annotated[str | None, typer.Option("--text", help="Query with this text.")] = None,
+    target: Annotated[str, typer.Option("--target", help="What to find: image, audio, pointcloud or all.")] = "all",
+    k: Annotated[int, typer.Option("-k", min=1, help="Results per target.")] = 10,
+    glob: Annotated[
+        str | None, typer.Option("--glob", help="Only paths matching this pattern, e.g. '*/birds/*'.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON (for scripts).")] = False,
+    paths_only: Annotated[bool, typer.Option("--paths-only", help="Print only the paths, one a line.")] = False,
+    index_dir: Annotated[
+        Path | None,
+        typer.Option("--index-dir", help="Index folder (default: $AVSEARCH_INDEX_DIR or indexes/default)."),
+    ] = None,
+    weights_dir: Annotated[
+        Path | None,
+        typer.Option("--weights-dir", help="Offline weights folder (default: $AVSEARCH_WEIGHTS)."),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: CUDA when present).")
+    ] = None,
+) -> None:
+    """Find images, sounds and 3D shapes: audio<->image and image<->3D through the bridges, text->image
+    in CLIP's space, text->audio in CLAP's, text->3D through CLIP text and the 3D bridge, and
+    same-modality queries in their own spaces.
+
+    Scores are cosine similarities; they compare within one target's list, not across targets.
+    """
+    from avsearch.search.engine import SearchEngine, SearchFilters
+    from avsearch.settings import load_settings
+
+    files = {"audio": audio, "image": image, "pointcloud": pointcloud}
+    given = [name for name, v in files.items() if v is not None] + (["text"] if text is not None else [])
+    if len(given) != 1:
+        raise InputError("give exactly one of --audio FILE, --image FILE, --pointcloud FILE or --text TEXT")
+    settings = load_settings()
+    engine = SearchEngine(
+        index_dir or settings.index_dir, weights_dir or settings.weights_dir, device or settings.device
+    )
+    filters = SearchFilters(path_glob=glob) if glob else None
+    if text is not None:
+        results = engine.search_text(text, target, k, filters)
+    else:
+        modality = given[0]
+        results = engine.search_file(files[modality], modality, target, k, filters)
+
+    if as_json:
+        out.print_json(json.dumps([r.to_dict() for r in results]))
+        return
+    if paths_only:
+        for r in results:
+            for hit in r.hits:
+                typer.echo(hit.path)
+        return
+    for r in results:
+        table = Table(title=f"{r.query_modality} -> {r.target} ({r.space}, {r.index_kind})")
+        for column, justify in (("#", "right"), ("score", "right"), ("path", "left")):
+            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        for hit in r.hits:
+            table.add_row(str(hit.rank), f"{hit.score:.3f}", hit.path)
+        if not r.hits:
+            table.add_row("", "", f"(no {r.target} in this index)")
+        out.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("query")(query_command)

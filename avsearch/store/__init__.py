@@ -1,0 +1,9 @@
+"""The index store: LanceDB tables (source of truth), a JSON manifest, and FAISS indexes over them.
+
+Layout of an index folder:
+    manifest.json              bridges, encoders and their fingerprints, schema version (manifest.py)
+    tables/<modality>.lance    one row per file: bookkeeping, native vector, one projected vector per
+                               bridge covering the modality's space ("proj_<bridge name>") (tables.py)
+    ann/<modality>.<column>.json + -<build>.faiss + -<build>.paths.arrow
+                               FAISS index per vector column, its parameters, row -> path (ann_files.py)
+"""

@@ -1,0 +1,95 @@
+"""Bring the FAISS indexes up to date with the tables after an index run.
+
+One index per (modality, column): `native` answers text and same-modality queries in the encoder's own
+space, `proj_<bridge>` answers the other modalities' queries through that bridge. An index is rebuilt (or,
+for IVF kinds, updated in place) when the table version it was built from is not the current one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from avsearch.indexing.models import Models
+from avsearch.indexing.progress import NoProgress, Progress
+from avsearch.store.ann import FLAT, build_index, choose_kind
+from avsearch.store.ann_files import ann_name, load_ann, read_ann_meta, remove_ann, save_ann
+from avsearch.store.config import AnnConfig
+from avsearch.store.tables import NATIVE, MediaStore
+
+log = logging.getLogger(__name__)
+
+MIN_REAL_QUERIES = 200  # below this many indexed cross-modal vectors, captions are added for tuning
+
+
+def refresh_indexes(
+    store: MediaStore, models: Models, cfg: AnnConfig, progress: Progress | None = None
+) -> dict[str, dict[str, Any]]:
+    """Rebuild stale FAISS indexes; returns name -> saved JSON (parameters, table version) of each."""
+    progress = progress or NoProgress()
+    index_dir = store.index_dir
+    out: dict[str, dict[str, Any]] = {}
+    for modality in models.manifest.modalities:
+        for column in store.vector_columns(modality):
+            name = ann_name(modality, column)
+            version = store.version(modality)
+            meta = read_ann_meta(index_dir, name)
+            if store.count(modality) == 0:
+                remove_ann(index_dir, name)
+                continue
+            if meta is not None and meta["table_version"] == version:
+                out[name] = meta
+                continue
+            stage = f"index {name}"
+            progress.start(stage, None)
+            paths, vectors, version = store.vectors(modality, column)
+            queries, source = None, ""
+            if choose_kind(len(paths), vectors.shape[1], cfg) != FLAT:
+                queries, source = tuning_queries(store, models, cfg, modality, column)
+            previous = load_ann(index_dir, name, use_gpu=False)
+            trained = (previous.index, previous.params) if previous is not None else None
+            index, params = build_index(vectors, cfg, queries, source, trained=trained)
+            out[name] = save_ann(index_dir, name, index, params, paths, version)
+            progress.finish(stage)
+            log.info("FAISS %s: %s over %d vectors", name, params.kind, params.n)
+    return out
+
+
+def tuning_queries(
+    store: MediaStore, models: Models, cfg: AnnConfig, modality: str, column: str
+) -> tuple[np.ndarray | None, str]:
+    """Cross-modal query vectors for tuning the index of (modality, column): (M, d) and their source.
+
+    proj_<bridge>: the other side's modality vectors projected by that bridge (real cross-modal
+    queries); with none indexed, captions through a text tower on the other side and the bridge.
+    native: captions through this space's own text tower (text -> image in CLIP, text -> audio in CLAP).
+    """
+    rng = np.random.default_rng(0)
+    manifest = models.manifest
+    if column == NATIVE:
+        entry = manifest.modalities[modality]
+        if entry.text and cfg.tuning_captions:
+            return models.encode_captions(entry.encoder, cfg.tuning_captions), f"captions through {entry.space} text"
+        return None, ""
+    ref = next(b for b in manifest.bridges.values() if b.column == column)
+    space = manifest.modalities[modality].space
+    others = [m for m, e in manifest.modalities.items() if m != modality and e.space in ref.spaces]
+    found: list[tuple[np.ndarray, str]] = []
+    parts = [store.vectors(o, column)[1] for o in others if o in store.modalities() and store.count(o)]
+    if parts:
+        q = np.concatenate(parts)
+        take = rng.choice(len(q), min(len(q), cfg.max_tuning_queries), replace=False)
+        found.append((q[take], f"{'+'.join(others)} vectors projected by {ref.name}"))
+    # Few real cross-modal queries make a noisy recall estimate: captions on the other side help.
+    text_sides = [e for e in manifest.modalities.values() if e.space in ref.spaces and e.space != space and e.text]
+    if sum(len(q) for q, _ in found) < MIN_REAL_QUERIES and text_sides and cfg.tuning_captions:
+        other = text_sides[0]
+        texts = models.encode_captions(other.encoder, cfg.tuning_captions)
+        found.append(
+            (models.project(ref.name, other.space, texts), f"captions through {other.space} text + {ref.name}")
+        )
+    if not found:
+        return None, ""
+    return np.concatenate([q for q, _ in found]), "; ".join(label for _, label in found)

@@ -1,0 +1,69 @@
+"""Walk a media folder: every regular file with its size and mtime, without following symlink loops."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScannedFile:
+    path: str  # absolute path as walked (a symlinked file keeps its link path)
+    size: int
+    mtime_ns: int
+
+
+def scan_folder(
+    root: Path,
+    follow_symlinks: bool = True,
+    skip_hidden: bool = True,
+    exclude: Path | None = None,
+    on_file: Callable[[int], None] | None = None,
+) -> tuple[list[ScannedFile], list[tuple[str, str]]]:
+    """Files under root, sorted by path, and (path, reason) for entries that could not be read.
+
+    Directory links are followed once: a directory already visited (same device and inode) is not
+    entered again, which breaks symlink loops. `exclude` (the index folder, when it lies inside root)
+    is not walked. on_file(n) is called as files are found (progress).
+    """
+    root = Path(root).absolute()
+    seen: set[tuple[int, int]] = set()
+    files: list[ScannedFile] = []
+    problems: list[tuple[str, str]] = []
+    excluded = exclude.resolve() if exclude is not None else None
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+            key = (st.st_dev, st.st_ino)
+            if key in seen or (excluded is not None and folder.resolve() == excluded):
+                continue
+            seen.add(key)
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            problems.append((str(folder), f"cannot list folder: {exc.strerror or exc}"))
+            continue
+        for entry in entries:
+            if skip_hidden and entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=follow_symlinks):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=follow_symlinks):
+                    st = entry.stat(follow_symlinks=True)
+                    files.append(ScannedFile(entry.path, st.st_size, st.st_mtime_ns))
+                    if on_file is not None:
+                        on_file(1)
+                elif entry.is_symlink() and not os.path.exists(entry.path):
+                    problems.append((entry.path, "broken symbolic link"))
+            except OSError as exc:
+                problems.append((entry.path, f"cannot read: {exc.strerror or exc}"))
+    files.sort(key=lambda f: f.path)
+    log.info("scanned %s: %d files", root, len(files))
+    return files, problems

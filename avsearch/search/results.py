@@ -1,0 +1,31 @@
+"""Typed search results, shared by the CLI and any later HTML gallery or HTTP API."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int  # 1-based
+    path: str
+    modality: str
+    score: float  # cosine similarity in the route's space (-1..1); comparable within one ResultSet only
+    size: int | None = None
+    mtime_ns: int | None = None
+
+
+@dataclass
+class ResultSet:
+    """The hits of one query against one target modality."""
+
+    query: str  # the file path or the text
+    query_modality: str
+    target: str
+    space: str  # "clip", "clap" (native) or "shared:<bridge name>"
+    index_kind: str  # "flat", "ivf_flat", ... or "exact" when searched without FAISS
+    hits: list[Hit] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

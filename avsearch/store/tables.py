@@ -1,0 +1,204 @@
+"""LanceDB tables, one per modality: per-file bookkeeping plus native and projected vectors.
+
+Each write (upsert or delete) is one Lance commit, so a run killed at any point leaves every table at
+its last committed version; the next run compares bookkeeping with the disk and carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+
+from avsearch.errors import IncompatibleError
+from avsearch.store.manifest import SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+TABLES_DIR = "tables"
+NATIVE = "native"  # column of encoder embeddings (the encoder's own space)
+SHARED_PREFIX = "proj_"  # columns of bridge-projected embeddings, one per bridge ("proj_<bridge name>")
+_BOOK = ("path", "size", "mtime_ns", "hash", "encoder", "bridge")
+_IN_CHUNK = 512  # paths per SQL IN (...) filter
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """Bookkeeping for one indexed file (no vectors)."""
+
+    path: str  # absolute path as walked (symlinked files keep their link path)
+    size: int
+    mtime_ns: int
+    hash: str  # blake2b of the content: finds renames and touched-but-unchanged files
+    encoder: str  # encoder fingerprint the vectors came from
+    bridge: str  # bridge fingerprint of the projected vector ("" when not projected)
+
+
+def table_schema(native_dim: int, shared: dict[str, int]) -> pa.Schema:
+    """Bookkeeping columns, the native vector column and one projected column per bridge (name -> width)."""
+    fields = [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("size", pa.int64()),
+        pa.field("mtime_ns", pa.int64()),
+        pa.field("hash", pa.string()),
+        pa.field("encoder", pa.string()),
+        pa.field("bridge", pa.string()),
+        pa.field(NATIVE, pa.list_(pa.float32(), native_dim)),
+    ]
+    fields += [pa.field(column, pa.list_(pa.float32(), dim)) for column, dim in sorted(shared.items())]
+    return pa.schema(fields, metadata={"avsearch_schema_version": str(SCHEMA_VERSION)})
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
+    """A fixed-size-list column -> (N, dim) float32."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(flat.reshape(-1, dim), dtype=np.float32)
+
+
+class MediaStore:
+    """The tables of one index folder. Create with the dims once; reopen without them."""
+
+    def __init__(self, index_dir: str | Path) -> None:
+        self.index_dir = Path(index_dir)
+        # Check for newer versions on every read: another process (an index run) may have committed.
+        self._db = lancedb.connect(str(self.index_dir / TABLES_DIR), read_consistency_interval=timedelta(0))
+        self._tables: dict[str, lancedb.table.Table] = {}
+
+    def modalities(self) -> list[str]:
+        return sorted(self._db.list_tables(limit=1000).tables)
+
+    def ensure_table(self, modality: str, native_dim: int, shared: dict[str, int]) -> None:
+        """Create the modality's table if missing; refuse one whose vector widths differ."""
+        if modality in self.modalities():
+            tbl = self._table(modality)
+            want = table_schema(native_dim, shared)
+            if tbl.schema.remove_metadata() != want.remove_metadata():
+                raise IncompatibleError(
+                    f"table {modality!r} in {self.index_dir} has columns {tbl.schema.names} and widths "
+                    f"that do not match the encoders/bridge given: build a new index with --index-dir"
+                )
+            return
+        self._tables[modality] = self._db.create_table(modality, schema=table_schema(native_dim, shared))
+
+    def _table(self, modality: str) -> lancedb.table.Table:
+        if modality not in self._tables:
+            self._tables[modality] = self._db.open_table(modality)
+        return self._tables[modality]
+
+    def vector_columns(self, modality: str) -> list[str]:
+        """NATIVE first, then the projected columns."""
+        names = self._table(modality).schema.names
+        return [NATIVE] + [n for n in names if n.startswith(SHARED_PREFIX)]
+
+    def dim(self, modality: str, column: str) -> int:
+        return self._table(modality).schema.field(column).type.list_size
+
+    def version(self, modality: str) -> int:
+        return int(self._table(modality).version)
+
+    def count(self, modality: str) -> int:
+        return int(self._table(modality).count_rows())
+
+    def bookkeeping(self, modality: str) -> dict[str, FileRecord]:
+        """Every row's bookkeeping, keyed by path (no vectors read)."""
+        arrow = self._table(modality).search().select(list(_BOOK)).limit(None).to_arrow()
+        cols = {name: arrow.column(name).to_pylist() for name in _BOOK}
+        return {
+            p: FileRecord(p, int(s), int(m), h, e, b or "")
+            for p, s, m, h, e, b in zip(*(cols[n] for n in _BOOK), strict=True)
+        }
+
+    def lookup(self, modality: str, paths: Sequence[str]) -> dict[str, FileRecord]:
+        """Bookkeeping of those of `paths` that are present (no vectors read)."""
+        out: dict[str, FileRecord] = {}
+        for chunk in _chunks(list(paths), _IN_CHUNK):
+            where = f"path IN ({', '.join(map(_sql_str, chunk))})"
+            arrow = self._table(modality).search().where(where).select(list(_BOOK)).limit(None).to_arrow()
+            for r in arrow.to_pylist():
+                out[r["path"]] = FileRecord(**{**r, "bridge": r["bridge"] or ""})
+        return out
+
+    def fetch(self, modality: str, paths: Sequence[str]) -> tuple[list[FileRecord], dict[str, np.ndarray]]:
+        """Rows of `paths` (those present): records and column -> (N, width) vectors in the same order."""
+        vector_cols = self.vector_columns(modality)
+        parts = [
+            self._table(modality)
+            .search()
+            .where(f"path IN ({', '.join(map(_sql_str, chunk))})")
+            .select(list(_BOOK) + vector_cols)
+            .limit(None)
+            .to_arrow()
+            for chunk in _chunks(paths, _IN_CHUNK)
+        ]
+        if not parts:
+            return [], {c: np.zeros((0, self.dim(modality, c)), np.float32) for c in vector_cols}
+        arrow = pa.concat_tables(parts)
+        rows = arrow.select(list(_BOOK)).to_pylist()
+        records = [FileRecord(**{**r, "bridge": r["bridge"] or ""}) for r in rows]
+        return records, {c: _matrix(arrow.column(c), self.dim(modality, c)) for c in vector_cols}
+
+    def upsert(self, modality: str, records: Sequence[FileRecord], vectors: dict[str, np.ndarray]) -> None:
+        """Insert or replace rows by path in ONE commit. vectors: every vector column -> (N, width)."""
+        if not records:
+            return
+        tbl = self._table(modality)
+        schema = tbl.schema
+        data: dict[str, pa.Array] = {
+            name: pa.array([getattr(r, name) for r in records], schema.field(name).type) for name in _BOOK
+        }
+        for column in self.vector_columns(modality):
+            if column not in vectors:
+                raise IncompatibleError(f"table {modality!r} needs {column} vectors, none were given")
+            data[column] = _fixed(vectors[column], schema.field(column).type)
+        batch = pa.table(data, schema=schema)
+        tbl.merge_insert("path").when_matched_update_all().when_not_matched_insert_all().execute(batch)
+
+    def delete(self, modality: str, paths: Iterable[str]) -> int:
+        """Delete rows by path (one commit per 512 paths); returns how many paths were asked for."""
+        paths = list(paths)
+        for chunk in _chunks(paths, _IN_CHUNK):
+            self._table(modality).delete(f"path IN ({', '.join(map(_sql_str, chunk))})")
+        return len(paths)
+
+    def vectors(self, modality: str, column: str) -> tuple[list[str], np.ndarray, int]:
+        """All paths and one vector column: (paths, (N, dim) float32, table version read)."""
+        tbl = self._table(modality)
+        version = int(tbl.version)
+        arrow = tbl.search().select(["path", column]).limit(None).to_arrow()
+        return (
+            arrow.column("path").to_pylist(),
+            _matrix(arrow.column(column), self.dim(modality, column)),
+            version,
+        )
+
+    def compact(self, modality: str) -> None:
+        """Merge the small per-batch fragments and drop old versions (after a completed run)."""
+        try:
+            # versions older than a minute go: long enough for a query that is reading right now
+            self._table(modality).optimize(cleanup_older_than=timedelta(minutes=1))
+        except Exception as exc:  # compaction is an optimisation; a failure must not fail the run
+            log.warning("compaction of table %s skipped: %s", modality, exc)
+
+
+def _fixed(matrix: np.ndarray, typ: pa.DataType) -> pa.Array:
+    m = np.ascontiguousarray(matrix, dtype=np.float32)
+    if m.ndim != 2 or m.shape[1] != typ.list_size:
+        raise IncompatibleError(f"vectors of shape {m.shape} do not fit a column of width {typ.list_size}")
+    return pa.FixedSizeListArray.from_arrays(pa.array(m.reshape(-1)), typ.list_size)
+
+
+def _chunks(items: Sequence[str], n: int) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]

@@ -1,0 +1,67 @@
+"""A FAKE encoder for pipeline tests only (it is not a model and never ships).
+
+It decodes files with the real avsearch.media decoders, so corrupt files fail exactly as with the real
+encoders, and turns the decoded content into a deterministic unit vector (a fixed random projection of
+a downsampled signal). It lets tests index hundreds of files in seconds; the end-to-end tests use the
+real CLIP and CLAP architectures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from avsearch.encoders.base import AUDIO, IMAGE, TEXT
+from avsearch.media.audio import load_audio
+from avsearch.media.image import load_image
+
+
+class FakeEncoder:
+    def __init__(self, name: str, space: str, modalities: tuple[str, ...], dim: int = 512) -> None:
+        self.name, self.space, self.modalities, self.dim = name, space, modalities, dim
+        self.files_encoded = 0
+        self._proj = np.random.default_rng(len(name)).standard_normal((256, dim)).astype(np.float32)
+
+    def _unit(self, x: np.ndarray) -> np.ndarray:
+        v = x.astype(np.float32) @ self._proj
+        return (v / max(float(np.linalg.norm(v)), 1e-9)).astype(np.float32)
+
+    def encode_files(self, modality: str, paths: Sequence[Path]) -> np.ndarray:
+        rows = []
+        for p in paths:
+            if modality == IMAGE:
+                signal = np.asarray(load_image(p).convert("L").resize((16, 16)), np.float32).reshape(-1)
+            elif modality == AUDIO:
+                wave = load_audio(p, 16_000)
+                signal = np.resize(wave, 256)
+            else:
+                raise ValueError(modality)
+            rows.append(self._unit(signal - signal.mean() + 1e-3))
+        self.files_encoded += len(paths)
+        return np.stack(rows)
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        assert TEXT in self.modalities
+        seeds = [int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) for t in texts]
+        return np.stack([self._unit(np.random.default_rng(s).standard_normal(256)) for s in seeds])
+
+    def fingerprint(self) -> str:
+        return f"{self.name}:fake-for-tests"
+
+
+class FakeLoader:
+    """EncoderLoader for run_index/SearchEngine: one FakeEncoder per (name, towers)."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[tuple[str, tuple[str, ...]], FakeEncoder] = {}
+
+    def __call__(self, name: str, towers: tuple[str, ...]) -> FakeEncoder:
+        space = "clip" if name.startswith("clip") else "clap"
+        return self.loaded.setdefault((name, towers), FakeEncoder(name, space, towers))
+
+    @property
+    def files_encoded(self) -> int:
+        return sum(e.files_encoded for e in self.loaded.values())

@@ -1,0 +1,128 @@
+"""The ingest pipeline on a few hundred files, with the test-only FAKE encoder (see fake_encoder.py):
+incremental updates, renames, copies, deletions, bad files, refusals and the search engine's routes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avsearch.errors import IncompatibleError
+from avsearch.indexing.pipeline import run_index
+from avsearch.search.engine import SearchEngine, SearchFilters
+from avsearch.store.ann_files import ann_name, read_ann_meta
+from avsearch.store.config import SearchConfig, load_search_config
+from avsearch.store.tables import NATIVE, MediaStore
+from tests.search.fake_encoder import FakeLoader
+from tests.search.media_factory import make_media, write_audio, write_image
+
+SHARED = "proj_audio_visual"
+
+
+@pytest.fixture()
+def big_folder(tmp_path: Path) -> tuple[Path, dict[str, list[Path]]]:
+    root = tmp_path / "media"
+    return root, make_media(root, images=200, audio=100)
+
+
+def _paths(store: MediaStore, modality: str) -> set[str]:
+    return set(store.bookkeeping(modality))
+
+
+def test_index_update_and_search_few_hundred_files(big_folder, bridge_file, tmp_path) -> None:
+    root, made = big_folder
+    index = tmp_path / "index"
+    loader = FakeLoader()
+    s = run_index(root, index, bridge_file, encoder_loader=loader, batch_size=64)
+    assert s.added == 300 and s.counts == {"image": 200, "audio": 100}
+    failed = {Path(p).name for p, _ in s.failed}
+    assert {"truncated.png", "garbage.wav", "all_zero.wav"} <= failed
+    assert all(reason for _, reason in s.failed)
+    assert s.ignored >= 2  # notes.txt and the empty file
+    store = MediaStore(index)
+    assert _paths(store, "image") == {str(p.absolute()) for p in made["image"]}  # the loop added nothing
+    for name in (ann_name("image", NATIVE), ann_name("image", SHARED), ann_name("audio", NATIVE)):
+        assert read_ann_meta(index, name)["table_version"] == store.version(name.split(".")[0])
+
+    # Nothing changed: nothing is embedded (corrupt files are retried, and fail again).
+    before = loader.files_encoded
+    s2 = run_index(root, index, encoder_loader=loader)
+    assert s2.unchanged == 300 and s2.added == 0 and loader.files_encoded == before
+
+    # touch, modify, delete, rename, copy, add.
+    img, aud = made["image"], made["audio"]
+    os.utime(img[0], ns=(1, 1))  # touched: same content, new mtime
+    write_image(img[1], seed=999)  # modified content
+    img[2].unlink()  # deleted
+    renamed = img[3].with_name("renamed.png")
+    img[3].rename(renamed)
+    shutil.copy(aud[0], root / "sounds/copy.wav")
+    write_audio(root / "sounds/new.wav", seed=5000)
+    before = loader.files_encoded
+    s3 = run_index(root, index, encoder_loader=loader)
+    assert (s3.touched, s3.renamed, s3.copied, s3.removed, s3.added) == (1, 1, 1, 1, 2)
+    assert loader.files_encoded - before == 2  # the modified and the new file only
+    assert s3.counts == {"image": 199, "audio": 102}
+    imgs = _paths(store, "image")
+    assert str(renamed.absolute()) in imgs and str(img[3].absolute()) not in imgs and str(img[2].absolute()) not in imgs
+    _, vectors = store.fetch("image", [str(renamed.absolute())])
+    assert vectors[NATIVE].shape == (1, 512) and vectors[SHARED].shape == (1, 512)
+
+    # The engine: every route, filters, and self-retrieval in the native space.
+    engine = SearchEngine(index, encoder_loader=loader)
+    res = engine.search_file(img[5], "image", "all", k=3)
+    assert [(r.target, r.space) for r in res] == [("image", "clip"), ("audio", "shared:audio_visual")]
+    assert res[0].hits[0].path == str(img[5].absolute()) and res[0].hits[0].score == pytest.approx(1.0, abs=1e-4)
+    text = engine.search_text("a dog barking", "audio", k=4)
+    assert text[0].space == "clap" and len(text[0].hits) == 4
+    filt = engine.search_file(aud[4], "audio", "image", k=5, filters=SearchFilters(path_glob="*/set2/*"))
+    assert filt[0].hits and all("/set2/" in h.path for h in filt[0].hits)
+    scores = [h.score for h in filt[0].hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_other_bridge_is_refused_and_nothing_is_written(bridge_file, other_bridge_file, tmp_path) -> None:
+    root = tmp_path / "m"
+    write_image(root / "a.png", 1)
+    index = tmp_path / "index"
+    run_index(root, index, bridge_file, encoder_loader=FakeLoader())
+    version = MediaStore(index).version("image")
+    with pytest.raises(IncompatibleError, match="bridge"):
+        run_index(root, index, other_bridge_file, encoder_loader=FakeLoader())
+    assert MediaStore(index).version("image") == version
+
+
+def test_stale_faiss_index_falls_back_to_exact_search(bridge_file, tmp_path) -> None:
+    root = tmp_path / "m"
+    for i in range(6):
+        write_image(root / f"{i}.png", i)
+    index = tmp_path / "index"
+    loader = FakeLoader()
+    run_index(root, index, bridge_file, encoder_loader=loader)
+    store = MediaStore(index)
+    # A row written after the FAISS build, as a run killed before its refresh would leave it.
+    recs, vectors = store.fetch("image", [str((root / "0.png").absolute())])
+    store.upsert("image", [dataclasses.replace(recs[0], path="/elsewhere/x.png")], vectors)
+    res = SearchEngine(index, encoder_loader=loader).search_file(root / "0.png", "image", "image", k=10)
+    assert res[0].index_kind == "exact"
+    assert {h.path for h in res[0].hits[:2]} == {"/elsewhere/x.png", str((root / "0.png").absolute())}
+    np.testing.assert_allclose([h.score for h in res[0].hits[:2]], 1.0, atol=1e-4)
+
+
+def test_ivf_indexes_are_tuned_on_cross_modal_queries_at_index_time(big_folder, bridge_file, tmp_path) -> None:
+    root, made = big_folder
+    cfg = load_search_config()
+    small = SearchConfig(cfg.ingest, dataclasses.replace(cfg.ann, exact_max_vectors=50))
+    loader = FakeLoader()
+    s = run_index(root, tmp_path / "index", bridge_file, encoder_loader=loader, config=small)
+    image_shared = s.indexes[ann_name("image", SHARED)]["params"]
+    assert image_shared["kind"] == "ivf_flat" and image_shared["nprobe"] >= 1
+    # 100 audio vectors are fewer than MIN_REAL_QUERIES: captions through CLAP text are added.
+    assert "audio vectors projected" in image_shared["tuning_source"] and "captions" in image_shared["tuning_source"]
+    assert "captions through clip text" in s.indexes[ann_name("image", NATIVE)]["params"]["tuning_source"]
+    res = SearchEngine(tmp_path / "index", encoder_loader=loader).search_file(made["audio"][0], "audio", "image", k=5)
+    assert res[0].index_kind == "ivf_flat" and len(res[0].hits) == 5

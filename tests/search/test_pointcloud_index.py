@@ -1,0 +1,118 @@
+"""Point clouds in the index, with the REAL ULIP-2 PointBERT, CLIP and CLAP architectures on random
+weights the tests make, an audio-visual and a 3D bridge (random): every 3D route of `avsearch query`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from avsearch.bridge.heads import HeadSpec
+from avsearch.bridge.io import save_bridge
+from avsearch.bridge.model import Bridge, BridgeMeta, Side
+from avsearch.cli.app import app
+from avsearch.search.engine import SearchEngine
+from avsearch.store.manifest import load_manifest
+from tests.pointcloud.conftest import random_ulip_state, save_ulip_checkpoint
+from tests.search.media_factory import write_image
+
+runner = CliRunner()
+
+
+def _cloud(path: Path, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(1500, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    np.save(path, (v * rng.uniform(0.5, 2.0, size=3)).astype(np.float32))
+    return path
+
+
+@pytest.fixture(scope="module")
+def three_d(tmp_path_factory, av_weights_dir, bridge_file):
+    weights = tmp_path_factory.mktemp("weights3d")
+    for item in av_weights_dir.iterdir():  # CLIP + CLAP from the shared folder, plus ULIP-2 here
+        (weights / item.name).symlink_to(item)
+    save_ulip_checkpoint(random_ulip_state(), weights)
+    torch.manual_seed(3)
+    meta = BridgeMeta(
+        name="pointcloud_text",
+        overlap="image",
+        sides=(Side("clip", "clip-vit-b-32-openai", 512, "text"), Side("ulip", "ulip2-pointbert", 512, "pointcloud")),
+        head=HeadSpec(kind="mlp"),
+    )
+    bridge3d = tmp_path_factory.mktemp("b3d") / "3d.safetensors"
+    save_bridge(Bridge(meta), bridge3d)
+    root = tmp_path_factory.mktemp("media3d")
+    for i in range(3):
+        write_image(root / f"img{i}.png", i)
+    clouds = [_cloud(root / f"shape{i}.npy", i) for i in range(3)]
+    index = tmp_path_factory.mktemp("index3d")
+    args = ["index", root, "--index-dir", index, "--bridge", bridge_file, "--bridge", bridge3d]
+    result = runner.invoke(app, [str(a) for a in [*args, "--weights-dir", weights, "--quiet"]])
+    assert result.exit_code == 0, result.output
+    return root, index, weights, clouds
+
+
+def test_pointclouds_are_indexed_with_both_bridges(three_d) -> None:
+    _, index, _, _ = three_d
+    m = load_manifest(index)
+    assert set(m.bridges) == {"audio_visual", "pointcloud_text"}
+    assert m.modalities["pointcloud"].encoder == "ulip2-pointbert"
+    assert m.shared_dims("image") == {"proj_audio_visual": 512, "proj_pointcloud_text": 512}
+    assert m.shared_dims("pointcloud") == {"proj_pointcloud_text": 512}
+
+
+def test_every_3d_route(three_d) -> None:
+    root, index, weights, clouds = three_d
+    engine = SearchEngine(index, weights, "cpu")
+    p2i = engine.search_file(clouds[0], "pointcloud", "image", k=3)
+    assert p2i[0].space == "shared:pointcloud_text" and len(p2i[0].hits) == 3
+    p2p = engine.search_file(clouds[1], "pointcloud", "pointcloud", k=3)
+    assert p2p[0].space == "ulip" and p2p[0].hits[0].path == str(clouds[1])
+    t2p = engine.search_text("a chair", "pointcloud", k=2)  # CLIP text through the 3D bridge
+    assert t2p[0].space == "shared:pointcloud_text" and len(t2p[0].hits) == 2
+    i2all = engine.search_file(root / "img1.png", "image", "all", k=1)
+    assert [(r.target, r.space, len(r.hits)) for r in i2all] == [
+        ("image", "clip", 1),
+        ("audio", "shared:audio_visual", 0),  # the AV bridge makes audio a target; none is indexed here
+        ("pointcloud", "shared:pointcloud_text", 1),
+    ]
+
+    out = runner.invoke(
+        app,
+        [
+            "query",
+            "--image",
+            str(root / "img0.png"),
+            "--target",
+            "pointcloud",
+            "--json",
+            "--index-dir",
+            str(index),
+            "--weights-dir",
+            str(weights),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    res = json.loads(out.stdout)
+    assert res[0]["space"] == "shared:pointcloud_text" and {h["path"] for h in res[0]["hits"]} == set(map(str, clouds))
+    cli = runner.invoke(
+        app,
+        [
+            "query",
+            "--pointcloud",
+            str(clouds[2]),
+            "--paths-only",
+            "-k",
+            "1",
+            "--index-dir",
+            str(index),
+            "--weights-dir",
+            str(weights),
+        ],
+    )
+    assert cli.exit_code == 0 and cli.stdout.splitlines()[0] == str(clouds[2])
