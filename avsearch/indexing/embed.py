@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from avsearch.errors import AvsearchError
-from avsearch.indexing.models import Models
+from avsearch.store.models import Models
 
 log = logging.getLogger(__name__)
 

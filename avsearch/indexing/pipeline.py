@@ -21,7 +21,6 @@ from avsearch.bridge.io import read_bridge_meta
 from avsearch.errors import ConfigError, InputError
 from avsearch.indexing.embed import embed_batch
 from avsearch.indexing.hashing import content_hash
-from avsearch.indexing.models import EncoderLoader, Models, bridge_ref, default_loader, plan_modalities
 from avsearch.indexing.plan import Item, make_plan
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.indexing.refresh import refresh_indexes
@@ -29,6 +28,7 @@ from avsearch.indexing.scan import scan_folder
 from avsearch.media.detect import detect_kind
 from avsearch.store.config import SearchConfig, load_search_config
 from avsearch.store.manifest import Manifest, load_manifest, save_manifest
+from avsearch.store.models import EncoderLoader, Models, bridge_ref, default_loader, plan_modalities
 from avsearch.store.tables import FileRecord, MediaStore
 
 log = logging.getLogger(__name__)

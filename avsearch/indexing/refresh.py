@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from avsearch.indexing.models import Models
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.store.ann import FLAT, build_index, choose_kind
 from avsearch.store.ann_files import ann_name, load_ann, read_ann_meta, remove_ann, save_ann
 from avsearch.store.config import AnnConfig
+from avsearch.store.models import Models
 from avsearch.store.tables import NATIVE, MediaStore
 
 log = logging.getLogger(__name__)

@@ -11,12 +11,12 @@ import numpy as np
 
 from avsearch.encoders.base import TEXT
 from avsearch.errors import InputError
-from avsearch.indexing.models import EncoderLoader, Models, default_loader
 from avsearch.media.detect import detect_kind
 from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
 from avsearch.store.ann_files import LoadedAnn, ann_name, load_ann
 from avsearch.store.manifest import load_manifest
+from avsearch.store.models import EncoderLoader, Models, default_loader
 from avsearch.store.tables import MediaStore
 
 log = logging.getLogger(__name__)
