@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avsearch.bridge.io import load_bridge
+from avsearch.bridge.io import open_bridge
 from avsearch.errors import InputError
 
 
@@ -33,7 +33,7 @@ def project_file(bridge_path: str | Path, space: str, src: str | Path, dst: str 
 
     Returns the output shape. Input rows are L2-normalised first; output rows are L2-normalised.
     """
-    bridge = load_bridge(bridge_path)
+    bridge = open_bridge(bridge_path)
     projected = bridge.project(space, read_embeddings(src))
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)

@@ -56,9 +56,21 @@ def save_bridge(bridge: Bridge, path: str | Path) -> str:
     return fingerprint
 
 
-def read_bridge_meta(path: str | Path) -> tuple[BridgeMeta, str]:
-    """Read only the metadata and fingerprint of a bridge file (cheap: no tensors are loaded)."""
+def open_bridge(path: str | Path, device: str | torch.device | None = None) -> Bridge:
+    """A bridge from either format: a .safetensors bridge file, or a released C-MCR .pt checkpoint."""
     path = Path(path)
+    if path.suffix == ".pt":
+        bridge = import_released(path)
+        return bridge.to(device) if device is not None else bridge
+    return load_bridge(path, device)
+
+
+def read_bridge_meta(path: str | Path) -> tuple[BridgeMeta, str]:
+    """Metadata and fingerprint of a bridge file (cheap for .safetensors: no tensors are loaded)."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        bridge = import_released(path)
+        return bridge.meta, bridge.fingerprint
     header = _read_header(path)
     try:
         meta = BridgeMeta.from_dict(json.loads(header[META_KEY]))
@@ -150,12 +162,14 @@ RELEASED_KINDS = tuple(_RELEASED)
 def import_released(path: str | Path, kind: str | None = None) -> Bridge:
     """Convert a released C-MCR checkpoint (clap_clip.pt or ulip_clip.pt) into a Bridge.
 
-    `kind` is "clap_clip" or "ulip_clip"; when None it is taken from the file name. The checkpoint is
-    read with weights_only=True and must hold exactly the released keys (strict load).
+    `kind` is "clap_clip" or "ulip_clip"; when None it is taken from the file name, else from the keys
+    (two-layer heads: clap_clip; one-layer: ulip_clip). The checkpoint is read with weights_only=True
+    and must hold exactly the released keys (strict load).
     """
     path = Path(path)
-    kind = kind or path.stem
-    if kind not in _RELEASED:
+    if kind is None and path.stem in _RELEASED:
+        kind = path.stem
+    if kind is not None and kind not in _RELEASED:
         raise InputError(f"{path}: unknown released checkpoint kind {kind!r}; valid kinds: {', '.join(RELEASED_KINDS)}")
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
@@ -167,6 +181,9 @@ def import_released(path: str | Path, kind: str | None = None) -> Bridge:
         raw = raw["state_dict"]
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a state dict, found {type(raw).__name__}")
+    if kind is None:
+        keys = [str(k).removeprefix("module.") for k in raw]
+        kind = "clap_clip" if any(k.startswith("Head_A.net1.") for k in keys) else "ulip_clip"
     spec = _RELEASED[kind]
     sides = tuple(spec["prefixes"].values())
     meta = BridgeMeta(

@@ -46,8 +46,7 @@ def classify3d_command(
     results = classify3d(files, labels, k, bridge, weights_dir, device, prompts)
     if as_json:
         rows = [
-            {"file": r.path, "top": [{"label": p.label, "score": round(p.score, 6)} for p in r.top]}
-            for r in results
+            {"file": r.path, "top": [{"label": p.label, "score": round(p.score, 6)} for p in r.top]} for r in results
         ]
         out.print_json(json.dumps(rows))
         return

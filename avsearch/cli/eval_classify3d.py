@@ -22,14 +22,10 @@ def register_eval(eval_app: typer.Typer) -> None:
 
 @user_errors
 def eval_classify3d_command(
-    data: Annotated[
-        Path, typer.Option("--data", help="Folder with one sub-folder per class (ModelNet40 layout).")
-    ],
+    data: Annotated[Path, typer.Option("--data", help="Folder with one sub-folder per class (ModelNet40 layout).")],
     labels: Annotated[
         str | None,
-        typer.Option(
-            "--labels", help="Candidate labels ('modelnet40' or a file); default: the class folders."
-        ),
+        typer.Option("--labels", help="Candidate labels ('modelnet40' or a file); default: the class folders."),
     ] = None,
     split: Annotated[
         str | None, typer.Option("--split", help="Use only files under a folder of this name (e.g. test).")

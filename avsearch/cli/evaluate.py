@@ -29,12 +29,8 @@ def retrieval_command(
     bridge: Annotated[
         Path | None, typer.Option("--bridge", "-b", help="Project both through this bridge first.")
     ] = None,
-    query_space: Annotated[
-        str | None, typer.Option(help="Native space of --queries (with --bridge).")
-    ] = None,
-    gallery_space: Annotated[
-        str | None, typer.Option(help="Native space of --gallery (with --bridge).")
-    ] = None,
+    query_space: Annotated[str | None, typer.Option(help="Native space of --queries (with --bridge).")] = None,
+    gallery_space: Annotated[str | None, typer.Option(help="Native space of --gallery (with --bridge).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Instance-level retrieval in both directions: mAP, R@1, R@5, R@10 (percent), with chance."""

@@ -42,7 +42,13 @@ def index_command(
     ] = None,
     bridge: Annotated[
         list[Path] | None,
-        typer.Option("--bridge", help="Bridge .safetensors file (required the first time; then the index's own)."),
+        typer.Option(
+            "--bridge",
+            help=(
+                "Bridge file: .safetensors from `avsearch train` or a released clap_clip.pt / ulip_clip.pt "
+                "(required the first time; then the index's own). Repeat for both bridges."
+            ),
+        ),
     ] = None,
     weights_dir: Annotated[
         Path | None,

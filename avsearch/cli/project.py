@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
 def project_command(
     src: Annotated[Path, typer.Argument(help="Input .npy array (N, dim) of native embeddings.")],
     dst: Annotated[Path, typer.Argument(help="Output .npy array (N, out_dim), L2-normalised.")],
-    bridge: Annotated[Path, typer.Option("--bridge", "-b", help="Bridge file (.safetensors).")],
+    bridge: Annotated[
+        Path, typer.Option("--bridge", "-b", help="Bridge file (.safetensors, or a released C-MCR .pt).")
+    ],
     space: Annotated[str, typer.Option("--space", "-s", help="Space of the input: clip, clap or ulip.")],
 ) -> None:
     """Project native embeddings (e.g. CLAP audio) into the bridge's shared space."""

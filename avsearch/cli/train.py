@@ -35,23 +35,15 @@ def train_command(
     consistency_backend: Annotated[
         str | None, typer.Option(help="exact (chunked over all memory) or faiss (softmax over top-k).")
     ] = None,
-    no_renorm: Annotated[
-        bool, typer.Option("--no-renorm", help="Ablation: no re-normalisation (row G).")
-    ] = False,
+    no_renorm: Annotated[bool, typer.Option("--no-renorm", help="Ablation: no re-normalisation (row G).")] = False,
     no_noise: Annotated[bool, typer.Option("--no-noise", help="Ablation: no completion noise.")] = False,
-    no_ttc: Annotated[
-        bool, typer.Option("--no-ttc", help="Ablation: drop L_ttc, the overlap-pair loss.")
-    ] = False,
-    no_avc: Annotated[
-        bool, typer.Option("--no-avc", help="Ablation: drop L_avc, the pseudo-pair loss.")
-    ] = False,
+    no_ttc: Annotated[bool, typer.Option("--no-ttc", help="Ablation: drop L_ttc, the overlap-pair loss.")] = False,
+    no_avc: Annotated[bool, typer.Option("--no-avc", help="Ablation: drop L_avc, the pseudo-pair loss.")] = False,
     no_intra: Annotated[
         list[str] | None,
         typer.Option("--no-intra", help="Ablation: drop a side's intra-MCR term (repeatable)."),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda or cuda:N (default: CUDA when present).")
-    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N (default: CUDA when present).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a C-MCR bridge (two projectors) from unpaired embeddings; flags override the config."""

@@ -148,9 +148,7 @@ class Block(nn.Module):
 class TransformerEncoder(nn.Module):
     def __init__(self, cfg: PointBertConfig) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(
-            Block(cfg.trans_dim, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth)
-        )
+        self.blocks = nn.ModuleList(Block(cfg.trans_dim, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth))
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:

@@ -80,14 +80,10 @@ class UlipEncoder:
         self._fingerprint: str | None = None
         state = read_state_dict(self.checkpoint)
         check_layout(state, self.checkpoint)
-        self.point_tower = (
-            load_point_tower(state).eval().to(self.device) if POINTCLOUD in modalities else None
-        )
+        self.point_tower = load_point_tower(state).eval().to(self.device) if POINTCLOUD in modalities else None
         self.vision_tower = load_vision_tower(state).eval().to(self.device) if IMAGE in modalities else None
         del state
-        logger.info(
-            "ULIP-2 loaded from %s (%s) on %s", self.checkpoint, ", ".join(self.modalities), self.device
-        )
+        logger.info("ULIP-2 loaded from %s (%s) on %s", self.checkpoint, ", ".join(self.modalities), self.device)
 
     # -- point clouds -------------------------------------------------------------------------
     @torch.inference_mode()
@@ -115,9 +111,7 @@ class UlipEncoder:
         for start in range(0, len(paths), self.batch_images):
             chunk = paths[start : start + self.batch_images]
             batch = torch.stack([_IMAGE_TRANSFORM(load_image(p)) for p in chunk]).to(self.device)
-            out[start : start + len(chunk)] = (
-                F.normalize(self.vision_tower(batch).float(), dim=-1).cpu().numpy()
-            )
+            out[start : start + len(chunk)] = F.normalize(self.vision_tower(batch).float(), dim=-1).cpu().numpy()
         return out
 
     # -- Encoder protocol ---------------------------------------------------------------------

@@ -177,13 +177,11 @@ def top_k(row: np.ndarray, labels: Sequence[str], k: int) -> tuple[Prediction, .
 def load_3d_bridge(bridge: str | Path | None = None, weights_dir: Path | str | None = None) -> Bridge:
     """A bridge file (.safetensors from `avsearch train`) or a released ulip_clip.pt; default: the
     released one from the weights folder (or downloaded)."""
-    from avsearch.bridge.io import import_released, load_bridge
+    from avsearch.bridge.io import open_bridge
     from avsearch.encoders.weights import resolve_weight
 
     path = Path(bridge).expanduser() if bridge else resolve_weight(RELEASED_BRIDGE, weights_dir)
-    if path.suffix == ".pt":
-        return check_3d_bridge(import_released(path, "ulip_clip"))
-    return check_3d_bridge(load_bridge(path))
+    return check_3d_bridge(open_bridge(path))
 
 
 def load_classifier(

@@ -95,13 +95,9 @@ def evaluate_folder(
         raise InputError("no file could be read; nothing to evaluate")
     scores, tgt = np.concatenate(all_scores), np.asarray(targets)
     hits = scores.argmax(axis=1) == tgt
-    per_class = {
-        c: (int(hits[[x == c for x in classes]].sum()), classes.count(c)) for c in sorted(set(classes))
-    }
+    per_class = {c: (int(hits[[x == c for x in classes]].sum()), classes.count(c)) for c in sorted(set(classes))}
     ks = tuple(k for k in TOP_KS if k <= len(classifier.labels))
-    return Classify3DReport(
-        len(targets), classifier.labels, topk_accuracy(scores, tgt, ks), per_class, skipped
-    )
+    return Classify3DReport(len(targets), classifier.labels, topk_accuracy(scores, tgt, ks), per_class, skipped)
 
 
 def evaluate_classify3d(

@@ -77,6 +77,4 @@ def retrieval_metrics(queries: np.ndarray, gallery: np.ndarray) -> dict[str, Ret
 def chance_scores(n: int) -> RetrievalScores:
     """Expected scores of a random ranking of n items (the paper's 'Random' row)."""
     harmonic = float(np.sum(1.0 / np.arange(1, n + 1)))
-    return RetrievalScores(
-        mAP=harmonic / n * 100, R1=100 / n, R5=min(5, n) / n * 100, R10=min(10, n) / n * 100, n=n
-    )
+    return RetrievalScores(mAP=harmonic / n * 100, R1=100 / n, R5=min(5, n) / n * 100, R10=min(10, n) / n * 100, n=n)

@@ -22,9 +22,9 @@ def evaluate_retrieval_files(
     if bridge is not None:
         if not (query_space and gallery_space):
             raise InputError("--bridge needs --query-space and --gallery-space")
-        from avsearch.bridge.io import load_bridge
+        from avsearch.bridge.io import open_bridge
 
-        b = load_bridge(bridge)
+        b = open_bridge(bridge)
         q, g = b.project(query_space, q), b.project(gallery_space, g)
     if q.shape != g.shape:
         raise InputError(f"{queries} has shape {q.shape} but {gallery} has {g.shape}; rows must pair up")

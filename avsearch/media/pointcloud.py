@@ -59,8 +59,7 @@ def read_xyz(path: Path, cfg: PointCloudConfig = DEFAULT) -> np.ndarray:
     ext = path.suffix.lower()
     if ext not in POINTCLOUD_EXTENSIONS:
         raise DecodeError(
-            f"{path}: unsupported point-cloud format {ext or '(none)'!r}; "
-            f"supported: {' '.join(POINTCLOUD_EXTENSIONS)}"
+            f"{path}: unsupported point-cloud format {ext or '(none)'!r}; supported: {' '.join(POINTCLOUD_EXTENSIONS)}"
         )
     try:
         if ext == ".npy":
@@ -168,9 +167,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 def _read_npy(path: Path) -> np.ndarray:
     with path.open("rb") as fh:
         version = np.lib.format.read_magic(fh)
-        read_header = (
-            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        )
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(fh)
         if not dtype.hasobject:
             return np.load(path, allow_pickle=False)

@@ -95,10 +95,10 @@ class Models:
 
     def bridge(self, name: str) -> Bridge:
         if name not in self._bridges:
-            from avsearch.bridge.io import load_bridge
+            from avsearch.bridge.io import open_bridge
 
             ref = self.manifest.bridges[name]
-            bridge = load_bridge(ref.path, self.device)
+            bridge = open_bridge(ref.path, self.device)
             self.manifest.check_bridge(name, bridge.fingerprint, str(self.index_dir))
             self._bridges[name] = bridge
         return self._bridges[name]

@@ -18,9 +18,7 @@ def _run(*args: str):
 @pytest.fixture(scope="module")
 def bridge_file(synthetic_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "av.safetensors"
-    result = _run(
-        "train", "--embeddings", synthetic_dir, "--out", out, "--epochs", 3, "--batch-size", 512, "--quiet"
-    )
+    result = _run("train", "--embeddings", synthetic_dir, "--out", out, "--epochs", 3, "--batch-size", 512, "--quiet")
     assert result.exit_code == 0, result.output
     assert "fingerprint" in result.stdout and "pairs/s" in result.stdout
     return out
@@ -97,11 +95,7 @@ def test_ablation_flags_reach_the_saved_hyper_parameters(synthetic_dir, tmp_path
         "avc": False,
         "intra": ["clip"],
     }
-    assert (
-        hyper["consistency"]["mode"] == "argmax"
-        and hyper["optim"]["seed"] == 3
-        and hyper["optim"]["lr"] == 0.002
-    )
+    assert hyper["consistency"]["mode"] == "argmax" and hyper["optim"]["seed"] == 3 and hyper["optim"]["lr"] == 0.002
 
 
 @pytest.mark.parametrize(

@@ -36,9 +36,7 @@ def test_unknown_key_wrong_type_and_missing_file_are_errors(tmp_path):
 
 
 def test_overrides_reach_their_section_and_refuse_unknown_names():
-    cfg = with_overrides(
-        load_train_config("audio_visual"), epochs=2, lr=0.5, ttc=False, mode="argmax", intra=("clip",)
-    )
+    cfg = with_overrides(load_train_config("audio_visual"), epochs=2, lr=0.5, ttc=False, mode="argmax", intra=("clip",))
     assert (cfg.optim.epochs, cfg.optim.lr, cfg.ablation.ttc, cfg.consistency.mode) == (
         2,
         0.5,

@@ -141,9 +141,7 @@ def test_released_checkpoints_import_strictly_and_roundtrip(tmp_path, kind, spac
     # Head_A/Head_B roles: clap_clip has Head_A = CLAP; ulip_clip has Head_A = CLIP.
     clip_prefix = "Head_B" if kind == "clap_clip" else "Head_A"
     first = "net1" if kind == "clap_clip" else "net"
-    assert torch.equal(
-        bridge.heads["clip"].get_submodule(first)[0].weight, state[f"{clip_prefix}.{first}.0.weight"]
-    )
+    assert torch.equal(bridge.heads["clip"].get_submodule(first)[0].weight, state[f"{clip_prefix}.{first}.0.weight"])
     # The released pipeline: eval-mode head on the normalised input, then normalise.
     x = torch.nn.functional.normalize(torch.randn(4, 512), dim=-1)
     ref = torch.nn.Sequential(*bridge.heads["clip"].children()) if kind == "ulip_clip" else None
@@ -183,3 +181,15 @@ def test_released_import_never_unpickles_arbitrary_objects(tmp_path, capsys):
     with pytest.raises(InputError, match="weights-only"):
         import_released(path)
     assert "this must never run" not in capsys.readouterr().out
+
+
+def test_open_bridge_reads_both_formats_and_infers_the_released_kind(tmp_path):
+    from avsearch.bridge.io import open_bridge
+
+    torch.save(_released_state("clap_clip"), tmp_path / "renamed.pt")
+    released = open_bridge(tmp_path / "renamed.pt")
+    assert released.meta.head.kind == "released_av" and set(released.meta.spaces) == {"clip", "clap"}
+    meta, fp = read_bridge_meta(tmp_path / "renamed.pt")
+    assert fp == released.fingerprint and meta.source == "imported:renamed.pt"
+    save_bridge(released, tmp_path / "av.safetensors")
+    assert open_bridge(tmp_path / "av.safetensors").fingerprint == released.fingerprint

@@ -35,14 +35,10 @@ def test_intra_alignment_is_mean_l2_distance():
 
 def test_semantic_completion_noise_has_the_configured_variance_and_is_renormalised():
     x = torch.zeros(20000, 64)
-    noisy = semantic_completion(
-        x, 0.004, noise=True, renorm=False, generator=torch.Generator().manual_seed(0)
-    )
+    noisy = semantic_completion(x, 0.004, noise=True, renorm=False, generator=torch.Generator().manual_seed(0))
     assert noisy.var().item() == pytest.approx(0.004, rel=0.05)
     unit = _unit(100, 64, 6)
-    renormed = semantic_completion(
-        unit, 0.004, noise=True, renorm=True, generator=torch.Generator().manual_seed(0)
-    )
+    renormed = semantic_completion(unit, 0.004, noise=True, renorm=True, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(renormed.norm(dim=1), torch.ones(100), atol=1e-5)
     assert not torch.allclose(renormed, unit)
 

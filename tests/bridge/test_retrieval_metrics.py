@@ -10,9 +10,7 @@ def test_random_embeddings_land_on_the_papers_random_row_for_n_4095():
     # a standard deviation of about 0.03 on mAP and 0.024 on R@1 (a Poisson(1) count of hits), so
     # average 16 draws (standard errors 0.008 and 0.006) and compare within about three of them.
     rng = np.random.default_rng(0)
-    runs = [
-        retrieval_metrics(rng.standard_normal((4095, 32)), rng.standard_normal((4095, 32))) for _ in range(16)
-    ]
+    runs = [retrieval_metrics(rng.standard_normal((4095, 32)), rng.standard_normal((4095, 32))) for _ in range(16)]
     for direction in ("q2g", "g2q"):
         mean = {k: np.mean([getattr(r[direction], k) for r in runs]) for k in ("mAP", "R1", "R5")}
         assert mean["mAP"] == pytest.approx(0.25, abs=0.05)

@@ -86,9 +86,7 @@ def test_every_ablation_switch_trains_and_zeroes_its_term(synthetic_dir, quick_c
 def test_intra_switch_per_side_changes_the_intra_term(synthetic_dir, quick_config):
     data = load_bridge_data(synthetic_dir, quick_config)
     both, clip_only = (
-        train_bridge(with_overrides(quick_config, epochs=1, intra=s), data, progress=False).history[0][
-            "intra"
-        ]
+        train_bridge(with_overrides(quick_config, epochs=1, intra=s), data, progress=False).history[0]["intra"]
         for s in (("clip", "clap"), ("clip",))
     )
     assert 0 < clip_only < both
