@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from avsearch.cli.common import out, user_errors
+from avsearch.cli.common import DeviceOption, WeightsDirOption, out, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -31,10 +31,8 @@ def classify3d_command(
         Path | None,
         typer.Option("--bridge", help="ULIP-CLIP bridge (.safetensors or released ulip_clip.pt)."),
     ] = None,
-    weights_dir: Annotated[
-        Path | None, typer.Option("--weights-dir", help="Folder of model weight files (offline use).")
-    ] = None,
-    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N.")] = None,
+    weights_dir: WeightsDirOption = None,
+    device: DeviceOption = None,
     prompts: Annotated[
         Path | None,
         typer.Option("--prompts", help="Prompt templates TOML (default: configs/prompts_3d.toml)."),

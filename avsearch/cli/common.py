@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,6 +13,16 @@ from rich.console import Console
 from avsearch.errors import AvsearchError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Options several commands share, declared once so their names and help read the same everywhere.
+WeightsDirOption = Annotated[
+    Path | None, typer.Option("--weights-dir", help="Offline weights folder (default: $AVSEARCH_WEIGHTS).")
+]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: CUDA when present).")]
+IndexDirOption = Annotated[
+    Path | None, typer.Option("--index-dir", help="Index folder (default: $AVSEARCH_INDEX_DIR or indexes/default).")
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 # Results go to stdout, progress and diagnostics to stderr (so `--json` output stays pipeable).
 out = Console(soft_wrap=True)

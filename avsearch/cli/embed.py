@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from avsearch.cli.common import err, out, user_errors
+from avsearch.cli.common import DeviceOption, QuietOption, WeightsDirOption, err, out, user_errors
 
 
 @user_errors
@@ -24,20 +24,15 @@ def embed_command(
         list[Path] | None,
         typer.Option("--captions", help="Caption file, one caption a line (repeatable)."),
     ] = None,
-    weights_dir: Annotated[
-        Path | None,
-        typer.Option("--weights-dir", help="Offline weights folder (default: $AVSEARCH_WEIGHTS)."),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: CUDA when present).")
-    ] = None,
+    weights_dir: WeightsDirOption = None,
+    device: DeviceOption = None,
     config: Annotated[
         str | None,
         typer.Option(
             "--config", "-c", help="Embed what this bridge config trains on (audio_visual, pointcloud_text, a TOML)."
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Embed media and captions into {modality}.{space}.npy files for `avsearch train`.
 

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from avsearch.cli.common import err, out, user_errors
+from avsearch.cli.common import DeviceOption, IndexDirOption, QuietOption, WeightsDirOption, err, out, user_errors
 
 
 class RichProgress:
@@ -36,10 +36,7 @@ class RichProgress:
 @user_errors
 def index_command(
     folder: Annotated[Path, typer.Argument(help="Media folder to index (audio and images, told by content).")],
-    index_dir: Annotated[
-        Path | None,
-        typer.Option("--index-dir", help="Index folder (default: $AVSEARCH_INDEX_DIR or indexes/default)."),
-    ] = None,
+    index_dir: IndexDirOption = None,
     bridge: Annotated[
         list[Path] | None,
         typer.Option(
@@ -50,18 +47,13 @@ def index_command(
             ),
         ),
     ] = None,
-    weights_dir: Annotated[
-        Path | None,
-        typer.Option("--weights-dir", help="Offline weights folder (default: $AVSEARCH_WEIGHTS)."),
-    ] = None,
+    weights_dir: WeightsDirOption = None,
     batch_size: Annotated[
         int | None,
         typer.Option("--batch-size", min=1, help="Files per encoder call and per committed write."),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: CUDA when present).")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    device: DeviceOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Index a media folder, or bring its index up to date.
 

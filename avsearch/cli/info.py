@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from avsearch.cli.common import out, user_errors
+from avsearch.cli.common import IndexDirOption, out, user_errors
 
 
 def _mb(n: int) -> str:
@@ -18,10 +16,7 @@ def _mb(n: int) -> str:
 
 @user_errors
 def info_command(
-    index_dir: Annotated[
-        Path | None,
-        typer.Option("--index-dir", help="Index folder (default: $AVSEARCH_INDEX_DIR or indexes/default)."),
-    ] = None,
+    index_dir: IndexDirOption = None,
 ) -> None:
     """Counts per modality, file sizes, encoders, the bridge and the FAISS index of each table."""
     from avsearch.settings import load_settings

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from avsearch.cli.common import out, user_errors
+from avsearch.cli.common import DeviceOption, IndexDirOption, WeightsDirOption, out, user_errors
 from avsearch.errors import InputError
 
 
@@ -28,17 +28,9 @@ def query_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON (for scripts).")] = False,
     paths_only: Annotated[bool, typer.Option("--paths-only", help="Print only the paths, one a line.")] = False,
-    index_dir: Annotated[
-        Path | None,
-        typer.Option("--index-dir", help="Index folder (default: $AVSEARCH_INDEX_DIR or indexes/default)."),
-    ] = None,
-    weights_dir: Annotated[
-        Path | None,
-        typer.Option("--weights-dir", help="Offline weights folder (default: $AVSEARCH_WEIGHTS)."),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: CUDA when present).")
-    ] = None,
+    index_dir: IndexDirOption = None,
+    weights_dir: WeightsDirOption = None,
+    device: DeviceOption = None,
 ) -> None:
     """Find images, sounds and 3D shapes: audio<->image and image<->3D through the bridges, text->image
     in CLIP's space, text->audio in CLAP's, text->3D through CLIP text and the 3D bridge, and

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from avsearch.cli.common import err, out, user_errors
+from avsearch.cli.common import DeviceOption, QuietOption, err, out, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -43,8 +43,8 @@ def train_command(
         list[str] | None,
         typer.Option("--no-intra", help="Ablation: drop a side's intra-MCR term (repeatable)."),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N (default: CUDA when present).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    device: DeviceOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Train a C-MCR bridge (two projectors) from unpaired embeddings; flags override the config."""
     from avsearch.bridge.config import load_train_config, with_overrides

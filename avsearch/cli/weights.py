@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 from rich.table import Table
 
-from avsearch.cli.common import out, user_errors
+from avsearch.cli.common import WeightsDirOption, out, user_errors
 
 
 def _human(size: int) -> str:
@@ -22,10 +19,7 @@ def _human(size: int) -> str:
 
 @user_errors
 def weights_command(
-    weights_dir: Annotated[
-        Path | None,
-        typer.Option("--weights-dir", help="Offline weights folder (default: $AVSEARCH_WEIGHTS)."),
-    ] = None,
+    weights_dir: WeightsDirOption = None,
 ) -> None:
     """List the upstream weight files: present or missing, size, and where to get each one."""
     from avsearch.encoders.weights import weights_folder, weights_status
