@@ -38,9 +38,7 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=20_000, help="overlap texts (and memory rows per space)")
     parser.add_argument("--test", type=int, default=2_000, help="paired test events")
     parser.add_argument("--epochs", type=int, default=10)
@@ -49,9 +47,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    data = make_synthetic(
-        SyntheticSpec(n_text=args.pairs, n_memory=args.pairs, n_test=args.test, seed=args.seed)
-    )
+    data = make_synthetic(SyntheticSpec(n_text=args.pairs, n_memory=args.pairs, n_test=args.test, seed=args.seed))
     bundle = BridgeData((data.text_a, data.text_b), (data.image_a, data.audio_b), fingerprint="synthetic")
     base = with_overrides(load_train_config("audio_visual"), epochs=args.epochs, batch_size=args.batch_size)
     chance = chance_scores(args.test)
@@ -71,9 +67,7 @@ def main() -> None:
         t0 = time.perf_counter()
         bridge = train_bridge(with_overrides(base, **overrides), bundle, progress=False).bridge
         seconds = time.perf_counter() - t0
-        scores = retrieval_metrics(
-            bridge.project("clap", data.test_audio_b), bridge.project("clip", data.test_image_a)
-        )
+        scores = retrieval_metrics(bridge.project("clap", data.test_audio_b), bridge.project("clip", data.test_image_a))
         a2i, i2a = scores["q2g"], scores["g2q"]
         print(
             f"{row:<4}{label:<36}{a2i.mAP:>9.2f}{i2a.mAP:>9.2f}{a2i.R1:>9.2f}{a2i.R5:>9.2f}{seconds:>9.1f}",

@@ -43,8 +43,8 @@ class MethodConfig:
 class ConsistencyConfig:
     mode: str = "softmax"  # softmax (eq. 2), argmax (row I) or random (row J)
     backend: str = "exact"  # exact: chunked over the whole memory; faiss: softmax over FAISS top-k
-    topk: int = 256  # faiss backend: neighbours kept per query
-    nprobe: int = 32  # faiss backend: IVF lists visited per query
+    topk: int = 64  # faiss backend: neighbours kept per query (tau1 = 0.01 leaves the rest ~0 weight)
+    nprobe: int = 64  # faiss backend: IVF lists visited per query
     query_chunk: int = 1024  # exact backend: rows of queries per block (bounds memory)
     memory_chunk: int = 65536  # exact backend: rows of memory per block
 

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 import torch
+from scipy import sparse
 from tqdm.auto import tqdm
 
 from avsearch.errors import ConfigError
@@ -34,8 +35,8 @@ def pseudo_embeddings(
     mode: str = "softmax",
     backend: str = "exact",
     *,
-    topk: int = 256,
-    nprobe: int = 32,
+    topk: int = 64,
+    nprobe: int = 64,
     query_chunk: int = 1024,
     memory_chunk: int = 65536,
     seed: int = 0,
@@ -153,10 +154,14 @@ def _faiss_topk(
         q = np.ascontiguousarray(queries[qs : qs + step], np.float32)
         sims, idx = index.search(q, k)
         valid = idx >= 0  # IVF may return fewer than k hits; those come back as -1
-        idx = np.where(valid, idx, 0)
         logits = np.where(valid, sims / tau, -np.inf)
         weights = np.exp(logits - logits.max(axis=1, keepdims=True))
         weights /= weights.sum(axis=1, keepdims=True)
-        neighbours = _gather(memory, idx.reshape(-1)).reshape(idx.shape[0], k, d)
-        out[qs : qs + q.shape[0]] = np.einsum("nk,nkd->nd", weights.astype(np.float32), neighbours)
+        # The weighted mean as a sparse (queries x memory) product: no (queries, k, d) gather.
+        rows = q.shape[0]
+        mixing = sparse.csr_matrix(
+            (weights[valid].astype(np.float32), idx[valid], np.concatenate([[0], np.cumsum(valid.sum(axis=1))])),
+            shape=(rows, memory.shape[0]),
+        )
+        out[qs : qs + rows] = mixing @ memory
     return out
