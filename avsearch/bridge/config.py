@@ -44,7 +44,7 @@ class ConsistencyConfig:
     mode: str = "softmax"  # softmax (eq. 2), argmax (row I) or random (row J)
     backend: str = "exact"  # exact: chunked over the whole memory; faiss: softmax over FAISS top-k
     topk: int = 64  # faiss backend: neighbours kept per query (tau1 = 0.01 leaves the rest ~0 weight)
-    nprobe: int = 64  # faiss backend: IVF lists visited per query
+    nprobe: int = 256  # faiss backend: IVF lists visited per query (cross-modal queries need many)
     query_chunk: int = 1024  # exact backend: rows of queries per block (bounds memory)
     memory_chunk: int = 65536  # exact backend: rows of memory per block
 

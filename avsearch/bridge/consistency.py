@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,8 @@ def pseudo_embeddings(
     backend: str = "exact",
     *,
     topk: int = 64,
-    nprobe: int = 64,
+    nprobe: int = 256,
+    index: Any = None,
     query_chunk: int = 1024,
     memory_chunk: int = 65536,
     seed: int = 0,
@@ -46,13 +48,15 @@ def pseudo_embeddings(
     """Queries (N, d) and memory (M, d), both L2-normalised -> pseudo embeddings (N, d) float32.
 
     The result is not re-normalised (eq. 2 is a weighted mean); semantic completion does that.
+    `index` (faiss backend): a prebuilt build_memory_index(memory), reused instead of building one.
     """
     if queries.shape[1] != memory.shape[1]:
         raise ConfigError(f"queries have {queries.shape[1]} columns, memory {memory.shape[1]}")
     if mode == "random":
         return _random(queries, memory, seed)
     if backend == "faiss":
-        return _faiss_topk(queries, memory, tau, mode, topk=topk, nprobe=nprobe, progress=progress)
+        index = index if index is not None else build_memory_index(memory, nprobe=nprobe)
+        return _faiss_topk(queries, memory, tau, mode, index=index, topk=topk, progress=progress)
     if backend != "exact":
         raise ConfigError(f"unknown consistency backend {backend!r}")
     return _exact(queries, memory, tau, mode, query_chunk, memory_chunk, torch.device(device), progress)
@@ -123,7 +127,7 @@ def _online_softmax(q: torch.Tensor, blocks: list[torch.Tensor], tau: float) -> 
     return acc / denom
 
 
-def build_memory_index(memory: np.ndarray, nprobe: int = 32, seed: int = 0):  # -> faiss.Index
+def build_memory_index(memory: np.ndarray, nprobe: int = 256, seed: int = 0) -> Any:  # a faiss.Index
     """Inner-product FAISS index over the memory: flat below FLAT_BELOW rows, IVF-Flat above."""
     import faiss
 
@@ -143,9 +147,8 @@ def build_memory_index(memory: np.ndarray, nprobe: int = 32, seed: int = 0):  # 
 
 
 def _faiss_topk(
-    queries: np.ndarray, memory: np.ndarray, tau: float, mode: str, *, topk: int, nprobe: int, progress: bool
+    queries: np.ndarray, memory: np.ndarray, tau: float, mode: str, *, index: Any, topk: int, progress: bool
 ) -> np.ndarray:
-    index = build_memory_index(memory, nprobe=nprobe)
     n, d = queries.shape
     k = min(topk, memory.shape[0]) if mode == "softmax" else 1
     out = np.empty((n, d), np.float32)

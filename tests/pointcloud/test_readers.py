@@ -131,7 +131,9 @@ def test_small_clouds_are_padded(make_cloud) -> None:
 def test_nan_rows_dropped(make_cloud) -> None:
     xyz = make_cloud(1000)
     xyz[::10] = np.nan
-    check_cloud(prepare_points(xyz))
+    cloud = prepare_points(xyz)
+    check_cloud(cloud)
+    assert np.isfinite(cloud).all()  # the NaN rows were dropped, not propagated
 
 
 def test_config_num_points(make_cloud) -> None:
