@@ -42,7 +42,7 @@ def bench_consistency(sizes: list[int], n_queries: int, topk: int, nprobe: int) 
     device = pick_device()
     print(f"\nconsistency (eq. 2, tau1 = 0.01), {n_queries:,} text queries vs image memory, dim 512, {device}")
     print(f"(last two columns: extrapolated to the paper's {PAPER_TEXTS:,} captions = exact per-query time x N, and")
-    print(" faiss build + per-query search time x N; both grow linearly in N, the build does not)")
+    print(" faiss build + per-query search time x N: exact and search grow with N, the build does not)")
     header = f"{'memory':>9} | {'exact s':>8} | {'faiss build s':>13} | {'faiss search s':>14} | "
     print(
         header + f"{'max |diff|':>10} | {'max row L2':>10} | {'min cos':>8} | {'exact@2.33M':>11} | {'faiss@2.33M':>11}"

@@ -62,10 +62,9 @@ def test_text_only_load_drops_image_tower(clip_weights_dir: Path) -> None:
 def test_missing_weights_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants as hf_constants
 
-    from avsearch.encoders import weights
 
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(weights, "AVSEARCH_CACHE", tmp_path / "avcache")
+    monkeypatch.setenv("AVSEARCH_CACHE", str(tmp_path / "avcache"))
     monkeypatch.setenv("AVSEARCH_OFFLINE", "1")
     with pytest.raises(WeightsMissingError, match=r"ViT-B-32\.pt"):
         load_encoder("clip-vit-b-32-openai", ["text"], weights_dir=tmp_path / "none", device="cpu")

@@ -20,7 +20,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(weights, "AVSEARCH_CACHE", tmp_path / "avcache")
+    monkeypatch.setenv("AVSEARCH_CACHE", str(tmp_path / "avcache"))
     monkeypatch.delenv("AVSEARCH_WEIGHTS", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("AVSEARCH_OFFLINE", raising=False)
