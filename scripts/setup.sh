@@ -12,6 +12,9 @@ fi
 # shellcheck disable=SC2086  # TORCH_SPEC is a list of requirements
 .venv/bin/python -m pip install --quiet --disable-pip-version-check $TORCH_SPEC 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import avsearch, torch, faiss, lancedb, open_clip, laion_clap" \
+# laion_clap is only located, not imported: its import looks tokenizers up on a model hub (avsearch
+# builds CLAP through its clap_module instead, off-line).
+HF_HUB_OFFLINE=1 .venv/bin/python -c "import importlib.util as u, avsearch, torch, faiss, lancedb, open_clip; \
+assert u.find_spec('laion_clap'), 'laion_clap missing'" \
   || { echo "setup.sh: the environment did not import cleanly" >&2; exit 1; }
 echo "avsearch installed in .venv ($(.venv/bin/avsearch --version))"
