@@ -11,6 +11,14 @@ from rich.table import Table
 
 from avsearch.cli.common import DeviceOption, WeightsDirOption, out, user_errors
 
+# Shared with `avsearch eval classify3d`.
+Bridge3DOption = Annotated[
+    Path | None, typer.Option("--bridge", help="ULIP-CLIP bridge (.safetensors or released ulip_clip.pt).")
+]
+PromptsOption = Annotated[
+    Path | None, typer.Option("--prompts", help="Prompt templates TOML (default: configs/prompts_3d.toml).")
+]
+
 
 def register(app: typer.Typer) -> None:
     app.command("classify3d")(classify3d_command)
@@ -27,16 +35,10 @@ def classify3d_command(
     ] = "modelnet40",
     k: Annotated[int, typer.Option("-k", "--top", min=1, help="How many labels to show per file.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    bridge: Annotated[
-        Path | None,
-        typer.Option("--bridge", help="ULIP-CLIP bridge (.safetensors or released ulip_clip.pt)."),
-    ] = None,
+    bridge: Bridge3DOption = None,
     weights_dir: WeightsDirOption = None,
     device: DeviceOption = None,
-    prompts: Annotated[
-        Path | None,
-        typer.Option("--prompts", help="Prompt templates TOML (default: configs/prompts_3d.toml)."),
-    ] = None,
+    prompts: PromptsOption = None,
 ) -> None:
     """Rank labels for each 3D shape through ULIP-2 PointBERT, CLIP text prompts and a C-MCR bridge."""
     from avsearch.evaluation.classify3d import classify3d

@@ -13,6 +13,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from avsearch.cli.classify3d import Bridge3DOption, PromptsOption
 from avsearch.cli.common import DeviceOption, WeightsDirOption, err, out, user_errors
 
 
@@ -32,16 +33,10 @@ def eval_classify3d_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     per_class: Annotated[bool, typer.Option("--per-class", help="Also print top-1 per class.")] = False,
-    bridge: Annotated[
-        Path | None,
-        typer.Option("--bridge", help="ULIP-CLIP bridge (.safetensors or released ulip_clip.pt)."),
-    ] = None,
+    bridge: Bridge3DOption = None,
     weights_dir: WeightsDirOption = None,
     device: DeviceOption = None,
-    prompts: Annotated[
-        Path | None,
-        typer.Option("--prompts", help="Prompt templates TOML (default: configs/prompts_3d.toml)."),
-    ] = None,
+    prompts: PromptsOption = None,
 ) -> None:
     """Top-1/3/5 zero-shot accuracy of ULIP-2 + CLIP prompts + a C-MCR bridge on a labelled 3D folder."""
     from avsearch.evaluation.classify3d_eval import evaluate_classify3d, find_labelled_files
