@@ -49,13 +49,14 @@ def train_command(
     """Train a C-MCR bridge (two projectors) from unpaired embeddings; flags override the config."""
     from avsearch.bridge.config import load_train_config, with_overrides
     from avsearch.bridge.train import train_from_folder
+    from avsearch.errors import ConfigError
 
     cfg = load_train_config(config)
     intra = None
     if no_intra:
         unknown = sorted(set(no_intra) - {s.space for s in cfg.sides})
         if unknown:
-            raise _config_error(f"--no-intra {', '.join(unknown)}: this bridge's sides are {cfg.intra_sides}")
+            raise ConfigError(f"--no-intra {', '.join(unknown)}: this bridge's sides are {cfg.intra_sides}")
         intra = tuple(s for s in cfg.intra_sides if s not in no_intra) or ("none",)
     cfg = with_overrides(
         cfg,
@@ -84,9 +85,3 @@ def train_command(
     table.add_row("consistency", f"{metrics['consistency_seconds']:.1f} s")
     out.print(table)
     err.print(f"[green]wrote[/] {out_path}")
-
-
-def _config_error(message: str) -> Exception:
-    from avsearch.errors import ConfigError
-
-    return ConfigError(message)

@@ -28,7 +28,15 @@ from avsearch.encoders.base import AUDIO, TEXT
 from avsearch.encoders.clap_features import fusion_inputs, quantize_int16
 from avsearch.encoders.clap_model import build_clap, load_tokenizer
 from avsearch.encoders.registry import EncoderSpec
-from avsearch.encoders.runtime import as_numpy, batch_size_for, chunks, dtype_for, fingerprint
+from avsearch.encoders.runtime import (
+    as_numpy,
+    batch_size_for,
+    chunks,
+    dtype_for,
+    fingerprint,
+    require_tower,
+    run_batched,
+)
 from avsearch.encoders.weights import find_file, resolve_weight
 from avsearch.errors import ConfigError
 from avsearch.media.audio import load_audio, make_windows
@@ -69,10 +77,6 @@ class ClapEncoder:
         self._tokenizer = tokenizer
         self._weight_paths = weight_paths
 
-    def _need(self, modality: str) -> None:
-        if modality not in self.modalities:
-            raise ConfigError(f"{self.name} was loaded without its {modality} tower")
-
     # -- audio -----------------------------------------------------------------------------------
     def prepare(self, modality: str, path: Path) -> np.ndarray:
         """Decode one file into its 10 s windows: (W, 480000) float32. Raises DecodeError naming it."""
@@ -84,30 +88,20 @@ class ClapEncoder:
     @torch.inference_mode()
     def encode_windows(self, windows: np.ndarray | torch.Tensor) -> np.ndarray:
         """Bare model forward on windows (W, 480000) float32 -> (W, 512) float32, rows normalised."""
-        self._need(AUDIO)
+        require_tower(self, AUDIO)
         windows = torch.as_tensor(windows, dtype=torch.float32)
-        outputs = []
-        start, batch = 0, self.audio_batch
-        while start < windows.shape[0]:
-            part = windows[start : start + batch].to(self.device)
-            inputs = fusion_inputs(part, self.audio_cfg)
+
+        def forward(part: torch.Tensor) -> torch.Tensor:
+            inputs = fusion_inputs(part.to(self.device), self.audio_cfg)
             for item in inputs:
                 item["mel_fusion"] = item["mel_fusion"].to(self.dtype)
-            try:
-                emb = self._model.get_audio_embedding(inputs)
-            except torch.cuda.OutOfMemoryError:
-                if batch == 1:
-                    raise
-                batch //= 2
-                torch.cuda.empty_cache()
-                continue
-            outputs.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
-            start += part.shape[0]
-        return as_numpy(torch.cat(outputs) if outputs else torch.empty(0), self.dim)
+            return self._model.get_audio_embedding(inputs)
+
+        return as_numpy(run_batched(forward, windows, self.audio_batch), self.dim)
 
     def encode_prepared(self, modality: str, items: Sequence[np.ndarray]) -> np.ndarray:
         """Encode prepared files [(W_i, 480000)] -> (N, 512): mean of window vectors, re-normalised."""
-        self._need(AUDIO)
+        require_tower(self, AUDIO)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
         counts = [w.shape[0] for w in items]
@@ -118,7 +112,7 @@ class ClapEncoder:
 
     def encode_files(self, modality: str, paths: Sequence[Path]) -> np.ndarray:
         """Decode + encode audio files -> (N, 512) float32; DecodeError names the first bad file."""
-        self._need(AUDIO)
+        require_tower(self, AUDIO)
         with ThreadPoolExecutor(max_workers=2) as pool:  # soundfile/soxr release the GIL
             items = list(pool.map(lambda p: self.prepare(modality, Path(p)), paths))
         return self.encode_prepared(modality, items)
@@ -127,7 +121,7 @@ class ClapEncoder:
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (N, 512) float32 normalised; RoBERTa tokens truncated to 77; empty -> InputError."""
-        self._need(TEXT)
+        require_tower(self, TEXT)
         cleaned = check_texts(texts)
         outputs = []
         for part in chunks(cleaned, self.text_batch):

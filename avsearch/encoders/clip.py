@@ -20,7 +20,7 @@ import torch
 
 from avsearch.encoders.base import IMAGE, TEXT
 from avsearch.encoders.registry import EncoderSpec
-from avsearch.encoders.runtime import as_numpy, batch_size_for, dtype_for, fingerprint, run_batched
+from avsearch.encoders.runtime import as_numpy, batch_size_for, dtype_for, fingerprint, require_tower, run_batched
 from avsearch.encoders.weights import find_file, resolve_weight
 from avsearch.errors import ConfigError, IncompatibleError
 from avsearch.media.image import load_image
@@ -100,10 +100,6 @@ class ClipEncoder:
         self.image_batch = batch_size_for(device, opts["batch_image"])
         self.text_batch = batch_size_for(device, opts["batch_text"])
 
-    def _need(self, modality: str) -> None:
-        if modality not in self.modalities:
-            raise ConfigError(f"{self.name} was loaded without its {modality} tower")
-
     # -- images ----------------------------------------------------------------------------------
     def prepare(self, modality: str, path: Path) -> torch.Tensor:
         """Decode and preprocess one file: (3, 224, 224) float32. Raises DecodeError naming it."""
@@ -114,7 +110,7 @@ class ClipEncoder:
     @torch.inference_mode()
     def encode_prepared(self, modality: str, items: Sequence[torch.Tensor]) -> np.ndarray:
         """Encode preprocessed images [(3, 224, 224)] -> (N, 512) float32, rows L2-normalised."""
-        self._need(IMAGE)
+        require_tower(self, IMAGE)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
         pixels = torch.stack(list(items))
@@ -123,7 +119,7 @@ class ClipEncoder:
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Bare model forward on normalised pixels (N, 3, 224, 224) -> (N, 512) float32 normalised."""
-        self._need(IMAGE)
+        require_tower(self, IMAGE)
 
         def forward(batch: torch.Tensor) -> torch.Tensor:
             return self._model.encode_image(batch.to(self.device, self.dtype, non_blocking=True))
@@ -132,7 +128,7 @@ class ClipEncoder:
 
     def encode_files(self, modality: str, paths: Sequence[Path]) -> np.ndarray:
         """Decode + encode image files -> (N, 512) float32; DecodeError names the first bad file."""
-        self._need(IMAGE)
+        require_tower(self, IMAGE)
         with ThreadPoolExecutor(max_workers=4) as pool:  # PIL decodes release the GIL
             items = list(pool.map(lambda p: self.prepare(modality, Path(p)), paths))
         return self.encode_prepared(modality, items)
@@ -141,7 +137,7 @@ class ClipEncoder:
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (N, 512) float32 normalised; truncated to 77 tokens; empty text is an InputError."""
-        self._need(TEXT)
+        require_tower(self, TEXT)
         cleaned = check_texts(texts)
         if not cleaned:
             return np.zeros((0, self.dim), dtype=np.float32)

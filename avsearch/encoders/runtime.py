@@ -34,6 +34,14 @@ def batch_size_for(device: torch.device, base: int) -> int:
     return max(1, base * scale)
 
 
+def require_tower(encoder: Any, modality: str) -> None:
+    """Refuse to encode a modality whose tower was not loaded (encoders load only what a command needs)."""
+    if modality not in encoder.modalities:
+        from avsearch.errors import ConfigError
+
+        raise ConfigError(f"{encoder.name} was loaded without its {modality} tower")
+
+
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -176,41 +176,18 @@ def test_killed_run_leaves_a_consistent_index_and_resumes(tmp_path, av_weights_d
     store = MediaStore(index)
     book = store.bookkeeping("image")
     assert 0 < len(book) < len(images) and all(Path(p).is_file() for p in book)
+
     # Queries work on the partial index (no FAISS index yet: exact search).
-    partial = runner.invoke(
-        app,
-        [
-            "query",
-            "--image",
-            str(images[0]),
-            "--target",
-            "image",
-            "--json",
-            "--index-dir",
-            str(index),
-            "--weights-dir",
-            str(av_weights_dir),
-        ],
-    )
+    def query_first_image():
+        args = ["query", "--image", str(images[0]), "--target", "image", "--json"]
+        return runner.invoke(app, [*args, "--index-dir", str(index), "--weights-dir", str(av_weights_dir)])
+
+    partial = query_first_image()
     assert partial.exit_code == 0, partial.output
 
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert set(MediaStore(index).bookkeeping("image")) == {str(p) for p in images}
-    after = runner.invoke(
-        app,
-        [
-            "query",
-            "--image",
-            str(images[0]),
-            "--target",
-            "image",
-            "--json",
-            "--index-dir",
-            str(index),
-            "--weights-dir",
-            str(av_weights_dir),
-        ],
-    )
+    after = query_first_image()
     result = json.loads(after.stdout)
     assert result[0]["index_kind"] == "flat" and result[0]["hits"][0]["path"] == str(images[0])
