@@ -62,7 +62,6 @@ def test_text_only_load_drops_image_tower(clip_weights_dir: Path) -> None:
 def test_missing_weights_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants as hf_constants
 
-
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("AVSEARCH_CACHE", str(tmp_path / "avcache"))
     monkeypatch.setenv("AVSEARCH_OFFLINE", "1")
