@@ -142,18 +142,20 @@ def test_released_checkpoints_import_strictly_and_roundtrip(tmp_path, kind, spac
     clip_prefix = "Head_B" if kind == "clap_clip" else "Head_A"
     first = "net1" if kind == "clap_clip" else "net"
     assert torch.equal(bridge.heads["clip"].get_submodule(first)[0].weight, state[f"{clip_prefix}.{first}.0.weight"])
-    # The released pipeline: eval-mode head on the normalised input, then normalise.
-    x = torch.nn.functional.normalize(torch.randn(4, 512), dim=-1)
-    ref = torch.nn.Sequential(*bridge.heads["clip"].children()) if kind == "ulip_clip" else None
-    if ref is not None:
-        np.testing.assert_allclose(
-            bridge.project("clip", x.numpy()),
-            torch.nn.functional.normalize(ref(x), dim=-1).detach().numpy(),
-            atol=1e-6,
-        )
+    # The released pipeline, both sides, against the independent float64 forward written from the
+    # published head layout (no avsearch module in it; see tests/bridge/test_released_heads.py).
+    from tests.bridge.test_released_heads import MODALITY, ROLES, reference_forward
+
+    x = 3 * torch.randn(4, 512).numpy()
+    for space, head in ROLES[kind].items():
+        want = reference_forward(state, kind, head, x)
+        np.testing.assert_allclose(bridge.project(space, x, modality=MODALITY[kind][space]), want, atol=2e-5)
     save_bridge(bridge, tmp_path / "converted.safetensors")
     again = load_bridge(tmp_path / "converted.safetensors")
-    np.testing.assert_array_equal(again.project(spaces[1], x.numpy()), bridge.project(spaces[1], x.numpy()))
+    modality = MODALITY[kind][spaces[1]]
+    np.testing.assert_array_equal(
+        again.project(spaces[1], x, modality=modality), bridge.project(spaces[1], x, modality=modality)
+    )
 
 
 def test_released_import_is_strict(tmp_path):
