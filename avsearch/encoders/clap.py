@@ -1,23 +1,28 @@
 """LAION-CLAP fusion model (630k-fusion-best.pt): audio and text -> 512-d L2-normalised vectors.
 
 Audio pipeline (deterministic: the same file gives a bit-identical vector on every run):
-  file -> mono 48 kHz (avsearch.media.audio.load_audio) -> int16 round trip (as laion_clap)
-  -> 10 s windows (avsearch.media.audio.make_windows: repeat-padded when short, evenly spaced
-  windows covering the clip when long, at most `max_windows`) -> log-mel (clap_features)
-  -> laion_clap CLAP.get_audio_embedding per window (each L2-normalised)
-  -> pooling: the mean of a file's window vectors, L2-normalised again.
-laion_clap's own fusion path picks random crops for clips over 10 s; making the windows here
-means the model only ever sees exact 10 s windows, for which it is deterministic.
+  file -> mono 48 kHz (avsearch.media.audio.load_audio) -> int16 round trip (as laion_clap), then by
+  the `long_clip` setting of configs/encoders.toml (LongClip):
+  - "fusion" (default): laion_clap's own fusion input (clap_features.clip_fusion_input). A clip up to
+    10 s is repeat-padded to 10 s; a longer clip gives the model what the fusion checkpoint was trained
+    on: its whole mel shrunk to 10 s plus three 10 s crops, at fixed evenly spaced starts where
+    upstream draws them at random. One forward per file, whatever its length.
+  - "window-mean": evenly spaced 10 s windows (avsearch.media.audio.make_windows, at most
+    `max_windows`), each embedded as a short clip, the window vectors averaged and re-normalised.
+  Clips up to 10 s give the same vector in both modes.
 Bit-identity holds for the same file encoded in the same batch layout (CPU GEMM kernels may round
 differently for other batch sizes, well below 1e-6).
-Text: RoBERTa tokenizer, 77 tokens (truncated), CLAP.get_text_embedding.
+Text: the RoBERTa tokenizer called exactly as laion_clap's CLAP_Module.tokenizer (text unchanged, no
+whitespace clean-up; 77 tokens, truncated, padded), then CLAP.get_text_embedding.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,13 @@ import numpy as np
 import torch
 
 from avsearch.encoders.base import AUDIO, TEXT
-from avsearch.encoders.clap_features import fusion_inputs, quantize_int16
+from avsearch.encoders.clap_features import (
+    FUSION_CHUNK_RULE,
+    FusionInput,
+    clip_fusion_input,
+    fusion_inputs,
+    quantize_int16,
+)
 from avsearch.encoders.clap_model import build_clap, load_tokenizer
 from avsearch.encoders.registry import EncoderSpec
 from avsearch.encoders.runtime import (
@@ -43,6 +54,21 @@ from avsearch.media.audio import load_audio, make_windows
 from avsearch.media.text import check_texts
 
 log = logging.getLogger(__name__)
+
+
+class LongClip(StrEnum):
+    """How clips over 10 s are embedded (`long_clip` in configs/encoders.toml)."""
+
+    FUSION = "fusion"  # the fusion checkpoint's own input: global mel + 3 fixed crops, one forward
+    WINDOW_MEAN = "window-mean"  # mean of evenly spaced 10 s window vectors (avsearch before 2026-12)
+
+    @classmethod
+    def parse(cls, value: Any) -> LongClip:
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(repr(m.value) for m in cls)
+            raise ConfigError(f"encoders.toml: long_clip = {value!r} is not one of {valid}") from None
 
 
 class ClapEncoder:
@@ -69,6 +95,7 @@ class ClapEncoder:
         self.sample_rate = int(opts["sample_rate"])
         self.window_samples = int(opts["window_samples"])
         self.max_windows = int(opts["max_windows"])
+        self.long_clip = LongClip.parse(opts.get("long_clip", LongClip.FUSION))
         self.context_length = int(opts["context_length"])
         self.audio_batch = batch_size_for(device, opts["batch_audio"])
         self.text_batch = batch_size_for(device, opts["batch_text"])
@@ -77,12 +104,29 @@ class ClapEncoder:
         self._tokenizer = tokenizer
         self._weight_paths = weight_paths
 
+    def with_long_clip(self, mode: LongClip | str) -> ClapEncoder:
+        """This encoder with another long-clip mode, sharing the loaded model (comparisons, benchmarks)."""
+        spec = dataclasses.replace(self._spec, options={**self._spec.options, "long_clip": LongClip.parse(mode).value})
+        model_cfg = {"audio_cfg": self.audio_cfg}
+        return ClapEncoder(
+            spec, self._model, model_cfg, self._tokenizer, self.modalities, self.device, self._weight_paths
+        )
+
     # -- audio -----------------------------------------------------------------------------------
-    def prepare(self, modality: str, path: Path) -> np.ndarray:
-        """Decode one file into its 10 s windows: (W, 480000) float32. Raises DecodeError naming it."""
+    def prepare(self, modality: str, path: Path) -> FusionInput | np.ndarray:
+        """Decode one file into its model input (by `long_clip`); DecodeError names a bad file.
+
+        fusion: a FusionInput (mel_fusion (4, 1001, 64)); window-mean: windows (W, 480000) float32.
+        """
         if modality != AUDIO:
             raise ConfigError(f"{self.name} encodes audio files, not {modality}")
         wave = quantize_int16(load_audio(path, self.sample_rate))
+        return self.prepare_wave(wave)
+
+    def prepare_wave(self, wave: np.ndarray) -> FusionInput | np.ndarray:
+        """An int16-quantised 48 kHz mono waveform (T,) -> what prepare() returns for it."""
+        if self.long_clip is LongClip.FUSION:
+            return clip_fusion_input(wave, self.audio_cfg, self.window_samples)
         return make_windows(wave, self.window_samples, self.max_windows)
 
     @torch.inference_mode()
@@ -99,11 +143,36 @@ class ClapEncoder:
 
         return as_numpy(run_batched(forward, windows, self.audio_batch), self.dim)
 
-    def encode_prepared(self, modality: str, items: Sequence[np.ndarray]) -> np.ndarray:
-        """Encode prepared files [(W_i, 480000)] -> (N, 512): mean of window vectors, re-normalised."""
+    @torch.inference_mode()
+    def encode_fusion(self, items: Sequence[FusionInput]) -> np.ndarray:
+        """Bare model forward on fusion inputs -> (N, 512) float32, rows normalised."""
         require_tower(self, AUDIO)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
+
+        # run_batched splits one tensor (and halves batches on CUDA OOM): give it the item indices.
+        def forward(part: torch.Tensor) -> torch.Tensor:
+            inputs = [
+                {
+                    "mel_fusion": items[i].mel_fusion.to(self.device, self.dtype),
+                    "longer": torch.tensor([items[i].longer]),
+                }
+                for i in part.tolist()
+            ]
+            return self._model.get_audio_embedding(inputs)
+
+        return as_numpy(run_batched(forward, torch.arange(len(items)), self.audio_batch), self.dim)
+
+    def encode_prepared(self, modality: str, items: Sequence[FusionInput | np.ndarray]) -> np.ndarray:
+        """Encode what prepare() returned -> (N, 512) float32, rows normalised.
+
+        fusion: one forward per file; window-mean: mean of a file's window vectors, re-normalised.
+        """
+        require_tower(self, AUDIO)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self.long_clip is LongClip.FUSION:
+            return self.encode_fusion(items)  # type: ignore[arg-type]
         counts = [w.shape[0] for w in items]
         per_window = self.encode_windows(np.concatenate(items))
         pooled = np.stack([g.mean(axis=0) for g in np.split(per_window, np.cumsum(counts)[:-1])]).astype(np.float32)
@@ -118,20 +187,31 @@ class ClapEncoder:
         return self.encode_prepared(modality, items)
 
     # -- text ------------------------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """RoBERTa tokens exactly as laion_clap's CLAP_Module.tokenizer makes them; empty -> InputError.
+
+        The text goes to the tokenizer unchanged: byte-level BPE encodes spaces, tabs and newlines as
+        tokens, so collapsing or stripping whitespace would give the model different input.
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        check_texts(texts)  # validation only: its whitespace-cleaned copies are not used
+        return self._tokenizer(
+            texts,
+            padding="max_length",
+            truncation=True,
+            max_length=self.context_length,
+            return_tensors="pt",
+        )
+
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (N, 512) float32 normalised; RoBERTa tokens truncated to 77; empty -> InputError."""
         require_tower(self, TEXT)
-        cleaned = check_texts(texts)
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        check_texts(texts)  # refuse the whole call before any forward
         outputs = []
-        for part in chunks(cleaned, self.text_batch):
-            tokens = self._tokenizer(
-                list(part),
-                padding="max_length",
-                truncation=True,
-                max_length=self.context_length,
-                return_tensors="pt",
-            )
+        for part in chunks(texts, self.text_batch):
+            tokens = self.tokenize(part)
             data = {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
             emb = self._model.get_text_embedding(data)
             outputs.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
@@ -139,7 +219,12 @@ class ClapEncoder:
 
     def fingerprint(self) -> str:
         opts = {k: v for k, v in self._spec.options.items() if not k.startswith("batch")}
-        opts["pooling"] = "mean-of-normalised-windows-v1"
+        opts["long_clip"] = self.long_clip.value
+        # Bumped when the vectors change for the same options: v2 = fusion input for long clips (or the
+        # window mean, by long_clip) and text tokenised unchanged (v1 collapsed whitespace).
+        opts["pooling"] = (
+            f"fusion-v2 ({FUSION_CHUNK_RULE})" if self.long_clip is LongClip.FUSION else "mean-of-normalised-windows-v2"
+        )
         return fingerprint(self.name, self._weight_paths, opts)
 
 

@@ -1,15 +1,28 @@
-"""CLAP audio front end: 10 s windows -> the log-mel input of laion_clap's fusion model.
+"""CLAP audio front end: waveforms -> the log-mel inputs of laion_clap's fusion model.
 
-laion_clap computes this in training/data.py:get_mel with torchaudio, which is not a dependency of
-avsearch (and importing that module fetches tokenizers from the hub). This is the same computation in
-plain torch: periodic Hann window, |STFT|^2 (n_fft 1024, hop 480, centred, reflect padding), an HTK
-mel filterbank without normalisation (64 bands, 50 Hz - 14 kHz) and 10*log10(max(x, 1e-10)).
-For a 480,000-sample window it gives (1001, 64) frames, as upstream.
+laion_clap computes this in training/data.py (get_mel, get_audio_features) with torchaudio, which is
+not a dependency of avsearch (and importing that module fetches tokenizers from the hub). This is the
+same computation in plain torch: periodic Hann window, |STFT|^2 (n_fft 1024, hop 480, centred, reflect
+padding), an HTK mel filterbank without normalisation (64 bands, 50 Hz - 14 kHz) and
+10*log10(max(x, 1e-10)). For a 480,000-sample window it gives (1001, 64) frames, as upstream.
+
+The fusion input of one clip (get_audio_features with data_truncating="fusion",
+data_filling="repeatpad") is `mel_fusion` (4, 1001, 64) plus a `longer` flag:
+- clip <= 10 s: repeat-padded to 10 s; the four channels are the same mel; longer = False.
+- clip > 10 s: channel 0 is the mel of the WHOLE clip shrunk to 1001 frames (bilinear, antialiased,
+  as torchvision's Resize does on tensors), channels 1-3 are three 1001-frame crops of the clip's
+  mel, one from each third of the possible start frames; longer = True. Upstream draws each crop
+  start at random (np.random.choice), so one file gives different vectors from run to run. avsearch
+  takes them evenly spaced instead (FUSION_CHUNK_RULE): the first start of the first third (the
+  clip's opening 10 s), the middle start of the middle third and the last start of the last third
+  (the clip's closing 10 s). Each is a start upstream could have drawn, so the model sees input of
+  the kind it was trained on, and the same file always gives the same vector.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -40,8 +53,7 @@ def mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample
     return torch.clamp(torch.min(down, up), min=0.0)
 
 
-def log_mel(windows: torch.Tensor, audio_cfg: dict[str, Any]) -> torch.Tensor:
-    """Waveform windows (B, samples) float32 -> log-mel (B, frames, mel_bins) float32."""
+def _log_mel(windows: torch.Tensor, audio_cfg: dict[str, Any], center: bool) -> torch.Tensor:
     n_fft = int(audio_cfg["window_size"])
     window = torch.hann_window(n_fft, periodic=True, device=windows.device)
     spec = torch.stft(
@@ -50,7 +62,7 @@ def log_mel(windows: torch.Tensor, audio_cfg: dict[str, Any]) -> torch.Tensor:
         hop_length=int(audio_cfg["hop_size"]),
         win_length=n_fft,
         window=window,
-        center=True,
+        center=center,
         pad_mode="reflect",
         normalized=False,
         onesided=True,
@@ -68,14 +80,98 @@ def log_mel(windows: torch.Tensor, audio_cfg: dict[str, Any]) -> torch.Tensor:
     return 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
 
 
+def log_mel(windows: torch.Tensor, audio_cfg: dict[str, Any]) -> torch.Tensor:
+    """Waveform windows (B, samples) float32 -> log-mel (B, frames, mel_bins) float32."""
+    return _log_mel(windows, audio_cfg, center=True)
+
+
+def log_mel_long(wave: torch.Tensor, audio_cfg: dict[str, Any], block_frames: int = 4096) -> torch.Tensor:
+    """log_mel of one waveform (T,) of any length -> (1 + T // hop, mel_bins), computed in blocks.
+
+    The same frames as log_mel(wave[None])[0], but the STFT of a long clip (an hour holds 360,000
+    frames: ~1.5 GB as complex numbers) is never held whole: the clip is reflect-padded once, as a
+    centred STFT does, and cut into blocks of frames whose STFTs need no further padding.
+    """
+    n_fft, hop = int(audio_cfg["window_size"]), int(audio_cfg["hop_size"])
+    pad = n_fft // 2
+    padded = torch.nn.functional.pad(wave[None, None], (pad, pad), mode="reflect")[0, 0]
+    frames = 1 + int(wave.shape[0]) // hop
+    blocks = []
+    for first in range(0, frames, block_frames):
+        last = min(frames, first + block_frames)  # exclusive
+        segment = padded[first * hop : (last - 1) * hop + n_fft]
+        blocks.append(_log_mel(segment[None], audio_cfg, center=False)[0])
+    return torch.cat(blocks)
+
+
 def fusion_inputs(windows: torch.Tensor, audio_cfg: dict[str, Any]) -> list[dict[str, torch.Tensor]]:
     """Per-window input dicts for CLAP.get_audio_embedding on the deterministic fusion path.
 
     Every window is exactly 10 s, so laion_clap's own rule for such clips applies: the four fusion
     channels are the same mel (mel_fusion (4, frames, mel_bins)) and "longer" is False, which makes
-    the fusion model skip its random local crops.
+    the fusion model skip its local crops. This is the input of the "window-mean" long-clip mode.
     """
     mels = log_mel(windows, audio_cfg)
     return [
         {"mel_fusion": m.unsqueeze(0).expand(4, -1, -1).contiguous(), "longer": torch.tensor([False])} for m in mels
     ]
+
+
+FUSION_CHUNK_RULE = "evenly-spaced: first of first third, middle of middle third, last of last third"
+
+
+def fusion_chunk_starts(total_frames: int, chunk_frames: int) -> tuple[int, int, int]:
+    """Start frames of the three local crops of a clip whose mel has `total_frames` > chunk_frames.
+
+    Upstream splits the possible starts 0..total-chunk into thirds (np.array_split) and draws one start
+    from each at random; here the draws are fixed (FUSION_CHUNK_RULE), and a third that is empty for a
+    clip barely over 10 s falls back to start 0, as upstream does.
+    """
+    ranges = [list(r) or [0] for r in np.array_split(np.arange(total_frames - chunk_frames + 1), 3)]
+    return int(ranges[0][0]), int(ranges[1][len(ranges[1]) // 2]), int(ranges[2][-1])
+
+
+def shrink_mel(mel: torch.Tensor, frames: int) -> torch.Tensor:
+    """The whole clip's mel (T, mel_bins) squeezed to (frames, mel_bins): the fusion model's global view.
+
+    Bilinear with antialiasing, as laion_clap's torchvision.transforms.Resize call does on a tensor
+    with torchvision >= 0.17 (antialias=True became its default there).
+    """
+    resized = torch.nn.functional.interpolate(
+        mel[None, None], size=(frames, mel.shape[1]), mode="bilinear", align_corners=False, antialias=True
+    )
+    return resized[0, 0]
+
+
+@dataclass(frozen=True)
+class FusionInput:
+    """One clip's input to the fusion model: mel_fusion (4, 1001, 64) float32 and the `longer` flag."""
+
+    mel_fusion: torch.Tensor
+    longer: bool
+
+
+def clip_fusion_input(wave: np.ndarray, audio_cfg: dict[str, Any], max_len: int = 480_000) -> FusionInput:
+    """A whole clip (T,) float32, already int16-quantised -> its fusion input (see the module doc).
+
+    Mirrors laion_clap get_audio_features(data_truncating="fusion", data_filling="repeatpad"), with the
+    random crop starts replaced by fusion_chunk_starts.
+    """
+    n = int(wave.shape[0])
+    if n == 0:
+        raise ValueError("empty waveform")
+    if n <= max_len:
+        reps = max_len // n  # repeat the clip whole, then zero-pad ("repeatpad")
+        window = np.zeros(max_len, dtype=np.float32)
+        window[: reps * n] = np.tile(wave, reps)
+        mel = log_mel(torch.from_numpy(window)[None], audio_cfg)[0]
+        return FusionInput(mel.unsqueeze(0).expand(4, -1, -1).contiguous(), longer=False)
+    mel = log_mel_long(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), audio_cfg)
+    chunk_frames = max_len // int(audio_cfg["hop_size"]) + 1
+    total_frames = int(mel.shape[0])
+    if total_frames == chunk_frames:
+        # Upstream's corner case: a clip under one hop longer than 10 s is used whole, as a short one.
+        return FusionInput(mel.unsqueeze(0).expand(4, -1, -1).contiguous(), longer=False)
+    starts = fusion_chunk_starts(total_frames, chunk_frames)
+    parts = [shrink_mel(mel, chunk_frames), *(mel[s : s + chunk_frames] for s in starts)]
+    return FusionInput(torch.stack(parts), longer=True)
