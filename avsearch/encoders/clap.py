@@ -228,6 +228,25 @@ class ClapEncoder:
         return fingerprint(self.name, self._weight_paths, opts)
 
 
+def _cast_fusion_inputs(model: torch.nn.Module) -> None:
+    """Let the fusion path run in half precision (the CUDA default, runtime.dtype_for).
+
+    laion_clap's HTSAT PatchEmbed right-pads the local (crop) features with torch.zeros(...) in the
+    default float32 before the fusion module, so in float16/bfloat16 a clip over 10 s fails with
+    "Input type (float) and bias type (c10::Half) should be the same". Casting the fusion module's
+    inputs to its own dtype is a no-op in float32 and exactly upstream's computation otherwise.
+    """
+    fusion = getattr(getattr(getattr(model, "audio_branch", None), "patch_embed", None), "fusion_model", None)
+    if fusion is None:
+        return
+
+    def cast(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        dtype = next(module.parameters()).dtype
+        return tuple(a.to(dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+    fusion.register_forward_pre_hook(cast)
+
+
 def _drop_unused_towers(model: torch.nn.Module, modalities: Sequence[str]) -> None:
     if AUDIO not in modalities:
         model.audio_branch = None
@@ -251,6 +270,7 @@ def load_clap_encoder(
     paths = {key: resolve_weight(name, weights_dir) for key, name in names.items()}
     model, model_cfg = build_clap(paths["clap"], paths["roberta-config"], spec.options)
     _drop_unused_towers(model, modalities)
+    _cast_fusion_inputs(model)
     model = model.to(device=device, dtype=dtype_for(device))
     tokenizer = load_tokenizer(paths["roberta-vocab"]) if TEXT in modalities else None
     log.info("CLAP %s loaded from %s on %s", spec.options["amodel"], paths["clap"], device)

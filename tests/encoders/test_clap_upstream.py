@@ -25,6 +25,7 @@ What the tests stub, and why (test-only, nothing here ships):
 
 from __future__ import annotations
 
+import copy
 import socket
 import types
 from collections.abc import Iterator
@@ -268,3 +269,15 @@ def test_blockwise_mel_equals_whole_mel() -> None:
     wave = torch.from_numpy(_clip(3.3, seed=5))
     whole = clap_features.log_mel(wave[None], cfg)[0]
     assert torch.equal(clap_features.log_mel_long(wave, cfg, block_frames=97), whole)
+
+
+def test_long_clip_fusion_runs_in_half_precision(clap: ClapEncoder) -> None:
+    # On CUDA the model runs in float16, where upstream's PatchEmbed pads the crops' features with
+    # float32 zeros and fails. Only that layer is run here (bfloat16 on CPU takes the same path).
+    embed = clap._model.audio_branch.patch_embed
+    x = torch.randn(1, 4, *embed.img_size)
+    with torch.inference_mode():
+        full = embed(x, longer_idx=torch.tensor([0]))
+        half = copy.deepcopy(embed).to(torch.bfloat16)(x.to(torch.bfloat16), longer_idx=torch.tensor([0]))
+    assert half.dtype == torch.bfloat16
+    assert torch.nn.functional.cosine_similarity(half.float().flatten(), full.flatten(), dim=0) >= 0.999
