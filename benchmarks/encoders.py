@@ -6,6 +6,8 @@ tests/weights_factory.py. Speed does not depend on the weight values; the CLAP t
 there but is not used by the audio figures. The pipeline/bare ratio is the pipeline's efficiency
 (decoding, resampling, resizing, batching overheads).
 
+Long clips (window-mean vs fusion input): benchmarks/clap_long.py.
+
 Usage: .venv/bin/python benchmarks/encoders.py [--images 64] [--audio 8] [--device cpu]
 """
 
@@ -65,7 +67,9 @@ def main() -> None:
         t_img_bare = _timed(lambda: clip.encode_pixels(pixels))
 
         clap = load_encoder("clap-630k-fusion", ["audio"], weights_dir=weights, device=args.device)
-        windows = np.concatenate([clap.prepare("audio", p) for p in clips])
+        # Bare = mel + model forward on decoded 10 s waveforms (clips <= 10 s: the same input in both
+        # long-clip modes; window-mean's prepare() stops at the waveform, fusion's at the mel).
+        windows = np.concatenate([clap.with_long_clip("window-mean").prepare("audio", p) for p in clips])
         t_aud = _timed(lambda: clap.encode_files("audio", clips), repeats=1)
         t_aud_bare = _timed(lambda: clap.encode_windows(windows), repeats=1)
 
