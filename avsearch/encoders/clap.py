@@ -60,7 +60,7 @@ class LongClip(StrEnum):
     """How clips over 10 s are embedded (`long_clip` in configs/encoders.toml)."""
 
     FUSION = "fusion"  # the fusion checkpoint's own input: global mel + 3 fixed crops, one forward
-    WINDOW_MEAN = "window-mean"  # mean of evenly spaced 10 s window vectors (avsearch before 2026-12)
+    WINDOW_MEAN = "window-mean"  # mean of evenly spaced 10 s window vectors (the earlier behaviour)
 
     @classmethod
     def parse(cls, value: Any) -> LongClip:
