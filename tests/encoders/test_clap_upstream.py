@@ -195,7 +195,7 @@ def test_text_embeddings_match_upstream(clap: ClapEncoder, upstream) -> None:
 
 
 def test_audio_up_to_10s_matches_upstream(clap: ClapEncoder, upstream, tmp_path: Path) -> None:
-    files = [_write(tmp_path, f"s{i}.wav", _clip(sec, seed=i)) for i, sec in enumerate([0.7, 4.3, 10.0])]
+    files = [_write(tmp_path, f"s{i}.wav", _clip(sec, seed=i)) for i, sec in enumerate([0.7, 10.0])]
     ours = clap.encode_files("audio", files)
     theirs = upstream.get_audio_embedding_from_filelist([str(f) for f in files])
     _assert_same(ours, theirs, 0.9999)
