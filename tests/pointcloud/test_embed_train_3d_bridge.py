@@ -8,12 +8,18 @@ import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
+from avsearch.bridge.io import load_bridge
 from avsearch.cli import app
+from avsearch.encoders.registry import load_encoder
+from avsearch.media.pointcloud import load_pointcloud
 
 runner = CliRunner()
 
 
-def test_embed_train_classify_with_the_pointcloud_text_config(ulip_weights_dir, make_cloud, tmp_path):
+def test_embed_train_classify_with_the_pointcloud_text_config(
+    ulip_weights_dir, ulip_encoder, make_cloud, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AVSEARCH_CACHE", str(tmp_path / "cache"))
     media = tmp_path / "media"
     media.mkdir()
     rng = np.random.default_rng(0)
@@ -84,13 +90,35 @@ def test_embed_train_classify_with_the_pointcloud_text_config(ulip_weights_dir, 
             str(ulip_weights_dir),
             "--labels",
             str(_labels(tmp_path)),
+            "--prompts",
+            str(_prompts(tmp_path)),
             "-k",
             "2",
             "--json",
+            "--device",
+            "cpu",
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "chair" in result.stdout or "table" in result.stdout
+    (row,) = json.loads(result.stdout)
+    assert row["file"] == str(media / "shape0.npy")
+
+    # The same scores computed here, outside classify3d: the cloud through ULIP and the trained bridge's
+    # ULIP side; each label's prompts through CLIP, averaged as unit vectors in CLIP space and projected
+    # once through the CLIP side (the default ensemble, configs/prompts_3d.toml); cosines, best first.
+    trained = load_bridge(bridge)
+    cloud = ulip_encoder.encode_points(load_pointcloud(media / "shape0.npy")[None])
+    shape = trained.project("ulip", cloud, modality="pointcloud")[0]
+    clip = load_encoder("clip-vit-b-32-openai", ("text",), ulip_weights_dir, "cpu")
+    labels = ["chair", "table", "lamp"]
+    templates = ["a photo of a {}.", "a 3D model of a {}."]
+    native = clip.encode_text([t.format(label) for label in labels for t in templates]).astype(np.float64)
+    native = native / np.linalg.norm(native, axis=1, keepdims=True)
+    label_vectors = trained.project("clip", native.reshape(3, 2, -1).mean(axis=1), modality="text")
+    scores = label_vectors @ shape / np.linalg.norm(label_vectors, axis=1) / np.linalg.norm(shape)
+    best = np.argsort(-scores)[:2]
+    assert [p["label"] for p in row["top"]] == [labels[i] for i in best]
+    np.testing.assert_allclose([p["score"] for p in row["top"]], scores[best], atol=2e-5)
 
 
 def _prompts(tmp_path):
