@@ -28,13 +28,17 @@ def read_embeddings(path: str | Path) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
-def project_file(bridge_path: str | Path, space: str, src: str | Path, dst: str | Path) -> tuple[int, int]:
-    """Project native embeddings of `space` in `src` into the bridge's shared space, saved to `dst`.
+def project_file(
+    bridge_path: str | Path, space: str, src: str | Path, dst: str | Path, modality: str | None = None
+) -> tuple[int, int]:
+    """Project native embeddings of `modality` in `space` (`src`) into the bridge's shared space (`dst`).
 
-    Returns the output shape. Input rows are L2-normalised first; output rows are L2-normalised.
+    `modality` defaults to the side's memory modality (audio for clap, image for clip in the
+    audio-visual bridge). Returns the output shape; output rows are L2-normalised.
     """
     bridge = open_bridge(bridge_path)
-    projected = bridge.project(space, read_embeddings(src))
+    modality = modality or bridge.meta.side(space).memory
+    projected = bridge.project(space, read_embeddings(src), modality=modality)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     np.save(dst, projected)

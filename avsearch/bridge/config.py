@@ -68,6 +68,7 @@ class OptimConfig:
     weight_decay: float = 0.01  # AdamW's default; the paper does not state one
     min_lr_ratio: float = 0.0  # cosine decays from lr to lr * min_lr_ratio
     seed: int = 0
+    holdout: float = 0.01  # share of overlap pairs kept out of training and scored after every epoch
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ class TrainConfig:
                 raise ConfigError(f"optim.{name} must be at least 1, got {value}")
         if self.optim.lr <= 0:
             raise ConfigError(f"optim.lr must be positive, got {self.optim.lr}")
+        if not 0 <= self.optim.holdout < 0.5:
+            raise ConfigError(f"optim.holdout must be in [0, 0.5), got {self.optim.holdout}")
 
     @property
     def intra_sides(self) -> tuple[str, ...]:

@@ -143,7 +143,7 @@ _RELEASED: dict[str, dict[str, Any]] = {
         "name": "audio_visual",
         "overlap": "text",
         "prefixes": {"Head_B.": _CLIP, "Head_A.": Side("clap", "clap-630k-fusion", 512, "audio")},
-        "head": HeadSpec(kind="released_av", in_dim=512, hidden=1024, out_dim=512),
+        "head": HeadSpec(kind="released_av", in_dim=512, hidden=1024, out_dim=512, norm_stats="shared"),
     },
     # ulip_clip.pt: Head_A = CLIP side, Head_B = ULIP side; one Linear-BN-ReLU per side.
     "ulip_clip": {
@@ -153,7 +153,7 @@ _RELEASED: dict[str, dict[str, Any]] = {
             "Head_A.": Side("clip", "clip-vit-b-32-openai", 512, "text"),
             "Head_B.": Side("ulip", "ulip2-pointbert", 512, "pointcloud"),
         },
-        "head": HeadSpec(kind="released_3d", in_dim=512, hidden=512, out_dim=512),
+        "head": HeadSpec(kind="released_3d", in_dim=512, hidden=512, out_dim=512, norm_stats="shared"),
     },
 }
 RELEASED_KINDS = tuple(_RELEASED)

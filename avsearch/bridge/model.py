@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avsearch.bridge.calibration import recalibrate
 from avsearch.bridge.heads import HeadSpec, build_head
 from avsearch.errors import IncompatibleError, InputError
 
@@ -52,7 +53,8 @@ class BridgeMeta:
             name=d["name"],
             overlap=d["overlap"],
             sides=sides,  # type: ignore[arg-type]
-            head=HeadSpec(**d["head"]),
+            # Bridge files written before per-kind statistics existed hold plain BatchNorm layers.
+            head=HeadSpec(**({"norm_stats": "shared"} | d["head"])),
             hyper=dict(d.get("hyper", {})),
             data_fingerprint=d.get("data_fingerprint"),
             metrics=dict(d.get("metrics", {})),
@@ -70,6 +72,17 @@ class BridgeMeta:
                 return s
         raise IncompatibleError(f"bridge {self.name!r} connects {' and '.join(self.spaces)}, not {space!r}")
 
+    def input_kind(self, space: str, modality: str) -> str:
+        """Which kind of training batch ("overlap" or "memory") `modality` in `space` corresponds to."""
+        side = self.side(space)
+        if modality == self.overlap:
+            return "overlap"
+        if modality == side.memory:
+            return "memory"
+        raise IncompatibleError(
+            f"bridge {self.name!r} projects {self.overlap} or {side.memory} through its {space} side, not {modality!r}"
+        )
+
 
 class Bridge(nn.Module):
     """Two projector heads keyed by space name. `project` maps native embeddings to the shared space."""
@@ -82,19 +95,26 @@ class Bridge(nn.Module):
         )
         self.fingerprint: str = ""  # set by save/load: sha256 of the weights, identifies this bridge
 
-    def forward_space(self, space: str, x: torch.Tensor) -> torch.Tensor:
-        """Project a batch of native embeddings of `space` and L2-normalise (training and inference)."""
+    def forward_space(self, space: str, x: torch.Tensor, kind: str) -> torch.Tensor:
+        """Project a batch (B, dim) of one input kind ("overlap" or "memory") of `space`, L2-normalised."""
         self.meta.side(space)
-        return F.normalize(self.heads[space](x), dim=-1)
+        return F.normalize(self.heads[space](x, kind), dim=-1)
+
+    def recalibrate(self, space: str, modality: str, x: np.ndarray) -> None:
+        """Set the BatchNorm statistics that `modality` uses in `space` to those of the embeddings `x`
+        (N, dim): inference then normalises such inputs as training normalised each batch by its own
+        statistics. Heads with shared (upstream) statistics are left untouched."""
+        recalibrate(self.heads[space], x, self.meta.input_kind(space, modality), next(self.parameters()).device)
 
     @torch.inference_mode()
-    def project(self, space: str, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-        """Native embeddings (N, dim) of `space` -> shared space (N, out_dim) float32, L2-normalised.
+    def project(self, space: str, x: np.ndarray, *, modality: str, batch_size: int = 65536) -> np.ndarray:
+        """Native embeddings (N, dim) of `modality` in `space` -> shared space (N, out_dim), L2-normalised.
 
-        Inputs are L2-normalised first (the heads were trained on unit vectors). Runs in eval mode
-        (BatchNorm running statistics) on the device the bridge sits on.
+        Inputs are L2-normalised first (the heads were trained on unit vectors). Runs in eval mode on
+        the device the bridge sits on, with the BatchNorm statistics of the modality's input kind.
         """
         side = self.meta.side(space)
+        kind = self.meta.input_kind(space, modality)
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != side.dim:
             raise IncompatibleError(f"{space} embeddings must have shape (N, {side.dim}), got {tuple(x.shape)}")
@@ -105,6 +125,6 @@ class Bridge(nn.Module):
         for start in range(0, x.shape[0], batch_size):
             chunk = torch.tensor(np.asarray(x[start : start + batch_size], np.float32))
             chunk = F.normalize(chunk.to(device), dim=-1)
-            out[start : start + chunk.shape[0]] = self.forward_space(space, chunk).float().cpu().numpy()
+            out[start : start + chunk.shape[0]] = self.forward_space(space, chunk, kind).float().cpu().numpy()
         self.train(was_training)
         return out

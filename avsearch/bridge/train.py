@@ -1,9 +1,14 @@
 """Training loop for a C-MCR bridge (paper section 3.5), read top to bottom:
 
 1. semantic consistency: pseudo embeddings of each side's memory modality, computed once (eq. 2);
-2. per step: fresh semantic-completion noise on all four batches (eq. 3), projection by both heads
-   (eq. 4), L = L_ttc + L_avc + lambda * L_intra (eq. 5-10);
-3. AdamW with cosine learning-rate decay per step; everything seeded, so a run is reproducible.
+2. a small held-out share of the overlap pairs, scored after every epoch (all loss terms, eval mode);
+3. per step: fresh semantic-completion noise on all four batches (eq. 3), projection by both heads
+   (eq. 4; overlap and pseudo batches each with their own BatchNorm statistics), L = L_ttc + L_avc +
+   lambda * L_intra (eq. 5-10);
+4. AdamW with cosine learning-rate decay per step; everything seeded, so a run is reproducible, and a
+   checkpoint after every epoch (weights, optimiser, step, random states) lets a run resume exactly;
+5. BatchNorm calibration: each input kind's statistics set to those of its real inputs (the memories
+   for media, the overlap rows for the overlap modality; see bridge/calibration.py).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from avsearch import __version__
+from avsearch.bridge.checkpoint import TrainCheckpoint, load_checkpoint, save_checkpoint
 from avsearch.bridge.config import TrainConfig
 from avsearch.bridge.consistency import pseudo_embeddings
 from avsearch.bridge.data import BridgeData, load_bridge_data
@@ -32,6 +38,7 @@ from avsearch.device import pick_device
 log = logging.getLogger(__name__)
 
 RESIDENT_BYTES = 2 << 30  # training arrays up to this size are copied to the device once
+TERMS = ("loss", "ttc", "avc", "intra")
 
 
 @dataclass
@@ -72,23 +79,86 @@ def compute_pseudo(
     )
 
 
-class _Batches:
-    """Row-aligned batches of the four training arrays, on the device."""
+def split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, held-out): a seeded `fraction` of the n overlap pairs, at least 2 if any."""
+    n_held = 0 if fraction <= 0 else min(max(2, round(n * fraction)), n - 2)
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_held:]), np.sort(order[:n_held])
 
-    def __init__(self, arrays: tuple[np.ndarray, ...], device: torch.device) -> None:
+
+class _Batches:
+    """Row-aligned batches of the four training arrays (restricted to `rows`), on the device."""
+
+    def __init__(self, arrays: tuple[np.ndarray, ...], rows: np.ndarray, device: torch.device) -> None:
         self.device = device
-        self.resident = sum(a.nbytes for a in arrays) <= RESIDENT_BYTES
+        self.rows = rows
+        self.resident = sum(a.nbytes for a in arrays) * len(rows) / max(len(arrays[0]), 1) <= RESIDENT_BYTES
         if self.resident:
-            self.arrays: tuple[Any, ...] = tuple(torch.tensor(np.asarray(a, np.float32)).to(device) for a in arrays)
+            self.arrays: tuple[Any, ...] = tuple(
+                torch.tensor(np.asarray(a[rows], np.float32)).to(device) for a in arrays
+            )
         else:
             self.arrays = arrays
 
+    def __len__(self) -> int:
+        return len(self.rows)
+
     def get(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Batch of positions `idx` into `rows`."""
         if self.resident:
             idx = idx.to(self.device)
             return [a[idx] for a in self.arrays]
-        rows = np.sort(idx.numpy())  # sorted reads are much faster on memory-mapped arrays
+        rows = np.sort(self.rows[idx.numpy()])  # sorted reads are much faster on memory-mapped arrays
         return [torch.from_numpy(np.asarray(a[rows], np.float32)).to(self.device) for a in self.arrays]
+
+
+def loss_terms(
+    bridge: Bridge, config: TrainConfig, batch: list[torch.Tensor], complete: Callable[[torch.Tensor], torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Eq. 4-10 on one batch (overlap side 0, overlap side 1, pseudo side 0, pseudo side 1).
+
+    Returns every term whether or not the ablation switches use it, so the history and the held-out
+    score show what an ablation did: "intra" is eq. 9 over both sides, "intra_<space>" each side's
+    term; "loss" is the objective actually optimised (the switched-on terms only).
+    """
+    spaces = [s.space for s in config.sides]
+    method, abl = config.method, config.ablation
+    t0, t1, v0, v1 = batch
+    # Eq. 3-4: noise, re-normalise, project; overlap and pseudo batches are different input kinds.
+    t0 = bridge.forward_space(spaces[0], complete(t0), "overlap")
+    t1 = bridge.forward_space(spaces[1], complete(t1), "overlap")
+    v0 = bridge.forward_space(spaces[0], complete(v0), "memory")
+    v1 = bridge.forward_space(spaces[1], complete(v1), "memory")
+    terms = {
+        "ttc": info_nce(t0, t1, method.tau2),  # eq. 5
+        "avc": info_nce(v0, v1, method.tau3),  # eq. 6
+        f"intra_{spaces[0]}": intra_alignment(t0, v0),  # eq. 9, one side each
+        f"intra_{spaces[1]}": intra_alignment(t1, v1),
+    }
+    terms["intra"] = 0.5 * (terms[f"intra_{spaces[0]}"] + terms[f"intra_{spaces[1]}"])
+    zero = t0.new_zeros(())
+    loss = (terms["ttc"] if abl.ttc else zero) + (terms["avc"] if abl.avc else zero)
+    terms["loss"] = loss + method.lambda_intra * sum((0.5 * terms[f"intra_{s}"] for s in config.intra_sides), zero)
+    return terms
+
+
+@torch.no_grad()
+def evaluate_holdout(bridge: Bridge, config: TrainConfig, batches: _Batches, batch_size: int) -> dict[str, float]:
+    """All loss terms on the held-out pairs, in eval mode and without noise (what inference sees)."""
+    was_training = bridge.training
+    bridge.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    for start in range(0, len(batches), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(batches)))
+        if len(idx) < 2:
+            continue
+        terms = loss_terms(bridge, config, batches.get(idx), lambda x: x)
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + float(value) * len(idx)
+        count += len(idx)
+    bridge.train(was_training)
+    return {key: value / count for key, value in sums.items()} if count else {}
 
 
 def train_bridge(
@@ -98,24 +168,32 @@ def train_bridge(
     device: str | torch.device | None = None,
     progress: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> TrainResult:
-    """Fit the two projector heads of `config` on `data` and return the trained bridge (eval mode)."""
+    """Fit the two projector heads of `config` on `data` and return the trained bridge (eval mode).
+
+    With `checkpoint`, the training state is saved there after every epoch; with `resume` as well, a
+    run continues from that file (same config and data required) and ends with the same weights as an
+    uninterrupted run.
+    """
     dev = pick_device(str(device)) if device is not None else pick_device()
     opt_cfg, method, abl = config.optim, config.method, config.ablation
     torch.manual_seed(opt_cfg.seed)
-    spaces = [s.space for s in config.sides]
 
     # 1. Semantic consistency (training-free, so computed once before the loop).
     t0 = time.perf_counter()
     pseudo = compute_pseudo(config, data, dev, progress)
     consistency_s = time.perf_counter() - t0
 
-    # 2. Model and optimiser.
+    # 2. Held-out pairs, model and optimiser.
+    train_rows, held_rows = split_holdout(data.n_pairs, opt_cfg.holdout, opt_cfg.seed)
+    arrays = (data.overlap[0], data.overlap[1], pseudo[0], pseudo[1])
+    batches, held = _Batches(arrays, train_rows, dev), _Batches(arrays, held_rows, dev)
     bridge = Bridge(config.bridge_meta()).to(dev)
     bridge.train()
     optimizer = torch.optim.AdamW(bridge.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
-    batches = _Batches((data.overlap[0], data.overlap[1], pseudo[0], pseudo[1]), dev)
-    n = data.n_pairs
+    n = len(batches)
     batch_size = min(opt_cfg.batch_size, n)
     steps_per_epoch = n // batch_size + (1 if n % batch_size >= 2 else 0)  # BatchNorm needs >= 2 rows
     total_steps = steps_per_epoch * opt_cfg.epochs
@@ -125,57 +203,71 @@ def train_bridge(
     def complete(x: torch.Tensor) -> torch.Tensor:
         return semantic_completion(x, method.noise_var, noise=abl.noise, renorm=abl.renorm, generator=noise_gen)
 
-    # 3. The loop.
     history: list[dict[str, float]] = []
-    step = 0
-    train_s = 0.0
-    bar = tqdm(total=total_steps, desc=f"train {config.name}", unit="step", disable=None if progress else True)
-    for epoch in range(opt_cfg.epochs):
+    step, first_epoch, train_s = 0, 0, 0.0
+    if checkpoint is not None and resume and Path(checkpoint).is_file():
+        state = load_checkpoint(checkpoint, config, data.fingerprint)
+        bridge.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        order_gen.set_state(state.order_rng)
+        noise_gen.set_state(state.noise_rng.to(noise_gen.get_state().device))
+        step, first_epoch, train_s, history = state.step, state.epoch, state.train_seconds, list(state.history)
+        log.info("resumed %s at epoch %d (step %d)", checkpoint, first_epoch, step)
+
+    # 3. The loop.
+    bar = tqdm(
+        total=total_steps, initial=step, desc=f"train {config.name}", unit="step", disable=None if progress else True
+    )
+    for epoch in range(first_epoch, opt_cfg.epochs):
         t_epoch = time.perf_counter()
         perm = torch.randperm(n, generator=order_gen)
-        sums = {"loss": 0.0, "ttc": 0.0, "avc": 0.0, "intra": 0.0}
+        sums: dict[str, float] = {}
+        lr = opt_cfg.lr
         for b in range(steps_per_epoch):
             lr = cosine_lr(step, total_steps, opt_cfg.lr, opt_cfg.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            t0_batch, t1_batch, v0_batch, v1_batch = batches.get(perm[b * batch_size : (b + 1) * batch_size])
-            # Eq. 3-4: noise, re-normalise, project (heads end in L2 normalisation).
-            t0 = bridge.forward_space(spaces[0], complete(t0_batch))
-            t1 = bridge.forward_space(spaces[1], complete(t1_batch))
-            v0 = bridge.forward_space(spaces[0], complete(v0_batch))
-            v1 = bridge.forward_space(spaces[1], complete(v1_batch))
-            # Eq. 5-7: inter-MCR; eq. 9: intra-MCR, each side's term switchable.
-            zero = t0.new_zeros(())
-            ttc = info_nce(t0, t1, method.tau2) if abl.ttc else zero
-            avc = info_nce(v0, v1, method.tau3) if abl.avc else zero
-            intra = zero
-            if spaces[0] in config.intra_sides:
-                intra = intra + 0.5 * intra_alignment(t0, v0)
-            if spaces[1] in config.intra_sides:
-                intra = intra + 0.5 * intra_alignment(t1, v1)
-            loss = ttc + avc + method.lambda_intra * intra
+            terms = loss_terms(bridge, config, batches.get(perm[b * batch_size : (b + 1) * batch_size]), complete)
+            loss = terms["loss"]
             optimizer.zero_grad(set_to_none=True)
             if loss.requires_grad:
                 loss.backward()
                 optimizer.step()
             step += 1
-            for key, value in (("loss", loss), ("ttc", ttc), ("avc", avc), ("intra", intra)):
-                sums[key] += float(value.detach())
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{sums['loss'] / (b + 1):.4f}", lr=f"{lr:.2e}")
         seconds = time.perf_counter() - t_epoch
         train_s += seconds
-        row = {k: v / steps_per_epoch for k, v in sums.items()} | {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "seconds": seconds,
-        }
+        row = {k: v / steps_per_epoch for k, v in sums.items()} | {"epoch": epoch + 1, "lr": lr, "seconds": seconds}
+        row |= {f"heldout_{k}": v for k, v in evaluate_holdout(bridge, config, held, batch_size).items()}
         history.append(row)
         log.info("epoch %d: %s", epoch + 1, row)
+        if checkpoint is not None:
+            save_checkpoint(
+                checkpoint,
+                TrainCheckpoint(
+                    config=config.to_dict(),
+                    data_fingerprint=data.fingerprint,
+                    epoch=epoch + 1,
+                    step=step,
+                    model=bridge.state_dict(),
+                    optimizer=optimizer.state_dict(),
+                    order_rng=order_gen.get_state(),
+                    noise_rng=noise_gen.get_state(),
+                    history=history,
+                    train_seconds=train_s,
+                ),
+            )
         if on_epoch is not None:
             on_epoch(row)
     bar.close()
 
+    # 5. Calibration: inference inputs are real media, not pseudo embeddings (bridge/calibration.py).
+    for i, side in enumerate(config.sides):
+        bridge.recalibrate(side.space, side.memory, data.memory[i])
+        bridge.recalibrate(side.space, config.overlap, data.overlap[i])
     bridge.eval()
     samples_per_s = n * opt_cfg.epochs / train_s if train_s > 0 else 0.0
     bridge.meta = replace(
@@ -183,9 +275,11 @@ def train_bridge(
         data_fingerprint=data.fingerprint,
         package_version=__version__,
         metrics={
-            "final": {k: history[-1][k] for k in ("loss", "ttc", "avc", "intra")} if history else {},
+            "final": {k: history[-1][k] for k in TERMS} if history else {},
+            "heldout": {k[8:]: v for k, v in history[-1].items() if k.startswith("heldout_")} if history else {},
             "steps": step,
             "pairs": n,
+            "heldout_pairs": len(held),
             "memory_rows": [int(m.shape[0]) for m in data.memory],
             "samples_per_s": samples_per_s,
             "train_seconds": train_s,
@@ -203,9 +297,11 @@ def train_from_folder(
     *,
     device: str | None = None,
     progress: bool = True,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> tuple[TrainResult, str]:
     """Validate the arrays in `embeddings`, train, and save the bridge to `out`; returns its fingerprint."""
     data = load_bridge_data(embeddings, config)
-    result = train_bridge(config, data, device=device, progress=progress)
+    result = train_bridge(config, data, device=device, progress=progress, checkpoint=checkpoint, resume=resume)
     fingerprint = save_bridge(result.bridge, out)
     return result, fingerprint

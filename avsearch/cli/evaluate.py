@@ -31,12 +31,20 @@ def retrieval_command(
     ] = None,
     query_space: Annotated[str | None, typer.Option(help="Native space of --queries (with --bridge).")] = None,
     gallery_space: Annotated[str | None, typer.Option(help="Native space of --gallery (with --bridge).")] = None,
+    query_modality: Annotated[
+        str | None, typer.Option(help="Modality of --queries (with --bridge; default: the side's memory).")
+    ] = None,
+    gallery_modality: Annotated[
+        str | None, typer.Option(help="Modality of --gallery (with --bridge; default: the side's memory).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Instance-level retrieval in both directions: mAP, R@1, R@5, R@10 (percent), with chance."""
     from avsearch.evaluation.runner import evaluate_retrieval_files
 
-    report = evaluate_retrieval_files(queries, gallery, bridge, query_space, gallery_space)
+    report = evaluate_retrieval_files(
+        queries, gallery, bridge, query_space, gallery_space, query_modality, gallery_modality
+    )
     if as_json:
         out.print_json(json.dumps(report))
         return

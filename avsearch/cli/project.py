@@ -22,9 +22,18 @@ def project_command(
         Path, typer.Option("--bridge", "-b", help="Bridge file (.safetensors, or a released C-MCR .pt).")
     ],
     space: Annotated[str, typer.Option("--space", "-s", help="Space of the input: clip, clap or ulip.")],
+    modality: Annotated[
+        str | None,
+        typer.Option(
+            "--modality",
+            "-m",
+            help="What the input embeds (audio, image, text, pointcloud); default: the "
+            "side's memory modality (audio for clap, image for clip in the audio-visual bridge).",
+        ),
+    ] = None,
 ) -> None:
     """Project native embeddings (e.g. CLAP audio) into the bridge's shared space."""
     from avsearch.bridge.apply import project_file
 
-    shape = project_file(bridge, space, src, dst)
+    shape = project_file(bridge, space, src, dst, modality)
     err.print(f"[green]wrote[/] {dst} {shape[0]} x {shape[1]}")

@@ -43,6 +43,13 @@ def train_command(
         list[str] | None,
         typer.Option("--no-intra", help="Ablation: drop a side's intra-MCR term (repeatable)."),
     ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Training state saved after every epoch (default: the --out path + '.ckpt')."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the checkpoint (same config and arrays required).")
+    ] = False,
     device: DeviceOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -72,7 +79,10 @@ def train_command(
         avc=False if no_avc else None,
         intra=intra,
     )
-    result, fingerprint = train_from_folder(cfg, embeddings, out_path, device=device, progress=not quiet)
+    ckpt = checkpoint or out_path.with_name(out_path.name + ".ckpt")
+    result, fingerprint = train_from_folder(
+        cfg, embeddings, out_path, device=device, progress=not quiet, checkpoint=ckpt, resume=resume
+    )
     metrics = result.bridge.meta.metrics
     table = Table(title=f"bridge {cfg.name} -> {out_path}", show_header=False)
     table.add_row("fingerprint", fingerprint)
@@ -81,6 +91,13 @@ def train_command(
     table.add_row("epochs / steps", f"{cfg.optim.epochs} / {metrics['steps']}")
     for key, value in metrics["final"].items():
         table.add_row(f"final {key}", f"{value:.4f}")
+    if metrics["heldout"]:
+        held = metrics["heldout"]
+        table.add_row(
+            f"held-out ({metrics['heldout_pairs']} pairs)",
+            " / ".join(f"{k} {held[k]:.4f}" for k in ("loss", "ttc", "avc", "intra")),
+        )
+    table.add_row("checkpoint", str(ckpt))
     table.add_row("throughput", f"{metrics['samples_per_s']:.0f} pairs/s on {metrics['device']}")
     table.add_row("consistency", f"{metrics['consistency_seconds']:.1f} s")
     out.print(table)

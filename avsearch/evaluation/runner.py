@@ -16,8 +16,13 @@ def evaluate_retrieval_files(
     bridge: str | Path | None = None,
     query_space: str | None = None,
     gallery_space: str | None = None,
+    query_modality: str | None = None,
+    gallery_modality: str | None = None,
 ) -> dict[str, Any]:
-    """Score instance-level retrieval between two paired arrays; with a bridge, project them first."""
+    """Score instance-level retrieval between two paired arrays; with a bridge, project them first.
+
+    Modalities default to each side's memory modality (audio and image for the audio-visual bridge).
+    """
     q, g = read_embeddings(queries), read_embeddings(gallery)
     if bridge is not None:
         if not (query_space and gallery_space):
@@ -25,7 +30,8 @@ def evaluate_retrieval_files(
         from avsearch.bridge.io import open_bridge
 
         b = open_bridge(bridge)
-        q, g = b.project(query_space, q), b.project(gallery_space, g)
+        q = b.project(query_space, q, modality=query_modality or b.meta.side(query_space).memory)
+        g = b.project(gallery_space, g, modality=gallery_modality or b.meta.side(gallery_space).memory)
     if q.shape != g.shape:
         raise InputError(f"{queries} has shape {q.shape} but {gallery} has {g.shape}; rows must pair up")
     scores = retrieval_metrics(q, g)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from avsearch.encoders.base import TEXT
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.store.ann import FLAT, build_index, choose_kind
 from avsearch.store.ann_files import ann_name, load_ann, read_ann_meta, remove_ann, save_ann
@@ -88,7 +89,7 @@ def tuning_queries(
         other = text_sides[0]
         texts = models.encode_captions(other.encoder, cfg.tuning_captions)
         found.append(
-            (models.project(ref.name, other.space, texts), f"captions through {other.space} text + {ref.name}")
+            (models.project(ref.name, other.space, texts, TEXT), f"captions through {other.space} text + {ref.name}")
         )
     if not found:
         return None, ""

@@ -87,7 +87,7 @@ class SearchEngine:
             vec = enc.encode_text([text]) if text is not None else enc.encode_files(route.tower, [path])
             self._native[key] = ((text, path), vec)
         q = self._native[key][1]
-        return q if route.bridge is None else self.models.project(route.bridge, route.query_space, q)
+        return q if route.bridge is None else self.models.project(route.bridge, route.query_space, q, route.tower)
 
     def _run(
         self,

@@ -103,16 +103,16 @@ class Models:
             self._bridges[name] = bridge
         return self._bridges[name]
 
-    def project(self, bridge: str, space: str, native: np.ndarray) -> np.ndarray:
-        """Native vectors (N, d) of `space` -> the shared space of `bridge` (N, D)."""
-        return self.bridge(bridge).project(space, native)
+    def project(self, bridge: str, space: str, native: np.ndarray, modality: str) -> np.ndarray:
+        """Native vectors (N, d) of `modality` in `space` -> the shared space of `bridge` (N, D)."""
+        return self.bridge(bridge).project(space, native, modality=modality)
 
     def all_vectors(self, modality: str, native: np.ndarray) -> dict[str, np.ndarray]:
         """Native vectors (N, d) of a file modality -> every vector column of its table."""
         space = self.manifest.modalities[modality].space
         out = {NATIVE: native}
         for ref in self.manifest.bridges_of(space):
-            out[ref.column] = self.project(ref.name, space, native)
+            out[ref.column] = self.project(ref.name, space, native, modality)
         return out
 
     def encode_captions(self, name: str, captions: Sequence[str]) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,14 @@ import pytest
 from avsearch.bridge.config import TrainConfig, load_train_config, with_overrides
 from avsearch.bridge.synthetic import SyntheticData, SyntheticSpec, make_synthetic
 
-SMALL = SyntheticSpec(n_text=3000, n_memory=3000, n_test=400, seed=7)
+DIM = 128  # narrower than CLIP's 512 so a CPU trains a bridge in seconds; the method is the same
+SMALL = SyntheticSpec(n_text=3000, n_memory=3000, n_test=400, dim=DIM, seed=7)
+
+
+def narrow(cfg: TrainConfig, dim: int = DIM) -> TrainConfig:
+    """`cfg` for spaces `dim` wide (both sides and the heads' input and output)."""
+    sides = tuple(replace(s, dim=dim) for s in cfg.sides)
+    return replace(cfg, sides=sides, head=replace(cfg.head, in_dim=dim, out_dim=dim))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
@@ -24,5 +32,12 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory, synthetic: Synthetic
 
 @pytest.fixture()
 def quick_config() -> TrainConfig:
-    """The audio-visual preset, shortened so a CPU trains it in seconds."""
-    return with_overrides(load_train_config("audio_visual"), epochs=4, batch_size=512)
+    """The audio-visual preset on the narrow synthetic spaces, shortened so a CPU trains it in seconds."""
+    return narrow(with_overrides(load_train_config("audio_visual"), epochs=4, batch_size=512))
+
+
+@pytest.fixture(scope="session")
+def preset_synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic arrays as wide as the bundled presets expect (512), for the command-line tests."""
+    spec = SyntheticSpec(n_text=2000, n_memory=2000, n_test=400, seed=7)
+    return make_synthetic(spec).save(tmp_path_factory.mktemp("synthetic512"))

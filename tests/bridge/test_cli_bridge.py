@@ -16,18 +16,20 @@ def _run(*args: str):
 
 
 @pytest.fixture(scope="module")
-def bridge_file(synthetic_dir, tmp_path_factory):
+def bridge_file(preset_synthetic_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "av.safetensors"
-    result = _run("train", "--embeddings", synthetic_dir, "--out", out, "--epochs", 3, "--batch-size", 512, "--quiet")
+    result = _run(
+        "train", "--embeddings", preset_synthetic_dir, "--out", out, "--epochs", 3, "--batch-size", 512, "--quiet"
+    )
     assert result.exit_code == 0, result.output
     assert "fingerprint" in result.stdout and "pairs/s" in result.stdout
     return out
 
 
-def test_train_project_eval_round_trip(bridge_file, synthetic_dir, tmp_path):
+def test_train_project_eval_round_trip(bridge_file, preset_synthetic_dir, tmp_path):
     audio, image = tmp_path / "audio.npy", tmp_path / "image.npy"
     for space, src, dst in (("clap", "test_audio.clap.npy", audio), ("clip", "test_image.clip.npy", image)):
-        result = _run("project", synthetic_dir / src, dst, "--bridge", bridge_file, "--space", space)
+        result = _run("project", preset_synthetic_dir / src, dst, "--bridge", bridge_file, "--space", space)
         assert result.exit_code == 0, result.output
     projected = np.load(audio)
     assert projected.shape == (400, 512)
@@ -43,9 +45,9 @@ def test_train_project_eval_round_trip(bridge_file, synthetic_dir, tmp_path):
         "eval",
         "retrieval",
         "--queries",
-        synthetic_dir / "test_audio.clap.npy",
+        preset_synthetic_dir / "test_audio.clap.npy",
         "--gallery",
-        synthetic_dir / "test_image.clip.npy",
+        preset_synthetic_dir / "test_image.clip.npy",
         "--bridge",
         bridge_file,
         "--query-space",
@@ -59,14 +61,14 @@ def test_train_project_eval_round_trip(bridge_file, synthetic_dir, tmp_path):
     assert "chance" in table.stdout and "R@5" in table.stdout
 
 
-def test_ablation_flags_reach_the_saved_hyper_parameters(synthetic_dir, tmp_path):
+def test_ablation_flags_reach_the_saved_hyper_parameters(preset_synthetic_dir, tmp_path):
     from avsearch.bridge.io import read_bridge_meta
 
     out = tmp_path / "f.safetensors"
     result = _run(
         "train",
         "-e",
-        synthetic_dir,
+        preset_synthetic_dir,
         "-o",
         out,
         "--epochs",
@@ -123,8 +125,8 @@ def test_ablation_flags_reach_the_saved_hyper_parameters(synthetic_dir, tmp_path
         ),
     ],
 )
-def test_bad_input_gives_one_clear_line_and_exit_1(args, message, synthetic_dir, bridge_file, tmp_path):
-    args = [a.format(tmp=tmp_path, syn=synthetic_dir, bridge=bridge_file) for a in args]
+def test_bad_input_gives_one_clear_line_and_exit_1(args, message, preset_synthetic_dir, bridge_file, tmp_path):
+    args = [a.format(tmp=tmp_path, syn=preset_synthetic_dir, bridge=bridge_file) for a in args]
     result = runner.invoke(app, args)
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]

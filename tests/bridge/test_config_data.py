@@ -57,21 +57,21 @@ def _write(folder, **arrays):
         np.save(folder / f"{name}.npy", arr)
 
 
-def test_data_validation_errors_name_the_file_and_reason(tmp_path, synthetic_dir):
+def test_data_validation_errors_name_the_file_and_reason(tmp_path, preset_synthetic_dir):
     cfg = load_train_config("audio_visual")
-    data = load_bridge_data(synthetic_dir, cfg)
-    assert data.n_pairs == 3000 and len(data.fingerprint) == 64
-    good = {p.stem: np.load(p) for p in synthetic_dir.glob("*.npy")}
+    data = load_bridge_data(preset_synthetic_dir, cfg)
+    assert data.n_pairs == 2000 and len(data.fingerprint) == 64
+    good = {p.stem: np.load(p) for p in preset_synthetic_dir.glob("*.npy")}
 
     cases = {
         "missing": ({k: v for k, v in good.items() if k != "audio.clap"}, r"audio\.clap\.npy: missing"),
-        "rows": (good | {"text.clap": good["text.clap"][:-1]}, "has 3000 rows but text.clap.npy has 2999"),
+        "rows": (good | {"text.clap": good["text.clap"][:-1]}, "has 2000 rows but text.clap.npy has 1999"),
         "dim": (
             good | {"image.clip": good["image.clip"][:, :256]},
-            r"shape is \(3000, 256\), expected \(N, 512\)",
+            r"shape is \(2000, 256\), expected \(N, 512\)",
         ),
         "nan": (
-            good | {"text.clip": np.where(np.arange(3000)[:, None] == 5, np.nan, good["text.clip"])},
+            good | {"text.clip": np.where(np.arange(2000)[:, None] == 5, np.nan, good["text.clip"])},
             r"text\.clip\.npy: row 5 contains NaN",
         ),
         "norm": (good | {"audio.clap": good["audio.clap"] * 2}, r"row 0 has L2 norm 2\.0000"),

@@ -18,11 +18,12 @@ AV_SIDES = (
 def _bridge(kind: str = "mlp") -> Bridge:
     torch.manual_seed(0)
     b = Bridge(BridgeMeta("t", "text", AV_SIDES, HeadSpec(kind=kind)))
-    # Non-trivial BatchNorm statistics, so a save/load that dropped them would show.
-    for module in b.modules():
-        if isinstance(module, torch.nn.BatchNorm1d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
+    # Non-trivial BatchNorm statistics (each kind its own), so a save/load that dropped them would show.
+    for name, buffer in b.named_buffers():
+        if "running_mean" in name:
+            buffer.uniform_(-0.1, 0.1)
+        elif "running_var" in name:
+            buffer.uniform_(0.5, 1.5)
     return b.eval()
 
 
@@ -37,7 +38,7 @@ def _bridge(kind: str = "mlp") -> Bridge:
 )
 def test_head_kinds(kind, n_params, final_relu):
     head = build_head(HeadSpec(kind=kind)).eval()
-    out = head(torch.randn(16, 512))
+    out = head(torch.randn(16, 512), "memory")
     assert out.shape == (16, 512)
     assert bool((out >= 0).all()) == final_relu
     if n_params is not None:
@@ -52,13 +53,29 @@ def test_unknown_head_kind_lists_the_valid_ones():
 def test_project_is_normalised_and_rejects_wrong_shapes():
     b = _bridge()
     x = np.random.default_rng(0).standard_normal((10, 512)).astype(np.float32)
-    y = b.project("clap", x)
+    y = b.project("clap", x, modality="audio")
     assert y.shape == (10, 512) and y.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1, atol=1e-5)
     with pytest.raises(IncompatibleError, match=r"\(N, 512\)"):
-        b.project("clap", x[:, :100])
+        b.project("clap", x[:, :100], modality="audio")
     with pytest.raises(IncompatibleError, match="not 'ulip'"):
-        b.project("ulip", x)
+        b.project("ulip", x, modality="audio")
+    with pytest.raises(IncompatibleError, match="projects text or audio through its clap side, not 'image'"):
+        b.project("clap", x, modality="image")
+
+
+def test_each_input_kind_uses_its_own_statistics_and_text_and_media_differ():
+    b = _bridge()
+    x = np.random.default_rng(0).standard_normal((10, 512)).astype(np.float32)
+    text, audio = b.project("clap", x, modality="text"), b.project("clap", x, modality="audio")
+    assert not np.allclose(text, audio, atol=1e-3)  # same rows, other statistics
+    head = b.heads["clap"]
+    with torch.no_grad():
+        for layer in head.modules():
+            if hasattr(layer, "running_mean_overlap"):
+                layer.running_mean_overlap.copy_(layer.running_mean_memory)
+                layer.running_var_overlap.copy_(layer.running_var_memory)
+    np.testing.assert_allclose(b.project("clap", x, modality="text"), audio, atol=1e-6)
 
 
 def test_save_load_roundtrip_keeps_weights_stats_and_metadata(tmp_path):
@@ -69,7 +86,7 @@ def test_save_load_roundtrip_keeps_weights_stats_and_metadata(tmp_path):
     assert loaded.fingerprint == fp and len(fp) == 16
     assert loaded.meta.to_dict() | {"package_version": ""} == b.meta.to_dict() | {"package_version": ""}
     x = np.random.default_rng(1).standard_normal((5, 512)).astype(np.float32)
-    np.testing.assert_array_equal(loaded.project("clip", x), b.project("clip", x))
+    np.testing.assert_array_equal(loaded.project("clip", x, modality="image"), b.project("clip", x, modality="image"))
     meta, fp2 = read_bridge_meta(tmp_path / "b.safetensors")
     assert fp2 == fp and meta.head.kind == "released_av"
 
