@@ -75,7 +75,7 @@ def test_queries_every_form(indexed, av_weights_dir, bridge_file) -> None:
     assert [(r["target"], r["space"]) for r in a2i] == [("image", "shared:audio_visual")]
     # The top hit is the exact argmax of bridge(CLAP(audio)) . stored image projections.
     clap = load_encoder("clap-630k-fusion", ("audio",), av_weights_dir, "cpu")
-    q = load_bridge(bridge_file).project("clap", clap.encode_files("audio", [audio_q]))
+    q = load_bridge(bridge_file).project("clap", clap.encode_files("audio", [audio_q]), modality="audio")
     paths, vectors, _ = MediaStore(index).vectors("image", "proj_audio_visual")
     assert a2i[0]["hits"][0]["path"] == paths[int(np.argmax(vectors @ q[0]))]
     assert len(a2i[0]["hits"]) == 5
