@@ -20,7 +20,7 @@ import time
 
 from avsearch.bridge.config import load_train_config, with_overrides
 from avsearch.bridge.synthetic import SyntheticSpec, make_synthetic
-from avsearch.evaluation.ablations import ROWS, SHARED_STATS, run_row
+from avsearch.evaluation.ablations import ROWS, SHARED_STATS, narrow, run_row
 from avsearch.evaluation.retrieval import chance_scores, retrieval_metrics
 
 
@@ -45,11 +45,7 @@ def main() -> None:
         SyntheticSpec(n_text=args.pairs, n_memory=args.pairs, n_test=args.test, dim=args.dim, seed=s)
         for s in args.seeds
     ]
-    if args.dim != 512:
-        from dataclasses import replace
-
-        sides = tuple(replace(s, dim=args.dim) for s in base.sides)
-        base = replace(base, sides=sides, head=replace(base.head, in_dim=args.dim, out_dim=args.dim))
+    base = narrow(base, args.dim)
     worlds = [make_synthetic(spec) for spec in specs]
     chance = chance_scores(args.test)
     raw = [retrieval_metrics(w.test_audio_b, w.test_image_a)["q2g"].mAP for w in worlds]

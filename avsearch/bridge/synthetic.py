@@ -57,7 +57,6 @@ class SyntheticData:
     audio_b: np.ndarray  # (n_memory, dim) audio memory, space B
     test_image_a: np.ndarray  # (n_test, dim) image of test event i
     test_audio_b: np.ndarray  # (n_test, dim) sound of test event i
-    test_text_a: np.ndarray  # (n_test, dim) caption of test event i in space A (for cross-kind queries)
 
     def save(self, folder: str | Path, space_a: str = "clip", space_b: str = "clap") -> Path:
         """Write the training arrays as `avsearch train` reads them, plus the test pairs."""
@@ -70,7 +69,6 @@ class SyntheticData:
             f"audio.{space_b}.npy": self.audio_b,
             f"test_image.{space_a}.npy": self.test_image_a,
             f"test_audio.{space_b}.npy": self.test_audio_b,
-            f"test_text.{space_a}.npy": self.test_text_a,
         }
         for name, arr in files.items():
             np.save(folder / name, arr)
@@ -141,8 +139,6 @@ def make_synthetic(spec: SyntheticSpec = SyntheticSpec()) -> SyntheticData:
         return test_concepts + spec.detail * (np.sqrt(keep) * shared + np.sqrt(1 - keep) * own)
 
     test_image_z, test_audio_z = own_view(), own_view()
-    # A caption of each test event: its concept and shared detail, at the captions' coarser scale.
-    test_text_z = test_concepts + spec.text_detail * shared
     return SyntheticData(
         text_a=space_a.embed("text", text_z, None),
         text_b=space_b.embed("text", text_z, None),
@@ -150,7 +146,6 @@ def make_synthetic(spec: SyntheticSpec = SyntheticSpec()) -> SyntheticData:
         audio_b=space_b.embed("audio", audio_z, private(spec.n_memory)),
         test_image_a=space_a.embed("image", test_image_z, private(spec.n_test)),
         test_audio_b=space_b.embed("audio", test_audio_z, private(spec.n_test)),
-        test_text_a=space_a.embed("text", test_text_z, None),
     )
 
 

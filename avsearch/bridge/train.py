@@ -210,7 +210,7 @@ def train_bridge(
         bridge.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
         order_gen.set_state(state.order_rng)
-        noise_gen.set_state(state.noise_rng.to(noise_gen.get_state().device))
+        noise_gen.set_state(state.noise_rng)
         step, first_epoch, train_s, history = state.step, state.epoch, state.train_seconds, list(state.history)
         log.info("resumed %s at epoch %d (step %d)", checkpoint, first_epoch, step)
 

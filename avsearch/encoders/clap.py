@@ -195,6 +195,9 @@ class ClapEncoder:
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
         check_texts(texts)  # validation only: its whitespace-cleaned copies are not used
+        return self._tokens(texts)
+
+    def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self._tokenizer(
             texts,
             padding="max_length",
@@ -211,7 +214,7 @@ class ClapEncoder:
         check_texts(texts)  # refuse the whole call before any forward
         outputs = []
         for part in chunks(texts, self.text_batch):
-            tokens = self.tokenize(part)
+            tokens = self._tokens(list(part))
             data = {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
             emb = self._model.get_text_embedding(data)
             outputs.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from avsearch.bridge.config import TrainConfig, load_train_config, with_overrides
 from avsearch.bridge.synthetic import SyntheticData, SyntheticSpec, make_synthetic
+from avsearch.evaluation import ablations
 
 DIM = 128  # narrower than CLIP's 512 so a CPU trains a bridge in seconds; the method is the same
 SMALL = SyntheticSpec(n_text=3000, n_memory=3000, n_test=400, dim=DIM, seed=7)
 
 
-def narrow(cfg: TrainConfig, dim: int = DIM) -> TrainConfig:
-    """`cfg` for spaces `dim` wide (both sides and the heads' input and output)."""
-    sides = tuple(replace(s, dim=dim) for s in cfg.sides)
-    return replace(cfg, sides=sides, head=replace(cfg.head, in_dim=dim, out_dim=dim))  # type: ignore[arg-type]
+narrow = partial(ablations.narrow, dim=DIM)
 
 
 @pytest.fixture(scope="session")

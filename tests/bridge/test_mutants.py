@@ -42,7 +42,7 @@ def world() -> SyntheticData:
 
 
 def _quality(world: SyntheticData, cfg, data: BridgeData) -> float:
-    a2i, i2a, _ = score_bridge_on(world, train_bridge(cfg, data, progress=False).bridge)
+    a2i, i2a = score_bridge_on(world, train_bridge(cfg, data, progress=False).bridge)
     return min(a2i.mAP, i2a.mAP)
 
 

@@ -8,31 +8,27 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avsearch.bridge.config import with_overrides
+import avsearch.bridge.train as train_module
+from avsearch.bridge.config import load_train_config, with_overrides
 from avsearch.bridge.consistency import pseudo_embeddings
-from avsearch.bridge.data import load_bridge_data
+from avsearch.bridge.data import BridgeData, load_bridge_data
+from avsearch.bridge.model import Bridge
 from avsearch.bridge.train import cosine_lr, train_bridge
 from avsearch.errors import InputError
 from avsearch.evaluation.ablations import score_bridge_on
 from avsearch.evaluation.retrieval import chance_scores
 
+from .conftest import narrow
+
 
 @pytest.fixture(scope="module")
 def data(synthetic_dir):
-    from avsearch.bridge.config import load_train_config
-
-    from .conftest import narrow
-
     return load_bridge_data(synthetic_dir, narrow(load_train_config("audio_visual")))
 
 
 @pytest.fixture(scope="module")
 def runs(data):
     """Two-epoch runs of the full method and of the table-5 rows whose effect is checked below."""
-    from avsearch.bridge.config import load_train_config
-
-    from .conftest import narrow
-
     base = narrow(with_overrides(load_train_config("audio_visual"), epochs=2, batch_size=512, holdout=0.1))
     rows = {
         "K": {},
@@ -71,15 +67,9 @@ def test_each_input_kind_is_normalised_with_its_own_population_statistics(runs, 
 
 def test_calibration_beats_the_statistics_training_accumulated(runs, data, synthetic, monkeypatch):
     # Without calibration, media would be normalised with the running statistics of pseudo batches.
-    from avsearch.bridge.model import Bridge
-
     cfg = runs["K"].bridge.meta.hyper
     calibrated = score_bridge_on(synthetic, runs["K"].bridge)[0].mAP
     monkeypatch.setattr(Bridge, "recalibrate", lambda *args, **kwargs: None)
-    from avsearch.bridge.config import load_train_config
-
-    from .conftest import narrow
-
     base = narrow(with_overrides(load_train_config("audio_visual"), epochs=2, batch_size=512, holdout=0.1))
     assert base.to_dict() == cfg  # the same run as K, calibration aside
     uncalibrated = train_bridge(base, data, progress=False).bridge
@@ -124,8 +114,6 @@ def test_renorm_switch_changes_what_the_heads_see(data, quick_config):
     for renorm in (True, False):
         cfg = with_overrides(quick_config, epochs=1, renorm=renorm)
         norms = []
-        import avsearch.bridge.train as train_module
-
         original = train_module.semantic_completion
 
         def record(x, *args, original=original, norms=norms, **kwargs):
@@ -209,8 +197,6 @@ def test_a_checkpoint_of_another_config_or_data_is_refused(data, quick_config, t
     train_bridge(cfg, data, progress=False, checkpoint=tmp_path / "c.ckpt")
     with pytest.raises(InputError, match=r"another config \(optim.lr differ\)"):
         train_bridge(with_overrides(cfg, lr=5e-3), data, progress=False, checkpoint=tmp_path / "c.ckpt", resume=True)
-    from avsearch.bridge.data import BridgeData
-
     other = BridgeData(data.overlap, data.memory, fingerprint="other")
     with pytest.raises(InputError, match="other training arrays"):
         train_bridge(cfg, other, progress=False, checkpoint=tmp_path / "c.ckpt", resume=True)
