@@ -120,6 +120,14 @@ def test_ablation_flags_reach_the_saved_hyper_parameters(preset_synthetic_dir, t
         ),
         (("project", "{syn}/text.clap.npy", "{tmp}/o.npy", "-b", "{bridge}", "-s", "ulip"), "not 'ulip'"),
         (
+            ("project", "{syn}/text.clap.npy", "{tmp}/o.npy", "-b", "{bridge}", "-s", "clap", "-m", "video"),
+            "projects text or audio through its clap side, not 'video'",
+        ),
+        (
+            ("train", "-e", "{syn}", "-o", "{tmp}/b.safetensors", "--checkpoint", "{bridge}.ckpt", "--resume"),
+            "was written with another config (optim.batch_size, optim.epochs differ)",
+        ),
+        (
             ("eval", "retrieval", "-q", "{syn}/text.clap.npy", "-g", "{syn}/test_image.clip.npy"),
             "rows must pair up",
         ),
