@@ -41,7 +41,7 @@ def embed_command(
     Files that cannot be decoded are skipped and listed with the reason.
     """
     from avsearch.bridge.config import load_train_config
-    from avsearch.embedding import embed_sources
+    from avsearch.embedding.pipeline import embed_sources
 
     report = embed_sources(
         sources or [],

@@ -42,8 +42,9 @@ def index_command(
         typer.Option(
             "--bridge",
             help=(
-                "Bridge file: .safetensors from `avsearch train` or a released clap_clip.pt / ulip_clip.pt "
-                "(required the first time; then the index's own). Repeat for both bridges."
+                "Bridge file: .safetensors from `avsearch train` or a released clap_clip.pt / ulip_clip.pt. "
+                "A new index without it uses the released clap_clip.pt and ulip_clip.pt from the weights "
+                "folder; an existing index keeps its own. Repeat for two bridges."
             ),
         ),
     ] = None,

@@ -20,9 +20,9 @@ def info_command(
 ) -> None:
     """Counts per modality, file sizes, encoders, the bridge and the FAISS index of each table."""
     from avsearch.settings import load_settings
-    from avsearch.store.info import describe_index
+    from avsearch.store.index import Index
 
-    info = describe_index(index_dir or load_settings().index_dir)
+    info = Index.open(index_dir or load_settings().index_dir).describe()
     m = info.manifest
     out.print(f"index      {info.index_dir} ({_mb(info.disk_bytes)} on disk, schema v{m.schema_version})")
     for b in m.bridges.values():

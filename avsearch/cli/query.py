@@ -40,15 +40,19 @@ def query_command(
     """
     from avsearch.search.engine import SearchEngine, SearchFilters
     from avsearch.settings import load_settings
+    from avsearch.store.index import Index
 
     files = {"audio": audio, "image": image, "pointcloud": pointcloud}
     given = [name for name, v in files.items() if v is not None] + (["text"] if text is not None else [])
     if len(given) != 1:
         raise InputError("give exactly one of --audio FILE, --image FILE, --pointcloud FILE or --text TEXT")
     settings = load_settings()
-    engine = SearchEngine(
-        index_dir or settings.index_dir, weights_dir or settings.weights_dir, device or settings.device
+    index = Index.open(
+        index_dir or settings.index_dir,
+        weights_dir=weights_dir or settings.weights_dir,
+        device=device or settings.device,
     )
+    engine = SearchEngine(index)
     filters = SearchFilters(path_glob=glob) if glob else None
     if text is not None:
         results = engine.search_text(text, target, k, filters)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avsearch.embedding.models import Models
 from avsearch.errors import AvsearchError
-from avsearch.store.models import Models
 
 log = logging.getLogger(__name__)
 

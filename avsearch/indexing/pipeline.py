@@ -7,33 +7,28 @@ deleted, so an interruption can leave a stale row for a moment but never lose a 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avsearch.bridge.io import read_bridge_meta
+from avsearch.embedding.models import EncoderLoader
 from avsearch.errors import ConfigError, InputError
 from avsearch.indexing.embed import embed_batch
 from avsearch.indexing.hashing import content_hash
-from avsearch.indexing.plan import Item, make_plan
+from avsearch.indexing.plan import Item, Plan, make_plan
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.indexing.refresh import refresh_indexes
 from avsearch.indexing.scan import scan_folder
 from avsearch.media.detect import detect_kind
 from avsearch.store.config import SearchConfig, load_search_config
-from avsearch.store.manifest import Manifest, load_manifest, save_manifest
-from avsearch.store.models import EncoderLoader, Models, bridge_ref, default_loader, plan_modalities
-from avsearch.store.tables import FileRecord, MediaStore
+from avsearch.store.index import BridgeFiles, Index
+from avsearch.store.tables import FileRecord
 
 log = logging.getLogger(__name__)
-
-LOCK_NAME = ".lock"
 
 
 @dataclass
@@ -59,7 +54,7 @@ class IndexSummary:
 def run_index(
     root: str | Path,
     index_dir: str | Path,
-    bridges: Sequence[str | Path] | str | Path | None = None,
+    bridges: BridgeFiles = None,
     weights_dir: str | Path | None = None,
     device: str | None = None,
     batch_size: int | None = None,
@@ -67,109 +62,104 @@ def run_index(
     config: SearchConfig | None = None,
     encoder_loader: EncoderLoader | None = None,
 ) -> IndexSummary:
-    """Index (or update the index of) the media under `root` into `index_dir`.
+    """`avsearch index ROOT`: open (or create) the index at `index_dir` and bring it up to date with ROOT.
 
-    bridges: bridge file(s) for a new index (audio-visual, and/or 3D); an existing index uses its own,
-    and refuses others.
+    bridges: bridge files for a new index (default: configs/search.toml [index] default_bridges, the
+    released ones); an existing index uses its own and refuses others.
     """
+    cfg = config or load_search_config()
+    root = _media_folder(root)  # checked before an index folder is made for it
+    with Index.update(
+        index_dir,
+        bridges=bridges,
+        default_bridges=cfg.index.default_bridges,
+        weights_dir=weights_dir,
+        device=device,
+        encoder_loader=encoder_loader,
+    ) as index:
+        return index_folder(root, index, batch_size, progress, cfg)
+
+
+def index_folder(
+    root: str | Path,
+    index: Index,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+    config: SearchConfig | None = None,
+) -> IndexSummary:
+    """Index (or update the index of) the media under `root` into `index` (opened with Index.update)."""
     started = time.perf_counter()
     cfg = config or load_search_config()
     progress = progress or NoProgress()
-    root = Path(root).expanduser().absolute()
-    index_dir = Path(index_dir).expanduser().absolute()
-    if not root.is_dir():
-        raise InputError(f"{root}: not a folder")
+    root = _media_folder(root)
     batch = batch_size or cfg.ingest.batch_size
     if batch < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch}")
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(index_dir):
-        manifest = _open_manifest(index_dir, bridges)
-        if str(root) not in manifest.roots:
-            manifest.roots.append(str(root))
-        save_manifest(index_dir, manifest)  # the index describes itself before any row is written
-        store = MediaStore(index_dir)
-        for modality, entry in manifest.modalities.items():
-            store.ensure_table(modality, entry.native_dim, manifest.shared_dims(modality))
-        loader = encoder_loader or default_loader(Path(weights_dir) if weights_dir else None, device)
-        models = Models(manifest, index_dir, loader, device)
+    index.add_root(root)
+    index.commit()
 
-        progress.start("scan", None)
-        scanned, problems = scan_folder(
-            root,
-            cfg.ingest.follow_symlinks,
-            cfg.ingest.skip_hidden,
-            exclude=index_dir,
-            on_file=lambda n: progress.advance("scan", n),
-        )
-        progress.finish("scan")
-        stored = {m: store.bookkeeping(m) for m in manifest.modalities}
-        plan = make_plan(str(root), scanned, stored, detect_kind, content_hash, manifest.modalities, progress)
-        summary = IndexSummary(
-            str(root),
-            str(index_dir),
-            scanned=len(scanned),
-            unchanged=plan.unchanged,
-            touched=len(plan.touched),
-            renamed=plan.renamed,
-            copied=len(plan.reuse) - plan.renamed,
-            ignored=len(plan.ignored),
-        )
-        summary.failed += problems + plan.failed
+    # 1. What changed: walk the folder and compare it with the tables' bookkeeping.
+    progress.start("scan", None)
+    scanned, problems = scan_folder(
+        root,
+        cfg.ingest.follow_symlinks,
+        cfg.ingest.skip_hidden,
+        exclude=index.path,
+        on_file=lambda n: progress.advance("scan", n),
+    )
+    progress.finish("scan")
+    modalities = index.manifest.modalities
+    stored = {m: index.tables.bookkeeping(m) for m in modalities}
+    plan = make_plan(str(root), scanned, stored, detect_kind, content_hash, modalities, progress)
+    summary = IndexSummary(
+        str(root),
+        str(index.path),
+        scanned=len(scanned),
+        unchanged=plan.unchanged,
+        touched=len(plan.touched),
+        renamed=plan.renamed,
+        copied=len(plan.reuse) - plan.renamed,
+        ignored=len(plan.ignored),
+    )
+    summary.failed += problems + plan.failed
 
-        _reuse(store, manifest, plan.touched, own=True)
-        _reuse(store, manifest, plan.reuse, own=False)
-        summary.added = _embed_all(store, models, plan.embed, batch, summary.failed, progress)
-        by_modality: dict[str, list[str]] = defaultdict(list)
-        for modality, path in plan.delete:
-            by_modality[modality].append(path)
-        gone_files = {p for _, p in plan.delete} - {it.file.path for it in plan.reuse + plan.embed}
-        for modality, paths in by_modality.items():
-            store.delete(modality, paths)
-        summary.removed = len(gone_files - {it.source for it in plan.reuse})
+    # 2. Rows: reuse stored vectors where the content is known, embed the rest, then delete.
+    _reuse(index, plan.touched, own=True)
+    _reuse(index, plan.reuse, own=False)
+    summary.added = _embed_all(index, plan.embed, batch, summary.failed, progress)
+    summary.removed = _delete(index, plan)
+    if plan.touched or plan.reuse or plan.embed or plan.delete:
+        for modality in modalities:
+            index.tables.compact(modality)
 
-        if plan.touched or plan.reuse or plan.embed or plan.delete:
-            for modality in manifest.modalities:
-                store.compact(modality)
-        summary.indexes = refresh_indexes(store, models, cfg.ann, progress)
-        manifest.ann = {name: meta["params"] for name, meta in summary.indexes.items()}
-        save_manifest(index_dir, manifest)
-        summary.counts = {m: store.count(m) for m in manifest.modalities}
+    # 3. FAISS indexes over the new table versions.
+    summary.indexes = refresh_indexes(index, cfg.ann, progress)
+    index.manifest.ann = {name: meta["params"] for name, meta in summary.indexes.items()}
+    index.commit()
+    summary.counts = {m: index.tables.count(m) for m in modalities}
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _open_manifest(index_dir: Path, bridges: Sequence[str | Path] | str | Path | None) -> Manifest:
-    """The index's manifest (new from the bridges' metadata on a first run), bridges checked."""
-    manifest = load_manifest(index_dir)
-    if isinstance(bridges, (str, Path)):
-        bridges = [bridges]
-    if not bridges:
-        if manifest is None:
-            raise ConfigError(
-                f"{index_dir} holds no index yet: pass --bridge FILE (a bridge from `avsearch train`, "
-                "or the released audio-visual one imported with avsearch.bridge.io.import_released)"
-            )
-        return manifest
-    metas, refs = [], {}
-    for given in bridges:
-        path = Path(given).expanduser().absolute()
-        if not path.is_file():
-            raise InputError(f"{path}: bridge file not found")
-        meta, fingerprint = read_bridge_meta(path)
-        if meta.name in refs:
-            raise ConfigError(f"two bridges named {meta.name!r} were given ({refs[meta.name].path}, {path})")
-        metas.append(meta)
-        refs[meta.name] = bridge_ref(meta, fingerprint, path)
-    if manifest is None:
-        return Manifest(bridges=refs, modalities=plan_modalities(metas))
-    manifest.check_bridges({n: r.fingerprint for n, r in refs.items()}, str(index_dir))
-    for name, ref in refs.items():
-        manifest.bridges[name].path = ref.path  # the same bridge may have moved
-    return manifest
+def _media_folder(root: str | Path) -> Path:
+    root = Path(root).expanduser().absolute()
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder")
+    return root
 
 
-def _reuse(store: MediaStore, manifest: Manifest, items: Sequence[Item], own: bool) -> None:
+def _delete(index: Index, plan: Plan) -> int:
+    """Remove the rows of files that are gone; returns how many files left the index."""
+    by_modality: dict[str, list[str]] = defaultdict(list)
+    for modality, path in plan.delete:
+        by_modality[modality].append(path)
+    for modality, paths in by_modality.items():
+        index.tables.delete(modality, paths)
+    gone_files = {p for _, p in plan.delete} - {it.file.path for it in plan.reuse + plan.embed}
+    return len(gone_files - {it.source for it in plan.reuse})
+
+
+def _reuse(index: Index, items: Sequence[Item], own: bool) -> None:
     """Write rows for files whose content is already stored (touched, renamed or copied): no encoder."""
     groups: dict[str, list[Item]] = defaultdict(list)
     for it in items:
@@ -178,17 +168,16 @@ def _reuse(store: MediaStore, manifest: Manifest, items: Sequence[Item], own: bo
         for start in range(0, len(group), 512):
             chunk = group[start : start + 512]
             sources = [it.file.path if own else it.source for it in chunk]
-            records, vectors = store.fetch(modality, sorted(set(sources)))
+            records, vectors = index.tables.fetch(modality, sorted(set(sources)))
             row = {r.path: i for i, r in enumerate(records)}
             keep = [(it, row[s]) for it, s in zip(chunk, sources, strict=True) if s in row]
             new = [_record(it, records[i].encoder, records[i].bridge) for it, i in keep]
             idx = [i for _, i in keep]
-            store.upsert(modality, new, {c: v[idx] for c, v in vectors.items()})
+            index.tables.upsert(modality, new, {c: v[idx] for c, v in vectors.items()})
 
 
 def _embed_all(
-    store: MediaStore,
-    models: Models,
+    index: Index,
     items: Sequence[Item],
     batch: int,
     failed: list[tuple[str, str]],
@@ -204,17 +193,17 @@ def _embed_all(
         progress.start(stage, len(group))
         for start in range(0, len(group), batch):
             chunk = group[start : start + batch]
-            ok, native, bad = embed_batch(models, modality, [it.file.path for it in chunk])
+            ok, native, bad = embed_batch(index.models, modality, [it.file.path for it in chunk])
             failed.extend(bad)
             # A file that changed into something undecodable loses its old row: the vectors no longer
             # describe it. Files that were never indexed have nothing to remove.
             if bad:
-                store.delete(modality, [p for p, _ in bad])
+                index.tables.delete(modality, [p for p, _ in bad])
             if ok:
-                entry = models.manifest.modalities[modality]
-                stamp = models.manifest.bridge_stamp(modality)
+                entry = index.manifest.modalities[modality]
+                stamp = index.manifest.bridge_stamp(modality)
                 records = [_record(chunk[i], entry.encoder_fingerprint or "", stamp) for i in ok]
-                store.upsert(modality, records, models.all_vectors(modality, native))
+                index.tables.upsert(modality, records, index.models.all_vectors(modality, native))
                 written += len(ok)
             progress.advance(stage, len(chunk))
         progress.finish(stage)
@@ -224,24 +213,3 @@ def _embed_all(
 def _record(item: Item, encoder: str, bridge: str) -> FileRecord:
     f = item.file
     return FileRecord(f.path, f.size, f.mtime_ns, item.hash, encoder, bridge)
-
-
-@contextlib.contextmanager
-def _locked(index_dir: Path) -> Iterator[None]:
-    """One writer per index: a second `avsearch index` on the same folder fails instead of interleaving."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; single-writer is then up to the user
-        yield
-        return
-    fh = open(index_dir / LOCK_NAME, "w")  # noqa: SIM115 (held for the whole run)
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise InputError(f"{index_dir}: another `avsearch index` is writing this index") from exc
-        fh.write(str(os.getpid()))
-        fh.flush()
-        yield
-    finally:
-        fh.close()

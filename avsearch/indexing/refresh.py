@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from avsearch.embedding.models import Models
 from avsearch.encoders.base import TEXT
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.store.ann import FLAT, build_index, choose_kind
-from avsearch.store.ann_files import ann_name, load_ann, read_ann_meta, remove_ann, save_ann
+from avsearch.store.ann_files import ann_name
 from avsearch.store.config import AnnConfig
-from avsearch.store.models import Models
+from avsearch.store.index import Index
 from avsearch.store.tables import NATIVE, MediaStore
 
 log = logging.getLogger(__name__)
@@ -25,20 +26,18 @@ log = logging.getLogger(__name__)
 MIN_REAL_QUERIES = 200  # below this many indexed cross-modal vectors, captions are added for tuning
 
 
-def refresh_indexes(
-    store: MediaStore, models: Models, cfg: AnnConfig, progress: Progress | None = None
-) -> dict[str, dict[str, Any]]:
+def refresh_indexes(index: Index, cfg: AnnConfig, progress: Progress | None = None) -> dict[str, dict[str, Any]]:
     """Rebuild stale FAISS indexes; returns name -> saved JSON (parameters, table version) of each."""
     progress = progress or NoProgress()
-    index_dir = store.index_dir
+    store, models = index.tables, index.models
     out: dict[str, dict[str, Any]] = {}
-    for modality in models.manifest.modalities:
+    for modality in index.manifest.modalities:
         for column in store.vector_columns(modality):
             name = ann_name(modality, column)
             version = store.version(modality)
-            meta = read_ann_meta(index_dir, name)
+            meta = index.ann_meta(name)
             if store.count(modality) == 0:
-                remove_ann(index_dir, name)
+                index.remove_ann(name)
                 continue
             if meta is not None and meta["table_version"] == version:
                 out[name] = meta
@@ -49,10 +48,10 @@ def refresh_indexes(
             queries, source = None, ""
             if choose_kind(len(paths), vectors.shape[1], cfg) != FLAT:
                 queries, source = tuning_queries(store, models, cfg, modality, column)
-            previous = load_ann(index_dir, name, use_gpu=False)
+            previous = index.ann(name, use_gpu=False)
             trained = (previous.index, previous.params) if previous is not None else None
-            index, params = build_index(vectors, cfg, queries, source, trained=trained)
-            out[name] = save_ann(index_dir, name, index, params, paths, version)
+            built, params = build_index(vectors, cfg, queries, source, trained=trained)
+            out[name] = index.save_ann(name, built, params, paths, version)
             progress.finish(stage)
             log.info("FAISS %s: %s over %d vectors", name, params.kind, params.n)
     return out

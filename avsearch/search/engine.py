@@ -14,10 +14,8 @@ from avsearch.errors import InputError
 from avsearch.media.detect import detect_kind
 from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
-from avsearch.store.ann_files import LoadedAnn, ann_name, load_ann
-from avsearch.store.manifest import load_manifest
-from avsearch.store.models import EncoderLoader, Models, default_loader
-from avsearch.store.tables import MediaStore
+from avsearch.store.ann_files import LoadedAnn, ann_name
+from avsearch.store.index import Index
 
 log = logging.getLogger(__name__)
 
@@ -30,23 +28,13 @@ class SearchFilters:
 
 
 class SearchEngine:
-    """Queries against one index folder. Models and FAISS indexes load on first use and stay loaded."""
+    """Queries against one `Index`. Models and FAISS indexes load on first use and stay loaded."""
 
-    def __init__(
-        self,
-        index_dir: str | Path,
-        weights_dir: str | Path | None = None,
-        device: str | None = None,
-        encoder_loader: EncoderLoader | None = None,
-    ) -> None:
-        self.index_dir = Path(index_dir).expanduser().absolute()
-        manifest = load_manifest(self.index_dir)
-        if manifest is None:
-            raise InputError(f"{self.index_dir}: no index here; build one with `avsearch index FOLDER`")
-        self.manifest = manifest
-        self.store = MediaStore(self.index_dir)
-        loader = encoder_loader or default_loader(Path(weights_dir) if weights_dir else None, device)
-        self.models = Models(manifest, self.index_dir, loader, device, read_only=True)
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self.manifest = index.manifest
+        self.store = index.tables
+        self.models = index.models
         self._ann: dict[str, LoadedAnn | None] = {}
         self._native: dict[tuple[str, str], tuple[tuple[str | None, Path | None], np.ndarray]] = {}
 
@@ -102,6 +90,9 @@ class SearchEngine:
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
         result = ResultSet(query, query_modality, route.target, route.space, "exact")
+        if route.bridge is not None:
+            ref = self.manifest.bridges[route.bridge]
+            result.bridge = {"name": ref.name, "file": ref.path, "fingerprint": ref.fingerprint}
         if route.target not in self.store.modalities() or self.store.count(route.target) == 0:
             return result
         ann = self._index(route)
@@ -132,7 +123,7 @@ class SearchEngine:
         """The FAISS index of the route, or None when missing or behind its table (a killed run)."""
         name = ann_name(route.target, route.column)
         if name not in self._ann:
-            self._ann[name] = load_ann(self.index_dir, name)
+            self._ann[name] = self.index.ann(name)
         ann = self._ann[name]
         if ann is not None and ann.table_version != self.store.version(route.target):
             log.warning(

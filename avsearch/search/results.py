@@ -26,6 +26,7 @@ class ResultSet:
     space: str  # "clip", "clap" (native) or "shared:<bridge name>"
     index_kind: str  # "flat", "ivf_flat", ... or "exact" when searched without FAISS
     hits: list[Hit] = field(default_factory=list)
+    bridge: dict[str, str] | None = None  # the bridge the query went through: name, file, fingerprint
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

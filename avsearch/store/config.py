@@ -14,6 +14,13 @@ CONFIG_NAME = "search.toml"
 
 
 @dataclass(frozen=True)
+class IndexConfig:
+    # Bridges a new index is made with when `avsearch index` gets no --bridge: published weight-file
+    # names, found like every other weight file (weights folder, caches, download when connected).
+    default_bridges: tuple[str, ...] = ("clap_clip.pt", "ulip_clip.pt")
+
+
+@dataclass(frozen=True)
 class IngestConfig:
     batch_size: int = 32  # files per encoder call and per committed write
     follow_symlinks: bool = True
@@ -37,6 +44,7 @@ class AnnConfig:
 class SearchConfig:
     ingest: IngestConfig
     ann: AnnConfig
+    index: IndexConfig = IndexConfig()
 
 
 def _build(cls: type, section: dict[str, Any], where: str) -> Any:
@@ -57,10 +65,11 @@ def load_search_config(path: str | Path | None = None) -> SearchConfig:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    unknown = sorted(set(data) - {"ingest", "ann"})
+    unknown = sorted(set(data) - {"index", "ingest", "ann"})
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; valid: ann, ingest")
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; valid: ann, index, ingest")
     return SearchConfig(
         ingest=_build(IngestConfig, data.get("ingest", {}), f"{path} [ingest]"),
         ann=_build(AnnConfig, data.get("ann", {}), f"{path} [ann]"),
+        index=_build(IndexConfig, data.get("index", {}), f"{path} [index]"),
     )

@@ -113,9 +113,9 @@ def test_info_and_user_errors(indexed, tmp_path) -> None:
     _, _, index, _ = indexed
     out = _cli("info", "--index-dir", index)
     assert "audio_visual" in out and "flat" in out and "schema v1" in out
-    from avsearch.store.info import describe_index
+    from avsearch.store.index import Index
 
-    info = {m.modality: m for m in describe_index(index).modalities}
+    info = {m.modality: m for m in Index.open(index).describe().modalities}
     assert info["image"].files == N_IMAGES and info["audio"].encoder == "clap-630k-fusion"
     assert info["image"].indexes["proj_audio_visual"]["kind"] == "flat" and not info["image"].indexes["native"]["stale"]
     missing = runner.invoke(app, ["query", "--text", "x", "--index-dir", str(tmp_path / "none")])

@@ -16,6 +16,7 @@ from avsearch.indexing.pipeline import run_index
 from avsearch.search.engine import SearchEngine, SearchFilters
 from avsearch.store.ann_files import ann_name, read_ann_meta
 from avsearch.store.config import SearchConfig, load_search_config
+from avsearch.store.index import Index
 from avsearch.store.tables import NATIVE, MediaStore
 from tests.search.fake_encoder import FakeLoader
 from tests.search.media_factory import make_media, write_audio, write_image
@@ -73,7 +74,7 @@ def test_index_update_and_search_few_hundred_files(big_folder, bridge_file, tmp_
     assert vectors[NATIVE].shape == (1, 512) and vectors[SHARED].shape == (1, 512)
 
     # The engine: every route, filters, and self-retrieval in the native space.
-    engine = SearchEngine(index, encoder_loader=loader)
+    engine = SearchEngine(Index.open(index, encoder_loader=loader))
     res = engine.search_file(img[5], "image", "all", k=3)
     assert [(r.target, r.space) for r in res] == [("image", "clip"), ("audio", "shared:audio_visual")]
     assert res[0].hits[0].path == str(img[5].absolute()) and res[0].hits[0].score == pytest.approx(1.0, abs=1e-4)
@@ -107,7 +108,7 @@ def test_stale_faiss_index_falls_back_to_exact_search(bridge_file, tmp_path) -> 
     # A row written after the FAISS build, as a run killed before its refresh would leave it.
     recs, vectors = store.fetch("image", [str((root / "0.png").absolute())])
     store.upsert("image", [dataclasses.replace(recs[0], path="/elsewhere/x.png")], vectors)
-    res = SearchEngine(index, encoder_loader=loader).search_file(root / "0.png", "image", "image", k=10)
+    res = SearchEngine(Index.open(index, encoder_loader=loader)).search_file(root / "0.png", "image", "image", k=10)
     assert res[0].index_kind == "exact"
     assert {h.path for h in res[0].hits[:2]} == {"/elsewhere/x.png", str((root / "0.png").absolute())}
     np.testing.assert_allclose([h.score for h in res[0].hits[:2]], 1.0, atol=1e-4)
@@ -124,5 +125,6 @@ def test_ivf_indexes_are_tuned_on_cross_modal_queries_at_index_time(big_folder, 
     # 100 audio vectors are fewer than MIN_REAL_QUERIES: captions through CLAP text are added.
     assert "audio vectors projected" in image_shared["tuning_source"] and "captions" in image_shared["tuning_source"]
     assert "captions through clip text" in s.indexes[ann_name("image", NATIVE)]["params"]["tuning_source"]
-    res = SearchEngine(tmp_path / "index", encoder_loader=loader).search_file(made["audio"][0], "audio", "image", k=5)
+    engine = SearchEngine(Index.open(tmp_path / "index", encoder_loader=loader))
+    res = engine.search_file(made["audio"][0], "audio", "image", k=5)
     assert res[0].index_kind == "ivf_flat" and len(res[0].hits) == 5

@@ -16,6 +16,7 @@ from avsearch.bridge.io import save_bridge
 from avsearch.bridge.model import Bridge, BridgeMeta, Side
 from avsearch.cli.app import app
 from avsearch.search.engine import SearchEngine
+from avsearch.store.index import Index
 from avsearch.store.manifest import load_manifest
 from tests.pointcloud.conftest import random_ulip_state, save_ulip_checkpoint
 from tests.search.media_factory import write_image
@@ -68,7 +69,7 @@ def test_pointclouds_are_indexed_with_both_bridges(three_d) -> None:
 
 def test_every_3d_route(three_d) -> None:
     root, index, weights, clouds = three_d
-    engine = SearchEngine(index, weights, "cpu")
+    engine = SearchEngine(Index.open(index, weights_dir=weights, device="cpu"))
     p2i = engine.search_file(clouds[0], "pointcloud", "image", k=3)
     assert p2i[0].space == "shared:pointcloud_text" and len(p2i[0].hits) == 3
     p2p = engine.search_file(clouds[1], "pointcloud", "pointcloud", k=3)

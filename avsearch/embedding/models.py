@@ -1,4 +1,4 @@
-"""Lazy access to the encoders and bridges an index needs, with the compatibility checks.
+"""The encoders and bridges an index uses, loaded on first use, with the compatibility checks.
 
 Nothing is loaded until a file must be embedded (a run with no changes loads no model). Each encoder's
 fingerprint is checked against the manifest when it is loaded, before any row it produces is written;
@@ -15,8 +15,8 @@ import numpy as np
 
 from avsearch.bridge.model import Bridge, BridgeMeta
 from avsearch.encoders.base import AUDIO, IMAGE, POINTCLOUD, TEXT, Encoder
-from avsearch.errors import IncompatibleError
-from avsearch.store.manifest import BridgeRef, Manifest, ModalityEntry, save_manifest
+from avsearch.errors import IncompatibleError, InputError
+from avsearch.store.manifest import BridgeRef, Manifest, ModalityEntry
 from avsearch.store.tables import NATIVE
 
 log = logging.getLogger(__name__)
@@ -65,16 +65,19 @@ class Models:
     def __init__(
         self,
         manifest: Manifest,
-        index_dir: Path,
+        where: str,
         loader: EncoderLoader,
         device: str | None = None,
-        read_only: bool = False,
+        *,
+        weights_dir: str | Path | None = None,
+        commit: Callable[[], None] | None = None,
     ) -> None:
         self.manifest = manifest
-        self.index_dir = index_dir
+        self.where = where  # the index folder, named in errors
         self.loader = loader
         self.device = device
-        self.read_only = read_only  # queries never write the manifest
+        self.weights_dir = weights_dir
+        self.commit = commit  # saves the manifest; None for readers (queries never write it)
         self._encoders: dict[tuple[str, str], Encoder] = {}
         self._bridges: dict[str, Bridge] = {}
 
@@ -84,9 +87,9 @@ class Models:
         if key not in self._encoders:
             enc = self.loader(name, (tower,))
             fp = enc.fingerprint()
-            self.manifest.check_encoder(name, fp, str(self.index_dir))
-            if self.manifest.record_encoder(name, fp) and not self.read_only:
-                save_manifest(self.index_dir, self.manifest)  # recorded before any vector it makes
+            self.manifest.check_encoder(name, fp, self.where)
+            if self.manifest.record_encoder(name, fp) and self.commit is not None:
+                self.commit()  # recorded before any vector it makes
             self._encoders[key] = enc
         return self._encoders[key]
 
@@ -97,11 +100,25 @@ class Models:
         if name not in self._bridges:
             from avsearch.bridge.io import open_bridge
 
-            ref = self.manifest.bridges[name]
-            bridge = open_bridge(ref.path, self.device)
-            self.manifest.check_bridge(name, bridge.fingerprint, str(self.index_dir))
+            bridge = open_bridge(self.bridge_file(name), self.device)
+            self.manifest.check_bridge(name, bridge.fingerprint, self.where)
             self._bridges[name] = bridge
         return self._bridges[name]
+
+    def bridge_file(self, name: str) -> Path:
+        """Where bridge `name` is read from: the recorded path, else (a released bridge whose weights
+        folder moved) the weight file of that name found like any other; its fingerprint is checked."""
+        recorded = Path(self.manifest.bridges[name].path)
+        if recorded.is_file():
+            return recorded
+        from avsearch.encoders.weights import find_file, resolve_weight
+        from avsearch.errors import ConfigError
+
+        try:
+            find_file(recorded.name)
+        except ConfigError:  # not a published file: nothing else to look for
+            raise InputError(f"{recorded}: bridge file of this index not found (moved or deleted?)") from None
+        return resolve_weight(recorded.name, self.weights_dir)
 
     def project(self, bridge: str, space: str, native: np.ndarray, modality: str) -> np.ndarray:
         """Native vectors (N, d) of `modality` in `space` -> the shared space of `bridge` (N, D)."""

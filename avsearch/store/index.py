@@ -1,0 +1,254 @@
+"""`Index`: the one owner of an index folder, as a LanceDB connection owns its tables.
+
+An index folder holds manifest.json (which encoders and bridges made it), tables/ (LanceDB, one table per
+modality), ann/ (FAISS files) and .lock (one writer at a time). `Index.open` opens it for reading
+(queries, info); `Index.update` opens or creates it for writing, holding the lock until the block ends.
+Indexing and search take an `Index`; nothing else touches the folder's files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from avsearch.embedding.models import EncoderLoader, Models, bridge_ref, default_loader, plan_modalities
+from avsearch.errors import ConfigError, InputError
+from avsearch.store import ann_files
+from avsearch.store.ann_files import LoadedAnn
+from avsearch.store.manifest import Manifest, load_manifest, save_manifest
+from avsearch.store.tables import MediaStore
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".lock"
+
+BridgeFiles = Sequence[str | Path] | str | Path | None
+
+
+@dataclass
+class ModalityInfo:
+    """What one modality's table holds (for `avsearch info`)."""
+
+    modality: str
+    files: int
+    bytes: int  # total size of the indexed files
+    encoder: str
+    encoder_fingerprint: str | None
+    space: str
+    native_dim: int
+    shared: dict[str, int]  # projected column -> width
+    indexes: dict[str, dict[str, Any]] = field(default_factory=dict)  # column -> FAISS params (+ stale)
+
+
+@dataclass
+class IndexInfo:
+    index_dir: str
+    manifest: Manifest
+    modalities: list[ModalityInfo]
+    disk_bytes: int  # everything under the index folder
+
+
+class Index:
+    """One index folder: its manifest, tables, FAISS files and the models (encoders, bridges) it uses.
+
+    Models load on first use: opening an index, reading its info or a run with no changes loads none.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: Manifest,
+        *,
+        weights_dir: str | Path | None = None,
+        device: str | None = None,
+        encoder_loader: EncoderLoader | None = None,
+        writable: bool = False,
+    ) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.writable = writable
+        self.tables = MediaStore(path)
+        loader = encoder_loader or default_loader(Path(weights_dir) if weights_dir else None, device)
+        self.models = Models(
+            manifest, str(path), loader, device, weights_dir=weights_dir, commit=self.commit if writable else None
+        )
+
+    # -- opening ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        weights_dir: str | Path | None = None,
+        device: str | None = None,
+        encoder_loader: EncoderLoader | None = None,
+    ) -> Index:
+        """An existing index, for reading (queries never write to it)."""
+        path = Path(path).expanduser().absolute()
+        manifest = load_manifest(path)
+        if manifest is None:
+            raise InputError(f"{path}: no index here; build one with `avsearch index FOLDER`")
+        return cls(path, manifest, weights_dir=weights_dir, device=device, encoder_loader=encoder_loader)
+
+    @classmethod
+    @contextlib.contextmanager
+    def update(
+        cls,
+        path: str | Path,
+        *,
+        bridges: BridgeFiles = None,
+        default_bridges: Sequence[str] = (),
+        weights_dir: str | Path | None = None,
+        device: str | None = None,
+        encoder_loader: EncoderLoader | None = None,
+    ) -> Iterator[Index]:
+        """Open (or create) an index for writing, holding its lock for the block.
+
+        bridges: bridge files for a new index; an existing one checks them against its own. Without them
+        a new index is made with `default_bridges` (published weight-file names, resolved like every
+        other weight file) and an existing one keeps its own.
+        """
+        path = Path(path).expanduser().absolute()
+        path.mkdir(parents=True, exist_ok=True)
+        with _locked(path):
+            manifest = _writable_manifest(path, _as_list(bridges), default_bridges, weights_dir)
+            index = cls(
+                path, manifest, weights_dir=weights_dir, device=device, encoder_loader=encoder_loader, writable=True
+            )
+            index.commit()  # the index describes itself before any row is written
+            for modality, entry in manifest.modalities.items():
+                index.tables.ensure_table(modality, entry.native_dim, manifest.shared_dims(modality))
+            yield index
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Save the manifest (atomically)."""
+        if not self.writable:
+            raise RuntimeError("this Index was opened for reading")  # a bug in avsearch, not user input
+        save_manifest(self.path, self.manifest)
+
+    def add_root(self, root: Path) -> None:
+        if str(root) not in self.manifest.roots:
+            self.manifest.roots.append(str(root))
+
+    # -- FAISS files -----------------------------------------------------------------------------------
+
+    def ann(self, name: str, use_gpu: bool = True) -> LoadedAnn | None:
+        """The current FAISS build `name` (e.g. "image.proj_audio_visual"), or None."""
+        return ann_files.load_ann(self.path, name, use_gpu=use_gpu)
+
+    def ann_meta(self, name: str) -> dict[str, Any] | None:
+        return ann_files.read_ann_meta(self.path, name)
+
+    def save_ann(self, name: str, index: Any, params: Any, paths: list[str], table_version: int) -> dict[str, Any]:
+        return ann_files.save_ann(self.path, name, index, params, paths, table_version)
+
+    def remove_ann(self, name: str) -> None:
+        ann_files.remove_ann(self.path, name)
+
+    # -- description -----------------------------------------------------------------------------------
+
+    def describe(self) -> IndexInfo:
+        """Counts, sizes, encoders and FAISS builds per modality, without loading any model."""
+        present = self.tables.modalities()
+        infos = []
+        for modality, entry in self.manifest.modalities.items():
+            files, size, indexes = 0, 0, {}
+            if modality in present:
+                book = self.tables.bookkeeping(modality)
+                files, size = len(book), sum(r.size for r in book.values())
+                version = self.tables.version(modality)
+                for column in self.tables.vector_columns(modality):
+                    meta = self.ann_meta(ann_files.ann_name(modality, column))
+                    if meta is not None:
+                        indexes[column] = {**meta["params"], "stale": meta["table_version"] != version}
+            infos.append(
+                ModalityInfo(
+                    modality,
+                    files,
+                    size,
+                    entry.encoder,
+                    entry.encoder_fingerprint,
+                    entry.space,
+                    entry.native_dim,
+                    self.manifest.shared_dims(modality),
+                    indexes,
+                )
+            )
+        disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        return IndexInfo(str(self.path), self.manifest, infos, disk)
+
+
+def _as_list(bridges: BridgeFiles) -> list[str | Path]:
+    if bridges is None:
+        return []
+    if isinstance(bridges, (str, Path)):
+        return [bridges]
+    return list(bridges)
+
+
+def _writable_manifest(
+    path: Path, bridges: list[str | Path], default_bridges: Sequence[str], weights_dir: str | Path | None
+) -> Manifest:
+    """The index's manifest (new from the bridges' metadata on a first run), bridges checked."""
+    from avsearch.bridge.io import read_bridge_meta
+
+    manifest = load_manifest(path)
+    if not bridges:
+        if manifest is not None:
+            return manifest
+        bridges = list(_resolve_defaults(default_bridges, weights_dir))
+    metas, refs = [], {}
+    for given in bridges:
+        file = Path(given).expanduser().absolute()
+        if not file.is_file():
+            raise InputError(f"{file}: bridge file not found")
+        meta, fingerprint = read_bridge_meta(file)
+        if meta.name in refs:
+            raise ConfigError(f"two bridges named {meta.name!r} were given ({refs[meta.name].path}, {file})")
+        metas.append(meta)
+        refs[meta.name] = bridge_ref(meta, fingerprint, file)
+    if manifest is None:
+        return Manifest(bridges=refs, modalities=plan_modalities(metas))
+    manifest.check_bridges({n: r.fingerprint for n, r in refs.items()}, str(path))
+    for name, ref in refs.items():
+        manifest.bridges[name].path = ref.path  # the same bridge may have moved
+    return manifest
+
+
+def _resolve_defaults(names: Sequence[str], weights_dir: str | Path | None) -> Iterator[Path]:
+    """The default bridge files by published name; WeightsMissingError names the first one missing."""
+    from avsearch.encoders.weights import resolve_weight
+
+    if not names:
+        raise ConfigError("a new index needs bridges: pass --bridge FILE (configs/search.toml lists none)")
+    for name in names:
+        yield resolve_weight(name, weights_dir)
+
+
+@contextlib.contextmanager
+def _locked(index_dir: Path) -> Iterator[None]:
+    """One writer per index: a second writer on the same folder fails instead of interleaving."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; single-writer is then up to the user
+        yield
+        return
+    fh = open(index_dir / LOCK_NAME, "w")  # noqa: SIM115 (held for the whole run)
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise InputError(f"{index_dir}: another `avsearch index` is writing this index") from exc
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+    finally:
+        fh.close()
