@@ -15,6 +15,11 @@ API (every function returns the folder it filled; calling it again on the same f
   parameters) would make every test minutes slower on CPU; the model still goes through laion_clap's
   clap_module code (create_model, CLAP, HTSAT, RobertaModel), only with a smaller RoBERTa config.
 - make_av_weights(folder) -> Path: both of the above in one folder.
+- make_released_bridges(folder) -> Path: `clap_clip.pt` and `ulip_clip.pt` with the released C-MCR key
+  layout (Head_A/Head_B, net1/net2 or net, BatchNorm buffers), random values.
+- make_ulip_weights(folder) -> Path: `pointbert_ULIP-2.pt`, ULIP's trainer layout with all 462 entries
+  (tests/pointcloud/conftest.py says how its random tensors are made).
+- make_full_weights(folder) -> Path: everything the three user commands need (the documented layout).
 """
 
 from __future__ import annotations
@@ -114,3 +119,46 @@ def make_av_weights(folder: Path | str) -> Path:
     """Both the CLIP and the CLAP files in one folder."""
     make_clip_weights(folder)
     return make_clap_weights(folder)
+
+
+# The released C-MCR heads per file: (sub-module, input width, output width) per layer of each side.
+_RELEASED_LAYERS = {"clap_clip.pt": (("net1", 512, 1024), ("net2", 1024, 512)), "ulip_clip.pt": (("net", 512, 512),)}
+
+
+def make_released_bridges(folder: Path | str, seed: int = 0) -> Path:
+    """Write clap_clip.pt and ulip_clip.pt (released layout, random weights) into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+    for file_name, layers in _RELEASED_LAYERS.items():
+        if (folder / file_name).is_file():
+            continue
+        state = {}
+        for head, (name, n_in, n_out) in ((h, layer) for h in ("Head_A", "Head_B") for layer in layers):
+            linear, norm = f"{head}.{name}.0", f"{head}.{name}.1"
+            state[f"{linear}.weight"] = torch.randn(n_out, n_in, generator=gen) / n_in**0.5
+            state[f"{linear}.bias"] = torch.zeros(n_out)
+            state[f"{norm}.weight"], state[f"{norm}.bias"] = torch.ones(n_out), torch.zeros(n_out)
+            state[f"{norm}.running_mean"] = torch.zeros(n_out)
+            state[f"{norm}.running_var"] = torch.full((n_out,), 1.0 / n_in)  # unit-norm inputs
+            state[f"{norm}.num_batches_tracked"] = torch.tensor(1)
+        torch.save(state, folder / file_name)
+    return folder
+
+
+def make_ulip_weights(folder: Path | str, seed: int = 0) -> Path:
+    """Write pointbert_ULIP-2.pt (ULIP trainer layout, random weights) into `folder`."""
+    from avsearch.encoders.ulip_checkpoint import ULIP_CHECKPOINT
+    from tests.pointcloud.conftest import random_ulip_state, save_ulip_checkpoint
+
+    folder = Path(folder)
+    if not (folder / ULIP_CHECKPOINT).is_file():
+        save_ulip_checkpoint(random_ulip_state(seed), folder)
+    return folder
+
+
+def make_full_weights(folder: Path | str) -> Path:
+    """Every file `avsearch index`, `query` and `classify3d` need with their defaults."""
+    make_av_weights(folder)
+    make_released_bridges(folder)
+    return make_ulip_weights(folder)
