@@ -25,6 +25,7 @@ beats every ablation of the paper's table 5 by more than the seed spread.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,17 @@ class SyntheticData:
         }
         for name, arr in files.items():
             np.save(folder / name, arr)
+        return folder
+
+    def save_searchable(self, folder: str | Path, space_a: str = "clip", space_b: str = "clap") -> Path:
+        """Write the test events as vectors `avsearch index --embeddings` reads: image.<a>.npy and
+        audio.<b>.npy with ids "image/event-0000", "audio/event-0000" (same number: same event)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for modality, name, arr in (("image", space_a, self.test_image_a), ("audio", space_b, self.test_audio_b)):
+            np.save(folder / f"{modality}.{name}.npy", arr)
+            rows = "".join(json.dumps({"source": f"{modality}/event-{i:04d}"}) + "\n" for i in range(len(arr)))
+            (folder / f"{modality}.{name}.rows.jsonl").write_text(rows, encoding="utf-8")
         return folder
 
 
@@ -162,10 +174,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=SyntheticSpec.n_text)
     parser.add_argument("--test", type=int, default=SyntheticSpec.n_test)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--searchable", type=Path, help="also write the test events for `index --embeddings`")
     args = parser.parse_args(argv)
     spec = SyntheticSpec(n_text=args.pairs, n_memory=args.pairs, n_test=args.test, seed=args.seed)
-    folder = make_synthetic(spec).save(args.out)
+    data = make_synthetic(spec)
+    folder = data.save(args.out)
     print(f"wrote synthetic embeddings to {folder}")
+    if args.searchable:
+        print(f"wrote the test events as searchable vectors to {data.save_searchable(args.searchable)}")
 
 
 if __name__ == "__main__":

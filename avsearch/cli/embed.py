@@ -62,7 +62,7 @@ def embed_command(
         listed = report.out_dir / "skipped.jsonl"
         err.print(f"[yellow]skipped {len(report.skipped)} file(s)[/] (listed in {listed}):")
         for source, reason in report.skipped[:50]:
-            err.print(f"  {source}: {reason}", markup=False, highlight=False)
+            err.print(f"  {source}: {reason}", markup=False, highlight=False, soft_wrap=True)
         if len(report.skipped) > 50:
             err.print(f"  ... and {len(report.skipped) - 50} more")
 

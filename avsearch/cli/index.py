@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from avsearch.cli.common import DeviceOption, IndexDirOption, QuietOption, WeightsDirOption, err, out, user_errors
+from avsearch.errors import InputError
 
 
 class RichProgress:
@@ -35,7 +36,20 @@ class RichProgress:
 
 @user_errors
 def index_command(
-    folder: Annotated[Path, typer.Argument(help="Media folder to index (audio and images, told by content).")],
+    folder: Annotated[
+        Path | None, typer.Argument(help="Media folder to index (audio, images, 3D shapes; told by content).")
+    ] = None,
+    embeddings: Annotated[
+        Path | None,
+        typer.Option(
+            "--embeddings",
+            help=(
+                "Index pre-extracted vectors instead of a folder: {modality}.{space}.npy files "
+                "(image.clip.npy, audio.clap.npy, ...) as `avsearch embed` writes them, ids from their "
+                ".rows.jsonl or <file>#<row>."
+            ),
+        ),
+    ] = None,
     index_dir: IndexDirOption = None,
     bridge: Annotated[
         list[Path] | None,
@@ -62,8 +76,13 @@ def index_command(
     by content hash. Work is committed in batches: after an interruption, run the same command again.
     """
     from avsearch.indexing.pipeline import run_index
+    from avsearch.indexing.vectors import index_embeddings
     from avsearch.settings import load_settings
+    from avsearch.store.config import load_search_config
+    from avsearch.store.index import Index
 
+    if (folder is None) == (embeddings is None):
+        raise InputError("give a media FOLDER to index, or --embeddings DIR of vectors (one of the two)")
     settings = load_settings()
     with Progress(
         TextColumn("{task.description}"),
@@ -74,15 +93,26 @@ def index_command(
         disable=quiet,
         transient=False,
     ) as bars:
-        summary = run_index(
-            folder,
-            index_dir or settings.index_dir,
-            bridges=bridge or None,
-            weights_dir=weights_dir or settings.weights_dir,
-            device=device or settings.device,
-            batch_size=batch_size,
-            progress=RichProgress(bars),
-        )
+        if folder is not None:
+            summary = run_index(
+                folder,
+                index_dir or settings.index_dir,
+                bridges=bridge or None,
+                weights_dir=weights_dir or settings.weights_dir,
+                device=device or settings.device,
+                batch_size=batch_size,
+                progress=RichProgress(bars),
+            )
+        else:
+            config = load_search_config()
+            with Index.update(
+                index_dir or settings.index_dir,
+                bridges=bridge or None,
+                default_bridges=config.index.default_bridges,
+                weights_dir=weights_dir or settings.weights_dir,
+                device=device or settings.device,
+            ) as index:
+                summary = index_embeddings(embeddings, index, RichProgress(bars), config)
     table = Table(title=f"index {summary.index_dir} ({summary.seconds:.1f} s)")
     table.add_column("files")
     table.add_column("count", justify="right")
@@ -110,7 +140,7 @@ def index_command(
     if summary.failed:
         err.print(f"[yellow]{len(summary.failed)} file(s) could not be indexed:[/]")
         for path, reason in summary.failed:
-            err.print(f"  {path}: {reason}", markup=False, highlight=False)
+            err.print(f"  {path}: {reason}", markup=False, highlight=False, soft_wrap=True)  # one line each
 
 
 def register(app: typer.Typer) -> None:

@@ -21,6 +21,10 @@ def query_command(
         Path | None, typer.Option("--pointcloud", help="Query with this point cloud (.ply, .npy, .xyz, ...).")
     ] = None,
     text: Annotated[str | None, typer.Option("--text", help="Query with this text.")] = None,
+    item: Annotated[
+        str | None,
+        typer.Option("--id", help="More like this indexed item: its path or id as results print it (no model loads)."),
+    ] = None,
     target: Annotated[str, typer.Option("--target", help="What to find: image, audio, pointcloud or all.")] = "all",
     k: Annotated[int, typer.Option("-k", min=1, help="Results per target.")] = 10,
     glob: Annotated[
@@ -43,9 +47,10 @@ def query_command(
     from avsearch.store.index import Index
 
     files = {"audio": audio, "image": image, "pointcloud": pointcloud}
-    given = [name for name, v in files.items() if v is not None] + (["text"] if text is not None else [])
+    given = [name for name, v in files.items() if v is not None]
+    given += [name for name, v in (("text", text), ("id", item)) if v is not None]
     if len(given) != 1:
-        raise InputError("give exactly one of --audio FILE, --image FILE, --pointcloud FILE or --text TEXT")
+        raise InputError("give exactly one of --audio FILE, --image FILE, --pointcloud FILE, --text TEXT or --id ITEM")
     settings = load_settings()
     index = Index.open(
         index_dir or settings.index_dir,
@@ -56,6 +61,8 @@ def query_command(
     filters = SearchFilters(path_glob=glob) if glob else None
     if text is not None:
         results = engine.search_text(text, target, k, filters)
+    elif item is not None:
+        results = engine.search_item(item, target, k, filters)
     else:
         modality = given[0]
         results = engine.search_file(files[modality], modality, target, k, filters)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,28 @@ class SearchEngine:
             raise InputError(f"{path}: not an audio, image or point-cloud file")
         routes = plan_routes(modality, target, self.manifest)
         return [self._run(r, str(path), modality, self._embed(r, path=path), k, filters) for r in routes]
+
+    def search_item(
+        self, item: str, target: str = ALL, k: int = 10, filters: SearchFilters | None = None
+    ) -> list[ResultSet]:
+        """More like an indexed item (its path or id): its stored vectors are the query, so no model loads.
+
+        The item itself is left out of its own modality's results.
+        """
+        held = [m for m in self.store.modalities() if self.store.lookup(m, [item])]
+        if not held:
+            raise InputError(f"{item}: no such item in this index (give a path or id as `avsearch query` prints it)")
+        modality = held[0]
+        _, stored = self.store.fetch(modality, [item])
+        results = []
+        for route in plan_routes(modality, target, self.manifest):
+            own = route.target == modality
+            result = self._run(route, item, modality, stored[route.column][:1], k + own, filters)
+            if own:
+                result.hits = [h for h in result.hits if h.path != item][:k]
+                result.hits = [replace(h, rank=r) for r, h in enumerate(result.hits, start=1)]
+            results.append(result)
+        return results
 
     def _embed(self, route: Route, text: str | None = None, path: Path | None = None) -> np.ndarray:
         """The query vector (1, d) in the route's space; one encoder pass per query, reused by routes."""

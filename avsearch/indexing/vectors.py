@@ -1,0 +1,115 @@
+"""`avsearch index --embeddings DIR`: index vectors someone already extracted, without their media.
+
+DIR holds `{modality}.{space}.npy` files, (N, dim) float32, as `avsearch embed` writes them (image.clip.npy,
+audio.clap.npy, pointcloud.ulip.npy), optionally with `{modality}.{space}.rows.jsonl` (one {"source": ...}
+per row, the item ids) and `embed_manifest.json` (the encoder fingerprint, checked against the index's).
+Rows go through the same bridges, tables and FAISS indexes as embedded files: only decoding and encoding
+are skipped. An item's id is its source from rows.jsonl, else `<file>#<row>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from avsearch.errors import InputError
+from avsearch.indexing.pipeline import IndexSummary
+from avsearch.indexing.progress import NoProgress, Progress
+from avsearch.indexing.refresh import refresh_indexes
+from avsearch.store.config import SearchConfig, load_search_config
+from avsearch.store.index import Index
+from avsearch.store.tables import FileRecord
+
+log = logging.getLogger(__name__)
+
+EXTERNAL = "external"  # encoder stamp of rows whose vectors came without an encoder fingerprint
+_CHUNK = 4096  # rows per committed write
+
+
+def index_embeddings(
+    folder: str | Path, index: Index, progress: Progress | None = None, config: SearchConfig | None = None
+) -> IndexSummary:
+    """Add (or replace, by id) the vectors under `folder` in `index`; files that do not fit are listed."""
+    started = time.perf_counter()
+    cfg = config or load_search_config()
+    progress = progress or NoProgress()
+    folder = Path(folder).expanduser().absolute()
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    summary = IndexSummary(str(folder), str(index.path))
+    fingerprints = _fingerprints(folder)
+    for path in sorted(folder.glob("*.npy")):
+        modality, _, space = path.name.removesuffix(".npy").partition(".")
+        entry = index.manifest.modalities.get(modality)
+        if entry is None or entry.space != space:
+            summary.failed.append((str(path), _why_not(modality, space, index)))
+            continue
+        vectors = np.load(path, mmap_mode="r", allow_pickle=False)
+        if vectors.ndim != 2 or vectors.shape[1] != entry.native_dim:
+            summary.failed.append((str(path), f"shape {vectors.shape}, expected (N, {entry.native_dim})"))
+            continue
+        fingerprint = fingerprints.get(path.stem)
+        if fingerprint is not None:
+            index.manifest.check_encoder(entry.encoder, fingerprint, str(index.path))
+            if index.manifest.record_encoder(entry.encoder, fingerprint):
+                index.commit()
+        ids = _ids(path, len(vectors))
+        summary.scanned += len(ids)
+        stage = f"vectors {modality}"
+        progress.start(stage, len(ids))
+        for start in range(0, len(ids), _CHUNK):
+            native = np.asarray(vectors[start : start + _CHUNK], dtype=np.float32)
+            native = native / np.maximum(np.linalg.norm(native, axis=1, keepdims=True), 1e-12)
+            records = [
+                FileRecord(i, 0, 0, _digest(v), fingerprint or EXTERNAL, index.manifest.bridge_stamp(modality))
+                for i, v in zip(ids[start : start + _CHUNK], native, strict=True)
+            ]
+            index.tables.upsert(modality, records, index.models.all_vectors(modality, native))
+            summary.added += len(records)
+            progress.advance(stage, len(records))
+        progress.finish(stage)
+    if summary.added:
+        for modality in index.manifest.modalities:
+            index.tables.compact(modality)
+    summary.indexes = refresh_indexes(index, cfg.ann, progress)
+    index.manifest.ann = {name: meta["params"] for name, meta in summary.indexes.items()}
+    index.commit()
+    summary.counts = {m: index.tables.count(m) for m in index.manifest.modalities}
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _ids(path: Path, n: int) -> list[str]:
+    rows = path.with_name(path.name.removesuffix(".npy") + ".rows.jsonl")
+    if not rows.is_file():
+        return [f"{path}#{i}" for i in range(n)]
+    try:
+        ids = [str(json.loads(line)["source"]) for line in rows.read_text(encoding="utf-8").splitlines() if line]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"{rows}: not a rows file of `avsearch embed` ({exc})") from exc
+    if len(ids) != n or len(set(ids)) != n:
+        raise InputError(f"{rows}: {len(ids)} ids ({len(set(ids))} distinct) for {n} rows of {path.name}")
+    return ids
+
+
+def _fingerprints(folder: Path) -> dict[str, str]:
+    """Output name ("image.clip") -> encoder fingerprint, from `avsearch embed`'s manifest when present."""
+    manifest = folder / "embed_manifest.json"
+    if not manifest.is_file():
+        return {}
+    outputs = json.loads(manifest.read_text(encoding="utf-8")).get("outputs", {})
+    return {name: out["fingerprint"] for name, out in outputs.items() if "fingerprint" in out}
+
+
+def _why_not(modality: str, space: str, index: Index) -> str:
+    holds = ", ".join(f"{m}.{e.space}.npy" for m, e in index.manifest.modalities.items())
+    return f"not vectors this index holds (it takes {holds})"
+
+
+def _digest(vector: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(vector).tobytes(), digest_size=16).hexdigest()
