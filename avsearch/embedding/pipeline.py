@@ -28,11 +28,13 @@ import numpy as np
 from tqdm import tqdm
 
 from avsearch.embedding.shards import ShardStore, atomic_save_npy, atomic_write_bytes
-from avsearch.embedding.walk import collect_files, group_by_kind
 from avsearch.encoders.base import TEXT, Encoder
 from avsearch.encoders.registry import embed_option, embed_routes, get_spec, load_encoder
 from avsearch.errors import InputError
+from avsearch.media.detect import detect_kind
+from avsearch.media.failures import NOT_MEDIA, encode_each, reason
 from avsearch.media.text import read_caption_lines
+from avsearch.media.walk import collect_files
 
 log = logging.getLogger(__name__)
 
@@ -88,21 +90,17 @@ def _encode_batch(
         return encoder.encode_text([it.source for it in items]), list(items), []
     if prepared is not None:  # encoders with prepare()/encode_prepared(): errors were caught per file
         kept = [(it, p) for it, p in zip(items, prepared, strict=True) if not isinstance(p, InputError)]
-        bad = [(it.source, str(p)) for it, p in zip(items, prepared, strict=True) if isinstance(p, InputError)]
+        bad = [
+            (it.source, reason(p, it.source))
+            for it, p in zip(items, prepared, strict=True)
+            if isinstance(p, InputError)
+        ]
         vectors = encoder.encode_prepared(modality, [p for _, p in kept])  # type: ignore[attr-defined]
         return vectors, [it for it, _ in kept], bad
-    try:
-        return encoder.encode_files(modality, [Path(it.source) for it in items]), list(items), []
-    except InputError:  # find the bad ones: encode file by file
-        good, vecs, bad = [], [], []
-        for it in items:
-            try:
-                vecs.append(encoder.encode_files(modality, [Path(it.source)]))
-                good.append(it)
-            except InputError as exc:
-                bad.append((it.source, str(exc)))
-        dim = encoder.dim
-        return (np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32)), good, bad
+    ok, vectors, bad = encode_each(
+        lambda files: encoder.encode_files(modality, files), [it.source for it in items], encoder.dim
+    )
+    return vectors, [items[i] for i in ok], bad
 
 
 def _prepare_all(encoder: Encoder, modality: str, items: Sequence[_Item], pool: ThreadPoolExecutor) -> Future:
@@ -167,8 +165,14 @@ def _plan(
     routes: dict[str, list[str]] | None = None,
 ) -> tuple[list[_Job], list[tuple[str, str]]]:
     routes = routes if routes is not None else embed_routes()
-    groups, not_media = group_by_kind(collect_files(sources)) if sources else ({}, [])
-    skipped = [(str(p), reason) for p, reason in not_media]
+    files, skipped = collect_files(sources) if sources else ([], [])
+    groups: dict[str, list[str]] = {}
+    for f in files:
+        kind = detect_kind(Path(f.path))
+        if kind is None:
+            skipped.append((f.path, NOT_MEDIA))
+        else:
+            groups.setdefault(kind, []).append(f.path)
     jobs: list[_Job] = []
     for modality, paths in groups.items():
         if not routes.get(modality):

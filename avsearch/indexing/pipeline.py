@@ -22,8 +22,8 @@ from avsearch.indexing.hashing import content_hash
 from avsearch.indexing.plan import Item, Plan, make_plan
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.indexing.refresh import refresh_indexes
-from avsearch.indexing.scan import scan_folder
 from avsearch.media.detect import detect_kind
+from avsearch.media.walk import walk_folder
 from avsearch.store.config import SearchConfig, load_search_config
 from avsearch.store.index import BridgeFiles, Index
 from avsearch.store.tables import FileRecord
@@ -100,7 +100,7 @@ def index_folder(
 
     # 1. What changed: walk the folder and compare it with the tables' bookkeeping.
     progress.start("scan", None)
-    scanned, problems = scan_folder(
+    scanned, problems = walk_folder(
         root,
         cfg.ingest.follow_symlinks,
         cfg.ingest.skip_hidden,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from avsearch.indexing.progress import NoProgress, Progress
-from avsearch.indexing.scan import ScannedFile
+from avsearch.media.walk import ScannedFile
 from avsearch.store.tables import FileRecord
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import numpy as np
 from avsearch.encoders.base import TEXT
 from avsearch.errors import InputError
 from avsearch.media.detect import detect_kind
+from avsearch.media.failures import NOT_MEDIA
 from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
 from avsearch.store.ann_files import LoadedAnn, ann_name
@@ -63,7 +64,7 @@ class SearchEngine:
             raise InputError(f"{path}: no such file")
         modality = modality or detect_kind(path)
         if modality is None:
-            raise InputError(f"{path}: not an audio, image or point-cloud file")
+            raise InputError(f"{path}: {NOT_MEDIA}")
         routes = plan_routes(modality, target, self.manifest)
         return [self._run(r, str(path), modality, self._embed(r, path=path), k, filters) for r in routes]
 

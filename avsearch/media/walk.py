@@ -1,12 +1,19 @@
-"""Walk a media folder: every regular file with its size and mtime, without following symlink loops."""
+"""The one way avsearch walks folders (index, embed): every regular file with its size and mtime.
+
+Hidden names (dot-files, dot-folders) are skipped; directory links are followed once, so symlink loops
+end; files keep the path they were walked by (a symlinked file keeps its link path). Entries that cannot
+be read are returned with their reason, never raised: one unreadable folder does not stop a walk.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from avsearch.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +25,7 @@ class ScannedFile:
     mtime_ns: int
 
 
-def scan_folder(
+def walk_folder(
     root: Path,
     follow_symlinks: bool = True,
     skip_hidden: bool = True,
@@ -67,3 +74,24 @@ def scan_folder(
     files.sort(key=lambda f: f.path)
     log.info("scanned %s: %d files", root, len(files))
     return files, problems
+
+
+def collect_files(
+    sources: Sequence[Path | str], follow_symlinks: bool = True, skip_hidden: bool = True
+) -> tuple[list[ScannedFile], list[tuple[str, str]]]:
+    """Files given directly plus every file under the folders given, sorted and de-duplicated, and
+    (path, reason) for what could not be read. Raises InputError for a source that does not exist."""
+    found: dict[str, ScannedFile] = {}
+    problems: list[tuple[str, str]] = []
+    for source in sources:
+        path = Path(source).expanduser().absolute()
+        if path.is_file():
+            st = path.stat()
+            found[str(path)] = ScannedFile(str(path), st.st_size, st.st_mtime_ns)
+        elif path.is_dir():
+            files, bad = walk_folder(path, follow_symlinks, skip_hidden)
+            found.update((f.path, f) for f in files)
+            problems += bad
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    return sorted(found.values(), key=lambda f: f.path), problems
