@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from avsearch.bridge.model import Bridge, BridgeMeta
-from avsearch.encoders.base import AUDIO, IMAGE, POINTCLOUD, TEXT, Encoder
+from avsearch.encoders.base import Encoder
 from avsearch.errors import IncompatibleError, InputError
+from avsearch.modalities import FILE_MODALITIES, TEXT
 from avsearch.store.manifest import BridgeRef, Manifest, ModalityEntry
 from avsearch.store.tables import NATIVE
 
 log = logging.getLogger(__name__)
 
-FILE_MODALITIES = (IMAGE, AUDIO, POINTCLOUD)
 
 # (encoder registry name, towers to load) -> encoder; tests may pass their own.
 EncoderLoader = Callable[[str, tuple[str, ...]], Encoder]

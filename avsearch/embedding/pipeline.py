@@ -28,13 +28,14 @@ import numpy as np
 from tqdm import tqdm
 
 from avsearch.embedding.shards import ShardStore, atomic_save_npy, atomic_write_bytes
-from avsearch.encoders.base import TEXT, Encoder
+from avsearch.encoders.base import Encoder
 from avsearch.encoders.registry import embed_option, embed_routes, get_spec, load_encoder
 from avsearch.errors import InputError
 from avsearch.media.detect import detect_kind
 from avsearch.media.failures import NOT_MEDIA, encode_each, reason
 from avsearch.media.text import read_caption_lines
 from avsearch.media.walk import collect_files
+from avsearch.modalities import TEXT
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torchvision import transforms
 
 from avsearch.device import pick_device
-from avsearch.encoders.base import IMAGE, POINTCLOUD, Encoder
+from avsearch.encoders.base import Encoder
 from avsearch.encoders.ulip_checkpoint import (
     EMBED_DIM,
     ULIP_CHECKPOINT,
@@ -33,6 +33,7 @@ from avsearch.encoders.weights import resolve_weight
 from avsearch.errors import ConfigError, IncompatibleError, InputError
 from avsearch.media.image import load_image
 from avsearch.media.pointcloud import load_pointcloud
+from avsearch.modalities import IMAGE, POINTCLOUD
 
 logger = logging.getLogger(__name__)
 

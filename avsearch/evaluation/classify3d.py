@@ -21,8 +21,9 @@ from typing import Literal, get_args
 import numpy as np
 
 from avsearch.bridge.model import Bridge
-from avsearch.encoders.base import POINTCLOUD, TEXT, Encoder
+from avsearch.encoders.base import Encoder
 from avsearch.errors import ConfigError, IncompatibleError, InputError
+from avsearch.modalities import POINTCLOUD, TEXT
 from avsearch.settings import configs_dir, load_settings
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from avsearch.embedding.models import Models
-from avsearch.encoders.base import TEXT
 from avsearch.indexing.progress import NoProgress, Progress
+from avsearch.modalities import TEXT
 from avsearch.store.ann import FLAT, build_index, choose_kind
 from avsearch.store.ann_files import ann_name
 from avsearch.store.config import AnnConfig

@@ -11,7 +11,7 @@ import logging
 import re
 from pathlib import Path
 
-from avsearch.encoders.base import AUDIO, IMAGE, POINTCLOUD
+from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from avsearch.encoders.base import TEXT
 from avsearch.errors import InputError
 from avsearch.media.detect import detect_kind
 from avsearch.media.failures import NOT_MEDIA
+from avsearch.modalities import TEXT
 from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
 from avsearch.store.ann_files import LoadedAnn, ann_name

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from avsearch.encoders.base import TEXT
 from avsearch.errors import InputError
+from avsearch.modalities import TEXT
 from avsearch.store.manifest import Manifest
 from avsearch.store.tables import NATIVE
 

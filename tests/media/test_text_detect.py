@@ -9,10 +9,10 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from avsearch.encoders.base import AUDIO, IMAGE, POINTCLOUD
 from avsearch.errors import InputError
 from avsearch.media.detect import detect_kind
 from avsearch.media.text import check_texts, read_caption_lines, read_captions
+from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD
 
 
 def test_captions_skip_blank_lines_and_keep_line_numbers(tmp_path: Path) -> None:

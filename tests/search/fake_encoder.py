@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from avsearch.encoders.base import AUDIO, IMAGE, TEXT
 from avsearch.media.audio import load_audio
 from avsearch.media.image import load_image
+from avsearch.modalities import AUDIO, IMAGE, TEXT
 
 
 class FakeEncoder:

@@ -1,0 +1,20 @@
+"""Modality and space names, in one place (file kinds, encoder towers, bridge sides, index tables).
+
+A *modality* is a kind of input; a *space* is one frozen contrastive model's embedding space, holding
+some modalities: CLIP (image, text), CLAP (audio, text), ULIP-2 (point cloud, image). Which encoder
+embeds which modality into which space is data: configs/encoders.toml.
+"""
+
+from __future__ import annotations
+
+AUDIO = "audio"
+IMAGE = "image"
+TEXT = "text"
+POINTCLOUD = "pointcloud"
+MODALITIES = (AUDIO, IMAGE, TEXT, POINTCLOUD)
+FILE_MODALITIES = (IMAGE, AUDIO, POINTCLOUD)  # what a media file can be (text is typed, not indexed)
+
+CLIP = "clip"
+CLAP = "clap"
+ULIP = "ulip"
+SPACES = {CLIP: (IMAGE, TEXT), CLAP: (AUDIO, TEXT), ULIP: (POINTCLOUD, IMAGE)}
