@@ -7,13 +7,13 @@ only tensors, numbers and strings (the config and history as JSON), so nothing i
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from avsearch.atomic import atomic_path
 from avsearch.bridge.config import TrainConfig
 from avsearch.errors import InputError
 
@@ -51,9 +51,8 @@ def save_checkpoint(path: str | Path, state: TrainCheckpoint) -> None:
         "history": json.dumps(state.history),
         "train_seconds": state.train_seconds,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str | Path, config: TrainConfig, data_fingerprint: str) -> TrainCheckpoint:

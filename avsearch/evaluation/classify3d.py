@@ -20,6 +20,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from avsearch.atomic import atomic_path
 from avsearch.bridge.model import Bridge
 from avsearch.encoders.base import Encoder
 from avsearch.errors import ConfigError, IncompatibleError, InputError
@@ -128,10 +129,8 @@ def encode_prompts(text_encoder: Encoder, texts: Sequence[str], cache_dir: Path 
             return cached
     emb = text_encoder.encode_text(list(texts))
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, emb)
-        tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+        with atomic_path(path) as tmp:  # a concurrent reader never sees half a file
+            np.save(tmp, emb)
     except OSError as exc:  # a read-only home only costs the speed-up
         logger.warning("prompt cache %s not written: %s", cache_dir, exc)
     return emb

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from avsearch.atomic import write_text
 from avsearch.store.ann import IVF_FLAT, AnnParams, maybe_gpu, set_nprobe, to_cpu
 
 log = logging.getLogger(__name__)
@@ -95,9 +95,7 @@ def save_ann(
         "built_at": time.time(),
         "params": asdict(params),
     }
-    tmp = folder / f"{name}.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, folder / f"{name}.json")
+    write_text(folder / f"{name}.json", json.dumps(meta, indent=2, sort_keys=True))
     for old in folder.glob(f"{name}-*"):  # earlier builds (and leftovers of killed ones)
         if build not in old.name:
             old.unlink(missing_ok=True)

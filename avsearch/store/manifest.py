@@ -1,19 +1,19 @@
 """The index manifest (manifest.json): which encoders and bridge built the index, and its schema version.
 
-Every write goes through a temporary file and os.replace, so a kill leaves the old or the new manifest,
+Every write is atomic (avsearch.atomic), so a kill leaves the old or the new manifest,
 never half of one. An index is refused (IncompatibleError) when asked to mix encoders or bridges.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avsearch.atomic import write_text
 from avsearch.errors import IncompatibleError, InputError
 
 MANIFEST_NAME = "manifest.json"
@@ -160,6 +160,4 @@ def save_manifest(index_dir: str | Path, manifest: Manifest) -> None:
     path = manifest_path(Path(index_dir))
     path.parent.mkdir(parents=True, exist_ok=True)
     manifest.updated = time.time()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(manifest.to_dict(), indent=2, sort_keys=True))
