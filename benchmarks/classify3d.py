@@ -27,8 +27,8 @@ import numpy as np
 from avsearch.bridge.config import load_train_config, with_overrides
 from avsearch.bridge.data import BridgeData, fingerprint_arrays
 from avsearch.bridge.train import train_bridge
-from avsearch.evaluation.classify3d import Ensemble, label_embeddings
 from avsearch.evaluation.classify3d_eval import topk_accuracy
+from avsearch.search.classify3d import Ensemble, label_embeddings
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def classify3d_command(
     prompts: PromptsOption = None,
 ) -> None:
     """Rank labels for each 3D shape through ULIP-2 PointBERT, CLIP text prompts and a C-MCR bridge."""
-    from avsearch.evaluation.classify3d import classify3d
+    from avsearch.search.classify3d import classify3d
 
     results = classify3d(files, labels, k, bridge, weights_dir, device, prompts)
     if as_json:

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from avsearch.errors import ConfigError, DecodeError, InputError
-from avsearch.evaluation.classify3d import ZeroShot3DClassifier, load_classifier, load_labels, prompt_text
 from avsearch.media.pointcloud import POINTCLOUD_EXTENSIONS, load_pointcloud
+from avsearch.search.classify3d import ZeroShot3DClassifier, load_classifier, load_labels, prompt_text
 
 logger = logging.getLogger(__name__)
 
