@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from avsearch.cli.app import app
 from avsearch.cli.eval_classify3d import register_eval
 from avsearch.errors import ConfigError, IncompatibleError
-from avsearch.evaluation import classify3d as c3d
 from avsearch.evaluation.classify3d_eval import evaluate_classify3d, find_labelled_files, topk_accuracy
+from avsearch.search import classify3d as c3d
 
 LABELS = ["chair", "table", "lamp", "sofa", "bed", "flower pot", "guitar"]
 
