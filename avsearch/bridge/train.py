@@ -161,6 +161,20 @@ def evaluate_holdout(bridge: Bridge, config: TrainConfig, batches: _Batches, bat
     return {key: value / count for key, value in sums.items()} if count else {}
 
 
+@dataclass
+class _Run:
+    """The state of one training run: what a checkpoint saves and a resume restores."""
+
+    bridge: Bridge
+    optimizer: torch.optim.Optimizer
+    order_gen: torch.Generator  # batch order
+    noise_gen: torch.Generator  # completion noise (eq. 3)
+    step: int = 0
+    epoch: int = 0  # epochs done
+    train_s: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
 def train_bridge(
     config: TrainConfig,
     data: BridgeData,
@@ -178,7 +192,7 @@ def train_bridge(
     uninterrupted run.
     """
     dev = pick_device(str(device)) if device is not None else pick_device()
-    opt_cfg, method, abl = config.optim, config.method, config.ablation
+    opt_cfg = config.optim
     torch.manual_seed(opt_cfg.seed)
 
     # 1. Semantic consistency (training-free, so computed once before the loop).
@@ -186,108 +200,146 @@ def train_bridge(
     pseudo = compute_pseudo(config, data, dev, progress)
     consistency_s = time.perf_counter() - t0
 
-    # 2. Held-out pairs, model and optimiser.
+    # 2. Held-out pairs, model and optimiser (or the state of an interrupted run).
     train_rows, held_rows = split_holdout(data.n_pairs, opt_cfg.holdout, opt_cfg.seed)
     arrays = (data.overlap[0], data.overlap[1], pseudo[0], pseudo[1])
     batches, held = _Batches(arrays, train_rows, dev), _Batches(arrays, held_rows, dev)
-    bridge = Bridge(config.bridge_meta()).to(dev)
-    bridge.train()
-    optimizer = torch.optim.AdamW(bridge.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
-    n = len(batches)
-    batch_size = min(opt_cfg.batch_size, n)
-    steps_per_epoch = n // batch_size + (1 if n % batch_size >= 2 else 0)  # BatchNorm needs >= 2 rows
-    total_steps = steps_per_epoch * opt_cfg.epochs
-    order_gen = torch.Generator().manual_seed(opt_cfg.seed)
-    noise_gen = torch.Generator(device=dev).manual_seed(opt_cfg.seed + 1)
-
-    def complete(x: torch.Tensor) -> torch.Tensor:
-        return semantic_completion(x, method.noise_var, noise=abl.noise, renorm=abl.renorm, generator=noise_gen)
-
-    history: list[dict[str, float]] = []
-    step, first_epoch, train_s = 0, 0, 0.0
+    run = _new_run(config, dev)
     if checkpoint is not None and resume and Path(checkpoint).is_file():
-        state = load_checkpoint(checkpoint, config, data.fingerprint)
-        bridge.load_state_dict(state.model)
-        optimizer.load_state_dict(state.optimizer)
-        order_gen.set_state(state.order_rng)
-        noise_gen.set_state(state.noise_rng)
-        step, first_epoch, train_s, history = state.step, state.epoch, state.train_seconds, list(state.history)
-        log.info("resumed %s at epoch %d (step %d)", checkpoint, first_epoch, step)
+        _restore(run, load_checkpoint(checkpoint, config, data.fingerprint))
+        log.info("resumed %s at epoch %d (step %d)", checkpoint, run.epoch, run.step)
 
-    # 3. The loop.
+    # 3. The loop: one epoch at a time, each ending with a held-out score and a checkpoint.
+    batch_size = min(opt_cfg.batch_size, len(batches))
+    steps = _steps_per_epoch(len(batches), batch_size)
     bar = tqdm(
-        total=total_steps, initial=step, desc=f"train {config.name}", unit="step", disable=None if progress else True
+        total=steps * opt_cfg.epochs,
+        initial=run.step,
+        desc=f"train {config.name}",
+        unit="step",
+        disable=None if progress else True,  # None: off when stderr is not a terminal
     )
-    for epoch in range(first_epoch, opt_cfg.epochs):
-        t_epoch = time.perf_counter()
-        perm = torch.randperm(n, generator=order_gen)
-        sums: dict[str, float] = {}
-        lr = opt_cfg.lr
-        for b in range(steps_per_epoch):
-            lr = cosine_lr(step, total_steps, opt_cfg.lr, opt_cfg.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            terms = loss_terms(bridge, config, batches.get(perm[b * batch_size : (b + 1) * batch_size]), complete)
-            loss = terms["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            if loss.requires_grad:
-                loss.backward()
-                optimizer.step()
-            step += 1
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{sums['loss'] / (b + 1):.4f}", lr=f"{lr:.2e}")
-        seconds = time.perf_counter() - t_epoch
-        train_s += seconds
-        row = {k: v / steps_per_epoch for k, v in sums.items()} | {"epoch": epoch + 1, "lr": lr, "seconds": seconds}
-        row |= {f"heldout_{k}": v for k, v in evaluate_holdout(bridge, config, held, batch_size).items()}
-        history.append(row)
-        log.info("epoch %d: %s", epoch + 1, row)
+    while run.epoch < opt_cfg.epochs:
+        row = _train_epoch(run, config, batches, batch_size, steps, bar)
+        row |= {f"heldout_{k}": v for k, v in evaluate_holdout(run.bridge, config, held, batch_size).items()}
+        run.history.append(row)
+        log.info("epoch %d: %s", run.epoch, row)
         if checkpoint is not None:
-            save_checkpoint(
-                checkpoint,
-                TrainCheckpoint(
-                    config=config.to_dict(),
-                    data_fingerprint=data.fingerprint,
-                    epoch=epoch + 1,
-                    step=step,
-                    model=bridge.state_dict(),
-                    optimizer=optimizer.state_dict(),
-                    order_rng=order_gen.get_state(),
-                    noise_rng=noise_gen.get_state(),
-                    history=history,
-                    train_seconds=train_s,
-                ),
-            )
+            save_checkpoint(checkpoint, _snapshot(run, config, data.fingerprint))
         if on_epoch is not None:
             on_epoch(row)
     bar.close()
 
-    # 5. Calibration: inference inputs are real media, not pseudo embeddings (bridge/calibration.py).
+    # 4. Calibration: inference inputs are real media, not pseudo embeddings (bridge/calibration.py).
+    bridge = run.bridge
     for i, side in enumerate(config.sides):
         bridge.recalibrate(side.space, side.memory, data.memory[i])
         bridge.recalibrate(side.space, config.overlap, data.overlap[i])
     bridge.eval()
-    samples_per_s = n * opt_cfg.epochs / train_s if train_s > 0 else 0.0
+    samples_per_s = len(batches) * opt_cfg.epochs / run.train_s if run.train_s > 0 else 0.0
     bridge.meta = replace(
         bridge.meta,
         data_fingerprint=data.fingerprint,
         package_version=__version__,
-        metrics={
-            "final": {k: history[-1][k] for k in TERMS} if history else {},
-            "heldout": {k[8:]: v for k, v in history[-1].items() if k.startswith("heldout_")} if history else {},
-            "steps": step,
-            "pairs": n,
-            "heldout_pairs": len(held),
-            "memory_rows": [int(m.shape[0]) for m in data.memory],
-            "samples_per_s": samples_per_s,
-            "train_seconds": train_s,
-            "consistency_seconds": consistency_s,
-            "device": str(dev),
-        },
+        metrics=_metrics(run, data, len(batches), len(held), samples_per_s, consistency_s, dev),
     )
-    return TrainResult(bridge=bridge, history=history, samples_per_s=samples_per_s, consistency_s=consistency_s)
+    return TrainResult(bridge=bridge, history=run.history, samples_per_s=samples_per_s, consistency_s=consistency_s)
+
+
+def _new_run(config: TrainConfig, dev: torch.device) -> _Run:
+    opt_cfg = config.optim
+    bridge = Bridge(config.bridge_meta()).to(dev)
+    bridge.train()
+    optimizer = torch.optim.AdamW(bridge.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    order_gen = torch.Generator().manual_seed(opt_cfg.seed)
+    noise_gen = torch.Generator(device=dev).manual_seed(opt_cfg.seed + 1)
+    return _Run(bridge, optimizer, order_gen, noise_gen)
+
+
+def _steps_per_epoch(n: int, batch_size: int) -> int:
+    return n // batch_size + (1 if n % batch_size >= 2 else 0)  # BatchNorm needs >= 2 rows
+
+
+def _train_epoch(
+    run: _Run, config: TrainConfig, batches: _Batches, batch_size: int, steps: int, bar: Any
+) -> dict[str, float]:
+    """One pass over the training pairs in a fresh order; returns the epoch's mean loss terms."""
+    opt_cfg, method, abl = config.optim, config.method, config.ablation
+    total_steps = steps * opt_cfg.epochs
+
+    def complete(x: torch.Tensor) -> torch.Tensor:
+        return semantic_completion(x, method.noise_var, noise=abl.noise, renorm=abl.renorm, generator=run.noise_gen)
+
+    started = time.perf_counter()
+    perm = torch.randperm(len(batches), generator=run.order_gen)
+    sums: dict[str, float] = {}
+    lr = opt_cfg.lr
+    for b in range(steps):
+        lr = cosine_lr(run.step, total_steps, opt_cfg.lr, opt_cfg.min_lr_ratio)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        terms = loss_terms(run.bridge, config, batches.get(perm[b * batch_size : (b + 1) * batch_size]), complete)
+        run.optimizer.zero_grad(set_to_none=True)
+        if terms["loss"].requires_grad:
+            terms["loss"].backward()
+            run.optimizer.step()
+        run.step += 1
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + float(value.detach())
+        bar.update(1)
+        bar.set_postfix(epoch=run.epoch + 1, loss=f"{sums['loss'] / (b + 1):.4f}", lr=f"{lr:.2e}")
+    seconds = time.perf_counter() - started
+    run.train_s += seconds
+    run.epoch += 1
+    return {k: v / steps for k, v in sums.items()} | {"epoch": run.epoch, "lr": lr, "seconds": seconds}
+
+
+def _snapshot(run: _Run, config: TrainConfig, data_fingerprint: str) -> TrainCheckpoint:
+    return TrainCheckpoint(
+        config=config.to_dict(),
+        data_fingerprint=data_fingerprint,
+        epoch=run.epoch,
+        step=run.step,
+        model=run.bridge.state_dict(),
+        optimizer=run.optimizer.state_dict(),
+        order_rng=run.order_gen.get_state(),
+        noise_rng=run.noise_gen.get_state(),
+        history=run.history,
+        train_seconds=run.train_s,
+    )
+
+
+def _restore(run: _Run, state: TrainCheckpoint) -> None:
+    run.bridge.load_state_dict(state.model)
+    run.optimizer.load_state_dict(state.optimizer)
+    run.order_gen.set_state(state.order_rng)
+    run.noise_gen.set_state(state.noise_rng)
+    run.step, run.epoch, run.train_s, run.history = state.step, state.epoch, state.train_seconds, list(state.history)
+
+
+def _metrics(
+    run: _Run,
+    data: BridgeData,
+    pairs: int,
+    heldout_pairs: int,
+    samples_per_s: float,
+    consistency_s: float,
+    dev: torch.device,
+) -> dict[str, Any]:
+    """What the bridge file records about its training."""
+    last = run.history[-1] if run.history else {}
+    return {
+        "final": {k: last[k] for k in TERMS} if last else {},
+        "heldout": {k[8:]: v for k, v in last.items() if k.startswith("heldout_")},
+        "steps": run.step,
+        "pairs": pairs,
+        "heldout_pairs": heldout_pairs,
+        "memory_rows": [int(m.shape[0]) for m in data.memory],
+        "samples_per_s": samples_per_s,
+        "train_seconds": run.train_s,
+        "consistency_seconds": consistency_s,
+        "device": str(dev),
+    }
 
 
 def train_from_folder(
