@@ -46,6 +46,47 @@ class Plan:
         return sum(1 for it in self.reuse if it.source in gone)
 
 
+def _plan_file(
+    plan: Plan,
+    f: ScannedFile,
+    old: tuple[str, FileRecord] | None,
+    by_hash: dict[str, tuple[str, str]],
+    detect: Callable[[str], str | None],
+    hasher: Callable[[str], str],
+    supported: Collection[str],
+) -> None:
+    """Decide for one new or changed file (old: its stored (modality, record), if any)."""
+    # New files are typed first (reads a few bytes), so non-media files are never hashed.
+    modality = detect(f.path) if old is None else None
+    if old is None and (modality is None or modality not in supported):
+        plan.ignored.append(f.path)
+        return
+    try:
+        digest = hasher(f.path)
+    except OSError as exc:
+        plan.failed.append((f.path, f"cannot read: {exc.strerror or exc}"))
+        return
+    if old is not None and old[1].hash == digest:
+        plan.touched.append(Item(old[0], f, digest))
+        return
+    if digest in by_hash:
+        source_modality, source = by_hash[digest]
+        plan.reuse.append(Item(source_modality, f, digest, source))
+        if old is not None and old[0] != source_modality:
+            plan.delete.append((old[0], f.path))
+        return
+    if old is not None:
+        modality = detect(f.path)
+    if modality is None or modality not in supported:
+        plan.ignored.append(f.path)
+        if old is not None:  # it was media before: its vectors no longer describe the file
+            plan.delete.append((old[0], f.path))
+        return
+    plan.embed.append(Item(modality, f, digest))
+    if old is not None and old[0] != modality:
+        plan.delete.append((old[0], f.path))
+
+
 def under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -76,36 +117,7 @@ def make_plan(
     progress.start("hash", len(todo))
     for f in todo:
         progress.advance("hash")
-        old = where.get(f.path)
-        # New files are typed first (reads a few bytes), so non-media files are never hashed.
-        modality = detect(f.path) if old is None else None
-        if old is None and (modality is None or modality not in supported):
-            plan.ignored.append(f.path)
-            continue
-        try:
-            digest = hasher(f.path)
-        except OSError as exc:
-            plan.failed.append((f.path, f"cannot read: {exc.strerror or exc}"))
-            continue
-        if old is not None and old[1].hash == digest:
-            plan.touched.append(Item(old[0], f, digest))
-            continue
-        if digest in by_hash:
-            source_modality, source = by_hash[digest]
-            plan.reuse.append(Item(source_modality, f, digest, source))
-            if old is not None and old[0] != source_modality:
-                plan.delete.append((old[0], f.path))
-            continue
-        if old is not None:
-            modality = detect(f.path)
-        if modality is None or modality not in supported:
-            plan.ignored.append(f.path)
-            if old is not None:  # it was media before: its vectors no longer describe the file
-                plan.delete.append((old[0], f.path))
-            continue
-        plan.embed.append(Item(modality, f, digest))
-        if old is not None and old[0] != modality:
-            plan.delete.append((old[0], f.path))
+        _plan_file(plan, f, where.get(f.path), by_hash, detect, hasher, supported)
     progress.finish("hash")
 
     plan.delete += [(m, p) for p, (m, _) in where.items() if p not in on_disk and under(p, root)]
