@@ -107,7 +107,7 @@ def bench_ann(n: int, dim: int, m: int, noise: float, structure: str) -> None:
 
 
 def bench_ingest(images: int, audio: int, weights_dir: Path | None, bridge: Path | None) -> None:
-    from avsearch.indexing.pipeline import run_index
+    from avsearch.indexing.pipeline import index_folder
     from tests.search.conftest import make_bridge
     from tests.search.media_factory import write_audio, write_image
     from tests.weights_factory import make_av_weights
@@ -126,12 +126,12 @@ def bench_ingest(images: int, audio: int, weights_dir: Path | None, bridge: Path
         # warm-up: load the models once so the figure is throughput, not start-up
         write_image(tmp_path / "warm" / "w.png", 0)
         write_audio(tmp_path / "warm" / "w.wav", 0)
-        run_index(tmp_path / "warm", tmp_path / "warm_index", bridge, weights_dir, "cpu")
+        index_folder(tmp_path / "warm", tmp_path / "warm_index", bridge, weights_dir, "cpu")
         t = time.perf_counter()
-        s = run_index(root, tmp_path / "index", bridge, weights_dir, "cpu")
+        s = index_folder(root, tmp_path / "index", bridge, weights_dir, "cpu")
         first = time.perf_counter() - t
         t = time.perf_counter()
-        s2 = run_index(root, tmp_path / "index", bridge, weights_dir, "cpu")
+        s2 = index_folder(root, tmp_path / "index", bridge, weights_dir, "cpu")
         again = time.perf_counter() - t
     print(
         f"ingest {images} images (256 px) + {audio} clips (5 s): {s.added} files in {first:.1f} s = "

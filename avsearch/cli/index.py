@@ -75,7 +75,7 @@ def index_command(
     Unchanged files are skipped, changed ones re-embedded, deleted ones removed and renames recognised
     by content hash. Work is committed in batches: after an interruption, run the same command again.
     """
-    from avsearch.indexing.pipeline import run_index
+    from avsearch.indexing.pipeline import index_folder
     from avsearch.indexing.vectors import index_embeddings
     from avsearch.settings import load_settings
     from avsearch.store.config import load_search_config
@@ -94,7 +94,7 @@ def index_command(
         transient=False,
     ) as bars:
         if folder is not None:
-            summary = run_index(
+            summary = index_folder(
                 folder,
                 index_dir or settings.index_dir,
                 bridges=bridge or None,

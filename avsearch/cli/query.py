@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from avsearch.cli.common import DeviceOption, IndexDirOption, WeightsDirOption, out, user_errors
-from avsearch.errors import InputError
 
 
 @user_errors
@@ -42,30 +41,19 @@ def query_command(
 
     Scores are cosine similarities; they compare within one target's list, not across targets.
     """
-    from avsearch.search.engine import SearchEngine, SearchFilters
+    from avsearch.search.query import query
     from avsearch.settings import load_settings
     from avsearch.store.index import Index
 
-    files = {"audio": audio, "image": image, "pointcloud": pointcloud}
-    given = [name for name, v in files.items() if v is not None]
-    given += [name for name, v in (("text", text), ("id", item)) if v is not None]
-    if len(given) != 1:
-        raise InputError("give exactly one of --audio FILE, --image FILE, --pointcloud FILE, --text TEXT or --id ITEM")
     settings = load_settings()
     index = Index.open(
         index_dir or settings.index_dir,
         weights_dir=weights_dir or settings.weights_dir,
         device=device or settings.device,
     )
-    engine = SearchEngine(index)
-    filters = SearchFilters(path_glob=glob) if glob else None
-    if text is not None:
-        results = engine.search_text(text, target, k, filters)
-    elif item is not None:
-        results = engine.search_item(item, target, k, filters)
-    else:
-        modality = given[0]
-        results = engine.search_file(files[modality], modality, target, k, filters)
+    results = query(
+        index, audio=audio, image=image, pointcloud=pointcloud, text=text, item=item, target=target, k=k, glob=glob
+    )
 
     if as_json:
         out.print_json(json.dumps([r.to_dict() for r in results]))

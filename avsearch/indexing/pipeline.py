@@ -51,7 +51,7 @@ class IndexSummary:
     seconds: float = 0.0
 
 
-def run_index(
+def index_folder(
     root: str | Path,
     index_dir: str | Path,
     bridges: BridgeFiles = None,
@@ -62,7 +62,8 @@ def run_index(
     config: SearchConfig | None = None,
     encoder_loader: EncoderLoader | None = None,
 ) -> IndexSummary:
-    """`avsearch index ROOT`: open (or create) the index at `index_dir` and bring it up to date with ROOT.
+    """`avsearch index ROOT`: open (or create) the index at `index_dir` and bring it up to date with ROOT
+    (the folder's files that are new, changed, renamed or gone).
 
     bridges: bridge files for a new index (default: configs/search.toml [index] default_bridges, the
     released ones); an existing index uses its own and refuses others.
@@ -77,10 +78,10 @@ def run_index(
         device=device,
         encoder_loader=encoder_loader,
     ) as index:
-        return index_folder(root, index, batch_size, progress, cfg)
+        return update_index(root, index, batch_size, progress, cfg)
 
 
-def index_folder(
+def update_index(
     root: str | Path,
     index: Index,
     batch_size: int | None = None,

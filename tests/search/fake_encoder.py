@@ -53,7 +53,7 @@ class FakeEncoder:
 
 
 class FakeLoader:
-    """EncoderLoader for run_index/SearchEngine: one FakeEncoder per (name, towers)."""
+    """EncoderLoader for index_folder/SearchEngine: one FakeEncoder per (name, towers)."""
 
     def __init__(self) -> None:
         self.loaded: dict[tuple[str, tuple[str, ...]], FakeEncoder] = {}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from avsearch.errors import IncompatibleError
-from avsearch.indexing.pipeline import run_index
+from avsearch.indexing.pipeline import index_folder
 from avsearch.search.engine import SearchEngine, SearchFilters
 from avsearch.store.ann_files import ann_name, read_ann_meta
 from avsearch.store.config import SearchConfig, load_search_config
@@ -38,7 +38,7 @@ def test_index_update_and_search_few_hundred_files(big_folder, bridge_file, tmp_
     root, made = big_folder
     index = tmp_path / "index"
     loader = FakeLoader()
-    s = run_index(root, index, bridge_file, encoder_loader=loader, batch_size=64)
+    s = index_folder(root, index, bridge_file, encoder_loader=loader, batch_size=64)
     assert s.added == 300 and s.counts == {"image": 200, "audio": 100}
     failed = {Path(p).name for p, _ in s.failed}
     assert {"truncated.png", "garbage.wav", "all_zero.wav"} <= failed
@@ -51,7 +51,7 @@ def test_index_update_and_search_few_hundred_files(big_folder, bridge_file, tmp_
 
     # Nothing changed: nothing is embedded (corrupt files are retried, and fail again).
     before = loader.files_encoded
-    s2 = run_index(root, index, encoder_loader=loader)
+    s2 = index_folder(root, index, encoder_loader=loader)
     assert s2.unchanged == 300 and s2.added == 0 and loader.files_encoded == before
 
     # touch, modify, delete, rename, copy, add.
@@ -64,7 +64,7 @@ def test_index_update_and_search_few_hundred_files(big_folder, bridge_file, tmp_
     shutil.copy(aud[0], root / "sounds/copy.wav")
     write_audio(root / "sounds/new.wav", seed=5000)
     before = loader.files_encoded
-    s3 = run_index(root, index, encoder_loader=loader)
+    s3 = index_folder(root, index, encoder_loader=loader)
     assert (s3.touched, s3.renamed, s3.copied, s3.removed, s3.added) == (1, 1, 1, 1, 2)
     assert loader.files_encoded - before == 2  # the modified and the new file only
     assert s3.counts == {"image": 199, "audio": 102}
@@ -90,10 +90,10 @@ def test_other_bridge_is_refused_and_nothing_is_written(bridge_file, other_bridg
     root = tmp_path / "m"
     write_image(root / "a.png", 1)
     index = tmp_path / "index"
-    run_index(root, index, bridge_file, encoder_loader=FakeLoader())
+    index_folder(root, index, bridge_file, encoder_loader=FakeLoader())
     version = MediaStore(index).version("image")
     with pytest.raises(IncompatibleError, match="bridge"):
-        run_index(root, index, other_bridge_file, encoder_loader=FakeLoader())
+        index_folder(root, index, other_bridge_file, encoder_loader=FakeLoader())
     assert MediaStore(index).version("image") == version
 
 
@@ -103,7 +103,7 @@ def test_stale_faiss_index_falls_back_to_exact_search(bridge_file, tmp_path) -> 
         write_image(root / f"{i}.png", i)
     index = tmp_path / "index"
     loader = FakeLoader()
-    run_index(root, index, bridge_file, encoder_loader=loader)
+    index_folder(root, index, bridge_file, encoder_loader=loader)
     store = MediaStore(index)
     # A row written after the FAISS build, as a run killed before its refresh would leave it.
     recs, vectors = store.fetch("image", [str((root / "0.png").absolute())])
@@ -119,7 +119,7 @@ def test_ivf_indexes_are_tuned_on_cross_modal_queries_at_index_time(big_folder, 
     cfg = load_search_config()
     small = SearchConfig(cfg.ingest, dataclasses.replace(cfg.ann, exact_max_vectors=50))
     loader = FakeLoader()
-    s = run_index(root, tmp_path / "index", bridge_file, encoder_loader=loader, config=small)
+    s = index_folder(root, tmp_path / "index", bridge_file, encoder_loader=loader, config=small)
     image_shared = s.indexes[ann_name("image", SHARED)]["params"]
     assert image_shared["kind"] == "ivf_flat" and image_shared["nprobe"] >= 1
     # 100 audio vectors are fewer than MIN_REAL_QUERIES: captions through CLAP text are added.
