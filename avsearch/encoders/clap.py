@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from avsearch.encoders.base import AUDIO, TEXT
 from avsearch.encoders.clap_features import (
     FUSION_CHUNK_RULE,
     FusionInput,
@@ -52,6 +51,7 @@ from avsearch.encoders.weights import find_file, resolve_weight
 from avsearch.errors import ConfigError
 from avsearch.media.audio import load_audio, make_windows
 from avsearch.media.text import check_texts
+from avsearch.modalities import AUDIO, TEXT
 
 log = logging.getLogger(__name__)
 
@@ -250,18 +250,6 @@ def _cast_fusion_inputs(model: torch.nn.Module) -> None:
     fusion.register_forward_pre_hook(cast)
 
 
-def _drop_unused_towers(model: torch.nn.Module, modalities: Sequence[str]) -> None:
-    if AUDIO not in modalities:
-        model.audio_branch = None
-        model.audio_projection = None
-    if TEXT not in modalities:
-        model.text_branch = None
-        model.text_projection = None
-    # The *_transform MLPs are used only in training (forward()), never for embeddings.
-    model.audio_transform = None
-    model.text_transform = None
-
-
 def load_clap_encoder(
     spec: EncoderSpec,
     modalities: tuple[str, ...],
@@ -271,8 +259,7 @@ def load_clap_encoder(
     """Registry factory: resolve checkpoint + roberta-base files, build the model offline."""
     names = {key: find_file(key).name for key in spec.files}
     paths = {key: resolve_weight(name, weights_dir) for key, name in names.items()}
-    model, model_cfg = build_clap(paths["clap"], paths["roberta-config"], spec.options)
-    _drop_unused_towers(model, modalities)
+    model, model_cfg = build_clap(paths["clap"], paths["roberta-config"], spec.options, towers=modalities)
     _cast_fusion_inputs(model)
     model = model.to(device=device, dtype=dtype_for(device))
     tokenizer = load_tokenizer(paths["roberta-vocab"]) if TEXT in modalities else None

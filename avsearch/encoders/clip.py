@@ -14,17 +14,19 @@ import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
 
-from avsearch.encoders.base import IMAGE, TEXT
 from avsearch.encoders.registry import EncoderSpec
 from avsearch.encoders.runtime import as_numpy, batch_size_for, dtype_for, fingerprint, require_tower, run_batched
+from avsearch.encoders.upstream import submodule
 from avsearch.encoders.weights import find_file, resolve_weight
 from avsearch.errors import ConfigError, IncompatibleError
 from avsearch.media.image import load_image
 from avsearch.media.text import check_texts
+from avsearch.modalities import IMAGE, TEXT
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +39,19 @@ def _is_torchscript(path: Path) -> bool:
         return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
 
 
-def _build_model(spec: EncoderSpec, path: Path, device: torch.device) -> torch.nn.Module:
-    import open_clip
+def _open_clip(name: str) -> ModuleType:
+    """open_clip's submodule `name`, without open_clip/__init__.py's other imports (encoders/upstream.py)."""
+    return submodule("open_clip", name)
 
+
+def _build_model(spec: EncoderSpec, path: Path, device: torch.device) -> torch.nn.Module:
     precision = "fp16" if device.type == "cuda" else "fp32"
     try:
         if _is_torchscript(path):
             # The real open_clip loader for OpenAI's archives (rebuilds a non-JIT model from them).
-            model = open_clip.load_openai_model(str(path), precision=precision, device=device)
+            model = _open_clip("openai").load_openai_model(str(path), precision=precision, device=device)
         else:
-            model = open_clip.create_model(
+            model = _open_clip("factory").create_model(
                 spec.options["arch"], pretrained=str(path), precision=precision, device=device
             )
     except (RuntimeError, KeyError, ValueError) as exc:
@@ -76,8 +81,6 @@ class ClipEncoder:
         device: torch.device,
         weight_path: Path,
     ) -> None:
-        import open_clip
-
         opts = spec.options
         self.name = spec.name
         self.space = spec.space
@@ -88,7 +91,7 @@ class ClipEncoder:
         self._spec = spec
         self._model = model
         self._weight_path = weight_path
-        self.preprocess = open_clip.image_transform(
+        self.preprocess = _open_clip("transform").image_transform(
             opts["image_size"],
             is_train=False,
             mean=tuple(opts["mean"]),
@@ -96,7 +99,7 @@ class ClipEncoder:
             interpolation=opts["interpolation"],
             resize_mode="shortest",
         )
-        self.tokenizer = open_clip.get_tokenizer(opts["arch"], context_length=opts["context_length"])
+        self.tokenizer = _open_clip("factory").get_tokenizer(opts["arch"], context_length=opts["context_length"])
         self.image_batch = batch_size_for(device, opts["batch_image"])
         self.text_batch = batch_size_for(device, opts["batch_text"])
 

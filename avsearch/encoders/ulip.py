@@ -9,15 +9,16 @@ run: text reaches the ULIP space through CLIP and a bridge.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision import transforms
 
 from avsearch.device import pick_device
 from avsearch.encoders.base import Encoder
@@ -42,15 +43,20 @@ SPACE = "ulip"
 ULIP_MODALITIES = (POINTCLOUD, IMAGE)
 PREPROCESS_VERSION = "pc8192-fps-centroid-unit;img224-bilinear-imagenet"  # part of the fingerprint
 
-# ULIP main.py / SLIP evaluation transform.
-_IMAGE_TRANSFORM = transforms.Compose(
-    [
-        transforms.Resize(224),
-        transforms.CenterCrop(224),
-        transforms.ToTensor(),
-        transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
-    ]
-)
+
+@functools.cache
+def _image_transform() -> Callable[[Any], torch.Tensor]:
+    """ULIP main.py / SLIP evaluation transform (torchvision imported here: point clouds do not need it)."""
+    from torchvision import transforms
+
+    return transforms.Compose(
+        [
+            transforms.Resize(224),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ]
+    )
 
 
 class UlipEncoder:
@@ -80,7 +86,7 @@ class UlipEncoder:
         self.batch_images = batch_images
         self._fingerprint: str | None = None
         state = read_state_dict(self.checkpoint)
-        check_layout(state, self.checkpoint)
+        check_layout(state, self.checkpoint, self.modalities)
         self.point_tower = load_point_tower(state).eval().to(self.device) if POINTCLOUD in modalities else None
         self.vision_tower = load_vision_tower(state).eval().to(self.device) if IMAGE in modalities else None
         del state
@@ -111,7 +117,7 @@ class UlipEncoder:
         out = np.empty((len(paths), self.dim), dtype=np.float32)
         for start in range(0, len(paths), self.batch_images):
             chunk = paths[start : start + self.batch_images]
-            batch = torch.stack([_IMAGE_TRANSFORM(load_image(p)) for p in chunk]).to(self.device)
+            batch = torch.stack([_image_transform()(load_image(p)) for p in chunk]).to(self.device)
             out[start : start + len(chunk)] = F.normalize(self.vision_tower(batch).float(), dim=-1).cpu().numpy()
         return out
 

@@ -15,12 +15,12 @@ import logging
 import pickle
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
 from avsearch.encoders.pointbert import PointBertEncoder
 from avsearch.errors import IncompatibleError, InputError
+from avsearch.modalities import IMAGE, POINTCLOUD
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ def text_tower_shapes() -> dict[str, tuple[int, ...]]:
 
 def build_vision_tower() -> nn.Module:
     """ULIP's image tower: timm vit_base_patch16_224, num_classes=0 (random init; weights load later)."""
+    import timm  # here: importing timm (and torchvision) is 2-3 s that a point-cloud query does not need
+
     return timm.create_model(VISION_ARCH, pretrained=False, num_classes=0)
 
 
@@ -72,14 +74,19 @@ def _shapes(module: nn.Module, prefix: str = "") -> dict[str, tuple[int, ...]]:
     return {prefix + k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
-def expected_layout() -> dict[str, tuple[int, ...]]:
-    """All 462 entry names of the checkpoint (without 'module.') and their shapes."""
+def expected_layout(towers: tuple[str, ...] = (POINTCLOUD, IMAGE)) -> dict[str, tuple[int, ...]]:
+    """The checkpoint's entry names (without 'module.') and shapes: all 462 by default; without IMAGE in
+    `towers`, all but the image tower's (whose layout takes timm to build)."""
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-        point = PointBertEncoder()
-        vision = build_vision_tower()
-    layout = _shapes(point) | _shapes(vision, "visual.") | text_tower_shapes()
-    layout["image_projection"] = (VISION_WIDTH, EMBED_DIM)
+        layout = _shapes(PointBertEncoder()) | text_tower_shapes()
+        if IMAGE in towers:
+            layout |= _shapes(build_vision_tower(), "visual.")
+            layout["image_projection"] = (VISION_WIDTH, EMBED_DIM)
     return layout
+
+
+def _image_tower_entry(key: str) -> bool:
+    return key.startswith("visual.") or key == "image_projection"
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -108,11 +115,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
-def check_layout(state: dict[str, torch.Tensor], path: Path | str) -> None:
-    """Raise IncompatibleError unless `state` has exactly ULIP-2 PointBERT's entries and shapes."""
-    layout = expected_layout()
+def check_layout(
+    state: dict[str, torch.Tensor], path: Path | str, towers: tuple[str, ...] = (POINTCLOUD, IMAGE)
+) -> None:
+    """Raise IncompatibleError unless `state` has exactly ULIP-2 PointBERT's entries and shapes.
+
+    Without IMAGE in `towers` the image tower's entries are not checked (they are not loaded either).
+    """
+    layout = expected_layout(towers)
     missing = sorted(set(layout) - set(state))
-    unexpected = sorted(set(state) - set(layout))
+    unchecked = set() if IMAGE in towers else {k for k in state if _image_tower_entry(k)}
+    unexpected = sorted(set(state) - set(layout) - unchecked)
     wrong = sorted(
         f"{k} {tuple(state[k].shape)} (expected {layout[k]})"
         for k in set(layout) & set(state)
