@@ -27,6 +27,7 @@ import os
 import pickle
 import sys
 import threading
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -126,11 +127,13 @@ def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
     """The model state dict of a CLAP training checkpoint ({'state_dict': ...}, 'module.' prefixes).
 
     Read with weights_only=True (plus numpy scalars and dtypes); nothing else is unpickled unless the
-    user sets AVSEARCH_TRUST_CHECKPOINTS=1 for a file they trust.
+    user sets AVSEARCH_TRUST_CHECKPOINTS=1 for a file they trust. A zip-format file (torch.save since
+    1.6) is memory-mapped: tensors nobody loads (a dropped tower, optimizer state) are never read.
     """
+    mmap = zipfile.is_zipfile(path)  # legacy (pre-1.6) files cannot be mapped
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if os.environ.get(TRUST_ENV) != "1":
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -139,7 +142,7 @@ def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
                 f"set {TRUST_ENV}=1 to load it fully"
             ) from exc
         log.warning("%s: loading fully (unsafe unpickle) because %s=1", path, TRUST_ENV)
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except (RuntimeError, EOFError, OSError) as exc:
         raise IncompatibleError(f"{path}: unreadable CLAP checkpoint ({exc})") from exc
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None

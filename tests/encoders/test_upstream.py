@@ -125,3 +125,15 @@ def test_pointcloud_tower_loads_without_timm_or_torchvision(tmp_path: Path) -> N
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_clap_checkpoint_reads_both_torch_formats(tmp_path: Path, zip_format: bool) -> None:
+    """Zip files (torch.save since 1.6) are memory-mapped; legacy ones are read whole."""
+    import torch
+
+    from avsearch.encoders.clap_model import load_checkpoint_state
+
+    path = tmp_path / "ckpt.pt"
+    torch.save({"state_dict": {"module.w": torch.arange(4.0)}}, path, _use_new_zipfile_serialization=zip_format)
+    assert torch.equal(load_checkpoint_state(path)["w"], torch.arange(4.0))
