@@ -9,6 +9,7 @@ import typer
 
 from avsearch import __version__
 from avsearch.cli import commands
+from avsearch.cli.common import reflow_help
 
 app = typer.Typer(
     name="avsearch",
@@ -40,6 +41,7 @@ def _root(
 
 
 commands.register_all(app)
+reflow_help(app)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -27,6 +28,32 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 # Results go to stdout, progress and diagnostics to stderr (so `--json` output stays pipeable).
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
+
+
+def reflow(doc: str) -> str:
+    """A docstring as help text: each paragraph on one line, so the terminal decides where it wraps.
+
+    Typer keeps the source's line breaks after the first paragraph, which cut sentences at the source's
+    width whatever the terminal's. Paragraphs stay apart; one that starts with \\b (click's "keep these
+    line breaks" mark) or holds "- " list items keeps its lines.
+    """
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(p if _keeps_lines(p) else " ".join(p.split("\n")) for p in paragraphs)
+
+
+def _keeps_lines(paragraph: str) -> bool:
+    return paragraph.startswith("\b") or any(line.lstrip().startswith("- ") for line in paragraph.splitlines())
+
+
+def reflow_help(app: typer.Typer) -> None:
+    """Reflow the help of every command registered on `app` and its sub-apps (see reflow)."""
+    for info in app.registered_commands:
+        doc = info.help or inspect.getdoc(info.callback)
+        if doc:
+            info.help = reflow(doc)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)
 
 
 def user_errors(fn: F) -> F:
