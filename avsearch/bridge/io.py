@@ -21,6 +21,7 @@ from avsearch import __version__
 from avsearch.bridge.heads import HeadSpec
 from avsearch.bridge.model import Bridge, BridgeMeta, Side
 from avsearch.errors import InputError
+from avsearch.timings import timed
 
 META_KEY = "avsearch.bridge"  # header key holding the JSON metadata
 FORMAT_VERSION = 1
@@ -56,6 +57,7 @@ def save_bridge(bridge: Bridge, path: str | Path) -> str:
     return fingerprint
 
 
+@timed("load bridge")
 def open_bridge(path: str | Path, device: str | torch.device | None = None) -> Bridge:
     """A bridge from either format: a .safetensors bridge file, or a released C-MCR .pt checkpoint."""
     path = Path(path)

@@ -11,6 +11,7 @@ import typer
 from avsearch import __version__
 from avsearch.cli import commands
 from avsearch.cli.common import reflow_help
+from avsearch.timings import stage
 
 app = typer.Typer(
     name="avsearch",
@@ -48,7 +49,8 @@ reflow_help(app)
 def main() -> None:
     """Console-script entry point."""
     try:
-        app()
+        with stage("command"):
+            app()
     finally:
         # At exit Python garbage-collects every object torch, transformers and the models made: 1-2 s
         # after a query on CPU, for memory the OS frees anyway. Frozen objects are left out of those

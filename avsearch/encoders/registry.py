@@ -22,9 +22,11 @@ from typing import Any
 import torch
 
 from avsearch.device import pick_device
-from avsearch.encoders.base import MODALITIES, Encoder
+from avsearch.encoders.base import Encoder
 from avsearch.errors import ConfigError
+from avsearch.modalities import MODALITIES
 from avsearch.settings import configs_dir
+from avsearch.timings import stage
 
 log = logging.getLogger(__name__)
 
@@ -129,15 +131,20 @@ def load_encoder(
     key = (name, wanted, str(Path(weights_dir).expanduser()) if weights_dir else "", str(dev))
     with _lock:
         if key not in _cache:
-            factory = _import_factory(spec.factory, name)
-            offered = {"spec": spec, "modalities": wanted, "weights_dir": weights_dir, "device": dev}
-            # Pass only what the factory declares, so encoder modules written apart stay compatible.
-            params = inspect.signature(factory).parameters
-            takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-            kwargs = {k: v for k, v in offered.items() if takes_all or k in params}
-            log.info("loading encoder %s (%s) on %s", name, ", ".join(wanted), dev)
-            _cache[key] = factory(**kwargs)
+            with stage(f"load {name} ({', '.join(wanted)})"):
+                _cache[key] = _build(spec, wanted, weights_dir, dev)
         return _cache[key]
+
+
+def _build(spec: EncoderSpec, wanted: tuple[str, ...], weights_dir: Path | str | None, dev: torch.device) -> Encoder:
+    factory = _import_factory(spec.factory, spec.name)
+    offered = {"spec": spec, "modalities": wanted, "weights_dir": weights_dir, "device": dev}
+    # Pass only what the factory declares, so encoder modules written apart stay compatible.
+    params = inspect.signature(factory).parameters
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in offered.items() if takes_all or k in params}
+    log.info("loading encoder %s (%s) on %s", spec.name, ", ".join(wanted), dev)
+    return factory(**kwargs)
 
 
 def clear_cache() -> None:

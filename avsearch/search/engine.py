@@ -17,6 +17,7 @@ from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
 from avsearch.store.ann_files import LoadedAnn, ann_name
 from avsearch.store.index import Index
+from avsearch.timings import timed
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class SearchEngine:
             results.append(result)
         return results
 
+    @timed("embed query")
     def _embed(self, route: Route, text: str | None = None, path: Path | None = None) -> np.ndarray:
         """The query vector (1, d) in the route's space; one encoder pass per query, reused by routes."""
         key = (route.encoder, route.tower)
@@ -100,6 +102,7 @@ class SearchEngine:
         q = self._native[key][1]
         return q if route.bridge is None else self.models.project(route.bridge, route.query_space, q, route.tower)
 
+    @timed("search")
     def _run(
         self,
         route: Route,
