@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from avsearch.cli.common import DeviceOption, QuietOption, WeightsDirOption, err, out, user_errors
+from avsearch.media.walk import printable
 
 
 @user_errors
@@ -62,7 +63,7 @@ def embed_command(
         listed = report.out_dir / "skipped.jsonl"
         err.print(f"[yellow]skipped {len(report.skipped)} file(s)[/] (listed in {listed}):")
         for source, reason in report.skipped[:50]:
-            err.print(f"  {source}: {reason}", markup=False, highlight=False, soft_wrap=True)
+            err.print(f"  {printable(source)}: {reason}", markup=False, highlight=False, soft_wrap=True)
         if len(report.skipped) > 50:
             err.print(f"  ... and {len(report.skipped) - 50} more")
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from avsearch.cli.common import DeviceOption, IndexDirOption, QuietOption, WeightsDirOption, err, out, user_errors
 from avsearch.errors import InputError
+from avsearch.media.walk import printable
 
 
 class RichProgress:
@@ -140,7 +141,7 @@ def index_command(
     if summary.failed:
         err.print(f"[yellow]{len(summary.failed)} file(s) could not be indexed:[/]")
         for path, reason in summary.failed:
-            err.print(f"  {path}: {reason}", markup=False, highlight=False, soft_wrap=True)  # one line each
+            err.print(f"  {printable(path)}: {reason}", markup=False, highlight=False, soft_wrap=True)  # one line each
 
 
 def register(app: typer.Typer) -> None:

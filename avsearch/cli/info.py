@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from avsearch.cli.common import IndexDirOption, out, user_errors
+from avsearch.media.walk import printable
 
 
 def _mb(n: int) -> str:
@@ -27,7 +28,7 @@ def info_command(
     out.print(f"index      {info.index_dir} ({_mb(info.disk_bytes)} on disk, schema v{m.schema_version})")
     for b in m.bridges.values():
         out.print(f"bridge     {b.name} ({b.fingerprint}, {' <-> '.join(b.spaces)}) {b.path}")
-    out.print(f"roots      {', '.join(m.roots) or '-'}")
+    out.print(f"roots      {', '.join(map(printable, m.roots)) or '-'}")
     out.print(f"updated    {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(m.updated))}")
     table = Table()
     for column in ("modality", "files", "size", "encoder", "vectors", "FAISS index"):

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from avsearch.cli.common import DeviceOption, IndexDirOption, WeightsDirOption, out, user_errors
+from avsearch.media.walk import printable
 
 
 @user_errors
@@ -61,14 +62,14 @@ def query_command(
     if paths_only:
         for r in results:
             for hit in r.hits:
-                typer.echo(hit.path)
+                typer.echo(printable(hit.path))
         return
     for r in results:
         table = Table(title=f"{r.query_modality} -> {r.target} ({r.space}, {r.index_kind})")
         for column, justify in (("#", "right"), ("score", "right"), ("path", "left")):
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
         for hit in r.hits:
-            table.add_row(str(hit.rank), f"{hit.score:.3f}", hit.path)
+            table.add_row(str(hit.rank), f"{hit.score:.3f}", printable(hit.path))
         if not r.hits:
             table.add_row("", "", f"(no {r.target} in this index)")
         out.print(table)

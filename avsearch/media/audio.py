@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -28,7 +29,8 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        # bytes, not str: soundfile encodes a str path strictly and fails on non-UTF-8 file names
+        data, rate = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
         return data, int(rate)
     except sf.LibsndfileError as sf_exc:
         first_error = sf_exc

@@ -18,6 +18,12 @@ from avsearch.errors import InputError
 log = logging.getLogger(__name__)
 
 
+def printable(path: str) -> str:
+    """A path as text that always encodes (non-UTF-8 bytes as \\xNN), for tables, JSON and terminals;
+    inside avsearch paths stay os.fsdecode strings, which round-trip any file name."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class ScannedFile:
     path: str  # absolute path as walked (a symlinked file keeps its link path)

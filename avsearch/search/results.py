@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from avsearch.media.walk import printable
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -29,4 +31,9 @@ class ResultSet:
     bridge: dict[str, str] | None = None  # the bridge the query went through: name, file, fingerprint
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready: paths as text that always encodes (a non-UTF-8 file name shows its bytes as \\xNN)."""
+        d = asdict(self)
+        d["query"] = printable(self.query)
+        for hit in d["hits"]:
+            hit["path"] = printable(hit["path"])
+        return d

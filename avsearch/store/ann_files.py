@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -85,7 +86,7 @@ def save_ann(
     folder.mkdir(parents=True, exist_ok=True)
     build = uuid.uuid4().hex[:12]
     faiss.write_index(to_cpu(index), str(folder / f"{name}-{build}.faiss"))
-    table = pa.table({"path": pa.array(paths, pa.string())})
+    table = pa.table({"path_bytes": pa.array([os.fsencode(p) for p in paths], pa.binary())})  # any file name
     with ipc.new_file(str(folder / f"{name}-{build}.paths.arrow"), table.schema) as writer:
         writer.write_table(table)
     meta = {
@@ -123,7 +124,7 @@ def load_ann(index_dir: str | Path, name: str, use_gpu: bool = True) -> LoadedAn
         return None
     index = faiss.read_index(str(faiss_file))
     with ipc.open_file(str(paths_file)) as reader:
-        paths = reader.read_all().column("path").to_pylist()
+        paths = [os.fsdecode(b) for b in reader.read_all().column("path_bytes").to_pylist()]
     params = AnnParams(**meta["params"])
     if params.kind != "flat":
         set_nprobe(index, params.nprobe)

@@ -17,7 +17,9 @@ from avsearch.atomic import write_text
 from avsearch.errors import IncompatibleError, InputError
 
 MANIFEST_NAME = "manifest.json"
-SCHEMA_VERSION = 1  # bump when table columns change; older indexes are refused with a rebuild hint
+# Bump when table columns change; older indexes are refused with a rebuild hint.
+# 2: paths kept as bytes, rows keyed by a digest of them.
+SCHEMA_VERSION = 2
 
 
 def bridge_column(bridge_name: str) -> str:

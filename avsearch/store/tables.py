@@ -2,11 +2,18 @@
 
 Each write (upsert or delete) is one Lance commit, so a run killed at any point leaves every table at
 its last committed version; the next run compares bookkeeping with the disk and carries on.
+
+File names are bytes on Linux and need not be UTF-8, so a row keeps its path three ways: `path_bytes`
+(the exact bytes, what avsearch reads back), `path` (text for people and SQL-free display: invalid bytes
+shown as \\xNN) and `key` (hex digest of the bytes). Rows are matched by `key` only, so no file name
+ever reaches a SQL predicate (the predicates hold hex digits and nothing else).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from avsearch.errors import IncompatibleError
+from avsearch.media.walk import printable
 from avsearch.store.manifest import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -24,7 +32,7 @@ log = logging.getLogger(__name__)
 TABLES_DIR = "tables"
 NATIVE = "native"  # column of encoder embeddings (the encoder's own space)
 SHARED_PREFIX = "proj_"  # columns of bridge-projected embeddings, one per bridge ("proj_<bridge name>")
-_BOOK = ("path", "size", "mtime_ns", "hash", "encoder", "bridge")
+_BOOK = ("path_bytes", "size", "mtime_ns", "hash", "encoder", "bridge")
 _IN_CHUNK = 512  # paths per SQL IN (...) filter
 
 
@@ -43,7 +51,9 @@ class FileRecord:
 def table_schema(native_dim: int, shared: dict[str, int]) -> pa.Schema:
     """Bookkeeping columns, the native vector column and one projected column per bridge (name -> width)."""
     fields = [
+        pa.field("key", pa.string(), nullable=False),
         pa.field("path", pa.string(), nullable=False),
+        pa.field("path_bytes", pa.binary(), nullable=False),
         pa.field("size", pa.int64()),
         pa.field("mtime_ns", pa.int64()),
         pa.field("hash", pa.string()),
@@ -55,8 +65,25 @@ def table_schema(native_dim: int, shared: dict[str, int]) -> pa.Schema:
     return pa.schema(fields, metadata={"avsearch_schema_version": str(SCHEMA_VERSION)})
 
 
-def _sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
+def path_key(path: str) -> str:
+    """The row key of a path: hex digest of its bytes (os.fsencode round-trips any file name)."""
+    return hashlib.blake2b(os.fsencode(path), digest_size=16).hexdigest()
+
+
+def _keys_in(paths: Sequence[str]) -> str:
+    """A SQL predicate selecting `paths` by key: only hex digits inside the quotes, so nothing to inject."""
+    return f"key IN ({', '.join(repr(path_key(p)) for p in paths)})"
+
+
+def _record(row: dict) -> FileRecord:
+    return FileRecord(
+        os.fsdecode(row["path_bytes"]),
+        int(row["size"]),
+        int(row["mtime_ns"]),
+        row["hash"],
+        row["encoder"],
+        row["bridge"] or "",
+    )
 
 
 def _matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
@@ -114,20 +141,17 @@ class MediaStore:
     def bookkeeping(self, modality: str) -> dict[str, FileRecord]:
         """Every row's bookkeeping, keyed by path (no vectors read)."""
         arrow = self._table(modality).search().select(list(_BOOK)).limit(None).to_arrow()
-        cols = {name: arrow.column(name).to_pylist() for name in _BOOK}
-        return {
-            p: FileRecord(p, int(s), int(m), h, e, b or "")
-            for p, s, m, h, e, b in zip(*(cols[n] for n in _BOOK), strict=True)
-        }
+        records = map(_record, arrow.to_pylist())
+        return {r.path: r for r in records}
 
     def lookup(self, modality: str, paths: Sequence[str]) -> dict[str, FileRecord]:
         """Bookkeeping of those of `paths` that are present (no vectors read)."""
         out: dict[str, FileRecord] = {}
         for chunk in _chunks(list(paths), _IN_CHUNK):
-            where = f"path IN ({', '.join(map(_sql_str, chunk))})"
-            arrow = self._table(modality).search().where(where).select(list(_BOOK)).limit(None).to_arrow()
-            for r in arrow.to_pylist():
-                out[r["path"]] = FileRecord(**{**r, "bridge": r["bridge"] or ""})
+            query = self._table(modality).search().where(_keys_in(chunk)).select(list(_BOOK)).limit(None)
+            for r in query.to_arrow().to_pylist():
+                record = _record(r)
+                out[record.path] = record
         return out
 
     def fetch(self, modality: str, paths: Sequence[str]) -> tuple[list[FileRecord], dict[str, np.ndarray]]:
@@ -136,7 +160,7 @@ class MediaStore:
         parts = [
             self._table(modality)
             .search()
-            .where(f"path IN ({', '.join(map(_sql_str, chunk))})")
+            .where(_keys_in(chunk))
             .select(list(_BOOK) + vector_cols)
             .limit(None)
             .to_arrow()
@@ -145,8 +169,7 @@ class MediaStore:
         if not parts:
             return [], {c: np.zeros((0, self.dim(modality, c)), np.float32) for c in vector_cols}
         arrow = pa.concat_tables(parts)
-        rows = arrow.select(list(_BOOK)).to_pylist()
-        records = [FileRecord(**{**r, "bridge": r["bridge"] or ""}) for r in rows]
+        records = [_record(r) for r in arrow.select(list(_BOOK)).to_pylist()]
         return records, {c: _matrix(arrow.column(c), self.dim(modality, c)) for c in vector_cols}
 
     def upsert(self, modality: str, records: Sequence[FileRecord], vectors: dict[str, np.ndarray]) -> None:
@@ -156,29 +179,33 @@ class MediaStore:
         tbl = self._table(modality)
         schema = tbl.schema
         data: dict[str, pa.Array] = {
-            name: pa.array([getattr(r, name) for r in records], schema.field(name).type) for name in _BOOK
+            "key": pa.array([path_key(r.path) for r in records], pa.string()),
+            "path": pa.array([printable(r.path) for r in records], pa.string()),
+            "path_bytes": pa.array([os.fsencode(r.path) for r in records], pa.binary()),
         }
+        for name in _BOOK[1:]:
+            data[name] = pa.array([getattr(r, name) for r in records], schema.field(name).type)
         for column in self.vector_columns(modality):
             if column not in vectors:
                 raise IncompatibleError(f"table {modality!r} needs {column} vectors, none were given")
             data[column] = _fixed(vectors[column], schema.field(column).type)
         batch = pa.table(data, schema=schema)
-        tbl.merge_insert("path").when_matched_update_all().when_not_matched_insert_all().execute(batch)
+        tbl.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(batch)
 
     def delete(self, modality: str, paths: Iterable[str]) -> int:
         """Delete rows by path (one commit per 512 paths); returns how many paths were asked for."""
         paths = list(paths)
         for chunk in _chunks(paths, _IN_CHUNK):
-            self._table(modality).delete(f"path IN ({', '.join(map(_sql_str, chunk))})")
+            self._table(modality).delete(_keys_in(chunk))
         return len(paths)
 
     def vectors(self, modality: str, column: str) -> tuple[list[str], np.ndarray, int]:
         """All paths and one vector column: (paths, (N, dim) float32, table version read)."""
         tbl = self._table(modality)
         version = int(tbl.version)
-        arrow = tbl.search().select(["path", column]).limit(None).to_arrow()
+        arrow = tbl.search().select(["path_bytes", column]).limit(None).to_arrow()
         return (
-            arrow.column("path").to_pylist(),
+            [os.fsdecode(b) for b in arrow.column("path_bytes").to_pylist()],
             _matrix(arrow.column(column), self.dim(modality, column)),
             version,
         )

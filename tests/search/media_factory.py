@@ -24,7 +24,7 @@ def write_audio(path: Path, seed: int, seconds: float = 0.25, rate: int = 16000)
     t = np.arange(int(seconds * rate)) / rate
     wave = 0.3 * np.sin(2 * np.pi * (200 + 40 * seed) * t) + 0.05 * rng.standard_normal(t.size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, wave.astype(np.float32), rate)
+    sf.write(os.fsencode(path), wave.astype(np.float32), rate, format="WAV")
     return path
 
 

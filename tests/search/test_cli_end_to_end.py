@@ -112,7 +112,7 @@ def test_queries_every_form(indexed, av_weights_dir, bridge_file) -> None:
 def test_info_and_user_errors(indexed, tmp_path) -> None:
     _, _, index, _ = indexed
     out = _cli("info", "--index-dir", index)
-    assert "audio_visual" in out and "flat" in out and "schema v1" in out
+    assert "audio_visual" in out and "flat" in out and "schema v2" in out
     from avsearch.store.index import Index
 
     info = {m.modality: m for m in Index.open(index).describe().modalities}

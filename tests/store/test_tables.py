@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from avsearch.errors import IncompatibleError
-from avsearch.store.manifest import BridgeRef, Manifest, ModalityEntry, load_manifest, save_manifest
+from avsearch.store.manifest import SCHEMA_VERSION, BridgeRef, Manifest, ModalityEntry, load_manifest, save_manifest
 from avsearch.store.tables import NATIVE, FileRecord, MediaStore
 
 SHARED = "proj_av"
@@ -79,7 +79,7 @@ def test_manifest_roundtrip_and_refusals(tmp_path) -> None:
         back.check_encoder("clap-630k-fusion", "other", str(tmp_path))
     assert back.record_encoder("clip-vit-b-32-openai", "c1") and not back.record_encoder("clip-vit-b-32-openai", "c1")
     (tmp_path / "manifest.json").write_text(
-        (tmp_path / "manifest.json").read_text().replace('"schema_version": 1', '"schema_version": 99')
+        (tmp_path / "manifest.json").read_text().replace(f'"schema_version": {SCHEMA_VERSION}', '"schema_version": 99')
     )
     with pytest.raises(IncompatibleError, match="schema version"):
         load_manifest(tmp_path)
