@@ -23,5 +23,9 @@ class IncompatibleError(AvsearchError):
     """Two artefacts do not fit together (bridge vs index, encoder vs bridge, dimensions)."""
 
 
+class DamagedIndexError(AvsearchError):
+    """An index folder's files are damaged or missing (deleted table data, a table that will not open)."""
+
+
 class DecodeError(InputError):
     """A media file cannot be decoded (empty, silent, truncated or of an unknown format)."""

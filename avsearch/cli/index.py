@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -12,6 +14,11 @@ from rich.table import Table
 from avsearch.cli.common import DeviceOption, IndexDirOption, QuietOption, WeightsDirOption, err, out, user_errors
 from avsearch.errors import InputError
 from avsearch.media.walk import printable
+
+if TYPE_CHECKING:
+    from avsearch.indexing.pipeline import IndexSummary
+
+SOME_FILES_FAILED = 3  # exit code: the run completed, but some media files could not be indexed
 
 
 class RichProgress:
@@ -69,12 +76,23 @@ def index_command(
         typer.Option("--batch-size", min=1, help="Files per encoder call and per committed write."),
     ] = None,
     device: DeviceOption = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Decode again files that failed before and have not changed.")
+    ] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option("--rebuild", help="Drop the tables and FAISS files and embed everything again (damaged index)."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's report as JSON on stdout.")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Index a media folder, or bring its index up to date.
 
     Unchanged files are skipped, changed ones re-embedded, deleted ones removed and renames recognised
     by content hash. Work is committed in batches: after an interruption, run the same command again.
+
+    Exit code: 0 when every media file is indexed, 3 when some could not be (each listed with its
+    reason on stderr, and in --json), 1 for bad input or usage.
     """
     from avsearch.indexing.pipeline import index_folder
     from avsearch.indexing.vectors import index_embeddings
@@ -103,6 +121,8 @@ def index_command(
                 device=device or settings.device,
                 batch_size=batch_size,
                 progress=RichProgress(bars),
+                retry_failed=retry_failed,
+                rebuild=rebuild,
             )
         else:
             config = load_search_config()
@@ -114,6 +134,22 @@ def index_command(
                 device=device or settings.device,
             ) as index:
                 summary = index_embeddings(embeddings, index, RichProgress(bars), config)
+    if as_json:
+        out.print_json(json.dumps(_report(summary)))
+    else:
+        _print_summary(summary)
+    if summary.failed:
+        raise typer.Exit(SOME_FILES_FAILED)
+
+
+def _report(summary: IndexSummary) -> dict[str, Any]:
+    report = dataclasses.asdict(summary)
+    report["root"] = printable(summary.root)
+    report["failed"] = [{"path": printable(p), "reason": why} for p, why in summary.failed]
+    return report
+
+
+def _print_summary(summary: IndexSummary) -> None:
     table = Table(title=f"index {summary.index_dir} ({summary.seconds:.1f} s)")
     table.add_column("files")
     table.add_column("count", justify="right")
@@ -139,7 +175,12 @@ def index_command(
         )
         out.print(f"FAISS {name}: {p['kind']} over {p['n']} vectors{detail}")
     if summary.failed:
-        err.print(f"[yellow]{len(summary.failed)} file(s) could not be indexed:[/]")
+        again = (
+            f" ({summary.failed_before} unchanged since an earlier run: --retry-failed)"
+            if summary.failed_before
+            else ""
+        )
+        err.print(f"[yellow]{len(summary.failed)} file(s) could not be indexed{again}:[/]")
         for path, reason in summary.failed:
             err.print(f"  {printable(path)}: {reason}", markup=False, highlight=False, soft_wrap=True)  # one line each
 

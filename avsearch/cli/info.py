@@ -7,7 +7,7 @@ import time
 import typer
 from rich.table import Table
 
-from avsearch.cli.common import IndexDirOption, out, user_errors
+from avsearch.cli.common import IndexDirOption, err, out, user_errors
 from avsearch.media.walk import printable
 
 
@@ -50,6 +50,12 @@ def info_command(
             "\n".join(k for _, k in cells),
         )
     out.print(table)
+    if info.failed:
+        err.print(
+            f"[yellow]{len(info.failed)} file(s) could not be indexed[/] (`avsearch index --retry-failed` tries again):"
+        )
+        for path, failed in info.failed.items():
+            err.print(f"  {printable(path)}: {failed.reason}", markup=False, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

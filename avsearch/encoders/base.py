@@ -13,13 +13,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-# Modality names used across the package (file kinds, bridge sides, store tables).
-AUDIO = "audio"
-IMAGE = "image"
-TEXT = "text"
-POINTCLOUD = "pointcloud"
-MODALITIES = (AUDIO, IMAGE, TEXT, POINTCLOUD)
-
 
 @runtime_checkable
 class Encoder(Protocol):

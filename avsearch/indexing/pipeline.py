@@ -19,13 +19,13 @@ from avsearch.embedding.models import EncoderLoader
 from avsearch.errors import ConfigError, InputError
 from avsearch.indexing.embed import embed_batch
 from avsearch.indexing.hashing import content_hash
-from avsearch.indexing.plan import Item, Plan, make_plan
+from avsearch.indexing.plan import Item, Plan, make_plan, under
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.indexing.refresh import refresh_indexes
 from avsearch.media.detect import detect_kind
-from avsearch.media.walk import walk_folder
+from avsearch.media.walk import ScannedFile, walk_folder
 from avsearch.store.config import SearchConfig, load_search_config
-from avsearch.store.index import BridgeFiles, Index
+from avsearch.store.index import BridgeFiles, FailedFile, Index
 from avsearch.store.tables import FileRecord
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class IndexSummary:
     removed: int = 0
     ignored: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    failed_before: int = 0  # of those, files that failed on an earlier run and have not changed (not re-read)
     counts: dict[str, int] = field(default_factory=dict)  # rows per modality after the run
     indexes: dict[str, dict[str, Any]] = field(default_factory=dict)  # FAISS name -> parameters
     seconds: float = 0.0
@@ -61,12 +62,16 @@ def index_folder(
     progress: Progress | None = None,
     config: SearchConfig | None = None,
     encoder_loader: EncoderLoader | None = None,
+    retry_failed: bool = False,
+    rebuild: bool = False,
 ) -> IndexSummary:
     """`avsearch index ROOT`: open (or create) the index at `index_dir` and bring it up to date with ROOT
     (the folder's files that are new, changed, renamed or gone).
 
     bridges: bridge files for a new index (default: configs/search.toml [index] default_bridges, the
-    released ones); an existing index uses its own and refuses others.
+    released ones); an existing index uses its own and refuses others. Files that failed before and have
+    not changed since are listed again without being decoded, unless `retry_failed`. `rebuild` embeds
+    everything anew (a damaged index: deleted table files), with the index's own bridges.
     """
     cfg = config or load_search_config()
     root = _media_folder(root)  # checked before an index folder is made for it
@@ -77,8 +82,9 @@ def index_folder(
         weights_dir=weights_dir,
         device=device,
         encoder_loader=encoder_loader,
+        rebuild=rebuild,
     ) as index:
-        return update_index(root, index, batch_size, progress, cfg)
+        return update_index(root, index, batch_size, progress, cfg, retry_failed)
 
 
 def update_index(
@@ -87,6 +93,7 @@ def update_index(
     batch_size: int | None = None,
     progress: Progress | None = None,
     config: SearchConfig | None = None,
+    retry_failed: bool = False,
 ) -> IndexSummary:
     """Index (or update the index of) the media under `root` into `index` (opened with Index.update)."""
     started = time.perf_counter()
@@ -109,20 +116,25 @@ def update_index(
         on_file=lambda n: progress.advance("scan", n),
     )
     progress.finish("scan")
+    remembered = index.failed_files()
+    known_bad = [] if retry_failed else [f for f in scanned if _still_failing(f, remembered.get(f.path))]
+    skip = {f.path for f in known_bad}
+    todo = [f for f in scanned if f.path not in skip]
     modalities = index.manifest.modalities
     stored = {m: index.tables.bookkeeping(m) for m in modalities}
-    plan = make_plan(str(root), scanned, stored, detect_kind, content_hash, modalities, progress)
+    plan = make_plan(str(root), todo, stored, detect_kind, content_hash, modalities, progress)
     summary = IndexSummary(
         str(root),
         str(index.path),
         scanned=len(scanned),
+        failed_before=len(known_bad),
         unchanged=plan.unchanged,
         touched=len(plan.touched),
         renamed=plan.renamed,
         copied=len(plan.reuse) - plan.renamed,
         ignored=len(plan.ignored),
     )
-    summary.failed += problems + plan.failed
+    summary.failed += problems + plan.failed + [(f.path, remembered[f.path].reason) for f in known_bad]
 
     # 2. Rows: reuse stored vectors where the content is known, embed the rest, then delete.
     _reuse(index, plan.touched, own=True)
@@ -133,6 +145,8 @@ def update_index(
         for modality in modalities:
             index.tables.compact(modality)
 
+    _remember_failures(index, root, scanned, summary.failed, remembered)
+
     # 3. FAISS indexes over the new table versions.
     summary.indexes = refresh_indexes(index, cfg.ann, progress)
     index.manifest.ann = {name: meta["params"] for name, meta in summary.indexes.items()}
@@ -140,6 +154,25 @@ def update_index(
     summary.counts = {m: index.tables.count(m) for m in modalities}
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _still_failing(f: ScannedFile, failed: FailedFile | None) -> bool:
+    return failed is not None and (failed.size, failed.mtime_ns) == (f.size, f.mtime_ns)
+
+
+def _remember_failures(
+    index: Index,
+    root: Path,
+    scanned: Sequence[ScannedFile],
+    failed: Sequence[tuple[str, str]],
+    remembered: dict[str, FailedFile],
+) -> None:
+    """Record this run's failed files under `root` (others' entries kept; fixed or gone files dropped)."""
+    files = {f.path: f for f in scanned}
+    keep = {p: f for p, f in remembered.items() if not under(p, str(root))}
+    keep |= {p: FailedFile(files[p].size, files[p].mtime_ns, why) for p, why in failed if p in files}
+    if keep != remembered:
+        index.record_failed(keep)
 
 
 def _media_folder(root: str | Path) -> Path:

@@ -9,25 +9,38 @@ Indexing and search take an `Index`; nothing else touches the folder's files.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avsearch.atomic import write_text
 from avsearch.embedding.models import EncoderLoader, Models, bridge_ref, default_loader, plan_modalities
 from avsearch.errors import ConfigError, InputError
 from avsearch.store import ann_files
 from avsearch.store.ann_files import LoadedAnn
 from avsearch.store.manifest import Manifest, load_manifest, save_manifest
-from avsearch.store.tables import MediaStore
+from avsearch.store.tables import TABLES_DIR, MediaStore
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
+FAILED_NAME = "failed.json"  # files that could not be indexed, so an unchanged one is not decoded again
 
 BridgeFiles = Sequence[str | Path] | str | Path | None
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    """A file that could not be indexed, as it was when it failed."""
+
+    size: int
+    mtime_ns: int
+    reason: str
 
 
 @dataclass
@@ -51,6 +64,7 @@ class IndexInfo:
     manifest: Manifest
     modalities: list[ModalityInfo]
     disk_bytes: int  # everything under the index folder
+    failed: dict[str, FailedFile] = field(default_factory=dict)  # path -> why it is not indexed
 
 
 class Index:
@@ -107,17 +121,21 @@ class Index:
         weights_dir: str | Path | None = None,
         device: str | None = None,
         encoder_loader: EncoderLoader | None = None,
+        rebuild: bool = False,
     ) -> Iterator[Index]:
         """Open (or create) an index for writing, holding its lock for the block.
 
         bridges: bridge files for a new index; an existing one checks them against its own. Without them
         a new index is made with `default_bridges` (published weight-file names, resolved like every
-        other weight file) and an existing one keeps its own.
+        other weight file) and an existing one keeps its own. rebuild: drop the tables, FAISS files and the
+        failed-files list (a damaged index) and keep the manifest's bridges, so everything is embedded anew.
         """
         path = Path(path).expanduser().absolute()
-        path.mkdir(parents=True, exist_ok=True)
+        _make_folder(path)
         with _locked(path):
             manifest = _writable_manifest(path, _as_list(bridges), default_bridges, weights_dir)
+            if rebuild:
+                _drop_contents(path, manifest)
             index = cls(
                 path, manifest, weights_dir=weights_dir, device=device, encoder_loader=encoder_loader, writable=True
             )
@@ -137,6 +155,24 @@ class Index:
     def add_root(self, root: Path) -> None:
         if str(root) not in self.manifest.roots:
             self.manifest.roots.append(str(root))
+
+    # -- files that failed ------------------------------------------------------------------------------
+
+    def failed_files(self) -> dict[str, FailedFile]:
+        """Files that could not be indexed (path -> size, mtime and reason when they failed)."""
+        path = self.path / FAILED_NAME
+        if not path.is_file():
+            return {}
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            return {p: FailedFile(int(r["size"]), int(r["mtime_ns"]), str(r["reason"])) for p, r in rows.items()}
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            log.warning("%s is damaged; failed files will be retried", path)
+            return {}
+
+    def record_failed(self, failed: dict[str, FailedFile]) -> None:
+        """Replace the list of failed files (atomically; surrogate-escaped names survive JSON's \\u escapes)."""
+        write_text(self.path / FAILED_NAME, json.dumps({p: asdict(f) for p, f in sorted(failed.items())}, indent=1))
 
     # -- FAISS files -----------------------------------------------------------------------------------
 
@@ -183,7 +219,25 @@ class Index:
                 )
             )
         disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
-        return IndexInfo(str(self.path), self.manifest, infos, disk)
+        return IndexInfo(str(self.path), self.manifest, infos, disk, self.failed_files())
+
+
+def _make_folder(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: not a folder (--index-dir names an existing file)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create the index folder ({exc.strerror or exc})") from exc
+
+
+def _drop_contents(path: Path, manifest: Manifest) -> None:
+    """Everything derived from the media goes; the manifest (bridges, encoders) stays."""
+    for sub in (TABLES_DIR, ann_files.ANN_DIR):
+        shutil.rmtree(path / sub, ignore_errors=True)
+    (path / FAILED_NAME).unlink(missing_ok=True)
+    manifest.ann = {}
+    log.info("%s: tables and FAISS files dropped for a rebuild", path)
 
 
 def _as_list(bridges: BridgeFiles) -> list[str | Path]:

@@ -11,23 +11,26 @@ ever reaches a SQL predicate (the predicates hold hex digits and nothing else).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import lancedb
 import numpy as np
 import pyarrow as pa
 
-from avsearch.errors import IncompatibleError
+from avsearch.errors import DamagedIndexError, IncompatibleError
 from avsearch.media.walk import printable
 from avsearch.store.manifest import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 TABLES_DIR = "tables"
 NATIVE = "native"  # column of encoder embeddings (the encoder's own space)
@@ -94,6 +97,26 @@ def _matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
     return np.ascontiguousarray(flat.reshape(-1, dim), dtype=np.float32)
 
 
+def _damage_named(method: F) -> F:
+    """Lance reports missing or corrupt table files as RuntimeError("lance error: ..."): a damaged index,
+    named with its way out, not a traceback. Other errors are ours and surface."""
+
+    @functools.wraps(method)
+    def wrapper(self: MediaStore, modality: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, modality, *args, **kwargs)
+        except (RuntimeError, OSError, ValueError) as exc:
+            if "lance" not in str(exc).lower() and "not found" not in str(exc).lower():
+                raise
+            detail = str(exc).splitlines()[0][:200]
+            raise DamagedIndexError(
+                f"{self.index_dir}: table {modality!r} is damaged ({detail}); "
+                "`avsearch index FOLDER --rebuild` re-embeds the index from its media"
+            ) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
 class MediaStore:
     """The tables of one index folder. Create with the dims once; reopen without them."""
 
@@ -124,6 +147,7 @@ class MediaStore:
             self._tables[modality] = self._db.open_table(modality)
         return self._tables[modality]
 
+    @_damage_named
     def vector_columns(self, modality: str) -> list[str]:
         """NATIVE first, then the projected columns."""
         names = self._table(modality).schema.names
@@ -132,18 +156,22 @@ class MediaStore:
     def dim(self, modality: str, column: str) -> int:
         return self._table(modality).schema.field(column).type.list_size
 
+    @_damage_named
     def version(self, modality: str) -> int:
         return int(self._table(modality).version)
 
+    @_damage_named
     def count(self, modality: str) -> int:
         return int(self._table(modality).count_rows())
 
+    @_damage_named
     def bookkeeping(self, modality: str) -> dict[str, FileRecord]:
         """Every row's bookkeeping, keyed by path (no vectors read)."""
         arrow = self._table(modality).search().select(list(_BOOK)).limit(None).to_arrow()
         records = map(_record, arrow.to_pylist())
         return {r.path: r for r in records}
 
+    @_damage_named
     def lookup(self, modality: str, paths: Sequence[str]) -> dict[str, FileRecord]:
         """Bookkeeping of those of `paths` that are present (no vectors read)."""
         out: dict[str, FileRecord] = {}
@@ -154,6 +182,7 @@ class MediaStore:
                 out[record.path] = record
         return out
 
+    @_damage_named
     def fetch(self, modality: str, paths: Sequence[str]) -> tuple[list[FileRecord], dict[str, np.ndarray]]:
         """Rows of `paths` (those present): records and column -> (N, width) vectors in the same order."""
         vector_cols = self.vector_columns(modality)
@@ -172,6 +201,7 @@ class MediaStore:
         records = [_record(r) for r in arrow.select(list(_BOOK)).to_pylist()]
         return records, {c: _matrix(arrow.column(c), self.dim(modality, c)) for c in vector_cols}
 
+    @_damage_named
     def upsert(self, modality: str, records: Sequence[FileRecord], vectors: dict[str, np.ndarray]) -> None:
         """Insert or replace rows by path in ONE commit. vectors: every vector column -> (N, width)."""
         if not records:
@@ -192,6 +222,7 @@ class MediaStore:
         batch = pa.table(data, schema=schema)
         tbl.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(batch)
 
+    @_damage_named
     def delete(self, modality: str, paths: Iterable[str]) -> int:
         """Delete rows by path (one commit per 512 paths); returns how many paths were asked for."""
         paths = list(paths)
@@ -199,6 +230,7 @@ class MediaStore:
             self._table(modality).delete(_keys_in(chunk))
         return len(paths)
 
+    @_damage_named
     def vectors(self, modality: str, column: str) -> tuple[list[str], np.ndarray, int]:
         """All paths and one vector column: (paths, (N, dim) float32, table version read)."""
         tbl = self._table(modality)

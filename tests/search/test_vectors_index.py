@@ -43,7 +43,7 @@ def _invoke(*args: object) -> object:
 def test_vectors_are_indexed_through_the_bridge_and_found_by_id(vectors, bridge_file, tmp_path) -> None:
     index = tmp_path / "index"
     result = _invoke("index", "--embeddings", vectors, "--bridge", bridge_file, "--index-dir", index, "-q")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # two files listed as not fitting
     assert "image in index │    40" in result.stdout and "audio in index │    30" in result.stdout
     assert "text.clip.npy: not vectors this index holds" in result.stderr
     assert "pointcloud.ulip.npy: not vectors this index holds" in result.stderr
@@ -71,12 +71,12 @@ def test_vectors_are_indexed_through_the_bridge_and_found_by_id(vectors, bridge_
 
     # again: rows are replaced by id, not added twice
     again = _invoke("index", "--embeddings", vectors, "--index-dir", index, "-q")
-    assert again.exit_code == 0 and "audio in index │    30" in again.stdout
+    assert again.exit_code == 3 and "audio in index │    30" in again.stdout
 
 
 def test_unknown_id_and_bad_arguments_are_one_line(vectors, bridge_file, tmp_path) -> None:
     index = tmp_path / "index"
-    assert _invoke("index", "--embeddings", vectors, "--bridge", bridge_file, "--index-dir", index, "-q").exit_code == 0
+    assert _invoke("index", "--embeddings", vectors, "--bridge", bridge_file, "--index-dir", index, "-q").exit_code == 3
     missing = _invoke("query", "--id", "nope", "--index-dir", index)
     assert missing.exit_code == 1 and missing.stderr.startswith("avsearch: error: nope: no such item in this index")
     both = _invoke("index", str(tmp_path), "--embeddings", vectors, "--index-dir", index)
