@@ -66,6 +66,13 @@ def embed_command(
             err.print(f"  {printable(source)}: {reason}", markup=False, highlight=False, soft_wrap=True)
         if len(report.skipped) > 50:
             err.print(f"  ... and {len(report.skipped) - 50} more")
+    # A file named on the command line (not found in a folder) that could not be embedded is an error.
+    named = {str(Path(s).expanduser().absolute()) for s in sources or [] if Path(s).expanduser().is_file()}
+    refused = [(s, why) for s, why in report.skipped if s in named]
+    for source, why in refused:
+        typer.echo(f"avsearch: error: {printable(source)}: {why}", err=True)
+    if refused:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

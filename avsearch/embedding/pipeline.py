@@ -210,6 +210,10 @@ def embed_sources(
     out = Path(out_dir).expanduser()
     jobs, skipped = _plan(sources, captions, routes)
     if not jobs:
+        named = {str(Path(s).expanduser().absolute()) for s in sources if Path(s).expanduser().is_file()}
+        for source, why in skipped:
+            if source in named:  # a file given by name says why it cannot be embedded
+                raise InputError(f"{source}: {why}")
         raise InputError("nothing to embed: no audio, image or point-cloud file and no caption file given")
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST

@@ -102,3 +102,18 @@ def test_nothing_to_embed_is_a_user_error(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "nothing to embed" in result.output
     missing = CliRunner().invoke(app, ["embed", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert missing.exit_code == 1 and "no such file or folder" in missing.output
+
+
+def test_a_file_given_by_name_that_cannot_be_embedded_is_an_error(av_weights_dir: Path, tmp_path: Path) -> None:
+    media = _media(tmp_path / "media")
+    notes = CliRunner().invoke(app, ["embed", str(media / "notes.txt"), "--out", str(tmp_path / "o1")])
+    assert notes.exit_code == 1
+    assert notes.stderr.strip() == f"avsearch: error: {media / 'notes.txt'}: not an audio, image or point-cloud file"
+
+    args = ["embed", str(media / "truncated.jpg"), str(media / "img0.png"), "--out", str(tmp_path / "o2")]
+    bad = CliRunner().invoke(app, [*args, "--weights-dir", str(av_weights_dir), "--device", "cpu", "--quiet"])
+    assert bad.exit_code == 1
+    errors = [ln for ln in bad.stderr.splitlines() if ln.startswith("avsearch: error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"avsearch: error: {media / 'truncated.jpg'}: ")
+    assert errors[0].count(str(media / "truncated.jpg")) == 1  # the path once, then the reason
+    assert np.load(tmp_path / "o2" / "image.clip.npy").shape == (1, 512)  # the good file is still embedded
