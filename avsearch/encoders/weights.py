@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from avsearch.errors import ConfigError, WeightsMissingError
+from avsearch.errors import ConfigError, InputError, WeightsMissingError
 from avsearch.settings import ENV_WEIGHTS, configs_dir, load_settings
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,15 @@ def find_file(file_name: str) -> WeightFile:
 
 
 def weights_folder(weights_dir: Path | str | None = None) -> Path | None:
-    """The offline weights folder in force: the argument, else AVSEARCH_WEIGHTS, else None."""
-    if weights_dir is not None:
-        return Path(weights_dir).expanduser()
-    return load_settings().weights_dir
+    """The offline weights folder in force: the argument, else AVSEARCH_WEIGHTS, else None.
+
+    A folder that is named but does not exist is an error of its own, not "every file missing".
+    """
+    folder = Path(weights_dir).expanduser() if weights_dir is not None else load_settings().weights_dir
+    if folder is not None and not folder.is_dir():
+        given = "--weights-dir" if weights_dir is not None else ENV_WEIGHTS
+        raise InputError(f"{folder}: the weights folder ({given}) is not a folder that exists")
+    return folder
 
 
 def _is_offline() -> bool:

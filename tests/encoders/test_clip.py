@@ -65,5 +65,6 @@ def test_missing_weights_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("AVSEARCH_CACHE", str(tmp_path / "avcache"))
     monkeypatch.setenv("AVSEARCH_OFFLINE", "1")
+    (tmp_path / "none").mkdir()
     with pytest.raises(WeightsMissingError, match=r"ViT-B-32\.pt"):
         load_encoder("clip-vit-b-32-openai", ["text"], weights_dir=tmp_path / "none", device="cpu")

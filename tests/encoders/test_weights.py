@@ -24,6 +24,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AVSEARCH_WEIGHTS", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("AVSEARCH_OFFLINE", raising=False)
+    for empty in ("empty", "w"):  # weights folders the tests name (a missing folder is its own error)
+        (tmp_path / empty).mkdir(exist_ok=True)
 
     def refuse(*_a, **_k):  # a test must never reach the network
         raise OSError("network disabled in tests")
@@ -99,10 +101,24 @@ def test_unknown_file_lists_known_ones() -> None:
 
 def test_weights_command_lists_present_and_missing(tmp_path: Path) -> None:
     folder = tmp_path / "w"
-    folder.mkdir()
     (folder / "ulip_clip.pt").write_bytes(b"x" * 2048)
     result = CliRunner().invoke(app, ["weights", "--weights-dir", str(folder)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
     assert "present" in lines["ulip_clip.pt"] and "2.0 KB" in lines["ulip_clip.pt"]
     assert "missing" in lines["630k-fusion-best.pt"] and "huggingface.co/lukewys" in lines["630k-fusion-best.pt"]
+
+
+def test_a_mistyped_weights_folder_is_one_clear_error(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from avsearch.cli.app import app
+
+    result = CliRunner().invoke(app, ["weights", "--weights-dir", str(tmp_path / "wieghts")])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"avsearch: error: {tmp_path / 'wieghts'}: the weights folder (--weights-dir) is not a folder that exists"
+    )
+    monkeypatch.setenv("AVSEARCH_WEIGHTS", str(tmp_path / "nope"))
+    env = CliRunner().invoke(app, ["weights"])
+    assert env.exit_code == 1 and "(AVSEARCH_WEIGHTS) is not a folder that exists" in env.stderr

@@ -104,6 +104,7 @@ def test_cli_classify3d_json(labelled, ulip_weights_dir: Path, prompts: Path) ->
 def test_cli_errors_are_one_line(labelled, ulip_weights_dir: Path, tmp_path: Path) -> None:
     root, _ = labelled
     bad = root / "lamp" / "test" / "lamp_0003.ply"
+    (tmp_path / "none").mkdir()
     result = CliRunner().invoke(app, ["classify3d", str(bad), "--weights-dir", str(tmp_path / "none")])
     assert result.exit_code == 1
     assert "pointbert_ULIP-2.pt" in result.output or "ulip_clip.pt" in result.output
