@@ -13,11 +13,14 @@ and 3D bridge for --pointcloud. Then runs `avsearch query` in a new process per 
   encode    the query's embedding without the loads (decoding, forward pass, bridge projection)
   search    FAISS search and result lookup, per route, summed
   total     wall time of the process, from outside
+  CPU       user + system CPU time of the process (os.wait4): on a busy machine, closer than the wall
+            time to what the query costs alone (imports are single-threaded; a forward pass may use
+            several cores, whose times add up)
   imports   time spent importing modules (python -X importtime, one extra run per kind), and where
   peak RSS  maximum resident memory of the process (os.wait4)
 
 Stage times come from AVSEARCH_TIMINGS=1 (avsearch/timings.py); a checkout without that hook shows
-only total, imports and peak RSS. The child processes run the avsearch of this checkout.
+only total, CPU, imports and peak RSS. The child processes run the avsearch of this checkout.
 
     .venv/bin/python benchmarks/cold_start.py                  # every kind, 3 runs each
     .venv/bin/python benchmarks/cold_start.py --kinds audio,text --repeat 5 --workdir /tmp/cold
@@ -60,6 +63,7 @@ class Setup:
 @dataclass
 class Run:
     wall: float
+    cpu: float
     rss_mb: float
     stages: dict[str, float]  # stage -> seconds (summed over its occurrences)
     stderr: str
@@ -163,7 +167,7 @@ def _query_args(setup: Setup, kind: str) -> list[str]:
 
 
 def run_query(setup: Setup, kind: str, importtime: bool = False) -> Run:
-    """One `avsearch query` in a new process; wall time from outside, peak RSS from wait4."""
+    """One `avsearch query` in a new process; wall time from outside, CPU time and peak RSS from wait4."""
     python = [sys.executable, "-X", "importtime"] if importtime else [sys.executable]
     cmd = [*python, AVSEARCH, *_query_args(setup, kind)]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -181,7 +185,7 @@ def run_query(setup: Setup, kind: str, importtime: bool = False) -> Run:
         if line.startswith(f"{TIMING_PREFIX} end "):
             name, seconds = line[len(TIMING_PREFIX) + 5 :].rsplit(" ", 1)
             stages[name] = stages.get(name, 0.0) + float(seconds)
-    return Run(wall, usage.ru_maxrss / 1024, stages, stderr)
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stages, stderr)
 
 
 def import_shares(stderr: str) -> dict[str, float]:
@@ -234,21 +238,21 @@ def _short(stage: str) -> str:
 def report(kind: str, runs: list[Run], imports: dict[str, float], out: list[str]) -> None:
     row = _median_rows([breakdown(r) for r in runs])
     wall = statistics.median(r.wall for r in runs)
+    cpu = statistics.median(r.cpu for r in runs)
     rss = statistics.median(r.rss_mb for r in runs)
     total_imports = sum(imports.values())
     if row:
         loads = ", ".join(f"{_short(k)} {v:.2f}" for k, v in row.items() if k.startswith("load "))
         out.append(
             f"{kind:<10} {row['startup']:>7.2f} {row['setup']:>6.2f}  {loads:<34} "
-            f"{row['encode']:>6.2f} {row['search']:>6.2f} {wall:>6.2f} {total_imports:>7.2f} {rss:>8.0f}"
+            f"{row['encode']:>6.2f} {row['search']:>6.2f} {wall:>6.2f} {cpu:>5.2f} {total_imports:>7.2f} {rss:>7.0f}"
         )
         shares = sorted(imports.items(), key=lambda kv: -kv[1])
         where = ", ".join(f"{_short(k)} {v:.2f}" for k, v in shares if v >= 0.01)
         out.append(f"{'':<10} imports by stage: {where}")
     else:  # a checkout without avsearch/timings.py: what can be seen from outside
-        out.append(
-            f"{kind:<10} {'-':>7} {'-':>6}  {'-':<34} {'-':>6} {'-':>6} {wall:>6.2f} {total_imports:>7.2f} {rss:>8.0f}"
-        )
+        blank = f"{'-':>7} {'-':>6}  {'-':<34} {'-':>6} {'-':>6}"
+        out.append(f"{kind:<10} {blank} {wall:>6.2f} {cpu:>5.2f} {total_imports:>7.2f} {rss:>7.0f}")
 
 
 def main() -> None:
@@ -272,7 +276,7 @@ def main() -> None:
         print(f"built the indexes in {time.perf_counter() - t0:.1f} s (CPU only, {os.cpu_count()} cores)\n")
         lines = [
             f"{'kind':<10} {'startup':>7} {'setup':>6}  {'model loads (s)':<34} "
-            f"{'encode':>6} {'search':>6} {'total':>6} {'imports':>7} {'RSS MB':>8}"
+            f"{'encode':>6} {'search':>6} {'total':>6} {'CPU':>5} {'imports':>7} {'RSS MB':>7}"
         ]
         for kind in kinds:
             if kind in setup.skipped:
