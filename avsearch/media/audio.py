@@ -1,7 +1,8 @@
 """Audio decoding: a file -> mono float32 waveform at a target rate, and fixed 10 s windows.
 
 Decoding uses soundfile (libsndfile: wav, flac, ogg/vorbis/opus, mp3, aiff, ...) and falls back to
-librosa/audioread (ffmpeg or the platform decoders, where installed) for other containers.
+librosa/audioread (ffmpeg or the platform decoders, where installed) for other containers. Whether a
+file is a sound at all is decided by its content, as everywhere (media/detect.py).
 Resampling uses soxr (librosa's default "soxr_hq"), which is deterministic, so one file always gives
 the same samples.
 """
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from avsearch.errors import DecodeError
+from avsearch.media.detect import require
+from avsearch.modalities import AUDIO
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +53,11 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
 def load_audio(path: Path | str, sample_rate: int = 48_000) -> np.ndarray:
     """Decode `path` to a mono float32 waveform (T,) in [-1, 1] at `sample_rate` Hz.
 
-    Raises DecodeError naming the file when it is missing, undecodable, empty, non-finite or silent.
+    Raises DecodeError naming the file when it is missing, not a sound (by content: media/detect.py),
+    undecodable, empty, non-finite or silent.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DecodeError(f"{path}: no such file")
+    require(path, AUDIO)
     data, rate = _decode(path)
     if data.size == 0 or data.shape[0] == 0:
         raise DecodeError(f"{path}: audio file holds no samples")

@@ -1,27 +1,48 @@
 """Image decoding: any file PIL reads -> an upright 8-bit RGB PIL image, or a DecodeError.
 
 Handles EXIF orientation, palette and alpha (composited on white, as a viewer shows it), CMYK,
-16-bit and float greyscale, animated GIF/WebP/TIFF (first frame), and guards against decompression
-bombs (images whose pixel count would exhaust memory) and truncated files.
+16-bit and float greyscale, animated GIF/WebP/TIFF (first frame), truncated files, and large pictures:
+those are decoded reduced (JPEG DCT scaling, else a box reduction after decoding; configs/media.toml
+`reduced_side`), so a 100 MP scan decodes in a fraction of its full memory. The decompression-bomb
+guard (`max_pixels`, one limit in configs/media.toml) applies to the size a picture decodes to; PIL's
+own declared-size guard, which would refuse pictures that decode reduced well within it, is not used.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
+import threading
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from avsearch.errors import DecodeError
+from avsearch.media.config import media_config
+from avsearch.media.detect import require
+from avsearch.modalities import IMAGE
 
 log = logging.getLogger(__name__)
 
-# Refuse images above this many pixels (about 178 megapixels, twice PIL's warning threshold): a
-# crafted 1 KB PNG can otherwise declare 50k x 50k pixels and take gigabytes to decode.
-MAX_PIXELS = 2 * 89_478_485
 _ALPHA_BACKGROUND = (255, 255, 255)
+# Formats PIL has no decoder for, and what would read them (said in the reason, nothing is installed).
+_NO_DECODER = {"exr": "OpenEXR (the OpenEXR package)", "heif": "HEIF (the pillow-heif package)"}
+_PIL_GUARD = threading.Lock()
+
+
+def open_image(path: Path) -> Image.Image:
+    """PIL's Image.open (header only, lazy) without PIL's own size guard: ours applies after reduction.
+
+    PIL's guard is a process-wide setting; it is switched off only while the header is read, under a
+    lock, so concurrent decodes (the encoders decode in threads) never restore each other's value.
+    """
+    with _PIL_GUARD:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _to_8bit_grey(img: Image.Image) -> Image.Image:
@@ -50,32 +71,60 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def load_image(path: Path | str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def _draft(img: Image.Image, side: int) -> None:
+    """Let a JPEG decode at 1/2, 1/4 or 1/8 scale (nearly free in libjpeg) when its shorter side allows
+    it and stays at least `side`."""
+    width, height = img.size
+    factor = min(width, height) // side
+    if factor >= 2 and img.format in ("JPEG", "MPO"):  # MPO: multi-picture JPEG from cameras
+        img.draft(img.mode, (-(-width // factor), -(-height // factor)))  # keeps the mode, scales only
+
+
+def _reduce(img: Image.Image, side: int) -> Image.Image:
+    """Box-reduce by a whole factor while the shorter side stays at least `side` (other formats, or a
+    JPEG still large after 1/8 scaling)."""
+    factor = min(img.size) // side
+    return img.reduce(factor) if factor >= 2 else img
+
+
+def load_image(path: Path | str, max_pixels: int | None = None, reduced_side: int | None = None) -> Image.Image:
     """Decode an image file to an upright RGB image (H, W, 3 uint8 as a PIL image).
 
-    Raises DecodeError naming the file when it is not an image, truncated, empty or too large.
+    max_pixels / reduced_side: default from configs/media.toml [image]. Large pictures come back
+    reduced (shorter side at least reduced_side). Raises DecodeError naming the file when it is not a
+    picture (by content: media/detect.py), truncated, empty, has no installed decoder, or would decode
+    to more than max_pixels pixels.
     """
     path = Path(path)
+    limits = media_config().image
+    max_pixels = limits.max_pixels if max_pixels is None else max_pixels
+    side = limits.reduced_side if reduced_side is None else reduced_side
+    found = require(path, IMAGE)
     try:
-        with warnings.catch_warnings():
-            # PIL only warns between 1x and 2x its limit; we treat any bomb warning as a refusal.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                width, height = img.size
-                if width * height > max_pixels:
-                    raise DecodeError(
-                        f"{path}: image of {width}x{height} pixels exceeds the {max_pixels} pixel limit "
-                        "(decompression-bomb guard)"
-                    )
-                img.seek(0)  # first frame of animations
-                img.load()  # full decode now, so truncation surfaces here
-                upright = ImageOps.exif_transpose(img)
-                return to_rgb(upright if upright is not None else img).copy()
+        with open_image(path) as img:
+            declared = img.size
+            img.seek(0)  # first frame of animations
+            _draft(img, side)
+            width, height = img.size
+            if width * height > max_pixels:
+                shown = f"{declared[0]}x{declared[1]}"
+                shown += f" (reduced {width}x{height})" if img.size != declared else ""
+                raise DecodeError(
+                    f"{path}: image of {shown} pixels exceeds the {max_pixels} pixel limit (decompression-bomb guard)"
+                )
+            img.load()  # full decode now, so truncation surfaces here
+            upright = ImageOps.exif_transpose(img)
+            result = _reduce(to_rgb(upright if upright is not None else img), side)
+            return result.copy() if result is img else result  # never the object tied to the open file
     except DecodeError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:  # raised by plugins that check frames as they decode
         raise DecodeError(f"{path}: image too large (decompression-bomb guard): {exc}") from exc
     except UnidentifiedImageError as exc:
+        if found.format in _NO_DECODER:
+            raise DecodeError(
+                f"{path}: {_NO_DECODER[found.format]} picture, which no installed decoder reads (Pillow cannot)"
+            ) from exc
         raise DecodeError(f"{path}: not an image PIL can decode") from exc
     except FileNotFoundError as exc:
         raise DecodeError(f"{path}: no such file") from exc

@@ -1,10 +1,13 @@
 """Point-cloud files -> (8192, 3) float32 clouds, centred on the centroid and scaled to the unit sphere.
 
-Readers: .ply (ascii/binary; meshes are sampled on the surface), .obj/.off/.stl meshes (surface-sampled;
-vertices when a file has no faces), .npy (an (N, >=3) array or a pickled dict with an 'xyz' key, as in
-C-MCR's assets), .npz (an 'xyz' key or a single array), .pcd (ascii/binary) and .xyz/.txt (whitespace-
-or comma-separated columns, the first three being x y z). Extra columns (normals, colours) are dropped:
-ULIP-2 PointBERT reads xyz only.
+Files are read by their content (media/detect.py), whatever their name: a PLY named .png is read as
+a PLY. Readers: .ply (ascii/binary; meshes are sampled on the surface), .obj/.off/.stl meshes (ascii
+and binary STL; surface-sampled; vertices when a file has no faces), .npy (an (N, >=3) array or a
+pickled dict with an 'xyz' key, as in C-MCR's assets), .npz (an 'xyz' key or a single array), .pcd
+(ascii/binary, with or without its comment line) and text rows (.xyz/.txt/.csv: columns separated by
+whitespace, commas or semicolons, x y z first or named by a header line such as 'x,y,z'). Arrays are
+judged by their .npy header before their data is read (media/npyfile.py). Extra columns (normals,
+colours) are dropped: ULIP-2 PointBERT reads xyz only.
 
 Resampling is deterministic, so a file always gives the same cloud: larger clouds are reduced by
 farthest-point sampling (started from the point farthest from the centroid), smaller ones are padded
@@ -15,18 +18,24 @@ from __future__ import annotations
 
 import logging
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from avsearch.errors import DecodeError
+from avsearch.media.detect import require, split_row, xyz_header_columns
+from avsearch.media.npyfile import points_problem, read_npy_header
 from avsearch.media.pcd import read_pcd
+from avsearch.modalities import POINTCLOUD
 
 logger = logging.getLogger(__name__)
 
 MESH_EXTENSIONS = (".obj", ".off", ".stl")
-POINTCLOUD_EXTENSIONS = (".ply", ".npy", ".npz", ".pcd", ".xyz", ".txt", *MESH_EXTENSIONS)
+# Names a 3D data set's files have (evaluation lists a data set by them); single files are read by content.
+POINTCLOUD_EXTENSIONS = (".ply", ".npy", ".npz", ".pcd", ".xyz", ".txt", ".csv", *MESH_EXTENSIONS)
+_MESH_FORMATS = ("obj", "off", "stl")
 XYZ_KEYS = ("xyz", "points", "pos", "pc")  # accepted names of the coordinates in .npz / dict .npy
 
 
@@ -48,35 +57,31 @@ def load_pointcloud(path: str | Path, cfg: PointCloudConfig = DEFAULT) -> np.nda
     Raises DecodeError naming the file and the reason when it cannot be read.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DecodeError(f"{path}: no such file")
     xyz = read_xyz(path, cfg)
     return prepare_points(xyz, cfg, source=str(path))
 
 
 def read_xyz(path: Path, cfg: PointCloudConfig = DEFAULT) -> np.ndarray:
-    """The raw coordinates of a file: (N, 3) float64 (meshes: surface samples)."""
-    ext = path.suffix.lower()
-    if ext not in POINTCLOUD_EXTENSIONS:
-        raise DecodeError(
-            f"{path}: unsupported point-cloud format {ext or '(none)'!r}; supported: {' '.join(POINTCLOUD_EXTENSIONS)}"
-        )
+    """The raw coordinates of a file, by its content: (N, 3) (meshes: surface samples)."""
+    fmt = require(path, POINTCLOUD).format
     try:
-        if ext == ".npy":
+        if fmt == "npy":
             arr = _read_npy(path)
-        elif ext == ".npz":
+        elif fmt == "npz":
             arr = _read_npz(path)
-        elif ext == ".pcd":
+        elif fmt == "pcd":
             arr = read_pcd(path)
-        elif ext in (".xyz", ".txt"):
+        elif fmt in ("xyz", "csv"):
             arr = _read_text(path)
+        elif fmt in ("ply", *_MESH_FORMATS):
+            arr = _read_trimesh(path, fmt, cfg)
         else:
-            arr = _read_trimesh(path, cfg)
+            raise DecodeError(f"{path}: unsupported point-cloud format {fmt!r}")
     except DecodeError:
         raise
     except Exception as exc:  # parsers raise many types for malformed files; report them as one
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DecodeError(f"{path}: cannot read {ext} file ({reason})") from exc
+        raise DecodeError(f"{path}: cannot read .{fmt} file ({reason})") from exc
     return _as_xyz(arr, path)
 
 
@@ -135,6 +140,15 @@ def _as_xyz(arr: object, source: object) -> np.ndarray:
     return a[:, :3]
 
 
+def _pick_key(keys: list[str], path: Path) -> str:
+    for key in XYZ_KEYS:
+        if key in keys:
+            return key
+    if len(keys) == 1:
+        return keys[0]
+    raise DecodeError(f"{path}: no 'xyz' array among the keys {sorted(map(str, keys))}")
+
+
 def _pick_xyz(named: dict, path: Path) -> np.ndarray:
     for key in XYZ_KEYS:
         if key in named:
@@ -166,44 +180,60 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def _read_npy(path: Path) -> np.ndarray:
     with path.open("rb") as fh:
-        version = np.lib.format.read_magic(fh)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read_header(fh)
+        shape, dtype, offset = read_npy_header(fh)
+        problem = points_problem(shape, dtype, path.stat().st_size - offset)
+        if problem is not None:  # judged from the header: a wrong or huge array is never loaded
+            raise DecodeError(f"{path}: {problem}")
         if not dtype.hasobject:
-            return np.load(path, allow_pickle=False)
+            return np.load(path, mmap_mode="r", allow_pickle=False)
         # C-MCR's assets: np.save of a dict {'xyz': float16 (N, 3), ...} -> a pickled 0-d object array.
         obj = _NumpyOnlyUnpickler(fh).load()
     if isinstance(obj, np.ndarray) and obj.dtype.hasobject and obj.shape == ():
         obj = obj.item()
     if isinstance(obj, dict):
         return _pick_xyz(obj, path)
-    raise DecodeError(f"{path}: holds a {type(obj).__name__} of shape {shape}, not points or a dict")
+    raise DecodeError(f"{path}: holds a pickled {type(obj).__name__}, not points or a dict of arrays")
 
 
 def _read_npz(path: Path) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as z:
-        return _pick_xyz({k: z[k] for k in z.files}, path)
+    with zipfile.ZipFile(path) as zf:
+        members = {n.removesuffix(".npy"): n for n in zf.namelist() if n.endswith(".npy")}
+        key = _pick_key(list(members), path)
+        member = zf.getinfo(members[key])
+        with zf.open(member) as fh:
+            shape, dtype, offset = read_npy_header(fh)
+        problem = points_problem(shape, dtype, member.file_size - offset)
+        if problem is None and dtype.hasobject:
+            problem = "holds pickled Python objects, not point coordinates"
+        if problem is not None:  # judged from the member's header before it is decompressed
+            raise DecodeError(f"{path}: array {key!r} {problem}")
+        with zf.open(member) as fh:
+            return np.lib.format.read_array(fh, allow_pickle=False)
 
 
 def _read_text(path: Path) -> np.ndarray:
-    text = path.read_text(encoding="utf-8", errors="strict")
-    rows = [ln.replace(",", " ").split() for ln in text.splitlines()]
-    rows = [r for r in rows if r and not r[0].startswith(("#", "//"))]
+    text = path.read_text(encoding="utf-8-sig", errors="strict")
+    rows = [split_row(ln) for ln in text.splitlines() if not ln.lstrip().startswith(("#", "//"))]
+    rows = [r for r in rows if r]
+    columns = xyz_header_columns(rows[0]) if rows else None
+    if columns is not None:
+        rows = rows[1:]  # a header line naming the columns, as in a CSV export
+    columns = columns or (0, 1, 2)
     if not rows:
         raise DecodeError(f"{path}: the file holds no points")
-    width = min(len(r) for r in rows)
-    if width < 3:
+    if min(len(r) for r in rows) <= max(columns):
         raise DecodeError(f"{path}: a line has fewer than 3 columns (x y z expected)")
     try:
-        return np.array([r[:3] for r in rows], dtype=np.float64)
+        return np.array([[r[i] for i in columns] for r in rows], dtype=np.float64)
     except ValueError as exc:
         raise DecodeError(f"{path}: non-numeric coordinate ({exc})") from exc
 
 
-def _read_trimesh(path: Path, cfg: PointCloudConfig) -> np.ndarray:
+def _read_trimesh(path: Path, fmt: str, cfg: PointCloudConfig) -> np.ndarray:
     import trimesh  # imported here: only mesh and PLY files need it
 
-    loaded = trimesh.load(str(path), force="mesh" if path.suffix.lower() in MESH_EXTENSIONS else None)
+    with path.open("rb") as fh:  # the detected format, not the name, chooses trimesh's parser
+        loaded = trimesh.load(fh, file_type=fmt, force="mesh" if fmt in _MESH_FORMATS else None)
     if isinstance(loaded, trimesh.Scene):
         loaded = loaded.to_geometry() if len(loaded.geometry) else None
     if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces) and loaded.area > 0:

@@ -1,15 +1,21 @@
-"""Image decoding: every listed format, EXIF orientation, odd modes, bombs and truncated files."""
+"""Image decoding: every listed format, EXIF orientation, odd modes, bombs, large photos decoded reduced,
+one pixel limit (configs/media.toml), truncated files."""
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from avsearch.errors import DecodeError
+from avsearch.errors import ConfigError, DecodeError
+from avsearch.media.config import ImageLimits, load_media_config, media_config
+from avsearch.media.detect import Detected, detect
 from avsearch.media.image import load_image
+from avsearch.modalities import IMAGE
 
 
 def _rgb(size=(40, 30), color=(200, 30, 60)) -> Image.Image:
@@ -83,11 +89,95 @@ def test_decompression_bomb_refused(tmp_path: Path) -> None:
         load_image(path, max_pixels=10_000)
 
 
-def test_pil_bomb_warning_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "warn.png"
+def test_one_limit_ours_not_pils(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # PIL's own process-wide guard is not the limit: ours (configs/media.toml) is, and PIL's setting
+    # is left as it was found.
+    path = tmp_path / "mid.png"
     Image.new("L", (100, 100)).save(path)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6_000)  # 10k px is between 1x and 2x PIL's limit
-    with pytest.raises(DecodeError, match=str(path.name)):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3_000)  # 10k px: PIL alone would refuse (> 2x 3k)
+    assert load_image(path).size == (100, 100)
+    assert Image.MAX_IMAGE_PIXELS == 3_000
+    with pytest.raises(DecodeError, match="mid.png.*decompression-bomb"):
+        load_image(path, max_pixels=9_999)
+
+
+def test_limits_come_from_the_media_config(tmp_path: Path) -> None:
+    assert media_config().image.max_pixels == 178_956_970  # configs/media.toml
+    custom = tmp_path / "media.toml"
+    custom.write_text("[image]\nmax_pixels = 5000\nreduced_side = 64\n")
+    assert load_media_config(custom).image == ImageLimits(max_pixels=5000, reduced_side=64)
+    custom.write_text("[image]\nmax_pixel = 5000\n")
+    with pytest.raises(ConfigError, match="unknown key.*max_pixel"):
+        load_media_config(custom)
+    custom.write_text("[image]\nmax_pixels = -1\n")
+    with pytest.raises(ConfigError, match="positive integer"):
+        load_media_config(custom)
+
+
+def _png_declaring(path: Path, width: int, height: int) -> None:
+    """A small valid PNG whose IHDR is rewritten to declare width x height (CRC fixed): a bomb."""
+    Image.new("L", (8, 8)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = 8  # after the signature: length (4), b"IHDR", width, height, ...
+    data[ihdr + 8 : ihdr + 16] = struct.pack(">II", width, height)
+    data[ihdr + 21 : ihdr + 25] = struct.pack(">I", zlib.crc32(bytes(data[ihdr + 4 : ihdr + 21])))
+    path.write_bytes(bytes(data))
+
+
+def test_a_real_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.png"
+    _png_declaring(path, 100_000, 100_000)  # 10 G pixels in a 100-byte file
+    assert path.stat().st_size < 200
+    with pytest.raises(DecodeError, match=r"bomb.png: image of 100000x100000 pixels exceeds .*decompression-bomb"):
+        load_image(path)
+
+
+@pytest.fixture(scope="module")
+def photo_100mp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 10000 x 10000 JPEG (100 MP, over PIL's 89 MP guard): solid colour, so the file is small."""
+    path = tmp_path_factory.mktemp("large") / "scan.jpg"
+    Image.new("RGB", (10_000, 10_000), (30, 140, 220)).save(path, "JPEG", quality=90)
+    return path
+
+
+def test_a_100_megapixel_photo_decodes_reduced(photo_100mp: Path) -> None:
+    img = load_image(photo_100mp)
+    # JPEG DCT scaling by 1/4 keeps the shorter side at least reduced_side (2048): 2500 x 2500.
+    assert img.mode == "RGB" and img.size == (2500, 2500)
+    assert np.abs(np.asarray(img, dtype=int)[1000, 1000] - (30, 140, 220)).max() < 6
+
+
+def test_a_bomb_jpeg_is_judged_by_its_reduced_size(photo_100mp: Path) -> None:
+    # 100 MP declared, 2500 x 2500 decoded: the guard counts what is decoded.
+    assert load_image(photo_100mp, max_pixels=7_000_000).size == (2500, 2500)
+    with pytest.raises(DecodeError, match=r"10000x10000 \(reduced 2500x2500\) pixels exceeds the 6000000"):
+        load_image(photo_100mp, max_pixels=6_000_000)
+
+
+def test_other_formats_are_box_reduced_after_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "wide.png"
+    arr = np.zeros((400, 1000, 3), np.uint8)
+    arr[:, 500:] = 255  # left half black, right half white
+    Image.fromarray(arr).save(path)
+    img = load_image(path, reduced_side=100)  # factor 4: shorter side 400 -> 100
+    assert img.size == (250, 100)
+    px = np.asarray(img)
+    assert px[50, 10].max() == 0 and px[50, 240].min() == 255
+    assert load_image(path, reduced_side=201).size == (1000, 400)  # under twice the side: full size
+
+
+def test_small_jpegs_are_not_reduced(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    _rgb(size=(4000, 3000)).save(path, "JPEG")  # shorter side under 2 x 2048
+    assert load_image(path).size == (4000, 3000)
+
+
+def test_exr_without_a_decoder_is_a_clear_failure(tmp_path: Path) -> None:
+    path = tmp_path / "render.exr"
+    # The OpenEXR magic and version, then the start of a header: what detection and Pillow see first.
+    path.write_bytes(b"v/1\x01\x02\x00\x00\x00channels\x00chlist\x00" + bytes(64))
+    assert detect(path) == Detected(IMAGE, "exr")
+    with pytest.raises(DecodeError, match="render.exr: OpenEXR .*no installed decoder reads"):
         load_image(path)
 
 

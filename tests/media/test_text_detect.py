@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import soundfile as sf
 from PIL import Image
 
 from avsearch.errors import InputError
-from avsearch.media.detect import detect_kind
+from avsearch.media.detect import Detected, detect, detect_kind
 from avsearch.media.text import check_texts, read_caption_lines, read_captions
 from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD
 
@@ -61,10 +62,27 @@ def test_detect_by_content_not_extension(tmp_path: Path) -> None:
     xyz = tmp_path / "cloud.txt"
     xyz.write_text("0.1 0.2 0.3\n1 2 3\n-1e-3, 4, 5\n")
     cases[xyz] = POINTCLOUD
+    notes = tmp_path / "notes.txt"
+    notes.write_text("just some words here\n")
+    cases[notes] = None
+    assert {p.name: detect_kind(p) for p in cases} == {p.name: k for p, k in cases.items()}
+    assert not any(detect(p).failed for p in cases)
+
+
+def test_media_by_name_that_fails_keeps_its_kind_and_gets_a_reason(tmp_path: Path) -> None:
+    # detect_kind keeps the kind the name claims, so routing callers send the file to its decoder, which
+    # raises the reason; detect() gives the reason up front.
     junk = tmp_path / "notes.png"
     junk.write_text("just some words here\n")
-    cases[junk] = None
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
-    cases[empty] = None
-    assert {p.name: detect_kind(p) for p in cases} == {p.name: k for p, k in cases.items()}
+    assert detect_kind(junk) == IMAGE and detect(junk) == Detected(IMAGE, "png", "not a .png picture: it holds text")
+    assert detect_kind(empty) == AUDIO and detect(empty) == Detected(AUDIO, "wav", "empty file (0 bytes)")
+
+
+def test_missing_and_special_files_fail_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    assert detect(fifo) == Detected(AUDIO, "wav", "not a regular file")
+    assert detect(tmp_path) == Detected(None, "", "not a regular file")
+    assert detect(tmp_path / "gone.ply") == Detected(POINTCLOUD, "ply", "no such file")

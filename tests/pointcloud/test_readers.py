@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -184,13 +186,16 @@ class Evil:
     ("name", "content", "reason"),
     [
         ("missing.ply", None, "no such file"),
-        ("x.ply", b"not a ply at all", "cannot read .ply"),
-        ("empty.xyz", b"", "no points"),
+        ("x.ply", b"not a ply at all", "not a .ply point cloud or mesh: it holds text"),
+        ("empty.xyz", b"", "empty file (0 bytes)"),
+        ("blank.xyz", b"# only a comment\n", "no points"),
         ("cols.xyz", b"1 2\n3 4\n", "fewer than 3 columns"),
-        ("words.txt", b"a b c\n", "non-numeric"),
+        ("words.xyz", b"a b c\n", "non-numeric"),
+        ("words.txt", b"a b c\n", "not an audio, image or point-cloud file"),  # prose: not media
         ("few.xyz", b"1 2 3\n4 5 6\n", "only 2 valid points"),
         ("same.xyz", b"1 2 3\n" * 50, "all points coincide"),
-        ("trunc.npy", b"\x93NUMPY\x01\x00", "cannot read .npy"),
+        ("trunc.npy", b"\x93NUMPY\x01\x00", "not a readable .npy array"),
+        ("huge.npz", "huge", "array 'xyz' the header announces a (10000000000, 3) float32 array"),
         ("shape.npz", "shape", "expected an (N, 3) array"),
         ("nokey.npz", "nokey", "no 'xyz' array"),
         ("evil.npy", "evil", "refusing to unpickle"),
@@ -210,6 +215,11 @@ def test_bad_files(tmp_path: Path, name: str, content, reason: str) -> None:
         np.savez(path, xyz=np.zeros((10, 2)))
     elif content == "nokey":
         np.savez(path, a=np.zeros((10, 3)), b=np.zeros((10, 3)))
+    elif content == "huge":  # a compressed member whose .npy header claims 120 GB: never decompressed
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**10, 3)})
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("xyz.npy", header.getvalue() + bytes(12))
     elif content == "evil":
         arr = np.empty((), dtype=object)
         arr[()] = {"xyz": Evil()}
@@ -235,3 +245,56 @@ def test_binary_ply_is_little_endian_floats(tmp_path: Path) -> None:
     cloud = load_pointcloud(tmp_path / "p.ply")
     expected = prepare_points(np.array(pts))
     np.testing.assert_allclose(cloud, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name", ["a.ply", "b.ply", "c.npy", "d.npz", "f.pcd", "g.pcd", "h.xyz", "i.txt", "dict.npy", "j.csv", "k.pcd"]
+)
+@pytest.mark.parametrize("alias", ["shape.png", "shape"])
+def test_point_files_are_read_by_content_whatever_their_name(tmp_path: Path, make_cloud, name: str, alias: str) -> None:
+    xyz = make_cloud(500, seed=5)
+    path = tmp_path / name
+    if name.endswith(".ply"):
+        write_ply(path, xyz, binary=name == "b.ply")
+    elif name == "c.npy":
+        np.save(path, xyz)
+    elif name == "d.npz":
+        np.savez_compressed(path, points=xyz)
+    elif name in ("f.pcd", "g.pcd"):
+        write_pcd(path, xyz, binary=name == "g.pcd")
+    elif name == "k.pcd":  # no '# .PCD' comment line: told by its VERSION/FIELDS header
+        write_pcd(path, xyz, binary=True)
+        path.write_bytes(path.read_bytes().split(b"\n", 1)[1])
+    elif name == "h.xyz":
+        path.write_text("".join(f"{x} {y} {z}\n" for x, y, z in xyz))
+    elif name == "i.txt":
+        path.write_text("".join(f"{x},{y},{z},0,0,1\n" for x, y, z in xyz))
+    elif name == "j.csv":  # a spreadsheet export: a header line names the columns, x y z not first
+        path.write_text("id,X,Y,Z\n" + "".join(f"{i},{x},{y},{z}\n" for i, (x, y, z) in enumerate(xyz)))
+    elif name == "dict.npy":
+        np.save(path, {"xyz": xyz.astype(np.float16)}, allow_pickle=True)
+    other = tmp_path / alias
+    other.write_bytes(path.read_bytes())
+    cloud = load_pointcloud(other)
+    check_cloud(cloud)
+    np.testing.assert_array_equal(cloud, load_pointcloud(path))
+
+
+@pytest.mark.parametrize("file_type", ["off", "obj", "stl", "stl_ascii", "ply"])
+def test_meshes_are_read_by_content_whatever_their_name(tmp_path: Path, mesh: trimesh.Trimesh, file_type: str) -> None:
+    data = mesh.export(file_type=file_type)
+    path = tmp_path / "model.png"  # a misleading name: the content decides
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    cloud = load_pointcloud(path)
+    lo, hi = cloud.min(axis=0), cloud.max(axis=0)
+    np.testing.assert_allclose((hi - lo) / (hi - lo)[0], [1.0, 2.0, 3.0], rtol=1e-3)  # the 1x2x3 box
+
+
+def test_a_lying_npy_header_is_refused_without_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "huge.npy"
+    with path.open("wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False, "shape": (10**10, 3)})
+        fh.write(bytes(24))
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("the array was loaded"))
+    with pytest.raises(DecodeError, match=r"huge.npy: the header announces a \(10000000000, 3\) float64 array"):
+        load_pointcloud(path)
