@@ -1,0 +1,102 @@
+"""Test-only harness: kill `avsearch index` with SIGKILL at a chosen moment, check the interrupted index
+answers, resume, and compare the result with an uninterrupted run row by row and vector by vector.
+Used by tests/search/test_kill_resume.py (2 trials) and benchmarks/kill_resume.py (N trials)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avsearch.store.index import Index
+
+AVSEARCH = str(Path(sys.executable).with_name("avsearch"))
+
+
+def index_command(root: Path, index: Path, bridge: Path, weights: Path) -> list[str]:
+    # batch size 1: the same file meets the same model call in every run, so vectors match bit for bit
+    return [AVSEARCH, "index", str(root), "--index-dir", str(index), "--bridge", str(bridge)] + [
+        "--weights-dir",
+        str(weights),
+        "--batch-size",
+        "1",
+        "--quiet",
+    ]
+
+
+def child_env() -> dict[str, str]:
+    return {**os.environ, "AVSEARCH_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
+
+
+def snapshot(index_dir: Path) -> dict[str, dict[str, tuple]]:
+    """modality -> path -> (hash, every vector column), after checking each FAISS build against its table
+    (built from the table's current version, over exactly the table's paths)."""
+    index = Index.open(index_dir)
+    out: dict[str, dict[str, tuple]] = {}
+    for modality in index.tables.modalities():
+        records, vectors = index.tables.fetch(modality, sorted(index.tables.bookkeeping(modality)))
+        out[modality] = {
+            r.path: (r.hash, *(vectors[c][i].tobytes() for c in sorted(vectors))) for i, r in enumerate(records)
+        }
+        for column in vectors:
+            ann = index.ann(f"{modality}.{column}", use_gpu=False)
+            if ann is not None:
+                assert ann.table_version == index.tables.version(modality), f"{modality}.{column} is stale"
+                assert sorted(ann.paths) == sorted(out[modality]), f"{modality}.{column} paths differ from its table"
+                assert ann.index.ntotal == len(out[modality])
+    return out
+
+
+@dataclass
+class Trial:
+    delay: float  # seconds after the start when the kill was sent
+    rows_at_kill: int  # image rows committed when it died (-1: no table yet)
+    finished_first: bool  # the run ended before the kill landed
+    identical: bool  # the resumed index equals the uninterrupted one
+    answered: bool  # query and info worked on the interrupted index
+
+
+def kill_and_resume(cmd: list[str], index: Path, delay: float, reference: dict, probe: Path) -> Trial:
+    """Run cmd, SIGKILL it after `delay` s, query the interrupted index, resume it, compare with `reference`."""
+    shutil.rmtree(index, ignore_errors=True)
+    env = child_env()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    finished = proc.poll() is not None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    try:
+        rows = Index.open(index).tables.count("image")
+    except Exception:  # killed before the index described itself or made its table
+        rows = -1
+    answered = True
+    if rows >= 0:
+        base = ["--index-dir", str(index)]
+        for args in (["query", "--id", str(probe), "--target", "image", *base], ["info", *base]):
+            done = subprocess.run([AVSEARCH, *args], env=env, capture_output=True, text=True, timeout=300)
+            # --id answers 1 ("no such item") while the probe's row is not committed yet: still an answer
+            answered &= done.returncode in (0, 1) and "Traceback" not in done.stderr
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    identical = resumed.returncode == 0 and snapshot(index) == reference
+    return Trial(delay, rows, finished, identical, answered)
+
+
+def reference_run(cmd: list[str], index: Path) -> tuple[dict, float]:
+    """An uninterrupted run: its snapshot and how long it took."""
+    shutil.rmtree(index, ignore_errors=True)
+    started = time.monotonic()
+    done = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return snapshot(index), time.monotonic() - started
+
+
+def random_delays(n: int, duration: float, seed: int = 0) -> list[float]:
+    """Kill moments spread over the run (model loading, embedding, FAISS building, the end)."""
+    return sorted(float(x) for x in np.random.default_rng(seed).uniform(0.3, duration, size=n))
