@@ -89,7 +89,7 @@ _CONTAINERS = (
     (b"\x1aE\xdf\xa3", "matroska", (".mka", ".weba")),
 )
 _BMP_DIB_SIZES = (12, 40, 52, 56, 64, 108, 124)  # BITMAPCOREHEADER ... BITMAPV5HEADER
-_PCD_KEYS = (b"VERSION", b"FIELDS")
+_PCD_KEYS = {b"VERSION", b"FIELDS", b"SIZE", b"TYPE", b"COUNT", b"WIDTH", b"HEIGHT", b"VIEWPOINT", b"POINTS"}
 _OBJ_KEYS = {"v", "vn", "vt", "vp", "f", "l", "p", "o", "g", "s", "mtllib", "usemtl", "cstype", "deg", "curv"}
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
 _NUMBER_ROW = re.compile(rf"^\s*(?:{_NUMBER})(?:[\s,;]+(?:{_NUMBER})){{2,}}[\s,;]*$", re.IGNORECASE)
@@ -275,16 +275,21 @@ def _npz(path: Path, claimed: tuple[str, str] | None) -> Detected | None:
 
 def _by_structure(head: bytes, size: int) -> Detected | None:
     """Binary STL (no signature: an 80-byte header, a triangle count, 50 bytes a triangle) and PCD
-    without its comment line (a text header, maybe binary data after it)."""
+    without its comment line (a text header of PCD keys up to DATA, maybe binary data after it)."""
     if len(head) >= 84 and size >= 134:
         count = int.from_bytes(head[80:84], "little")
         if count > 0 and size == 84 + 50 * count:
             return Detected(POINTCLOUD, "stl")
-    for line in head.split(b"\n", 32)[:32]:
-        line = line.strip()
-        if not line or line.startswith(b"#"):
+    keys: set[bytes] = set()
+    for line in head.split(b"\n", 32)[:32]:  # a PCD header: known keys, one a line, up to DATA
+        words = line.split()
+        if not words or words[0].startswith(b"#"):
             continue
-        return Detected(POINTCLOUD, "pcd") if line.split()[0].upper() in _PCD_KEYS else None
+        if words[0] == b"DATA":
+            return Detected(POINTCLOUD, "pcd") if b"FIELDS" in keys else None
+        if words[0] not in _PCD_KEYS:
+            return None
+        keys.add(words[0])
     return None
 
 
@@ -328,11 +333,14 @@ def _by_text(head: bytes) -> Detected | None:
 
 def _by_probe(path: Path) -> Detected | None:
     """Formats without a signature above: PIL's and libsndfile's own header probes."""
+    from PIL import ImageFile
+
     from avsearch.media.image import open_image
 
     try:
         with open_image(path) as img:
-            return Detected(IMAGE, (img.format or "").lower())
+            if not isinstance(img, ImageFile.StubImageFile):  # HDF5, GRIB, BUFR: data PIL only names
+                return Detected(IMAGE, (img.format or "").lower())
     except Exception:  # noqa: BLE001 - a probe: PIL's plugins raise many types for bytes that are not theirs
         pass
     import soundfile as sf

@@ -128,6 +128,10 @@ def load_image(path: Path | str, max_pixels: int | None = None, reduced_side: in
         raise DecodeError(f"{path}: not an image PIL can decode") from exc
     except FileNotFoundError as exc:
         raise DecodeError(f"{path}: no such file") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except OSError as exc:
+        if "Ghostscript" in str(exc):  # PIL reads PostScript pictures only through Ghostscript
+            raise DecodeError(f"{path}: EPS picture, which needs Ghostscript (not found) to decode") from exc
+        raise DecodeError(f"{path}: corrupt or truncated image ({exc})") from exc
+    except (SyntaxError, ValueError, EOFError) as exc:
         # PIL reports truncated or corrupt data as OSError ("image file is truncated") or SyntaxError.
         raise DecodeError(f"{path}: corrupt or truncated image ({exc})") from exc

@@ -223,6 +223,7 @@ PLAIN: tuple[Case, ...] = (  # plainly not media
     Case("blob.bin", _bytes(_RANDOM), None),
     Case("script.py", _bytes(b"import os\nprint(os.getcwd())\n"), None),
     Case("empty", _bytes(b""), None),
+    Case("table.h5", _bytes(b"\x89HDF\r\n\x1a\n" + bytes(120)), None),  # PIL names HDF5 but cannot decode it
 )
 
 

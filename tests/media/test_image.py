@@ -3,6 +3,7 @@ one pixel limit (configs/media.toml), truncated files."""
 
 from __future__ import annotations
 
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -197,3 +198,12 @@ def test_not_an_image(tmp_path: Path) -> None:
         load_image(path)
     with pytest.raises(DecodeError, match="no such file"):
         load_image(tmp_path / "absent.png")
+
+
+@pytest.mark.skipif(shutil.which("gs") is not None, reason="Ghostscript is installed: EPS decodes")
+def test_eps_without_ghostscript_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "logo.eps"
+    path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto showpage\n%%EOF\n")
+    assert detect(path).kind == IMAGE
+    with pytest.raises(DecodeError, match="logo.eps: EPS picture, which needs Ghostscript"):
+        load_image(path)
