@@ -151,7 +151,7 @@ GOOD: tuple[Case, ...] = (
     Case("tone.wav", _sound("WAV", "PCM_16"), AUDIO, "wav"),
     Case("tone.flac", _sound("FLAC", "PCM_16"), AUDIO, "flac"),
     Case("tone.ogg", _sound("OGG", "VORBIS"), AUDIO, "ogg"),
-    Case("tone.mp3", _sound("MP3", "MPEG_LAYER_III"), AUDIO),  # "mp3" or via libsndfile's probe
+    Case("tone.mp3", _sound("MP3", "MPEG_LAYER_III"), AUDIO, "mp3"),  # MPEG frames, no ID3 tag: the frame header
     Case("ascii.ply", _ply(binary=False), POINTCLOUD, "ply"),
     Case("binary.ply", _ply(binary=True), POINTCLOUD, "ply"),
     Case("commented.pcd", _pcd(comment=True, binary=False), POINTCLOUD, "pcd"),
