@@ -31,7 +31,7 @@ from avsearch.embedding.shards import ShardStore, atomic_save_npy, atomic_write_
 from avsearch.encoders.base import Encoder
 from avsearch.encoders.registry import embed_option, embed_routes, get_spec, load_encoder
 from avsearch.errors import InputError
-from avsearch.media.detect import detect_kind
+from avsearch.media.detect import detect
 from avsearch.media.failures import NOT_MEDIA, encode_each, reason
 from avsearch.media.text import read_caption_lines
 from avsearch.media.walk import collect_files
@@ -169,11 +169,13 @@ def _plan(
     files, skipped = collect_files(sources) if sources else ([], [])
     groups: dict[str, list[str]] = {}
     for f in files:
-        kind = detect_kind(Path(f.path))
-        if kind is None:
+        found = detect(Path(f.path))
+        if found.failed:
+            skipped.append((f.path, str(found.reason)))
+        elif found.kind is None:
             skipped.append((f.path, NOT_MEDIA))
         else:
-            groups.setdefault(kind, []).append(f.path)
+            groups.setdefault(found.kind, []).append(f.path)
     jobs: list[_Job] = []
     for modality, paths in groups.items():
         if not routes.get(modality):

@@ -22,7 +22,7 @@ from avsearch.indexing.hashing import content_hash
 from avsearch.indexing.plan import Item, Plan, make_plan, under
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.indexing.refresh import refresh_indexes
-from avsearch.media.detect import detect_kind
+from avsearch.media.detect import detect
 from avsearch.media.walk import ScannedFile, walk_folder
 from avsearch.store.config import SearchConfig, load_search_config
 from avsearch.store.index import BridgeFiles, FailedFile, Index
@@ -122,7 +122,7 @@ def update_index(
     todo = [f for f in scanned if f.path not in skip]
     modalities = index.manifest.modalities
     stored = {m: index.tables.bookkeeping(m) for m in modalities}
-    plan = make_plan(str(root), todo, stored, detect_kind, content_hash, modalities, progress)
+    plan = make_plan(str(root), todo, stored, detect, content_hash, modalities, progress)
     summary = IndexSummary(
         str(root),
         str(index.path),

@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from avsearch.indexing.progress import NoProgress, Progress
+from avsearch.media.detect import Detected
 from avsearch.media.walk import ScannedFile
 from avsearch.store.tables import FileRecord
 
@@ -51,16 +52,17 @@ def _plan_file(
     f: ScannedFile,
     old: tuple[str, FileRecord] | None,
     by_hash: dict[str, tuple[str, str]],
-    detect: Callable[[str], str | None],
+    detect: Callable[[str], Detected],
     hasher: Callable[[str], str],
     supported: Collection[str],
 ) -> None:
     """Decide for one new or changed file (old: its stored (modality, record), if any)."""
     # New files are typed first (reads a few bytes), so non-media files are never hashed.
-    modality = detect(f.path) if old is None else None
-    if old is None and (modality is None or modality not in supported):
-        plan.ignored.append(f.path)
-        return
+    modality = None
+    if old is None:
+        modality = _media_kind(plan, f.path, detect(f.path), supported)
+        if modality is None:
+            return
     try:
         digest = hasher(f.path)
     except OSError as exc:
@@ -76,15 +78,27 @@ def _plan_file(
             plan.delete.append((old[0], f.path))
         return
     if old is not None:
-        modality = detect(f.path)
-    if modality is None or modality not in supported:
-        plan.ignored.append(f.path)
-        if old is not None:  # it was media before: its vectors no longer describe the file
+        modality = _media_kind(plan, f.path, detect(f.path), supported)
+        if modality is None:  # it was media before: its vectors no longer describe the file
             plan.delete.append((old[0], f.path))
-        return
+            return
     plan.embed.append(Item(modality, f, digest))
     if old is not None and old[0] != modality:
         plan.delete.append((old[0], f.path))
+
+
+def _media_kind(plan: Plan, path: str, found: Detected, supported: Collection[str]) -> str | None:
+    """The file's modality when this index takes it; else None, with the file listed as failed (media
+    that cannot be read, or of a kind no bridge of this index takes) or ignored (not media)."""
+    if found.failed:
+        plan.failed.append((path, str(found.reason)))
+    elif found.kind is None:
+        plan.ignored.append(path)
+    elif found.kind not in supported:
+        plan.failed.append((path, f"a {found.kind} file; this index holds {', '.join(sorted(supported))} only"))
+    else:
+        return found.kind
+    return None
 
 
 def under(path: str, root: str) -> bool:
@@ -95,12 +109,13 @@ def make_plan(
     root: str,
     scanned: list[ScannedFile],
     stored: dict[str, dict[str, FileRecord]],
-    detect: Callable[[str], str | None],
+    detect: Callable[[str], Detected],
     hasher: Callable[[str], str],
     supported: Collection[str],
     progress: Progress | None = None,
 ) -> Plan:
-    """stored: modality -> path -> record. detect(path) -> modality or None; hasher(path) -> hex hash."""
+    """stored: modality -> path -> record. detect(path) -> media/detect.py's verdict; hasher(path) -> hex
+    hash."""
     progress = progress or NoProgress()
     plan = Plan()
     where = {p: (m, r) for m, rows in stored.items() for p, r in rows.items()}

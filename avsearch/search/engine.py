@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avsearch.errors import InputError
-from avsearch.media.detect import detect_kind
+from avsearch.errors import DecodeError, InputError
+from avsearch.media.detect import detect
 from avsearch.media.failures import NOT_MEDIA
 from avsearch.modalities import TEXT
 from avsearch.search.planner import ALL, Route, plan_routes
@@ -63,9 +63,13 @@ class SearchEngine:
         path = Path(path).expanduser()
         if not path.is_file():
             raise InputError(f"{path}: no such file")
-        modality = modality or detect_kind(path)
         if modality is None:
-            raise InputError(f"{path}: {NOT_MEDIA}")
+            found = detect(path)
+            if found.failed:
+                raise DecodeError(f"{path}: {found.reason}")
+            if found.kind is None:
+                raise InputError(f"{path}: {NOT_MEDIA}")
+            modality = found.kind
         routes = plan_routes(modality, target, self.manifest)
         return [self._run(r, str(path), modality, self._embed(r, path=path), k, filters) for r in routes]
 

@@ -93,13 +93,18 @@ def test_plain_files_are_not_media(corpus: Path, case: Case) -> None:
 
 
 def test_a_folder_and_its_files_one_by_one_get_the_same_verdicts(corpus: Path) -> None:
-    # The index plans from the walked folder with detect_kind: supported formats and failed media are
-    # embedded (failed media then fail with their reason), plain files are ignored.
+    # The index plans from the walked folder with detect: media that detection already fails are listed
+    # with detection's reason, the rest of the media go to their decoder (which gives the others'
+    # reasons), plain files are ignored.
     scanned, problems = collect_files([corpus])
     assert problems == []
-    plan = make_plan(str(corpus), scanned, {}, detect_kind, _hash, FILE_MODALITIES)
+    plan = make_plan(str(corpus), scanned, {}, detect, _hash, FILE_MODALITIES)
     embedded = {Path(it.file.path).name: it.modality for it in plan.embed}
-    assert embedded == {c.name: c.kind for c in (*GOOD, *BAD)}
+    failed = {Path(p).name: why for p, why in plan.failed}
+    assert failed == {Path(f.path).name: detect(f.path).reason for f in scanned if detect(f.path).failed}
+    assert {c.name for c in GOOD} <= set(embedded) and not set(embedded) & set(failed)
+    assert {**embedded, **{n: "failed" for n in failed}}.keys() == {c.name for c in (*GOOD, *BAD)}
+    assert all(embedded[c.name] == c.kind for c in (*GOOD, *BAD) if c.name in embedded)
     assert sorted(Path(p).name for p in plan.ignored) == sorted(c.name for c in PLAIN)
     for f in scanned:
         (single,), _ = collect_files([f.path])

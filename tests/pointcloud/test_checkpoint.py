@@ -99,5 +99,6 @@ def test_arbitrary_pickles_are_refused(tmp_path: Path) -> None:
 
 
 def test_missing_weights_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsMissingError, match=ULIP_CHECKPOINT):
         load_ulip_encoder(("pointcloud",), tmp_path / "empty", "cpu")

@@ -45,10 +45,15 @@ def make_media(root: Path, images: int, audio: int, seed: int = 0) -> dict[str, 
     good_png = (root / "pictures/set1").glob("*.png").__next__().read_bytes()
     (corrupt / "truncated.png").write_bytes(good_png[:40])  # PNG signature, then nothing decodable
     (corrupt / "garbage.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(64))
-    (corrupt / "silent.wav").write_bytes(b"")  # empty: not media at all, ignored
+    (corrupt / "silent.wav").write_bytes(b"")  # empty, with a media name: failed, with a reason
     sf.write(corrupt / "all_zero.wav", np.zeros(4000, np.float32), 16000)  # decodes, but silent
-    made["corrupt"] += [corrupt / "truncated.png", corrupt / "garbage.wav", corrupt / "all_zero.wav"]
+    made["corrupt"] += [
+        corrupt / "truncated.png",
+        corrupt / "garbage.wav",
+        corrupt / "all_zero.wav",
+        corrupt / "silent.wav",
+    ]
     (root / "notes.txt").write_text("not media\n")
-    made["other"] += [root / "notes.txt", corrupt / "silent.wav"]
+    made["other"] += [root / "notes.txt"]
     (root / "pictures/loop").symlink_to(root, target_is_directory=True)  # a symlink loop
     return made
