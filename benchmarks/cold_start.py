@@ -17,19 +17,24 @@ and 3D bridge for --pointcloud. Then runs `avsearch query` in a new process per 
             time to what the query costs alone (imports are single-threaded; a forward pass may use
             several cores, whose times add up)
   imports   time spent importing modules (python -X importtime, one extra run per kind), and where
-  peak RSS  maximum resident memory of the process (os.wait4)
+  peak RSS  maximum resident memory of the process (os.wait4; the indexes are built in another process,
+            as Linux counts a forking parent's peak in its child's)
 
 Stage times come from AVSEARCH_TIMINGS=1 (avsearch/timings.py); a checkout without that hook shows
-only total, CPU, imports and peak RSS. The child processes run the avsearch of this checkout.
+only total, CPU, imports and peak RSS. The child processes run the avsearch of this checkout, or of
+--checkout DIR (a before/after comparison).
 
     .venv/bin/python benchmarks/cold_start.py                  # every kind, 3 runs each
     .venv/bin/python benchmarks/cold_start.py --kinds audio,text --repeat 5 --workdir /tmp/cold
+    mkdir /tmp/before && git archive HEAD~3 | tar -x -C /tmp/before
+    .venv/bin/python benchmarks/cold_start.py --checkout /tmp/before
 Numbers are machine-dependent; nothing here asserts a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -43,9 +48,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests/ helpers make the random weights and media
+CHECKOUT = {"root": ROOT}  # whose avsearch the children run (--checkout)
 
 AVSEARCH = str(Path(sys.executable).with_name("avsearch"))
 KINDS = ("audio", "image", "text", "pointcloud")
+SETUP_FILE = "setup.json"  # what build() made, for the measuring process
 TIMING_PREFIX = "avsearch-timing:"  # avsearch/timings.py; spelled out so an older checkout can be measured
 # -X importtime lines: "import time: <self us> | <cumulative us> | <indent><module>"; indent 1 = top level
 _IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( +)(\S+)")
@@ -58,6 +65,17 @@ class Setup:
     pc_index: Path | None
     queries: dict[str, list[str]]  # kind -> the query's arguments
     skipped: dict[str, str] = field(default_factory=dict)  # kind -> why it is not measured
+
+    def save(self, path: Path) -> None:
+        pc_index = str(self.pc_index) if self.pc_index else None
+        fields = {"weights": str(self.weights), "av_index": str(self.av_index), "pc_index": pc_index}
+        path.write_text(json.dumps(fields | {"queries": self.queries, "skipped": self.skipped}))
+
+    @classmethod
+    def load(cls, path: Path) -> Setup:
+        d = json.loads(path.read_text())
+        pc_index = Path(d["pc_index"]) if d["pc_index"] else None
+        return cls(Path(d["weights"]), Path(d["av_index"]), pc_index, d["queries"], d["skipped"])
 
 
 @dataclass
@@ -150,6 +168,16 @@ def build(work: Path, kinds: list[str]) -> Setup:
     return setup
 
 
+def build_in_child(work: Path, kinds: list[str]) -> Setup:
+    """build() in another process. This one never imports torch nor holds a model, because Linux carries
+    a process's peak RSS over from the parent it was forked from: the queries' peak RSS is their own."""
+    args = [sys.executable, __file__, "--build-only", "--workdir", str(work), "--kinds", ",".join(kinds)]
+    done = subprocess.run([*args, "--checkout", str(CHECKOUT["root"])], env=_env())
+    if done.returncode != 0:
+        sys.exit(f"building the indexes failed (exit {done.returncode})")
+    return Setup.load(work / SETUP_FILE)
+
+
 # -- one cold query ---------------------------------------------------------------------------------------
 
 
@@ -157,7 +185,7 @@ def _env(**extra: str) -> dict[str, str]:
     """The children's environment: offline, this checkout first on the path, timings only when asked."""
     env = {k: v for k, v in os.environ.items() if k != "AVSEARCH_TIMINGS"}
     env |= {"HF_HUB_OFFLINE": "1", "AVSEARCH_OFFLINE": "1", **extra}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([str(CHECKOUT["root"]), *filter(None, [os.environ.get("PYTHONPATH")])])
     return env
 
 
@@ -260,20 +288,33 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated: audio,image,text,pointcloud")
     parser.add_argument("--repeat", type=int, default=3, help="cold runs per kind (medians are printed)")
     parser.add_argument("--workdir", type=Path, help="keep the weights and indexes here (default: a temp folder)")
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        default=ROOT,
+        help="run the avsearch of this checkout (e.g. `git archive` of the commit before a change), for a "
+        "before/after comparison; the random weights and media are made by this one",
+    )
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)  # build_in_child's child
     args = parser.parse_args()
+    CHECKOUT["root"] = args.checkout.resolve()
     kinds = [k for k in args.kinds.split(",") if k]
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         parser.error(f"unknown kinds {unknown}; choose from {', '.join(KINDS)}")
 
+    if args.build_only:
+        build(args.workdir, kinds).save(args.workdir / SETUP_FILE)
+        return
     with tempfile.TemporaryDirectory(prefix="avsearch-cold-") as tmp:
         work = args.workdir or Path(tmp)
         if work.exists() and any(work.iterdir()):
             sys.exit(f"{work}: not empty; give an empty or new --workdir")
         work.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        setup = build(work, kinds)
-        print(f"built the indexes in {time.perf_counter() - t0:.1f} s (CPU only, {os.cpu_count()} cores)\n")
+        setup = build_in_child(work, kinds)
+        print(f"built the indexes in {time.perf_counter() - t0:.1f} s (CPU only, {os.cpu_count()} cores)")
+        print(f"avsearch of {CHECKOUT['root']}\n")
         lines = [
             f"{'kind':<10} {'startup':>7} {'setup':>6}  {'model loads (s)':<34} "
             f"{'encode':>6} {'search':>6} {'total':>6} {'CPU':>5} {'imports':>7} {'RSS MB':>7}"
