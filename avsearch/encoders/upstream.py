@@ -57,8 +57,9 @@ def _completer(module: ModuleType) -> Any:
 
 @dataclass(frozen=True)
 class KnownWarning:
-    """One upstream warning: regexes matched (case-insensitively) at the start of its message and of the
-    name of the module that issues it."""
+    """One upstream warning: `message` is a regex matched (case-insensitively) at the start of its text,
+    `module` one matched at the start of the name of the module that issues it (as warnings.filterwarnings
+    does)."""
 
     message: str
     category: type[Warning]
