@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,11 +76,21 @@ def walk_folder(
                         on_file(1)
                 elif entry.is_symlink() and not os.path.exists(entry.path):
                     problems.append((entry.path, "broken symbolic link"))
+                else:  # never opened: reading a FIFO blocks, a socket or device is not a file of media
+                    problems.append((entry.path, f"not a regular file ({_special(entry)})"))
             except OSError as exc:
                 problems.append((entry.path, f"cannot read: {exc.strerror or exc}"))
     files.sort(key=lambda f: f.path)
     log.info("scanned %s: %d files", root, len(files))
     return files, problems
+
+
+def _special(entry: os.DirEntry) -> str:
+    mode = entry.stat(follow_symlinks=True).st_mode
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device")):
+        if test(mode):
+            return name
+    return "a block device" if stat.S_ISBLK(mode) else "a special file"
 
 
 def collect_files(

@@ -16,7 +16,8 @@ import numpy as np
 
 from avsearch.media.audio import load_audio
 from avsearch.media.image import load_image
-from avsearch.modalities import AUDIO, IMAGE, TEXT
+from avsearch.media.pointcloud import load_pointcloud
+from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD, TEXT
 
 
 class FakeEncoder:
@@ -37,6 +38,8 @@ class FakeEncoder:
             elif modality == AUDIO:
                 wave = load_audio(p, 16_000)
                 signal = np.resize(wave, 256)
+            elif modality == POINTCLOUD:
+                signal = np.resize(np.sort(load_pointcloud(p), axis=0).reshape(-1), 256)
             else:
                 raise ValueError(modality)
             rows.append(self._unit(signal - signal.mean() + 1e-3))
@@ -59,7 +62,7 @@ class FakeLoader:
         self.loaded: dict[tuple[str, tuple[str, ...]], FakeEncoder] = {}
 
     def __call__(self, name: str, towers: tuple[str, ...]) -> FakeEncoder:
-        space = "clip" if name.startswith("clip") else "clap"
+        space = "clip" if name.startswith("clip") else "ulip" if name.startswith("ulip") else "clap"
         return self.loaded.setdefault((name, towers), FakeEncoder(name, space, towers))
 
     @property

@@ -1,0 +1,174 @@
+"""A hostile folder indexed end to end: every supported format, every kind of bad media (tests/media/
+corpus.py), plain non-media, and what only a folder can hold (FIFOs, sockets, symlink loops and broken
+links, unreadable files and folders, hostile and non-UTF-8 names, hard links and copies, silent/NaN/
+too-short audio, NaN/2-point/coincident clouds, a 100-megapixel photo). Each file is indexed or listed
+with a reason, never a traceback, no row lost or doubled, and a re-run changes nothing. Test-only FAKE
+encoder (real decoders), real LanceDB tables and FAISS indexes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from avsearch.bridge.heads import HeadSpec
+from avsearch.bridge.io import save_bridge
+from avsearch.bridge.model import Bridge, BridgeMeta, Side
+from avsearch.cli.app import app
+from avsearch.indexing.pipeline import index_folder
+from avsearch.media.walk import walk_folder
+from avsearch.store.index import Index
+from tests.media.corpus import BAD, GOOD, PLAIN, write_all
+from tests.search.fake_encoder import FakeLoader
+from tests.search.media_factory import write_image
+
+ROOT_CAN_READ_ANYTHING = os.geteuid() == 0  # permission bits do not stop root
+
+
+def _bridge_3d(path: Path) -> Path:
+    torch.manual_seed(3)
+    meta = BridgeMeta(
+        name="pointcloud_text",
+        overlap="image",
+        sides=(Side("clip", "clip-vit-b-32-openai", 512, "text"), Side("ulip", "ulip2-pointbert", 512, "pointcloud")),
+        head=HeadSpec(kind="mlp"),
+    )
+    save_bridge(Bridge(meta), path)
+    return path
+
+
+def _wav(path: Path, samples: np.ndarray, rate: int = 16000) -> None:
+    sf.write(os.fsencode(path), samples.astype(np.float32), rate, subtype="FLOAT", format="WAV")
+
+
+def _npy(path: Path, points: np.ndarray) -> None:
+    np.save(path, points.astype(np.float32))
+
+
+def _folder_only_kinds(root: Path) -> dict[str, str]:
+    """Kinds only a folder can hold; returns name -> expected verdict ("indexed", "failed", "any")."""
+    extra = root / "extra"
+    extra.mkdir()
+    good = write_image(extra / "original.png", seed=5)
+    os.link(good, extra / "hard link.png")
+    (extra / "copy.png").write_bytes(good.read_bytes())
+    os.mkfifo(extra / "pipe.wav")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(extra / "socket.png"))
+    sock.close()
+    (extra / "loop").symlink_to(root, target_is_directory=True)
+    (extra / "dangling.png").symlink_to(extra / "nowhere.png")
+    (extra / "link to original.png").symlink_to(good)
+    locked = write_image(extra / "locked.png", seed=6)
+    locked.chmod(0)
+    (extra / "closed").mkdir()
+    write_image(extra / "closed" / "inside.png", seed=7)
+    (extra / "closed").chmod(0)
+    t = np.arange(16000) / 16000
+    _wav(extra / "silent.wav", np.zeros(16000))
+    _wav(extra / "nan.wav", np.where(t > 0.5, np.nan, np.sin(2 * np.pi * 300 * t)))
+    _wav(extra / "blip.wav", np.sin(2 * np.pi * 300 * t[:160]))  # 0.01 s
+    rng = np.random.default_rng(0)
+    _npy(extra / "nan cloud.npy", np.where(rng.random((500, 1)) < 0.5, np.nan, rng.normal(size=(500, 3))))
+    _npy(extra / "two points.npy", np.array([[0, 0, 0], [1, 1, 1]]))
+    _npy(extra / "same point.npy", np.ones((500, 3)))
+    Image.new("RGB", (10000, 10000), (40, 90, 160)).save(extra / "panorama 100MP.jpg", quality=70)
+    for i, name in enumerate(['it\'s "quoted".png', "' OR '1'='1.png", "-rf *.png", "new\nline.png"]):
+        write_image(extra / name, seed=20 + i)
+    raw = os.fsdecode(os.fsencode(str(extra)) + b"/\xff\xfe bytes.png")
+    write_image(Path(raw), seed=30)
+    verdicts = {
+        "original.png": "indexed",
+        "hard link.png": "indexed",
+        "copy.png": "indexed",
+        "link to original.png": "indexed",
+        "pipe.wav": "failed",
+        "socket.png": "failed",
+        "dangling.png": "failed",
+        "locked.png": "any" if ROOT_CAN_READ_ANYTHING else "failed",
+        "closed": "any" if ROOT_CAN_READ_ANYTHING else "failed",
+        "closed/inside.png": "any" if ROOT_CAN_READ_ANYTHING else "absent",
+        "silent.wav": "failed",
+        "nan.wav": "failed",
+        "blip.wav": "any",
+        "nan cloud.npy": "any",  # NaN rows dropped; enough valid points remain
+        "two points.npy": "failed",
+        "same point.npy": "failed",
+        "panorama 100MP.jpg": "indexed",
+        'it\'s "quoted".png': "indexed",
+        "' OR '1'='1.png": "indexed",
+        "-rf *.png": "indexed",
+        "new\nline.png": "indexed",
+        os.fsdecode(b"\xff\xfe bytes.png"): "indexed",
+    }
+    return {str(extra / name): verdict for name, verdict in verdicts.items()}
+
+
+@pytest.fixture()
+def hostile(tmp_path: Path):
+    root = tmp_path / "media"
+    good = {str(p) for p in write_all(root / "good", GOOD).values()}
+    bad = {str(p) for p in write_all(root / "bad", BAD).values()}
+    plain = {str(p) for p in write_all(root / "other", PLAIN).values()}
+    extra = _folder_only_kinds(root)
+    yield root, good, bad, plain, extra
+    for folder in (root / "extra" / "closed",):  # let pytest clean up
+        folder.chmod(0o755)
+
+
+def test_every_file_is_indexed_or_listed_and_a_rerun_changes_nothing(hostile, tmp_path, bridge_file) -> None:
+    root, good, bad, plain, extra = hostile
+    assert len(GOOD) + len(BAD) + len(PLAIN) + len(extra) >= 60
+    bridges = [bridge_file, _bridge_3d(tmp_path / "3d.safetensors")]
+    loader = FakeLoader()
+    first = index_folder(root, tmp_path / "index", bridges, encoder_loader=loader)
+
+    index = Index.open(tmp_path / "index")
+    rows = {m: index.tables.bookkeeping(m) for m in index.tables.modalities()}
+    indexed = [p for table in rows.values() for p in table]
+    assert len(indexed) == len(set(indexed)) == sum(index.tables.count(m) for m in rows)  # no doubled row
+    failed = dict(first.failed)
+    assert len(failed) == len(first.failed) and all(why.strip() and "\n" not in why for why in failed.values())
+    scanned, _ = walk_folder(root)
+    listed = set(indexed) | set(failed)
+    ignored = {f.path for f in scanned} - listed
+    assert ignored == plain and first.ignored == len(plain)  # only plainly-non-media files go unexplained
+
+    assert good <= set(indexed)
+    assert bad <= set(failed), sorted(bad - set(failed))
+    for path, verdict in extra.items():
+        where = "indexed" if path in indexed else "failed" if path in failed else "absent"
+        assert verdict in ("any", where), (path, where, failed.get(path))
+
+    second = index_folder(root, tmp_path / "index", encoder_loader=loader)
+    assert second.added == second.removed == second.touched == 0 and second.unchanged == len(indexed)
+    assert dict(second.failed) == failed and second.failed_before == len(
+        [p for p in failed if p in {f.path for f in scanned}]
+    )
+    again = Index.open(tmp_path / "index")
+    assert {m: again.tables.bookkeeping(m) for m in rows} == rows
+
+
+def test_the_cli_reports_the_hostile_folder_without_a_traceback(hostile, tmp_path, bridge_file, monkeypatch) -> None:
+    root, good, bad, plain, extra = hostile
+    monkeypatch.setattr("avsearch.store.index.default_loader", lambda *a: FakeLoader())
+    args = ["index", str(root), "--index-dir", str(tmp_path / "index"), "--bridge", str(bridge_file)]
+    args += ["--bridge", str(_bridge_3d(tmp_path / "3d.safetensors")), "-q", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 3, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    report = json.loads(result.stdout)
+    assert len(report["failed"]) >= len(bad) and all(f["reason"] for f in report["failed"])
+    shown = {f["path"] for f in report["failed"]}
+    assert (
+        str(root / "extra" / "pipe.wav") in shown
+        and str(root / "bad" / next(iter(sorted(Path(p).name for p in bad)))) in shown
+    )
