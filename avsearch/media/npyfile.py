@@ -8,6 +8,7 @@ header that claims 1e10 rows is refused from its 100 bytes, not after a 120 GB a
 from __future__ import annotations
 
 import math
+import warnings
 from typing import BinaryIO
 
 import numpy as np
@@ -24,14 +25,17 @@ def read_npy_header(fh: BinaryIO) -> tuple[tuple[int, ...], np.dtype, int]:
     Raises ValueError for a missing magic, an unknown version or a malformed header.
     """
     version = np.lib.format.read_magic(fh)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-    elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-    elif version == (3, 0):  # utf-8 field names; numpy has no public reader for this version's header
-        shape, _, dtype = np.lib.format._read_array_header(fh, version)
-    else:
-        raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    with warnings.catch_warnings():
+        # numpy warns that a Python-2 header needed extra parsing; the file is read all the same
+        warnings.filterwarnings("ignore", message="Reading `.npy` or `.npz` file required additional header")
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        elif version == (3, 0):  # utf-8 field names; numpy has no public reader for this version's header
+            shape, _, dtype = np.lib.format._read_array_header(fh, version)
+        else:
+            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
     return tuple(int(n) for n in shape), dtype, fh.tell()
 
 

@@ -172,3 +172,27 @@ def test_the_cli_reports_the_hostile_folder_without_a_traceback(hostile, tmp_pat
         str(root / "extra" / "pipe.wav") in shown
         and str(root / "bad" / next(iter(sorted(Path(p).name for p in bad)))) in shown
     )
+
+
+def test_real_files_found_on_this_machine(tmp_path, bridge_file) -> None:
+    """Pictures, sounds and arrays that ship inside the installed packages (icons, test data, odd
+    encodings nobody made for this test): each indexed or listed, and a re-run changes nothing."""
+    import sys
+
+    found: list[Path] = []
+    for ext in ("png", "jpg", "gif", "wav", "npy"):
+        files = sorted(Path(sys.prefix).rglob(f"*.{ext}"))
+        found += files[:: max(1, len(files) // 25)][:25]  # spread over the packages, 25 per kind at most
+    assert len(found) >= 30
+    root = tmp_path / "real"
+    for i, src in enumerate(found):
+        dst = root / src.parent.name / f"{i:03d}_{src.name}"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(src.read_bytes())
+    bridges = [bridge_file, _bridge_3d(tmp_path / "3d.safetensors")]
+    loader = FakeLoader()
+    first = index_folder(root, tmp_path / "index", bridges, encoder_loader=loader)
+    assert first.added + len(first.failed) + first.ignored == len(found)
+    assert first.added >= len(found) // 3 and all(why for _, why in first.failed)  # (many .npy are not points)
+    second = index_folder(root, tmp_path / "index", encoder_loader=loader)
+    assert second.added == second.removed == 0 and second.unchanged == first.added
