@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from avsearch import __version__
 from avsearch.bridge.heads import HeadSpec
 from avsearch.bridge.model import Bridge, BridgeMeta, Side
+from avsearch.checkpoints import is_refusal, refusal
 from avsearch.errors import InputError
 from avsearch.timings import timed
 
@@ -178,6 +179,8 @@ def import_released(path: str | Path, kind: str | None = None) -> Bridge:
     try:
         raw = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, zip errors, forbidden globals
+        if is_refusal(exc):
+            raise refusal(path, exc) from None
         raise InputError(f"{path}: cannot be read as a weights-only torch checkpoint ({_first_line(exc)})") from exc
     if isinstance(raw, dict) and "state_dict" in raw and isinstance(raw["state_dict"], dict):
         raw = raw["state_dict"]

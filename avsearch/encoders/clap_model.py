@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from avsearch.checkpoints import refusal
 from avsearch.encoders.upstream import KnownWarning, quiet, submodule
 from avsearch.errors import ConfigError, IncompatibleError
 from avsearch.modalities import AUDIO, TEXT
@@ -136,11 +137,7 @@ def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
             ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if os.environ.get(TRUST_ENV) != "1":
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise IncompatibleError(
-                f"{path}: holds objects a weights-only load refuses ({first}); if you trust this file, "
-                f"set {TRUST_ENV}=1 to load it fully"
-            ) from exc
+            raise refusal(path, exc, f" (for a file you trust: {TRUST_ENV}=1)") from None
         log.warning("%s: loading fully (unsafe unpickle) because %s=1", path, TRUST_ENV)
         ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except (RuntimeError, EOFError, OSError) as exc:

@@ -10,6 +10,7 @@ mean/std) and the 77-token context come from configs/encoders.toml.
 from __future__ import annotations
 
 import logging
+import pickle
 import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
+from avsearch.checkpoints import is_refusal, refusal
 from avsearch.encoders.registry import EncoderSpec
 from avsearch.encoders.runtime import as_numpy, batch_size_for, dtype_for, fingerprint, require_tower, run_batched
 from avsearch.encoders.upstream import submodule
@@ -54,7 +56,9 @@ def _build_model(spec: EncoderSpec, path: Path, device: torch.device) -> torch.n
             model = _open_clip("factory").create_model(
                 spec.options["arch"], pretrained=str(path), precision=precision, device=device
             )
-    except (RuntimeError, KeyError, ValueError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, KeyError, ValueError, EOFError) as exc:
+        if is_refusal(exc):
+            raise refusal(path, exc) from None
         raise IncompatibleError(f"{path}: not a CLIP ViT-B/32 checkpoint ({exc})") from exc
     return model.eval()
 

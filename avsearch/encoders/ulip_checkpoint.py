@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from avsearch.checkpoints import is_refusal, refusal
 from avsearch.encoders.pointbert import PointBertEncoder
 from avsearch.errors import IncompatibleError, InputError
 from avsearch.modalities import IMAGE, POINTCLOUD
@@ -106,6 +107,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                     raise
                 obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) file
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        if is_refusal(exc):
+            raise refusal(path, exc) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: not a readable ULIP checkpoint ({first})") from exc
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None

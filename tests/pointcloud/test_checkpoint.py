@@ -15,7 +15,7 @@ from avsearch.encoders.ulip_checkpoint import (
     load_point_tower,
     read_state_dict,
 )
-from avsearch.errors import IncompatibleError, InputError, WeightsMissingError
+from avsearch.errors import IncompatibleError, WeightsMissingError
 
 from .conftest import random_ulip_state, save_ulip_checkpoint
 
@@ -84,7 +84,7 @@ def test_broken_file_fails_before_loading(tmp_path: Path, state) -> None:
 
 def test_not_a_checkpoint(tmp_path: Path) -> None:
     (tmp_path / ULIP_CHECKPOINT).write_bytes(b"garbage")
-    with pytest.raises(InputError, match="not a readable ULIP checkpoint"):
+    with pytest.raises(IncompatibleError, match="refused: it holds data that a weights-only load does not accept"):
         load_ulip_encoder(("pointcloud",), tmp_path, "cpu")
     torch.save({"state_dict": [1, 2]}, tmp_path / ULIP_CHECKPOINT)
     with pytest.raises(IncompatibleError, match="'state_dict' of tensors"):
@@ -94,7 +94,7 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
 def test_arbitrary_pickles_are_refused(tmp_path: Path) -> None:
     # weights-only unpickling: only tensors, containers and argparse.Namespace are allowed.
     torch.save({"state_dict": {}, "args": Path("/etc")}, tmp_path / ULIP_CHECKPOINT)
-    with pytest.raises(InputError, match="not a readable ULIP checkpoint"):
+    with pytest.raises(IncompatibleError, match="refused: it holds a pathlib.PosixPath object"):
         read_state_dict(tmp_path / ULIP_CHECKPOINT)
 
 

@@ -1,0 +1,27 @@
+"""Reading torch weights files safely: `torch.load(weights_only=True)` everywhere, and one way of saying
+no. A file that holds Python objects besides tensors is refused in one line naming the file and what it
+holds; no code from it runs, and nobody is told to turn the protection off."""
+
+from __future__ import annotations
+
+import pickle
+import re
+
+from avsearch.errors import IncompatibleError
+
+# torch names the offending object: "Unsupported global: GLOBAL posix.system", "unsupported GLOBAL posix.system"
+_GLOBAL = re.compile(r"\bGLOBAL\s+([\w.]+)")
+
+
+def refusal(path: object, exc: BaseException, hint: str = "") -> IncompatibleError:
+    """The error for a weights file that a weights-only load refused (`exc`)."""
+    found = _GLOBAL.search(str(exc))
+    what = f"a {found.group(1)} object" if found else "data that a weights-only load does not accept"
+    return IncompatibleError(
+        f"{path}: refused: it holds {what}; avsearch reads weights files without running code from them{hint}"
+    )
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether `exc` is torch refusing a weights-only load (rather than a damaged or foreign file)."""
+    return isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in str(exc)
