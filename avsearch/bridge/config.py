@@ -176,6 +176,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+def bridge_presets() -> list[str]:
+    """Names of the bundled bridge configs: the TOML files in configs/ that declare bridge sides."""
+    return sorted(p.stem for p in configs_dir().glob("*.toml") if "[[sides]]" in p.read_text(encoding="utf-8"))
+
+
 def resolve_config_path(name_or_path: str | Path) -> Path:
     """A path to a TOML file, or the name of a bundled preset ("audio_visual", "pointcloud_text")."""
     path = Path(name_or_path)
@@ -184,7 +189,7 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     preset = configs_dir() / f"{name_or_path}.toml"
     if preset.is_file():
         return preset
-    presets = sorted(p.stem for p in configs_dir().glob("*.toml") if p.stem != "encoders")
+    presets = bridge_presets()
     raise ConfigError(f"{name_or_path}: config file not found (bundled presets: {', '.join(presets)})")
 
 
