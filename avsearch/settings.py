@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import tomllib
+import typing
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any, TypeVar
+
+from avsearch.errors import ConfigError
+
+T = TypeVar("T")
 
 # Environment variables a user may set; documented in the README.
 ENV_WEIGHTS = "AVSEARCH_WEIGHTS"
@@ -37,3 +44,30 @@ def configs_dir() -> Path:
     if bundled.is_dir():
         return bundled
     return Path(__file__).resolve().parent.parent / "configs"
+
+
+def load_sections(cls: type[T], name: str, path: str | Path | None = None) -> T:
+    """A typed settings file: configs/<name> (or `path`) read into the dataclass `cls`, whose fields are
+    dataclasses, one per TOML table. Missing keys and tables take the defaults; unknown ones are errors."""
+    path = Path(path) if path is not None else configs_dir() / name
+    data: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    tables = typing.get_type_hints(cls)  # table name -> its dataclass
+    unknown = sorted(set(data) - set(tables))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; valid: {', '.join(sorted(tables))}")
+    return cls(**{table: _section(tables[table], section, f"{path} [{table}]") for table, section in data.items()})
+
+
+def _section(cls: type, section: Any, where: str) -> Any:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: expected a table")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})

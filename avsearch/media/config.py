@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from avsearch.errors import ConfigError
-from avsearch.settings import configs_dir
+from avsearch.settings import load_sections
 
 CONFIG_NAME = "media.toml"
 
@@ -31,29 +29,9 @@ class MediaConfig:
     image: ImageLimits = ImageLimits()
 
 
-def _section(cls: type, section: Any, where: str) -> Any:
-    if not isinstance(section, dict):
-        raise ConfigError(f"{where}: expected a table")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-    return cls(**section)
-
-
 def load_media_config(path: str | Path | None = None) -> MediaConfig:
     """Read media.toml (the bundled one unless `path` is given); missing keys take the defaults."""
-    path = Path(path) if path is not None else configs_dir() / CONFIG_NAME
-    data: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    unknown = sorted(set(data) - {"image"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; valid: image")
-    return MediaConfig(image=_section(ImageLimits, data.get("image", {}), f"{path} [image]"))
+    return load_sections(MediaConfig, CONFIG_NAME, path)
 
 
 @lru_cache(maxsize=1)

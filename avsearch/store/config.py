@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from avsearch.errors import ConfigError
-from avsearch.settings import configs_dir
+from avsearch.settings import load_sections
 
 CONFIG_NAME = "search.toml"
 
@@ -42,34 +39,11 @@ class AnnConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    ingest: IngestConfig
-    ann: AnnConfig
     index: IndexConfig = IndexConfig()
-
-
-def _build(cls: type, section: dict[str, Any], where: str) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
-    return cls(**values)
+    ingest: IngestConfig = IngestConfig()
+    ann: AnnConfig = AnnConfig()
 
 
 def load_search_config(path: str | Path | None = None) -> SearchConfig:
     """Read search.toml (the bundled one unless `path` is given); missing keys take the defaults."""
-    path = Path(path) if path is not None else configs_dir() / CONFIG_NAME
-    data: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    unknown = sorted(set(data) - {"index", "ingest", "ann"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; valid: ann, index, ingest")
-    return SearchConfig(
-        ingest=_build(IngestConfig, data.get("ingest", {}), f"{path} [ingest]"),
-        ann=_build(AnnConfig, data.get("ann", {}), f"{path} [ann]"),
-        index=_build(IndexConfig, data.get("index", {}), f"{path} [index]"),
-    )
+    return load_sections(SearchConfig, CONFIG_NAME, path)

@@ -29,6 +29,19 @@ def make_bridge(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def make_3d_bridge(path: Path, seed: int = 3) -> Path:
+    """A randomly initialised CLIP-text <-> ULIP point-cloud bridge (real architecture), saved."""
+    torch.manual_seed(seed)
+    meta = BridgeMeta(
+        name="pointcloud_text",
+        overlap="image",
+        sides=(Side("clip", "clip-vit-b-32-openai", 512, "text"), Side("ulip", "ulip2-pointbert", 512, "pointcloud")),
+        head=HeadSpec(kind="mlp"),
+    )
+    save_bridge(Bridge(meta), path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def bridge_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_bridge(tmp_path_factory.mktemp("bridge") / "av.safetensors")

@@ -28,6 +28,16 @@ def write_audio(path: Path, seed: int, seconds: float = 0.25, rate: int = 16000)
     return path
 
 
+def write_cloud(path: Path, seed: int) -> Path:
+    """A .npy point cloud: 1,500 points on an ellipsoid whose axes depend on the seed."""
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(1500, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, (v * rng.uniform(0.5, 2.0, size=3)).astype(np.float32))
+    return path
+
+
 def make_media(root: Path, images: int, audio: int, seed: int = 0) -> dict[str, list[Path]]:
     """A mixed folder: pictures and sounds in sub-folders, corrupt files, non-media and a symlink loop.
 

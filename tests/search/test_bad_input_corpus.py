@@ -15,34 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from avsearch.bridge.heads import HeadSpec
-from avsearch.bridge.io import save_bridge
-from avsearch.bridge.model import Bridge, BridgeMeta, Side
 from avsearch.cli.app import app
 from avsearch.indexing.pipeline import index_folder
 from avsearch.media.walk import walk_folder
 from avsearch.store.index import Index
 from tests.media.corpus import BAD, GOOD, PLAIN, write_all
+from tests.search.conftest import make_3d_bridge
 from tests.search.fake_encoder import FakeLoader
 from tests.search.media_factory import write_image
 
 ROOT_CAN_READ_ANYTHING = os.geteuid() == 0  # permission bits do not stop root
-
-
-def _bridge_3d(path: Path) -> Path:
-    torch.manual_seed(3)
-    meta = BridgeMeta(
-        name="pointcloud_text",
-        overlap="image",
-        sides=(Side("clip", "clip-vit-b-32-openai", 512, "text"), Side("ulip", "ulip2-pointbert", 512, "pointcloud")),
-        head=HeadSpec(kind="mlp"),
-    )
-    save_bridge(Bridge(meta), path)
-    return path
 
 
 def _wav(path: Path, samples: np.ndarray, rate: int = 16000) -> None:
@@ -127,7 +112,7 @@ def hostile(tmp_path: Path):
 def test_every_file_is_indexed_or_listed_and_a_rerun_changes_nothing(hostile, tmp_path, bridge_file) -> None:
     root, good, bad, plain, extra = hostile
     assert len(GOOD) + len(BAD) + len(PLAIN) + len(extra) >= 60
-    bridges = [bridge_file, _bridge_3d(tmp_path / "3d.safetensors")]
+    bridges = [bridge_file, make_3d_bridge(tmp_path / "3d.safetensors")]
     loader = FakeLoader()
     first = index_folder(root, tmp_path / "index", bridges, encoder_loader=loader)
 
@@ -161,7 +146,7 @@ def test_the_cli_reports_the_hostile_folder_without_a_traceback(hostile, tmp_pat
     root, good, bad, plain, extra = hostile
     monkeypatch.setattr("avsearch.store.index.default_loader", lambda *a: FakeLoader())
     args = ["index", str(root), "--index-dir", str(tmp_path / "index"), "--bridge", str(bridge_file)]
-    args += ["--bridge", str(_bridge_3d(tmp_path / "3d.safetensors")), "-q", "--json"]
+    args += ["--bridge", str(make_3d_bridge(tmp_path / "3d.safetensors")), "-q", "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 3, result.output
     assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
@@ -189,7 +174,7 @@ def test_real_files_found_on_this_machine(tmp_path, bridge_file) -> None:
         dst = root / src.parent.name / f"{i:03d}_{src.name}"
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(src.read_bytes())
-    bridges = [bridge_file, _bridge_3d(tmp_path / "3d.safetensors")]
+    bridges = [bridge_file, make_3d_bridge(tmp_path / "3d.safetensors")]
     loader = FakeLoader()
     first = index_folder(root, tmp_path / "index", bridges, encoder_loader=loader)
     assert first.added + len(first.failed) + first.ignored == len(found)

@@ -15,7 +15,7 @@ from avsearch.errors import IncompatibleError
 from avsearch.indexing.pipeline import index_folder
 from avsearch.search.engine import SearchEngine, SearchFilters
 from avsearch.store.ann_files import ann_name, read_ann_meta
-from avsearch.store.config import SearchConfig, load_search_config
+from avsearch.store.config import load_search_config
 from avsearch.store.index import Index
 from avsearch.store.tables import NATIVE, MediaStore
 from tests.search.fake_encoder import FakeLoader
@@ -117,7 +117,7 @@ def test_stale_faiss_index_falls_back_to_exact_search(bridge_file, tmp_path) -> 
 def test_ivf_indexes_are_tuned_on_cross_modal_queries_at_index_time(big_folder, bridge_file, tmp_path) -> None:
     root, made = big_folder
     cfg = load_search_config()
-    small = SearchConfig(cfg.ingest, dataclasses.replace(cfg.ann, exact_max_vectors=50))
+    small = dataclasses.replace(cfg, ann=dataclasses.replace(cfg.ann, exact_max_vectors=50))
     loader = FakeLoader()
     s = index_folder(root, tmp_path / "index", bridge_file, encoder_loader=loader, config=small)
     image_shared = s.indexes[ann_name("image", SHARED)]["params"]

@@ -4,32 +4,19 @@ weights the tests make, an audio-visual and a 3D bridge (random): every 3D route
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from avsearch.bridge.heads import HeadSpec
-from avsearch.bridge.io import save_bridge
-from avsearch.bridge.model import Bridge, BridgeMeta, Side
 from avsearch.cli.app import app
 from avsearch.search.engine import SearchEngine
 from avsearch.store.index import Index
 from avsearch.store.manifest import load_manifest
 from tests.pointcloud.conftest import random_ulip_state, save_ulip_checkpoint
-from tests.search.media_factory import write_image
+from tests.search.conftest import make_3d_bridge
+from tests.search.media_factory import write_cloud, write_image
 
 runner = CliRunner()
-
-
-def _cloud(path: Path, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    v = rng.normal(size=(1500, 3))
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    np.save(path, (v * rng.uniform(0.5, 2.0, size=3)).astype(np.float32))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -38,19 +25,11 @@ def three_d(tmp_path_factory, av_weights_dir, bridge_file):
     for item in av_weights_dir.iterdir():  # CLIP + CLAP from the shared folder, plus ULIP-2 here
         (weights / item.name).symlink_to(item)
     save_ulip_checkpoint(random_ulip_state(), weights)
-    torch.manual_seed(3)
-    meta = BridgeMeta(
-        name="pointcloud_text",
-        overlap="image",
-        sides=(Side("clip", "clip-vit-b-32-openai", 512, "text"), Side("ulip", "ulip2-pointbert", 512, "pointcloud")),
-        head=HeadSpec(kind="mlp"),
-    )
-    bridge3d = tmp_path_factory.mktemp("b3d") / "3d.safetensors"
-    save_bridge(Bridge(meta), bridge3d)
+    bridge3d = make_3d_bridge(tmp_path_factory.mktemp("b3d") / "3d.safetensors")
     root = tmp_path_factory.mktemp("media3d")
     for i in range(3):
         write_image(root / f"img{i}.png", i)
-    clouds = [_cloud(root / f"shape{i}.npy", i) for i in range(3)]
+    clouds = [write_cloud(root / f"shape{i}.npy", i) for i in range(3)]
     index = tmp_path_factory.mktemp("index3d")
     args = ["index", root, "--index-dir", index, "--bridge", bridge_file, "--bridge", bridge3d]
     result = runner.invoke(app, [str(a) for a in [*args, "--weights-dir", weights, "--quiet"]])
