@@ -133,6 +133,7 @@ class SearchEngine:
             scores, ids = ann.search(q, k, allowed)
             pairs = [(float(s), ann.paths[i]) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
             result.index_kind = ann.params.kind
+            result.engine = "faiss-cpu" if allowed is not None else ann.engine
         else:
             pairs = self._exact(route, q, k, filters)
         meta = self.store.lookup(route.target, [p for _, p in pairs])
@@ -153,7 +154,8 @@ class SearchEngine:
         """The FAISS index of the route, or None when missing or behind its table (a killed run)."""
         name = ann_name(route.target, route.column)
         if name not in self._ann:
-            self._ann[name] = self.index.ann(name)
+            device = self.index.models.device  # --device cpu keeps FAISS off the GPU too
+            self._ann[name] = self.index.ann(name, use_gpu=device is None or device.startswith("cuda"))
         ann = self._ann[name]
         if ann is not None and ann.table_version != self.store.version(route.target):
             log.warning(

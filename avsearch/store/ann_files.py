@@ -45,6 +45,11 @@ class LoadedAnn:
     table_version: int
     gpu_index: faiss.Index | None = None  # copy on GPU when FAISS has GPUs
 
+    @property
+    def engine(self) -> str:
+        """What answers unfiltered searches: "faiss-gpu" or "faiss-cpu" (filtered ones run on the CPU)."""
+        return "faiss-gpu" if self.gpu_index is not None else "faiss-cpu"
+
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """queries (M, d) float32 -> (scores (M, k), row ids (M, k)); ids -1 where fewer than k.
 
@@ -52,8 +57,14 @@ class LoadedAnn:
         """
         queries = np.ascontiguousarray(queries, np.float32)
         k = max(1, min(k, len(self.paths)))
+        if allowed is None and self.gpu_index is not None:
+            try:
+                return self.gpu_index.search(queries, k)
+            except Exception as exc:  # a GPU that fails (memory, driver) costs speed, never the answer
+                log.warning("FAISS GPU search of %s failed, searching on the CPU from now on: %s", self.name, exc)
+                self.gpu_index = None
         if allowed is None:
-            return (self.gpu_index or self.index).search(queries, k)
+            return self.index.search(queries, k)
         sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, np.int64))
         if self.params.kind == "flat":
             params = faiss.SearchParameters(sel=sel)

@@ -1,0 +1,66 @@
+"""Which engine answers a search, and the GPU path's fallback: results say "faiss-cpu", "faiss-gpu" or
+"numpy"; --device cpu keeps FAISS off the GPU; a GPU index that fails falls back to the CPU with one
+warning and the same answer. (This machine has no GPU: the GPU index is a test-only stand-in that
+fails, or that answers through the CPU index while reporting itself as a GPU copy.)"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from avsearch.indexing.pipeline import index_folder
+from avsearch.search.engine import SearchEngine
+from avsearch.store import ann as ann_module
+from avsearch.store.index import Index
+from tests.search.fake_encoder import FakeLoader
+from tests.search.media_factory import write_audio, write_image
+
+
+class _FailingGpuIndex:  # test-only stand-in for a FAISS GPU index whose search fails
+    def search(self, queries, k):
+        raise RuntimeError("CUDA error: out of memory")
+
+
+def _index(tmp_path, bridge_file):
+    media = tmp_path / "media"
+    images = [write_image(media / f"p{i}.png", seed=i) for i in range(8)]
+    sound = write_audio(media / "s.wav", seed=1)
+    index_folder(media, tmp_path / "index", [bridge_file], encoder_loader=FakeLoader())
+    return images, sound
+
+
+def test_cpu_engine_is_reported(tmp_path, bridge_file) -> None:
+    images, sound = _index(tmp_path, bridge_file)
+    engine = SearchEngine(Index.open(tmp_path / "index", encoder_loader=FakeLoader()))
+    (result,) = engine.search_file(sound, "audio", "image", k=3)
+    assert (result.engine, result.index_kind) == ("faiss-cpu", "flat") and len(result.hits) == 3
+    assert result.to_dict()["engine"] == "faiss-cpu"
+
+
+def test_a_failing_gpu_index_falls_back_with_one_warning(tmp_path, bridge_file, monkeypatch, caplog) -> None:
+    images, sound = _index(tmp_path, bridge_file)
+    expected = SearchEngine(Index.open(tmp_path / "index", encoder_loader=FakeLoader())).search_file(
+        sound, "audio", "image", k=5
+    )[0]
+    monkeypatch.setattr("avsearch.store.ann_files.maybe_gpu", lambda index: (_FailingGpuIndex(), True))
+    engine = SearchEngine(Index.open(tmp_path / "index", encoder_loader=FakeLoader()))
+    with caplog.at_level(logging.WARNING):
+        first = engine.search_file(sound, "audio", "image", k=5)[0]
+        second = engine.search_file(sound, "audio", "image", k=5)[0]
+    assert [h.path for h in first.hits] == [h.path for h in expected.hits] == [h.path for h in second.hits]
+    np.testing.assert_allclose([h.score for h in first.hits], [h.score for h in expected.hits])
+    assert first.engine == second.engine == "faiss-cpu"
+    warnings = [r.message for r in caplog.records if "GPU search" in r.message]
+    assert len(warnings) == 1 and "searching on the CPU from now on" in warnings[0]
+
+
+def test_device_cpu_never_moves_indexes_to_a_gpu(tmp_path, bridge_file, monkeypatch) -> None:
+    images, sound = _index(tmp_path, bridge_file)
+    moved: list[str] = []
+    monkeypatch.setattr("avsearch.store.ann_files.maybe_gpu", lambda index: moved.append("gpu") or (index, True))
+    cpu = SearchEngine(Index.open(tmp_path / "index", device="cpu", encoder_loader=FakeLoader()))
+    assert cpu.search_file(sound, "audio", "image", k=2)[0].engine == "faiss-cpu" and moved == []
+    gpu = SearchEngine(Index.open(tmp_path / "index", device="cuda", encoder_loader=FakeLoader()))
+    assert gpu.search_item(str(images[0]), "image", k=2)[0].engine == "faiss-gpu" and moved == ["gpu"]
+    assert ann_module.gpu_count() == 0  # this machine: the real transfer would have kept the CPU index
