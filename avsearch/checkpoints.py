@@ -4,8 +4,11 @@ holds; no code from it runs, and nobody is told to turn the protection off."""
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
+import warnings
+from collections.abc import Iterator
 
 from avsearch.errors import IncompatibleError
 
@@ -25,3 +28,12 @@ def refusal(path: object, exc: BaseException, hint: str = "") -> IncompatibleErr
 def is_refusal(exc: BaseException) -> bool:
     """Whether `exc` is torch refusing a weights-only load (rather than a damaged or foreign file)."""
     return isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in str(exc)
+
+
+@contextlib.contextmanager
+def loading() -> Iterator[None]:
+    """Around a weights-only torch.load: torch warns about files pickled with a newer protocol before it
+    reads (or refuses) them; the refusal, when there is one, is ours and says more."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        yield

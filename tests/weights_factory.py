@@ -102,7 +102,10 @@ def make_clap_weights(folder: Path | str, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     config_path = _write_tiny_roberta(folder)
     torch.manual_seed(seed)
-    with _local_roberta(config_path):
+    from avsearch.encoders.clap_model import MESHGRID_INDEXING
+    from avsearch.encoders.upstream import quiet
+
+    with _local_roberta(config_path), quiet(MESHGRID_INDEXING):  # HTSAT's torch.meshgrid call warns
         model, _cfg = clap_module().create_model(
             "HTSAT-tiny", "roberta", precision="fp32", enable_fusion=True, fusion_type="aff_2d"
         )

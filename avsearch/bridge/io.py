@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from avsearch import __version__
 from avsearch.bridge.heads import HeadSpec
 from avsearch.bridge.model import Bridge, BridgeMeta, Side
-from avsearch.checkpoints import is_refusal, refusal
+from avsearch.checkpoints import is_refusal, loading, refusal
 from avsearch.errors import InputError
 from avsearch.timings import timed
 
@@ -177,7 +177,8 @@ def import_released(path: str | Path, kind: str | None = None) -> Bridge:
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
     try:
-        raw = torch.load(str(path), map_location="cpu", weights_only=True)
+        with loading():
+            raw = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, zip errors, forbidden globals
         if is_refusal(exc):
             raise refusal(path, exc) from None

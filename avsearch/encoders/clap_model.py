@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from avsearch.checkpoints import refusal
+from avsearch.checkpoints import loading, refusal
 from avsearch.encoders.upstream import KnownWarning, quiet, submodule
 from avsearch.errors import ConfigError, IncompatibleError
 from avsearch.modalities import AUDIO, TEXT
@@ -133,7 +133,7 @@ def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
     """
     mmap = zipfile.is_zipfile(path)  # legacy (pre-1.6) files cannot be mapped
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
+        with torch.serialization.safe_globals(_numpy_safe_globals()), loading():
             ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if os.environ.get(TRUST_ENV) != "1":

@@ -20,7 +20,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from avsearch.checkpoints import is_refusal, refusal
+from avsearch.checkpoints import is_refusal, loading, refusal
 from avsearch.encoders.registry import EncoderSpec
 from avsearch.encoders.runtime import as_numpy, batch_size_for, dtype_for, fingerprint, require_tower, run_batched
 from avsearch.encoders.upstream import submodule
@@ -49,13 +49,14 @@ def _open_clip(name: str) -> ModuleType:
 def _build_model(spec: EncoderSpec, path: Path, device: torch.device) -> torch.nn.Module:
     precision = "fp16" if device.type == "cuda" else "fp32"
     try:
-        if _is_torchscript(path):
-            # The real open_clip loader for OpenAI's archives (rebuilds a non-JIT model from them).
-            model = _open_clip("openai").load_openai_model(str(path), precision=precision, device=device)
-        else:
-            model = _open_clip("factory").create_model(
-                spec.options["arch"], pretrained=str(path), precision=precision, device=device
-            )
+        with loading():
+            if _is_torchscript(path):
+                # The real open_clip loader for OpenAI's archives (rebuilds a non-JIT model from them).
+                model = _open_clip("openai").load_openai_model(str(path), precision=precision, device=device)
+            else:
+                model = _open_clip("factory").create_model(
+                    spec.options["arch"], pretrained=str(path), precision=precision, device=device
+                )
     except (pickle.UnpicklingError, RuntimeError, KeyError, ValueError, EOFError) as exc:
         if is_refusal(exc):
             raise refusal(path, exc) from None

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from avsearch.checkpoints import is_refusal, refusal
+from avsearch.checkpoints import is_refusal, loading, refusal
 from avsearch.encoders.pointbert import PointBertEncoder
 from avsearch.errors import IncompatibleError, InputError
 from avsearch.modalities import IMAGE, POINTCLOUD
@@ -99,7 +99,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint file")
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace]), loading():
             try:
                 obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             except RuntimeError as exc:
