@@ -128,6 +128,7 @@ def test_incremental_reindex_with_real_encoders(tmp_path, av_weights_dir, bridge
     root = tmp_path / "m"
     made = make_media(root, images=4, audio=2)
     args = ["--index-dir", tmp_path / "index", "--weights-dir", av_weights_dir, "--quiet"]
+
     def index(*extra: object) -> str:  # the corrupt files of make_media make it exit 3 (indexed, some failed)
         result = runner.invoke(app, [str(a) for a in ("index", root, *extra, *args)])
         assert result.exit_code == 3, result.output
