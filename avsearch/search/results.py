@@ -29,7 +29,7 @@ class ResultSet:
     index_kind: str  # "flat", "ivf_flat", ... or "exact" when searched without FAISS
     hits: list[Hit] = field(default_factory=list)
     bridge: dict[str, str] | None = None  # the bridge the query went through: name, file, fingerprint
-    engine: str = "numpy"  # what searched: "faiss-gpu", "faiss-cpu", or "numpy" (exact, without FAISS)
+    engine: str = "numpy"  # what searched: "faiss-gpu", "torch-cuda", "faiss-cpu", or "numpy" (exact, no FAISS)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: paths as text that always encodes (a non-UTF-8 file name shows its bytes as \\xNN)."""

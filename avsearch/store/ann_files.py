@@ -24,6 +24,7 @@ import pyarrow.ipc as ipc
 
 from avsearch.atomic import write_text
 from avsearch.store.ann import IVF_FLAT, AnnParams, maybe_gpu, set_nprobe, to_cpu
+from avsearch.store.torch_search import TorchExact, torch_gpu
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,11 @@ class LoadedAnn:
 
     @property
     def engine(self) -> str:
-        """What answers unfiltered searches: "faiss-gpu" or "faiss-cpu" (filtered ones run on the CPU)."""
-        return "faiss-gpu" if self.gpu_index is not None else "faiss-cpu"
+        """What answers unfiltered searches: "faiss-gpu", "torch-cuda" (exact, when FAISS cannot use the
+        GPU) or "faiss-cpu"; filtered searches run on the CPU."""
+        if self.gpu_index is None:
+            return "faiss-cpu"
+        return "torch-cuda" if isinstance(self.gpu_index, TorchExact) else "faiss-gpu"
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """queries (M, d) float32 -> (scores (M, k), row ids (M, k)); ids -1 where fewer than k.
@@ -146,4 +150,6 @@ def load_ann(index_dir: str | Path, name: str, use_gpu: bool = True) -> LoadedAn
             gpu_index = moved
             if params.kind != "flat":
                 set_nprobe(gpu_index, params.nprobe)
+        elif params.kind == "flat" and (device := torch_gpu()) is not None:
+            gpu_index = TorchExact.from_flat(index, device)  # FAISS has no GPU here, torch has one
     return LoadedAnn(name, index, params, paths, int(meta["table_version"]), gpu_index)

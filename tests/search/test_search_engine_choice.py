@@ -64,3 +64,34 @@ def test_device_cpu_never_moves_indexes_to_a_gpu(tmp_path, bridge_file, monkeypa
     gpu = SearchEngine(Index.open(tmp_path / "index", device="cuda", encoder_loader=FakeLoader()))
     assert gpu.search_item(str(images[0]), "image", k=2)[0].engine == "faiss-gpu" and moved == ["gpu"]
     assert ann_module.gpu_count() == 0  # this machine: the real transfer would have kept the CPU index
+
+
+def test_torch_exact_search_agrees_with_faiss_flat() -> None:
+    import faiss
+
+    from avsearch.store.torch_search import TorchExact
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((2000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[:20] + 0.1 * rng.standard_normal((20, 64)).astype(np.float32)
+    flat = faiss.IndexFlatIP(64)
+    flat.add(vectors)
+    want_scores, want_ids = flat.search(queries, 10)
+    exact = TorchExact.from_flat(flat, "cpu", half=False)
+    scores, ids = exact.search(queries, 10)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(scores, want_scores, atol=1e-5)
+    half_scores, half_ids = TorchExact.from_flat(flat, "cpu", half=True).search(queries, 10)
+    assert (half_ids[:, 0] == want_ids[:, 0]).all() and np.abs(half_scores - want_scores).max() < 5e-3
+
+
+def test_when_faiss_has_no_gpu_but_torch_has_one_flat_indexes_search_in_torch(tmp_path, bridge_file, monkeypatch):
+    images, sound = _index(tmp_path, bridge_file)
+    expected = SearchEngine(Index.open(tmp_path / "index", device="cpu", encoder_loader=FakeLoader()))
+    want = expected.search_file(sound, "audio", "image", k=4)[0]
+    monkeypatch.setattr("avsearch.store.ann_files.torch_gpu", lambda: "cpu")  # test-only: torch's CPU stands in
+    engine = SearchEngine(Index.open(tmp_path / "index", encoder_loader=FakeLoader()))
+    got = engine.search_file(sound, "audio", "image", k=4)[0]
+    assert got.engine == "torch-cuda" and [h.path for h in got.hits] == [h.path for h in want.hits]
+    np.testing.assert_allclose([h.score for h in got.hits], [h.score for h in want.hits], atol=5e-3)
