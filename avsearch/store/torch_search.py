@@ -9,8 +9,8 @@ top-k: in fp16 on an H200 one query over 1M x 512 took 0.34 ms with top-10 agree
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-import faiss
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,8 @@ class TorchExact:
         self.vectors = torch.from_numpy(np.ascontiguousarray(vectors, np.float32)).to(self.device, self.dtype)
 
     @classmethod
-    def from_flat(cls, index: faiss.Index, device: str, half: bool = True) -> TorchExact:
+    def from_flat(cls, index: Any, device: str, half: bool = True) -> TorchExact:
+        """From a FAISS flat index (its vectors, reconstructed)."""
         return cls(index.reconstruct_n(0, index.ntotal), device, half)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

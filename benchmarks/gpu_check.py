@@ -1,0 +1,107 @@
+"""The GPU check: the project's torch paths on CUDA, compared with the CPU, with timings.
+
+Meant for a lent GPU machine (shared/REFERENCE.md: torch, numpy, scipy, safetensors there; no faiss,
+lancedb, open_clip or laion_clap), so it uses only those: exact search in torch (TorchExact), semantic
+consistency, bridge training on a synthetic world, and projection. Without a GPU it runs the same
+checks on the CPU at smaller sizes (`--quick`), which shows the script works, not GPU figures.
+
+    python benchmarks/gpu_check.py            # on the GPU machine: a few minutes
+    python benchmarks/gpu_check.py --quick    # anywhere
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from avsearch.bridge.config import load_train_config, with_overrides  # noqa: E402
+from avsearch.bridge.data import BridgeData  # noqa: E402
+from avsearch.bridge.synthetic import SyntheticSpec, make_synthetic  # noqa: E402
+from avsearch.bridge.train import compute_pseudo, train_bridge  # noqa: E402
+from avsearch.evaluation.ablations import score_bridge_on  # noqa: E402
+from avsearch.store.torch_search import TorchExact  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def check_search(device: torch.device, n: int, dim: int = 512) -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((n, dim), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[rng.choice(n, 200, replace=False)] + 0.3 * rng.standard_normal((200, dim), dtype=np.float32)
+    exact32 = TorchExact(vectors, str(device), half=False)
+    fast = TorchExact(vectors, str(device), half=True)
+    _, want = exact32.search(queries, 10)
+    _, got = fast.search(queries, 10)
+    agreement = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(want, got, strict=True)])
+    times = []
+    for q in queries[:50]:
+        _sync(device)
+        t = time.perf_counter()
+        fast.search(q[None], 10)
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    for _ in range(5):
+        fast.search(np.repeat(queries, 5, axis=0)[:1000], 10)
+    _sync(device)
+    qps = 5000 / (time.perf_counter() - t)
+    print(
+        f"search     {n:,} x {dim} fp16 on {device}: top-10 agreement with fp32 {agreement:.3f}; "
+        f"one query p50 {statistics.median(times) * 1e3:.2f} ms; {qps:,.0f} queries/s in batches of 1000"
+    )
+
+
+def check_bridge(device: torch.device, pairs: int, batch: int, epochs: int) -> None:
+    world = make_synthetic(SyntheticSpec(n_text=pairs, n_memory=pairs, n_test=1000, seed=0))
+    data = BridgeData((world.text_a, world.text_b), (world.image_a, world.audio_b), fingerprint="gpu-check")
+    cfg = with_overrides(load_train_config("audio_visual"), epochs=epochs, batch_size=batch)
+    # consistency (eq. 2) on the device vs the CPU
+    t = time.perf_counter()
+    on_device = compute_pseudo(cfg, data, device, progress=False)
+    _sync(device)
+    seconds = time.perf_counter() - t
+    on_cpu = compute_pseudo(cfg, data, torch.device("cpu"), progress=False)
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(on_device, on_cpu, strict=True))
+    print(
+        f"consistency {pairs:,} captions x {pairs:,} memory rows on {device}: {seconds:.2f} s; "
+        f"max |device - cpu| {diff:.2e}"
+    )
+    result = train_bridge(cfg, data, device=str(device), progress=False)
+    a2i, i2a = score_bridge_on(world, result.bridge)
+    print(
+        f"training   {pairs:,} pairs, batch {batch}, {epochs} epochs on {device}: {result.samples_per_s:,.0f} pairs/s; "
+        f"A2I mAP {a2i.mAP:.2f}, I2A {i2a.mAP:.2f}"
+    )
+    x = world.test_audio_b[:256]
+    here = result.bridge.project("clap", x, modality="audio")
+    there = result.bridge.to("cpu").project("clap", x, modality="audio")  # the same weights, moved
+    cosine = float(np.min(np.sum(here * there, axis=1)))
+    print(f"projection same bridge on {device} vs cpu: min cosine {cosine:.6f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a CPU, or a smoke test)")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    quick = args.quick or device.type == "cpu"
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else "no GPU: the same checks on the CPU"
+    print(f"gpu_check on {device} ({name}); torch {torch.__version__}, numpy {np.__version__}")
+    check_search(device, n=100_000 if quick else 1_000_000)
+    check_bridge(device, pairs=4_000 if quick else 100_000, batch=1024 if quick else 10_240, epochs=2 if quick else 5)
+
+
+if __name__ == "__main__":
+    main()
