@@ -18,8 +18,7 @@ import hashlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,12 @@ import numpy as np
 from tqdm import tqdm
 
 from avsearch.embedding.shards import ShardStore, atomic_save_npy, atomic_write_bytes
+from avsearch.embedding.stream import encode_batches
 from avsearch.encoders.base import Encoder
 from avsearch.encoders.registry import embed_option, embed_routes, get_spec, load_encoder
 from avsearch.errors import InputError
 from avsearch.media.detect import detect
-from avsearch.media.failures import NOT_MEDIA, encode_each, reason
+from avsearch.media.failures import NOT_MEDIA
 from avsearch.media.text import read_caption_lines
 from avsearch.media.walk import collect_files
 from avsearch.modalities import TEXT
@@ -83,41 +83,6 @@ def _identity(items: Sequence[_Item], modality: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _encode_batch(
-    encoder: Encoder, modality: str, items: Sequence[_Item], prepared: list[Any] | None
-) -> tuple[np.ndarray, list[_Item], list[tuple[str, str]]]:
-    """Encode one mini-batch; a file that fails to decode is skipped with its reason."""
-    if modality == TEXT:
-        return encoder.encode_text([it.source for it in items]), list(items), []
-    if prepared is not None:  # encoders with prepare()/encode_prepared(): errors were caught per file
-        kept = [(it, p) for it, p in zip(items, prepared, strict=True) if not isinstance(p, InputError)]
-        bad = [
-            (it.source, reason(p, it.source))
-            for it, p in zip(items, prepared, strict=True)
-            if isinstance(p, InputError)
-        ]
-        vectors = encoder.encode_prepared(modality, [p for _, p in kept])  # type: ignore[attr-defined]
-        return vectors, [it for it, _ in kept], bad
-    ok, vectors, bad = encode_each(
-        lambda files: encoder.encode_files(modality, files), [it.source for it in items], encoder.dim
-    )
-    return vectors, [items[i] for i in ok], bad
-
-
-def _prepare_all(encoder: Encoder, modality: str, items: Sequence[_Item], pool: ThreadPoolExecutor) -> Future:
-    """Start decoding a mini-batch in the background (overlaps decoding with the model forward)."""
-    if modality == TEXT or not hasattr(encoder, "prepare"):
-        return pool.submit(lambda: None)
-
-    def one(item: _Item) -> Any:
-        try:
-            return encoder.prepare(modality, Path(item.source))  # type: ignore[attr-defined]
-        except InputError as exc:
-            return exc
-
-    return pool.submit(lambda: list(map(one, items)))
-
-
 def _batches(items: Sequence[_Item], size: int) -> Iterator[Sequence[_Item]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -129,26 +94,24 @@ def _run_job(
     """Embed a job shard by shard (skipping shards already on disk); return all rows in input order."""
     file_batch = min(FILE_BATCH.get(job.modality, 16), shard_rows)
     bar = tqdm(total=len(job.items), desc=name, unit="item", file=sys.stderr, disable=not progress)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for index, start in enumerate(range(0, len(job.items), shard_rows)):
-            shard = job.items[start : start + shard_rows]
-            if store.done(index):
-                bar.update(len(shard))
-                continue
-            vectors, kept, skipped = [], [], []
-            batches = list(_batches(shard, file_batch))
-            pending = _prepare_all(encoder, job.modality, batches[0], pool)
-            for i, batch in enumerate(batches):
-                prepared = pending.result()
-                if i + 1 < len(batches):
-                    pending = _prepare_all(encoder, job.modality, batches[i + 1], pool)
-                v, k, s = _encode_batch(encoder, job.modality, batch, prepared)
-                vectors.append(v)
-                kept += k
-                skipped += s
-                bar.update(len(batch))
-            rows = [json.dumps({"source": it.source, **it.extra}) for it in kept]
-            store.write(index, np.concatenate(vectors), rows, [list(s) for s in skipped])
+    for index, start in enumerate(range(0, len(job.items), shard_rows)):
+        shard = job.items[start : start + shard_rows]
+        if store.done(index):
+            bar.update(len(shard))
+            continue
+        vectors, kept, skipped = [], [], []
+        batches = list(_batches(shard, file_batch))
+        if job.modality == TEXT:
+            results: Iterable = ((range(len(b)), encoder.encode_text([it.source for it in b]), []) for b in batches)
+        else:
+            results = encode_batches(encoder, job.modality, [[it.source for it in b] for b in batches])
+        for batch, (ok, v, s) in zip(batches, results, strict=True):
+            vectors.append(v)
+            kept += [batch[j] for j in ok]
+            skipped += s
+            bar.update(len(batch))
+        rows = [json.dumps({"source": it.source, **it.extra}) for it in kept]
+        store.write(index, np.concatenate(vectors), rows, [list(s) for s in skipped])
     bar.close()
     parts, items, skipped_all = [], [], []
     for index in range((len(job.items) + shard_rows - 1) // shard_rows):

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from avsearch.embedding.models import EncoderLoader
+from avsearch.embedding.stream import encode_batches
 from avsearch.errors import ConfigError, InputError
-from avsearch.indexing.embed import embed_batch
 from avsearch.indexing.hashing import content_hash
 from avsearch.indexing.plan import Item, Plan, make_plan, under
 from avsearch.indexing.progress import NoProgress, Progress
@@ -225,9 +225,10 @@ def _embed_all(
     for modality, group in sorted(groups.items()):
         stage = f"embed {modality}"
         progress.start(stage, len(group))
-        for start in range(0, len(group), batch):
-            chunk = group[start : start + batch]
-            ok, native, bad = embed_batch(index.models, modality, [it.file.path for it in chunk])
+        chunks = [group[start : start + batch] for start in range(0, len(group), batch)]
+        encoder = index.models.file_encoder(modality)
+        results = encode_batches(encoder, modality, [[it.file.path for it in chunk] for chunk in chunks])
+        for chunk, (ok, native, bad) in zip(chunks, results, strict=True):
             failed.extend(bad)
             # A file that changed into something undecodable loses its old row: the vectors no longer
             # describe it. Files that were never indexed have nothing to remove.
