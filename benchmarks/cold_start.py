@@ -99,41 +99,19 @@ def _index(media: Path, index: Path, bridges: list[Path], weights: Path) -> None
         sys.exit(f"avsearch index failed:\n{done.stderr}")
 
 
-def _cloud(path: Path, seed: int) -> Path:
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    v = rng.normal(size=(1500, 3))
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    np.save(path, (v * rng.uniform(0.5, 2.0, size=3)).astype(np.float32))
-    return path
-
-
 def _pointcloud_index(work: Path, weights: Path) -> tuple[Path, Path]:
     """6 pictures + 6 point clouds, a random ULIP-2 checkpoint and a random CLIP-text <-> ULIP bridge."""
-    import torch
-
-    from avsearch.bridge.heads import HeadSpec
-    from avsearch.bridge.io import save_bridge
-    from avsearch.bridge.model import Bridge, BridgeMeta, Side
     from tests.pointcloud.conftest import random_ulip_state, save_ulip_checkpoint
-    from tests.search.media_factory import write_image
+    from tests.search.conftest import make_3d_bridge
+    from tests.search.media_factory import write_cloud, write_image
 
     save_ulip_checkpoint(random_ulip_state(), weights)
-    torch.manual_seed(3)
-    meta = BridgeMeta(
-        name="pointcloud_text",
-        overlap="image",
-        sides=(Side("clip", "clip-vit-b-32-openai", 512, "text"), Side("ulip", "ulip2-pointbert", 512, "pointcloud")),
-        head=HeadSpec(kind="mlp"),
-    )
-    bridge = work / "3d.safetensors"
-    save_bridge(Bridge(meta), bridge)
+    bridge = make_3d_bridge(work / "3d.safetensors")
     media = work / "media3d"
     media.mkdir()
     for i in range(6):
         write_image(media / f"img{i}.png", seed=100 + i)
-    clouds = [_cloud(media / f"shape{i}.npy", seed=i) for i in range(6)]
+    clouds = [write_cloud(media / f"shape{i}.npy", seed=i) for i in range(6)]
     index = work / "index3d"
     _index(media, index, [bridge], weights)
     return index, clouds[2]
