@@ -22,6 +22,7 @@ def info_command(
     """Counts per modality, file sizes, encoders, the bridge and the FAISS index of each table."""
     from avsearch.settings import load_settings
     from avsearch.store.index import Index
+    from avsearch.store.torch_search import planned_engine
 
     info = Index.open(index_dir or load_settings().index_dir).describe()
     m = info.manifest
@@ -30,6 +31,7 @@ def info_command(
         out.print(f"bridge     {b.name} ({b.fingerprint}, {' <-> '.join(b.spaces)}) {b.path}")
     out.print(f"roots      {', '.join(map(printable, m.roots)) or '-'}")
     out.print(f"updated    {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(m.updated))}")
+    out.print(f"search     {planned_engine(load_settings().device)}")
     table = Table()
     for column in ("modality", "files", "size", "encoder", "vectors", "FAISS index"):
         table.add_column(column)

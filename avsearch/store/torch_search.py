@@ -47,3 +47,16 @@ def torch_gpu() -> str | None:
     except ImportError:
         return None
     return "cuda" if torch.cuda.is_available() else None
+
+
+def planned_engine(device: str | None) -> str:
+    """Which engine queries on this machine will use for flat indexes (for `avsearch info`)."""
+    if device is not None and not device.startswith("cuda"):
+        return "faiss-cpu (--device/AVSEARCH_DEVICE asks for the CPU)"
+    from avsearch.store.ann import gpu_count
+
+    if gpu_count() > 0:
+        return f"faiss-gpu ({gpu_count()} GPU)"
+    if torch_gpu() is not None:
+        return "torch-cuda (FAISS sees no GPU; torch does)"
+    return "faiss-cpu (no GPU)"

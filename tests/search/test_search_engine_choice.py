@@ -95,3 +95,17 @@ def test_when_faiss_has_no_gpu_but_torch_has_one_flat_indexes_search_in_torch(tm
     got = engine.search_file(sound, "audio", "image", k=4)[0]
     assert got.engine == "torch-cuda" and [h.path for h in got.hits] == [h.path for h in want.hits]
     np.testing.assert_allclose([h.score for h in got.hits], [h.score for h in want.hits], atol=5e-3)
+
+
+def test_info_says_which_engine_will_search(tmp_path, bridge_file, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from avsearch.cli.app import app
+
+    _index(tmp_path, bridge_file)
+    args = ["info", "--index-dir", str(tmp_path / "index")]
+    assert "search     faiss-cpu (no GPU)" in CliRunner().invoke(app, args).stdout
+    monkeypatch.setattr("avsearch.store.torch_search.torch_gpu", lambda: "cuda")
+    assert "search     torch-cuda (FAISS sees no GPU; torch does)" in CliRunner().invoke(app, args).stdout
+    monkeypatch.setenv("AVSEARCH_DEVICE", "cpu")
+    assert "search     faiss-cpu (--device/AVSEARCH_DEVICE asks for the CPU)" in CliRunner().invoke(app, args).stdout
