@@ -181,3 +181,37 @@ def test_real_files_found_on_this_machine(tmp_path, bridge_file) -> None:
     assert first.added >= len(found) // 3 and all(why for _, why in first.failed)  # (many .npy are not points)
     second = index_folder(root, tmp_path / "index", encoder_loader=loader)
     assert second.added == second.removed == 0 and second.unchanged == first.added
+
+
+def test_files_changing_during_the_run(tmp_path, bridge_file) -> None:
+    """A file rewritten, one deleted and one added while `index` runs: the run finishes without a
+    traceback or a row for a file that is gone, and the next run picks the changes up; then nothing."""
+    media = tmp_path / "media"
+    pictures = [write_image(media / f"p{i:02d}.png", seed=i) for i in range(12)]
+
+    class ChangingLoader(FakeLoader):  # test-only: changes the folder when the first batch is encoded
+        changed = False
+
+        def __call__(self, name, towers):
+            encoder = super().__call__(name, towers)
+            encode = encoder.encode_files
+
+            def encode_and_change(modality, paths):
+                if not ChangingLoader.changed:
+                    ChangingLoader.changed = True
+                    write_image(pictures[10], seed=99)  # rewritten after the scan saw it
+                    pictures[11].unlink()  # gone after the scan listed it
+                    write_image(media / "new.png", seed=77)  # appears after the scan
+                return encode(modality, paths)
+
+            encoder.encode_files = encode_and_change
+            return encoder
+
+    first = index_folder(media, tmp_path / "index", [bridge_file], encoder_loader=ChangingLoader(), batch_size=2)
+    assert ChangingLoader.changed and [p for p, _ in first.failed] == [str(pictures[11])]  # vanished mid-run
+    rows = Index.open(tmp_path / "index").tables.bookkeeping("image")
+    assert str(pictures[11]) not in rows and str(media / "new.png") not in rows and len(rows) == 11
+    second = index_folder(media, tmp_path / "index", encoder_loader=FakeLoader())
+    assert second.added == 2 and second.failed == []  # the rewritten file and the new one
+    third = index_folder(media, tmp_path / "index", encoder_loader=FakeLoader())
+    assert third.added == third.removed == third.touched == 0 and third.unchanged == 12
