@@ -10,15 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from avsearch.bridge.model import Bridge, BridgeMeta
 from avsearch.encoders.base import Encoder
 from avsearch.errors import IncompatibleError, InputError
 from avsearch.modalities import FILE_MODALITIES, TEXT
 from avsearch.store.manifest import BridgeRef, Manifest, ModalityEntry
 from avsearch.store.tables import NATIVE
+
+if TYPE_CHECKING:  # torch comes with them: `info` and `query --id` load no model and need no torch
+    from avsearch.bridge.model import Bridge, BridgeMeta
 
 log = logging.getLogger(__name__)
 

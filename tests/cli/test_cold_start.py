@@ -133,3 +133,16 @@ def test_stage_timings_only_when_asked(monkeypatch: pytest.MonkeyPatch, capsys: 
         "avsearch-timing: end outer",
     ]
     assert all(float(line.rsplit(" ", 1)[1]) >= 0 for line in lines if " end " in line)
+
+
+@pytest.mark.skipif(Path("/proc/driver/nvidia").exists(), reason="with an NVIDIA driver torch is asked about CUDA")
+def test_info_and_query_by_id_import_no_torch(cold: dict[str, Path]) -> None:
+    # These commands load no model: torch (about 2 s to import) has no business on their path.
+    probe = "import sys\nfrom avsearch.cli import main\nsys.argv = ['avsearch', *sys.argv[1:]]\n"
+    probe += "try:\n    main()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules, file=sys.stderr)\n"
+    where = ["--index-dir", str(cold["index"])]
+    for args in (["info", *where], ["query", "--id", str(cold["image"]), "--target", "image", *where]):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, env=_env(), timeout=300
+        )
+        assert done.stderr.strip().splitlines()[-1] == "False", (args, done.stderr[-2000:])
