@@ -97,7 +97,6 @@ def index_command(
     from avsearch.indexing.pipeline import index_folder
     from avsearch.indexing.vectors import index_embeddings
     from avsearch.settings import load_settings
-    from avsearch.store.config import load_search_config
     from avsearch.store.index import Index
 
     if (folder is None) == (embeddings is None):
@@ -125,15 +124,13 @@ def index_command(
                 rebuild=rebuild,
             )
         else:
-            config = load_search_config()
             with Index.update(
                 index_dir or settings.index_dir,
                 bridges=bridge or None,
-                default_bridges=config.index.default_bridges,
                 weights_dir=weights_dir or settings.weights_dir,
                 device=device or settings.device,
             ) as index:
-                summary = index_embeddings(embeddings, index, RichProgress(bars), config)
+                summary = index_embeddings(embeddings, index, RichProgress(bars))
     if as_json:
         out.print_json(json.dumps(_report(summary)))
     else:

@@ -78,7 +78,6 @@ def index_folder(
     with Index.update(
         index_dir,
         bridges=bridges,
-        default_bridges=cfg.index.default_bridges,
         weights_dir=weights_dir,
         device=device,
         encoder_loader=encoder_loader,
@@ -141,17 +140,25 @@ def update_index(
     _reuse(index, plan.reuse, own=False)
     summary.added = _embed_all(index, plan.embed, batch, summary.failed, progress)
     summary.removed = _delete(index, plan)
-    if plan.touched or plan.reuse or plan.embed or plan.delete:
-        for modality in modalities:
-            index.tables.compact(modality)
-
     _remember_failures(index, root, scanned, summary.failed, remembered)
 
-    # 3. FAISS indexes over the new table versions.
+    # 3. Compacted tables and FAISS indexes over their new versions.
+    changed = bool(plan.touched or plan.reuse or plan.embed or plan.delete)
+    return finish_run(index, summary, cfg, progress, changed, started)
+
+
+def finish_run(
+    index: Index, summary: IndexSummary, cfg: SearchConfig, progress: Progress, changed: bool, started: float
+) -> IndexSummary:
+    """The end of every index run: compact changed tables, bring the FAISS indexes up to date, record
+    them in the manifest, count the rows."""
+    if changed:
+        for modality in index.manifest.modalities:
+            index.tables.compact(modality)
     summary.indexes = refresh_indexes(index, cfg.ann, progress)
     index.manifest.ann = {name: meta["params"] for name, meta in summary.indexes.items()}
     index.commit()
-    summary.counts = {m: index.tables.count(m) for m in modalities}
+    summary.counts = {m: index.tables.count(m) for m in index.manifest.modalities}
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from avsearch.errors import InputError
-from avsearch.indexing.pipeline import IndexSummary
+from avsearch.indexing.pipeline import IndexSummary, finish_run
 from avsearch.indexing.progress import NoProgress, Progress
-from avsearch.indexing.refresh import refresh_indexes
 from avsearch.store.config import SearchConfig, load_search_config
 from avsearch.store.index import Index
 from avsearch.store.tables import FileRecord
@@ -73,15 +72,7 @@ def index_embeddings(
             summary.added += len(records)
             progress.advance(stage, len(records))
         progress.finish(stage)
-    if summary.added:
-        for modality in index.manifest.modalities:
-            index.tables.compact(modality)
-    summary.indexes = refresh_indexes(index, cfg.ann, progress)
-    index.manifest.ann = {name: meta["params"] for name, meta in summary.indexes.items()}
-    index.commit()
-    summary.counts = {m: index.tables.count(m) for m in index.manifest.modalities}
-    summary.seconds = time.perf_counter() - started
-    return summary
+    return finish_run(index, summary, cfg, progress, summary.added > 0, started)
 
 
 def _ids(path: Path, n: int) -> list[str]:

@@ -80,11 +80,12 @@ class SearchEngine:
 
         The item itself is left out of its own modality's results.
         """
-        held = [m for m in self.store.modalities() if self.store.lookup(m, [item])]
-        if not held:
+        for modality in self.store.modalities():
+            records, stored = self.store.fetch(modality, [item])
+            if records:
+                break
+        else:
             raise InputError(f"{item}: no such item in this index (give a path or id as `avsearch query` prints it)")
-        modality = held[0]
-        _, stored = self.store.fetch(modality, [item])
         results = []
         for route in plan_routes(modality, target, self.manifest):
             own = route.target == modality

@@ -23,6 +23,7 @@ from avsearch.embedding.models import EncoderLoader, Models, bridge_ref, default
 from avsearch.errors import ConfigError, InputError
 from avsearch.store import ann_files
 from avsearch.store.ann_files import LoadedAnn
+from avsearch.store.config import load_search_config
 from avsearch.store.manifest import Manifest, load_manifest, save_manifest
 from avsearch.store.tables import TABLES_DIR, MediaStore
 
@@ -117,7 +118,7 @@ class Index:
         path: str | Path,
         *,
         bridges: BridgeFiles = None,
-        default_bridges: Sequence[str] = (),
+        default_bridges: Sequence[str] | None = None,
         weights_dir: str | Path | None = None,
         device: str | None = None,
         encoder_loader: EncoderLoader | None = None,
@@ -127,7 +128,8 @@ class Index:
 
         bridges: bridge files for a new index; an existing one checks them against its own. Without them
         a new index is made with `default_bridges` (published weight-file names, resolved like every
-        other weight file) and an existing one keeps its own. rebuild: drop the tables, FAISS files and the
+        other weight file; None: configs/search.toml [index] default_bridges) and an existing one keeps
+        its own. rebuild: drop the tables, FAISS files and the
         failed-files list (a damaged index) and keep the manifest's bridges, so everything is embedded anew.
         """
         path = Path(path).expanduser().absolute()
@@ -249,7 +251,7 @@ def _as_list(bridges: BridgeFiles) -> list[str | Path]:
 
 
 def _writable_manifest(
-    path: Path, bridges: list[str | Path], default_bridges: Sequence[str], weights_dir: str | Path | None
+    path: Path, bridges: list[str | Path], default_bridges: Sequence[str] | None, weights_dir: str | Path | None
 ) -> Manifest:
     """The index's manifest (new from the bridges' metadata on a first run), bridges checked."""
     from avsearch.bridge.io import read_bridge_meta
@@ -258,6 +260,8 @@ def _writable_manifest(
     if not bridges:
         if manifest is not None:
             return manifest
+        if default_bridges is None:
+            default_bridges = load_search_config().index.default_bridges
         bridges = list(_resolve_defaults(default_bridges, weights_dir))
     metas, refs = [], {}
     for given in bridges:
