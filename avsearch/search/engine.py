@@ -17,6 +17,7 @@ from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
 from avsearch.store.ann_files import LoadedAnn, ann_name
 from avsearch.store.index import Index
+from avsearch.store.tables import path_key
 from avsearch.timings import timed
 
 log = logging.getLogger(__name__)
@@ -76,13 +77,15 @@ class SearchEngine:
     def search_item(
         self, item: str, target: str = ALL, k: int = 10, filters: SearchFilters | None = None
     ) -> list[ResultSet]:
-        """More like an indexed item (its path or id): its stored vectors are the query, so no model loads.
+        """More like an indexed item (its path, or its id as results carry it): its stored vectors are the
+        query, so no model loads.
 
         The item itself is left out of its own modality's results.
         """
         for modality in self.store.modalities():
             records, stored = self.store.fetch(modality, [item])
             if records:
+                item = records[0].path
                 break
         else:
             raise InputError(f"{item}: no such item in this index (give a path or id as `avsearch query` prints it)")
@@ -146,6 +149,7 @@ class SearchEngine:
                 s,
                 getattr(meta.get(p), "size", None),
                 getattr(meta.get(p), "mtime_ns", None),
+                path_key(p),
             )
             for rank, (s, p) in enumerate(pairs, start=1)
         ]

@@ -16,6 +16,7 @@ class Hit:
     score: float  # cosine similarity in the route's space (-1..1); comparable within one ResultSet only
     size: int | None = None
     mtime_ns: int | None = None
+    id: str = ""  # the row key (32 hex digits): names the item to `query --id` and the HTTP API, never a path
 
 
 @dataclass

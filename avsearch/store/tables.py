@@ -73,9 +73,17 @@ def path_key(path: str) -> str:
     return hashlib.blake2b(os.fsencode(path), digest_size=16).hexdigest()
 
 
-def _keys_in(paths: Sequence[str]) -> str:
-    """A SQL predicate selecting `paths` by key: only hex digits inside the quotes, so nothing to inject."""
-    return f"key IN ({', '.join(repr(path_key(p)) for p in paths)})"
+def is_key(text: str) -> bool:
+    """Whether `text` has the form of a row key (32 lowercase hex digits): the id a result carries."""
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
+def _keys_in(paths: Sequence[str], ids: bool = False) -> str:
+    """A SQL predicate selecting `paths` by key: only hex digits inside the quotes, so nothing to inject.
+    With `ids`, a text in the form of a key also selects the row with that key (an item named by its id; an
+    item whose own name looks like a key still matches by its name)."""
+    keys = [path_key(p) for p in paths] + [p for p in paths if ids and is_key(p)]
+    return f"key IN ({', '.join(map(repr, keys))})"
 
 
 def _record(row: dict) -> FileRecord:
@@ -184,12 +192,13 @@ class MediaStore:
 
     @_damage_named
     def fetch(self, modality: str, paths: Sequence[str]) -> tuple[list[FileRecord], dict[str, np.ndarray]]:
-        """Rows of `paths` (those present): records and column -> (N, width) vectors in the same order."""
+        """Rows of `paths` (those present; a path or its row key): records and column -> (N, width) vectors
+        in the same order."""
         vector_cols = self.vector_columns(modality)
         parts = [
             self._table(modality)
             .search()
-            .where(_keys_in(chunk))
+            .where(_keys_in(chunk, ids=True))
             .select(list(_BOOK) + vector_cols)
             .limit(None)
             .to_arrow()

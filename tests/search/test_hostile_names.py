@@ -84,3 +84,25 @@ def test_hostile_names_print_through_the_cli(tmp_path, bridge_file) -> None:
     assert table.exit_code == 0 and "image -> image" in table.stdout
     listed = CliRunner().invoke(app, ["query", "--id", paths[0], *args[3:], "--paths-only"])
     assert listed.exit_code == 0 and str(root / "\\xff\\xfe raw bytes.png") in listed.stdout.splitlines()
+
+
+def test_result_ids_name_items_back(tmp_path, bridge_file) -> None:
+    """A hit's id (its row key: hex only) finds the same item again, whatever bytes its name holds, so the
+    HTTP API and `query --id` never need a path from the client."""
+    root = tmp_path / "media"
+    root.mkdir()
+    paths = _make(root)
+    loader = FakeLoader()
+    index_folder(root, tmp_path / "index", [bridge_file], encoder_loader=loader)
+    engine = SearchEngine(Index.open(tmp_path / "index", encoder_loader=loader))
+    hits = engine.search_item(paths[0], "image", k=50)[0].hits
+    assert len(hits) == len(NAMES) and len({h.id for h in hits}) == len(hits)
+    for hit in hits:
+        assert len(hit.id) == 32 and set(hit.id) <= set("0123456789abcdef")
+        by_id = engine.search_item(hit.id, "image", k=50)[0].hits
+        by_path = engine.search_item(hit.path, "image", k=50)[0].hits
+        assert [h.id for h in by_id] == [h.id for h in by_path] and hit.id not in {h.id for h in by_id}
+    raw = next(h for h in hits if h.path == paths[-2])  # a non-UTF-8 name
+    result = CliRunner().invoke(app, ["query", "--id", raw.id, "-k", "3", "--index-dir", str(tmp_path / "index")])
+    assert result.exit_code == 0, result.output
+    assert "no such item" in CliRunner().invoke(app, ["query", "--id", "0" * 32, "--index-dir", str(tmp_path / "index")]).output
