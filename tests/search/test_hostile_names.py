@@ -105,4 +105,5 @@ def test_result_ids_name_items_back(tmp_path, bridge_file) -> None:
     raw = next(h for h in hits if h.path == paths[-2])  # a non-UTF-8 name
     result = CliRunner().invoke(app, ["query", "--id", raw.id, "-k", "3", "--index-dir", str(tmp_path / "index")])
     assert result.exit_code == 0, result.output
-    assert "no such item" in CliRunner().invoke(app, ["query", "--id", "0" * 32, "--index-dir", str(tmp_path / "index")]).output
+    unknown = CliRunner().invoke(app, ["query", "--id", "0" * 32, "--index-dir", str(tmp_path / "index")])
+    assert "no such item" in unknown.output
