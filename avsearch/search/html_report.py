@@ -1,0 +1,169 @@
+"""A self-contained HTML page of one query's results (`avsearch query --html out.html`): no server needed.
+
+Pictures and point clouds appear as small JPEG thumbnails inlined as data: URIs (made here with PIL; a
+cloud as a rendered dot preview), sounds as audio players whose src is the file's file:// URL, so the
+page stays small and plays the originals where they lie. Every piece of text from the index (file
+names can hold <, quotes, non-UTF-8 bytes) is made printable and HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from avsearch.atomic import write_text
+from avsearch.errors import AvsearchError, InputError
+from avsearch.media.image import load_image
+from avsearch.media.pointcloud import load_pointcloud
+from avsearch.media.walk import printable
+from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD
+from avsearch.search.results import Hit, ResultSet
+
+log = logging.getLogger(__name__)
+
+THUMB_SIDE = 160  # pixels, the longer side of an inlined thumbnail
+JPEG_QUALITY = 75
+_LABELS = {IMAGE: "Pictures", AUDIO: "Sounds", POINTCLOUD: "Point clouds"}
+
+
+def write_html_report(results: list[ResultSet], out: Path, query_label: str) -> Path:
+    """Write one query's results (one section per ResultSet, i.e. per target modality) to `out` as a
+    single HTML file with inlined thumbnails; returns `out`.
+
+    A hit whose file can no longer be read gets a "no preview" box, not an error. Raises InputError
+    when `out` cannot be written.
+    """
+    out = Path(out)
+    page = render_html_report(results, query_label)
+    try:
+        write_text(out, page)
+    except OSError as exc:
+        raise InputError(f"{printable(str(out))}: cannot write the HTML report ({exc.strerror or exc})") from exc
+    return out
+
+
+def render_html_report(results: list[ResultSet], query_label: str) -> str:
+    """The report's HTML text (see write_html_report)."""
+    label = _e(printable(query_label))
+    total = sum(len(r.hits) for r in results)
+    sections = [_section(r, i) for i, r in enumerate(results)] or ['<p class="empty">No results.</p>']
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    return "\n".join(
+        [
+            "<!doctype html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>avsearch: {label}</title>",
+            f"<style>{_CSS}</style></head><body>",
+            f'<header><h1>avsearch results</h1><p class="query">{label}</p>',
+            f'<p class="muted">{total} result{"" if total == 1 else "s"} in {len(results)} group(s), {stamp}</p>'
+            "</header><main>",
+            *sections,
+            "</main></body></html>",
+            "",
+        ]
+    )
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _section(rs: ResultSet, n: int) -> str:
+    via = f"through the {rs.bridge['name']} bridge" if rs.bridge and rs.bridge.get("name") else f"in {rs.space}"
+    heading = f"{_LABELS.get(rs.target, rs.target)} ({len(rs.hits)})"
+    body = (
+        '<ol class="grid">' + "".join(_card(h) for h in rs.hits) + "</ol>"
+        if rs.hits
+        else '<p class="empty">No matches.</p>'
+    )
+    return (
+        f'<section class="group" id="group-{n}" data-target="{_e(rs.target)}" data-count="{len(rs.hits)}">'
+        f'<h2>{_e(heading)}</h2><p class="muted small">{_e(via)}, {_e(rs.index_kind)} index</p>{body}</section>'
+    )
+
+
+def _card(hit: Hit) -> str:
+    shown = printable(hit.path)
+    name = _e(shown.rsplit("/", 1)[-1])
+    url = _e(_file_url(hit.path))
+    if hit.modality == AUDIO:
+        media = f'<audio controls preload="none" src="{url}" aria-label="Play {name}"></audio>'
+    else:
+        data = _thumbnail(hit.path, hit.modality)
+        inner = f'<img src="{data}" alt="{name}">' if data else '<span class="nothumb">no preview</span>'
+        media = f'<a class="thumb" href="{url}">{inner}</a>'
+    return (
+        f'<li class="card" data-modality="{_e(hit.modality)}">{media}'
+        f'<p class="meta"><span class="rank">#{hit.rank}</span> <span class="name" title="{_e(shown)}">{name}</span>'
+        f' <span class="score">{hit.score:.3f}</span></p></li>'
+    )
+
+
+def _file_url(path: str) -> str:
+    """file:// URL of the file's exact bytes (percent-encoded, so any name, also non-UTF-8, stays a link)."""
+    return Path(os.path.abspath(path)).as_uri()
+
+
+def _thumbnail(path: str, modality: str) -> str | None:
+    """A small JPEG as a data: URI, or None when the file cannot be decoded any more (moved, changed)."""
+    try:
+        if modality == IMAGE:
+            img = load_image(path)
+            img.thumbnail((THUMB_SIDE, THUMB_SIDE))
+        elif modality == POINTCLOUD:
+            img = render_points(load_pointcloud(path))
+        else:
+            return None
+    except (AvsearchError, OSError) as exc:
+        log.warning("no thumbnail for %s: %s", printable(path), exc)
+        return None
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=JPEG_QUALITY)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def render_points(xyz: np.ndarray, side: int = THUMB_SIDE) -> Image.Image:
+    """A point cloud (N, 3) drawn as dots seen from a fixed three-quarter view, nearer dots darker."""
+    pts = np.asarray(xyz, dtype=np.float64)[:, :3]
+    pts = pts - pts.mean(axis=0)
+    pts /= max(float(np.abs(pts).max()), 1e-9)
+    yaw, pitch = np.radians(35.0), np.radians(25.0)
+    rot_y = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+    rot_x = np.array([[1, 0, 0], [0, np.cos(pitch), -np.sin(pitch)], [0, np.sin(pitch), np.cos(pitch)]])
+    view = pts @ rot_y.T @ rot_x.T
+    order = np.argsort(view[:, 2])  # far first, so nearer dots are drawn over them
+    view = view[order]
+    scale = (side - 8) / 2 / max(float(np.abs(view[:, :2]).max()), 1e-9)
+    cols = np.clip(np.rint(side / 2 + view[:, 0] * scale), 0, side - 2).astype(int)
+    rows = np.clip(np.rint(side / 2 - view[:, 1] * scale), 0, side - 2).astype(int)
+    depth = (view[:, 2] - view[:, 2].min()) / max(float(np.ptp(view[:, 2])), 1e-9)
+    shade = (200 - 170 * depth).astype(np.uint8)  # 200 (far, light) .. 30 (near, dark)
+    canvas = np.full((side, side, 3), 255, np.uint8)
+    for dr in (0, 1):  # 2x2 dots
+        for dc in (0, 1):
+            canvas[rows + dr, cols + dc] = np.stack([shade // 2, shade, np.minimum(255, shade.astype(int) + 40)], 1)
+    return Image.fromarray(canvas)
+
+
+_CSS = """
+:root{color-scheme:light dark;font-family:system-ui,sans-serif;font-size:15px}
+body{margin:0 auto;max-width:1200px;padding:0 1rem 2rem}
+h1{font-size:1.3rem;margin:1rem 0 .2rem}.query{font-size:1.1rem;margin:.2rem 0;overflow-wrap:anywhere}
+.muted{color:#6b7479}.small{font-size:.8rem;margin:0 0 .5rem}.empty{font-style:italic;color:#6b7479}
+.group{margin-top:1.2rem}h2{font-size:1.1rem;margin:0}
+.grid{list-style:none;margin:0;padding:0;display:grid;gap:.8rem;grid-template-columns:repeat(auto-fill,minmax(180px,1fr))}
+.card{border:1px solid #ccd2d5;border-radius:8px;padding:.5rem;display:flex;flex-direction:column;gap:.35rem}
+.thumb{display:flex;align-items:center;justify-content:center;height:160px;overflow:hidden}
+.thumb img{max-width:100%;max-height:100%}.nothumb{color:#6b7479;font-size:.8rem}audio{width:100%}
+.meta{display:flex;gap:.4rem;margin:0;font-size:.85rem;min-width:0}
+.name{flex:1;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}.score{font-variant-numeric:tabular-nums}
+"""

@@ -1,0 +1,156 @@
+"""`write_html_report`: one query's results as a self-contained HTML page (escaped names, inline JPEG
+thumbnails, audio players on file:// URLs, one section per target modality).
+
+The index test uses the FAKE encoder loader (tests/search/fake_encoder.py: real decoders, deterministic
+vectors, not a model) and a random-weight bridge, so it checks the page, not search quality.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote_to_bytes, urlparse
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from avsearch.errors import InputError
+from avsearch.indexing.pipeline import index_folder
+from avsearch.search.engine import SearchEngine
+from avsearch.search.html_report import write_html_report
+from avsearch.search.results import Hit, ResultSet
+from avsearch.store.index import Index
+from tests.search.conftest import make_3d_bridge
+from tests.search.fake_encoder import FakeLoader
+from tests.search.media_factory import write_audio, write_cloud, write_image
+
+# What the report's own markup uses; a tag made from a file name would be something else.
+ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "p", "main", "section"}
+ALLOWED_TAGS |= {"ol", "li", "a", "img", "span", "audio"}
+
+
+class Page(HTMLParser):
+    """Every start tag with its attributes, in page order."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+
+    def all(self, tag: str) -> list[dict[str, str]]:
+        return [a for t, a in self.tags if t == tag]
+
+    def sections(self) -> list[tuple[str, int]]:
+        """(data-target, number of result cards) per section, in page order."""
+        out: list[tuple[str, int]] = []
+        for tag, attrs in self.tags:
+            if tag == "section":
+                out.append((attrs["data-target"], 0))
+            elif tag == "li" and "card" in attrs.get("class", ""):
+                out[-1] = (out[-1][0], out[-1][1] + 1)
+        return out
+
+
+def _set(target: str, paths: list[Path], modality: str | None = None) -> ResultSet:
+    hits = [Hit(i + 1, os.fsdecode(p), modality or target, 0.9 - i / 10, id=f"{i:032x}") for i, p in enumerate(paths)]
+    return ResultSet("a query", "text", target, "clip", "flat", hits)
+
+
+def _report(tmp_path: Path, results: list[ResultSet], label: str = "dogs") -> tuple[str, Page]:
+    out = write_html_report(results, tmp_path / "out" / "report.html", label)
+    text = out.read_bytes().decode("utf-8")  # strict: a raw surrogate from a file name would not encode
+    return text, Page(text)
+
+
+def test_hostile_names_are_escaped(tmp_path: Path) -> None:
+    # "/" cannot be in a file name, so the <script> element is split over a folder and its file.
+    script = write_image(tmp_path / "<script>alert(1)<" / "script>.png", 1)
+    img_tag = write_image(tmp_path / "<img src=x onerror=\"alert('x')\">.png", 2)
+    raw = write_image(Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9 & co.png")), 3)
+    text, page = _report(tmp_path, [_set("image", [script, img_tag, raw])], label="<b>query</b>")
+
+    assert "<script" not in text.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;.png" in text  # the full path, escaped, in a title
+    assert "<img src=x" not in text and "&lt;img src=x onerror=&quot;alert(&#x27;x&#x27;)&quot;&gt;.png" in text
+    assert "<b>" not in text and "&lt;b&gt;query&lt;/b&gt;" in text
+    assert "caf\\xe9 &amp; co.png" in text  # non-UTF-8 byte shown printable
+    assert {t for t, _ in page.tags} <= ALLOWED_TAGS  # no <script>, <iframe>, ... made of a name
+    assert not [a for _, a in page.tags if any(k.startswith("on") for k in a)]  # no event handler attributes
+
+
+def test_images_and_clouds_inline_as_small_jpegs(tmp_path: Path) -> None:
+    big = write_image(tmp_path / "big.png", 5, size=400)
+    small = write_image(tmp_path / "small.jpg", 6, size=24)
+    cloud = write_cloud(tmp_path / "shape.npy", 0)
+    _, page = _report(tmp_path, [_set("image", [big, small]), _set("pointcloud", [cloud])])
+
+    imgs = page.all("img")
+    assert len(imgs) == 3
+    for attrs, source in zip(imgs, [big, small, None], strict=True):
+        assert attrs["src"].startswith("data:image/jpeg;base64,")
+        thumb = Image.open(io.BytesIO(base64.b64decode(attrs["src"].split(",", 1)[1])))
+        assert thumb.format == "JPEG" and max(thumb.size) <= 160
+        pixels = np.asarray(thumb.convert("RGB"), np.float32)
+        if source is not None:  # the thumbnail is that picture: same mean colour
+            original = np.asarray(Image.open(source).convert("RGB"), np.float32)
+            assert np.abs(pixels.mean((0, 1)) - original.mean((0, 1))).max() < 12
+        else:  # the cloud's preview has dots drawn on white
+            assert (pixels.min(axis=2) < 200).mean() > 0.05
+    links = [a["href"] for a in page.all("a")]
+    assert links == [big.as_uri(), small.as_uri(), cloud.as_uri()]
+
+
+def test_audio_players_point_at_the_files(tmp_path: Path) -> None:
+    plain = write_audio(tmp_path / "sounds" / "dog #1?.wav", 1)
+    odd = write_audio(Path(os.fsdecode(os.fsencode(tmp_path) + b"/r\xe9cord.wav")), 2)
+    _, page = _report(tmp_path, [_set("audio", [plain, odd])])
+
+    audios = page.all("audio")
+    assert [a["preload"] for a in audios] == ["none", "none"] and all("controls" in a for a in audios)
+    for attrs, path in zip(audios, [plain, odd], strict=True):
+        url = urlparse(attrs["src"])
+        assert url.scheme == "file" and unquote_to_bytes(url.path) == os.fsencode(path)
+    assert not page.all("img")  # sounds get no thumbnail
+
+
+def test_counts_per_modality_from_a_real_search(tmp_path: Path, bridge_file: Path) -> None:
+    root = tmp_path / "media"
+    for i in range(4):
+        write_image(root / f"img{i}.png", i)
+    for i in range(2):
+        write_audio(root / f"snd{i}.wav", i)
+    write_cloud(root / "shape.npy", 0)
+    bridge3d = make_3d_bridge(tmp_path / "3d.safetensors")
+    index_folder(root, tmp_path / "index", [bridge_file, bridge3d], encoder_loader=FakeLoader())
+    engine = SearchEngine(Index.open(tmp_path / "index", encoder_loader=FakeLoader()))
+    results = engine.search_file(root / "img0.png", "image", "all", k=3)
+
+    text, page = _report(tmp_path, results, label="img0.png")
+    assert page.sections() == [("image", 3), ("audio", 2), ("pointcloud", 1)]
+    assert "Pictures (3)" in text and "Sounds (2)" in text and "Point clouds (1)" in text
+    assert "6 results in 3 group(s)" in text
+    shown = re.findall(r'<span class="score">([^<]*)</span>', text)
+    assert shown == [f"{h.score:.3f}" for r in results for h in r.hits]
+
+
+def test_unreadable_file_and_empty_results(tmp_path: Path) -> None:
+    gone = tmp_path / "gone.png"  # indexed once, deleted since
+    text, page = _report(tmp_path, [_set("image", [gone]), _set("audio", [])])
+    assert "no preview" in text and not page.all("img")
+    assert page.sections() == [("image", 1), ("audio", 0)] and "No matches." in text
+    text, _ = _report(tmp_path, [])
+    assert "No results." in text
+
+
+def test_unwritable_destination_is_one_input_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="cannot write the HTML report"):
+        write_html_report([], tmp_path / "file" / "report.html", "q")
