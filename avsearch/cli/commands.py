@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "index",  # build/update a search index over a media folder
     "query",  # cross-modal queries
     "info",  # what an index holds
+    "serve",  # HTTP API and web gallery over an index
     "classify3d",  # zero-shot 3D classification
     "evaluate",  # `avsearch eval ...`
 )

@@ -30,6 +30,7 @@ from avsearch.store.tables import TABLES_DIR, MediaStore
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
+CACHE_DIR = "cache"  # derived, disposable files (the server's thumbnails): safe to delete at any time
 FAILED_NAME = "failed.json"  # files that could not be indexed, so an unchanged one is not decoded again
 
 BridgeFiles = Sequence[str | Path] | str | Path | None
@@ -175,6 +176,13 @@ class Index:
     def record_failed(self, failed: dict[str, FailedFile]) -> None:
         """Replace the list of failed files (atomically; surrogate-escaped names survive JSON's \\u escapes)."""
         write_text(self.path / FAILED_NAME, json.dumps({p: asdict(f) for p, f in sorted(failed.items())}, indent=1))
+
+    def cache_dir(self, name: str) -> Path:
+        """The folder for disposable derived files of one kind (e.g. "thumbnails"), made on first use;
+        OSError when the index folder is read-only (the caller then keeps them elsewhere)."""
+        folder = self.path / CACHE_DIR / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     # -- FAISS files -----------------------------------------------------------------------------------
 

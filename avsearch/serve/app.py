@@ -1,0 +1,233 @@
+"""The HTTP API of `avsearch serve` (FastAPI) over one index folder, and the web gallery's files.
+
+    GET  /api/info                          the index description, plus "version"
+    GET  /api/search?text=&k=&target=&where=&glob=
+    POST /api/search                        multipart: file (the query), k, target, where, glob
+    GET  /api/items/{id}/similar?k=&target=&where=&glob=
+    GET  /api/items/{id}                    the item's row
+    GET  /api/items/{id}/media              the file (HTTP Range answered with 206)
+    GET  /api/items/{id}/thumbnail          image/jpeg (pictures, point clouds; 404 for sounds)
+    GET  /                                  the gallery (avsearch/serve/static/index.html; the rest at /static/)
+
+Searches return {"query": {...}, "results": [ResultSet.to_dict(), ...]}; errors {"error": "..."} with a
+4xx status (serve/errors.py). Models load on first use and stay loaded for the life of the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from avsearch import __version__
+from avsearch.embedding.models import EncoderLoader
+from avsearch.errors import AvsearchError, DecodeError, InputError
+from avsearch.media.detect import detect
+from avsearch.media.failures import NOT_MEDIA
+from avsearch.media.walk import printable
+from avsearch.search.engine import SearchFilters
+from avsearch.search.planner import ALL
+from avsearch.search.results import ResultSet
+from avsearch.serve.describe import describe_index
+from avsearch.serve.errors import NotFound, NotMedia, install_error_handlers
+from avsearch.serve.items import item_file, item_json, media_type, require_item
+from avsearch.serve.live import LiveIndex
+from avsearch.serve.thumbnails import Thumbnails
+from avsearch.serve.uploads import FILE_FIELD, Upload, receive_upload
+
+DEFAULT_MAX_UPLOAD = 64 * 2**20  # bytes
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_K = 1000
+_MAX_TEXT = 2000  # characters of a text query, filter or glob
+# `where` expressions need SearchFilters.where (metadata filters); older engines take the glob only.
+WHERE_SUPPORTED = "where" in {f.name for f in dataclasses.fields(SearchFilters)}
+
+K = Annotated[int, Query(description=f"Results per target modality (1..{MAX_K}).")]
+Target = Annotated[str, Query(description="image, audio, pointcloud or all.")]
+Where = Annotated[str | None, Query(description="Metadata filter, e.g. \"duration > 5 and folder = 'field'\".")]
+Glob = Annotated[str | None, Query(description="Only paths matching this pattern, e.g. '*/birds/*'.")]
+
+
+def create_app(
+    index_dir: str | Path,
+    *,
+    weights_dir: str | Path | None = None,
+    device: str | None = None,
+    encoder_loader: EncoderLoader | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+    reload_interval: float = 0.5,
+    warm: bool = False,
+    static_dir: Path = STATIC_DIR,
+) -> FastAPI:
+    """The API over the index at `index_dir` (opened now: InputError when there is none).
+
+    encoder_loader: how encoders are loaded, as `Index.open` takes it (a test hook: tests pass a fake
+    encoder; None loads the real models from `weights_dir`). reload_interval: at most how often (seconds)
+    the server looks for a new index commit. warm: load the text query's models in the background at
+    start instead of on the first query.
+    """
+    live = LiveIndex(
+        index_dir, weights_dir=weights_dir, device=device, encoder_loader=encoder_loader, check_interval=reload_interval
+    )
+    try:
+        cache: Path | None = live.current().index.cache_dir("thumbnails")
+    except OSError:
+        cache = None
+    thumbnails = Thumbnails(cache)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if warm:
+            threading.Thread(target=live.warm, name="avsearch-warm", daemon=True).start()
+        yield
+
+    app = FastAPI(
+        title="avsearch",
+        version=__version__,
+        summary="Cross-modal search over sound, pictures, text and 3D shapes.",
+        lifespan=lifespan,
+    )
+    app.state.live = live
+    app.state.thumbnails = thumbnails
+    app.state.max_upload_bytes = max_upload_bytes
+    install_error_handlers(app)
+
+    @app.get("/api/info")
+    def info() -> dict[str, Any]:
+        """What the index holds (as `avsearch info`), the avsearch version and this server's limits."""
+        snapshot = live.current()
+        if snapshot.info is None:
+            snapshot.info = describe_index(snapshot.index)
+        limits = {"max_upload_bytes": max_upload_bytes, "max_k": MAX_K, "where": WHERE_SUPPORTED}
+        return {**snapshot.info, "version": __version__, "server": limits}
+
+    @app.get("/api/search")
+    def search_text(text: str, k: K = 10, target: Target = ALL, where: Where = None, glob: Glob = None) -> dict:
+        """Search by text: images in CLIP's space, sounds in CLAP's, 3D through the 3D bridge."""
+        filters = _filters(where, glob)
+        _check(k, text=text)
+        with live.searching() as engine:
+            results = engine.search_text(text, target, k, filters)
+        return _answer({"text": text, "k": k, "target": target, "where": where, "glob": glob}, results)
+
+    @app.post(
+        "/api/search",
+        openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _FORM}}}},
+    )
+    async def search_file(request: Request) -> dict:
+        """Search by an uploaded sound, picture or point cloud (told apart by decoding, not by name)."""
+        async with receive_upload(request, max_upload_bytes) as upload:
+            return await run_in_threadpool(_search_upload, live, upload)
+
+    @app.get("/api/items/{item_id}/similar")
+    def similar(item_id: str, k: K = 10, target: Target = ALL, where: Where = None, glob: Glob = None) -> dict:
+        """More like an indexed item: its stored vectors are the query (no model loads)."""
+        filters = _filters(where, glob)
+        _check(k)
+        with live.searching() as engine:
+            modality, record = require_item(engine.index, item_id)
+            results = engine.search_item(item_id, target, k, filters)
+        query = {"id": item_id, "path": printable(record.path), "modality": modality, "k": k, "target": target}
+        return _answer({**query, "where": where, "glob": glob}, results)
+
+    @app.get("/api/items/{item_id}")
+    def item(item_id: str) -> dict[str, Any]:
+        """The item's row: id, path, name, modality, size, mtime_ns (and any metadata the index keeps)."""
+        modality, record = require_item(live.current().index, item_id)
+        return item_json(item_id, modality, record)
+
+    @app.get("/api/items/{item_id}/media", response_class=FileResponse)
+    def media(item_id: str) -> FileResponse:
+        """The item's file; Range requests get 206 Partial Content (audio players seek)."""
+        _, record = require_item(live.current().index, item_id)
+        path = item_file(record)
+        name = printable(path.name)
+        return FileResponse(path, media_type=media_type(path), filename=name, content_disposition_type="inline")
+
+    @app.get("/api/items/{item_id}/thumbnail", response_class=FileResponse)
+    def thumbnail(item_id: str) -> FileResponse:
+        """A JPEG preview: a picture scaled down, a point cloud drawn; made once, then cached."""
+        modality, record = require_item(live.current().index, item_id)
+        jpeg = thumbnails.get(item_id, modality, item_file(record))
+        return FileResponse(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/", include_in_schema=False)
+    def gallery() -> FileResponse:
+        page = static_dir / "index.html"
+        if not page.is_file():
+            raise NotFound("the web gallery is not installed (avsearch/serve/static/index.html); the API is at /api")
+        return FileResponse(page, media_type="text/html")
+
+    if static_dir.is_dir():
+        app.mount("/static", StaticFiles(directory=static_dir), name="static")
+    return app
+
+
+_FORM = {
+    "type": "object",
+    "required": [FILE_FIELD],
+    "properties": {
+        FILE_FIELD: {"type": "string", "format": "binary", "description": "A sound, picture or point cloud."},
+        "k": {"type": "integer", "default": 10},
+        "target": {"type": "string", "default": ALL},
+        "where": {"type": "string"},
+        "glob": {"type": "string"},
+    },
+}
+
+
+def _search_upload(live: LiveIndex, upload: Upload) -> dict:
+    """Detect the upload's kind by its content, then search with it (in a worker thread)."""
+    fields = upload.fields
+    where, glob = fields.get("where") or None, fields.get("glob") or None
+    target = fields.get("target") or ALL
+    raw_k = fields.get("k") or "10"
+    if not raw_k.strip().isdigit():
+        raise InputError(f"k: expected a whole number, got {raw_k[:20]!r}")
+    k = int(raw_k)
+    _check(k)
+    filters = _filters(where, glob)
+    try:
+        found = detect(upload.path)
+        if found.failed:
+            raise DecodeError(f"{upload.path}: {found.reason}")
+        if found.kind is None:
+            raise NotMedia(f"{upload.path}: {NOT_MEDIA}")
+        with live.searching() as engine:
+            results = engine.search_file(upload.path, found.kind, target, k, filters)
+    except AvsearchError as exc:  # the same reason the CLI gives, naming the upload instead of our temporary copy
+        raise type(exc)(str(exc).replace(str(upload.path), upload.name)) from None
+    query = {"file": upload.name, "modality": found.kind, "k": k, "target": target, "where": where, "glob": glob}
+    return _answer(query, results)
+
+
+def _filters(where: str | None, glob: str | None) -> SearchFilters | None:
+    """The search filters of a request (empty values mean none)."""
+    where, glob = where or None, glob or None
+    for name, value in (("where", where), ("glob", glob)):
+        if value is not None and len(value) > _MAX_TEXT:
+            raise InputError(f"{name}: longer than {_MAX_TEXT} characters")
+    if where is not None and not WHERE_SUPPORTED:
+        raise InputError("where filters are not available in this version")
+    if where is None and glob is None:
+        return None
+    return SearchFilters(path_glob=glob, where=where) if where is not None else SearchFilters(path_glob=glob)  # type: ignore[call-arg]
+
+
+def _check(k: int, text: str | None = None) -> None:
+    if not 1 <= k <= MAX_K:
+        raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
+    if text is not None and len(text) > _MAX_TEXT:
+        raise InputError(f"the query text is longer than {_MAX_TEXT} characters")
+
+
+def _answer(query: dict[str, Any], results: list[ResultSet]) -> dict[str, Any]:
+    return {"query": query, "results": [r.to_dict() for r in results]}

@@ -1,0 +1,97 @@
+"""Indexed items by id: the row lookup, the item's JSON and the file it names.
+
+An id is a row key (32 lowercase hex digits, `avsearch.store.tables.is_key`). It is checked for that form
+before any lookup, and a file is only ever reached through the path its row records: nothing the client
+sends becomes part of a filesystem path.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from avsearch.media.detect import detect
+from avsearch.media.walk import printable
+from avsearch.serve.errors import NotFound
+from avsearch.store.index import Index
+from avsearch.store.tables import FileRecord, is_key
+
+# Bookkeeping of a row that says how it was made, not what the item is: left out of the item's JSON.
+_INTERNAL = ("hash", "encoder", "bridge")
+
+# Detected format -> Content-Type. Unknown formats are sent as bytes.
+_MIME = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+    "tiff": "image/tiff",
+    "avif": "image/avif",
+    "heif": "image/heif",
+    "jpeg2000": "image/jp2",
+    "ico": "image/vnd.microsoft.icon",
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "mp3": "audio/mpeg",
+    "aac": "audio/aac",
+    "aiff": "audio/aiff",
+    "au": "audio/basic",
+    "m4a": "audio/mp4",
+    "caf": "audio/x-caf",
+    "amr": "audio/amr",
+    "w64": "audio/x-w64",
+    "matroska": "audio/x-matroska",
+    "asf": "audio/x-ms-wma",
+    "obj": "model/obj",
+    "stl": "model/stl",
+    "ply": "application/octet-stream",
+}
+_UNKNOWN_ID = "unknown item id (an id is the 32-hex-digit `id` of a search hit)"
+
+
+def find_item(index: Index, item_id: str) -> tuple[str, FileRecord] | None:
+    """(modality, row) of the item with this id, or None; an id not of the key form is never looked up."""
+    if not is_key(item_id):
+        return None
+    for modality in index.tables.modalities():
+        records, _ = index.tables.fetch(modality, [item_id])
+        if records:
+            return modality, records[0]
+    return None
+
+
+def require_item(index: Index, item_id: str) -> tuple[str, FileRecord]:
+    """find_item, or NotFound (404)."""
+    found = find_item(index, item_id)
+    if found is None:
+        raise NotFound(_UNKNOWN_ID)
+    return found
+
+
+def item_json(item_id: str, modality: str, record: FileRecord) -> dict[str, Any]:
+    """id, path, name, modality, size, mtime_ns and any further descriptive field the row has."""
+    extra = {k: v for k, v in asdict(record).items() if k not in _INTERNAL and k != "path"}
+    path = printable(record.path)
+    return {"id": item_id, "path": path, "name": os.path.basename(path), "modality": modality, **extra}
+
+
+def item_file(record: FileRecord) -> Path:
+    """The item's file as it is on disk now; NotFound when it is gone or not a regular file (an item
+    indexed from vectors, `avsearch index --embeddings`, has no file)."""
+    path = Path(record.path)
+    try:
+        if stat.S_ISREG(path.stat().st_mode):
+            return path
+    except OSError:
+        pass
+    raise NotFound(f"{printable(record.path)}: the file of this item is not on disk (moved, deleted, or never was)")
+
+
+def media_type(path: Path) -> str:
+    """The Content-Type of a file, from its detected format (its content, not its name)."""
+    return _MIME.get(detect(path).format, "application/octet-stream")
