@@ -3,11 +3,13 @@
 Real weights cannot be downloaded on the benchmark machines, so the encoders run with RANDOM weights
 of the real architectures (open_clip ViT-B-32; laion_clap HTSAT-tiny fusion) written by
 tests/weights_factory.py. Speed does not depend on the weight values; the CLAP text tower is tiny
-there but is not used by the audio figures. Columns: `encode_files` (decode then encode, one call);
-`stream` (embedding/stream.encode_batches, what `avsearch index` and `embed` run: the next batch decodes
-in worker threads while this one is encoded); decode-only (the same files decoded, no model); bare (the
-model forward on pre-decoded input). stream/bare is the pipeline's efficiency; on a GPU the decode-only
-rate is its ceiling.
+there but is not used by the audio figures. Columns: `files` (encode_files: decode then encode, one
+call); `threads` / `procs` (embedding/stream.encode_batches, what `avsearch index` and `embed` run, with
+the next batches decoded by 2 worker threads / by worker processes, one per core but one);
+`dec 1` (decode only, one thread) and `dec N` (decode only, in the worker processes: the decode
+ceiling of this machine); `bare` (the model forward on pre-decoded input). On a CPU the model bounds
+everything (stream/bare is the pipeline's efficiency); on a GPU the goal is stream >= 0.8 x dec N.
+Last, the bare forward under bf16 autocast: its speed and its cosine to the float32 vectors.
 
 Long clips (window-mean vs fusion input): benchmarks/clap_long.py.
 
@@ -29,7 +31,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.weights_factory
 
-from avsearch.embedding.stream import encode_batches  # noqa: E402
+from avsearch.embedding.stream import DecodePlan, decode_batches, encode_batches, plan_decode  # noqa: E402
 from avsearch.encoders.registry import load_encoder  # noqa: E402
 from tests.weights_factory import make_av_weights  # noqa: E402
 
@@ -66,45 +68,44 @@ def main() -> None:
             clips.append(path)
 
         clip = load_encoder("clip-vit-b-32-openai", ["image"], weights_dir=weights, device=args.device)
-        pixels = torch.stack([clip.prepare("image", p) for p in images])
-        t_img = _timed(lambda: clip.encode_files("image", images))
-        t_img_stream = _timed(lambda: list(encode_batches(clip, "image", _batches(images, 16))))
-        t_img_decode = _timed(lambda: [clip.prepare("image", p) for p in images])
-        t_img_bare = _timed(lambda: clip.encode_pixels(pixels))
-
         clap = load_encoder("clap-630k-fusion", ["audio"], weights_dir=weights, device=args.device)
-        # Bare = mel + model forward on decoded 10 s waveforms (clips <= 10 s: the same input in both
-        # long-clip modes; window-mean's prepare() stops at the waveform, fusion's at the mel).
-        windows = np.concatenate([clap.with_long_clip("window-mean").prepare("audio", p) for p in clips])
-        t_aud = _timed(lambda: clap.encode_files("audio", clips), repeats=1)
-        t_aud_stream = _timed(lambda: list(encode_batches(clap, "audio", _batches(clips, 4))), repeats=1)
-        t_aud_decode = _timed(lambda: [clap.prepare("audio", p) for p in clips], repeats=1)
-        t_aud_bare = _timed(lambda: clap.encode_windows(windows), repeats=1)
+        procs = plan_decode(clip, 100, "processes")
+        threads = DecodePlan("threads", 2, 2)
+        rows = []
+        for label, enc, files, batch, repeats in (
+            (f"image  CLIP ViT-B/32 ({args.images} JPEG 640x480)", clip, images, 16, 2),
+            (f"audio  CLAP fusion ({args.audio} FLAC 10 s 44.1k)", clap, clips, 4, 1),
+        ):
+            modality = "image" if enc is clip else "audio"
+            batches = _batches(files, batch)
+            prepared = [enc.prepare(modality, p) for p in files]
+            times = [
+                _timed(lambda e=enc, m=modality, f=files: e.encode_files(m, f), repeats),
+                _timed(lambda e=enc, m=modality, b=batches: list(encode_batches(e, m, b, threads)), repeats),
+                _timed(lambda e=enc, m=modality, b=batches: list(encode_batches(e, m, b, procs)), repeats),
+                _timed(lambda e=enc, m=modality, f=files: [e.prepare(m, p) for p in f], repeats),
+                _timed(lambda e=enc, m=modality, b=batches: list(decode_batches(e.preparer(m), b, procs)), repeats),
+                _timed(lambda e=enc, m=modality, p=prepared: e.encode_prepared(m, p), repeats),
+            ]
+            rows.append((label, len(files), times))
+        fp32 = clip.encode_prepared("image", [clip.prepare("image", p) for p in images])
+        device_type = clip.device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            prepared = [clip.prepare("image", p) for p in images]
+            t_bf16 = _timed(lambda: clip.encode_prepared("image", prepared))
+            bf16 = clip.encode_prepared("image", prepared)
+        t_fp32 = _timed(lambda: clip.encode_prepared("image", prepared))
 
-    threads = torch.get_num_threads()
-    print(f"device: {clip.device} ({threads} CPU threads); RANDOM weights of the real architectures")
-    print(f"{'files/s':>44}{'stream':>10}{'decode':>10}{'bare':>10}{'stream/bare':>13}")
-    rows = [
-        (
-            f"image  CLIP ViT-B/32 ({args.images} JPEG 640x480)",
-            args.images,
-            t_img,
-            t_img_stream,
-            t_img_decode,
-            t_img_bare,
-        ),
-        (
-            f"audio  CLAP fusion ({args.audio} FLAC 10 s 44.1k)",
-            args.audio,
-            t_aud,
-            t_aud_stream,
-            t_aud_decode,
-            t_aud_bare,
-        ),
-    ]
-    for label, n, t_pipe, t_stream, t_decode, t_bare in rows:
-        rates = "".join(f"{n / t:10.2f}" for t in (t_pipe, t_stream, t_decode, t_bare))
-        print(f"{label:34}{rates}{t_bare / t_stream:12.0%}")
+    cores = torch.get_num_threads()
+    print(f"device: {clip.device} ({cores} CPU threads; {procs.workers} decode processes); RANDOM weights")
+    print(f"{'files/s':>44}{'threads':>9}{'procs':>9}{'dec 1':>9}{'dec N':>9}{'bare':>9}")
+    for label, n, times in rows:
+        print(f"{label:35}" + "".join(f"{n / t:9.2f}" for t in times))
+    cosine = np.sum(fp32 * bf16, axis=1)
+    print(
+        f"CLIP image tower, bf16 autocast on {device_type}: {args.images / t_bf16:.1f} vs {args.images / t_fp32:.1f} "
+        f"images/s in float32; cosine to float32 min {cosine.min():.5f}, mean {cosine.mean():.5f}"
+    )
 
 
 def _batches(paths: list[Path], size: int) -> list[list[str]]:

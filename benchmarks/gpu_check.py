@@ -2,8 +2,11 @@
 
 Meant for a lent GPU machine (shared/REFERENCE.md: torch, numpy, scipy, safetensors there; no faiss,
 lancedb, open_clip or laion_clap), so it uses only those: exact search in torch (TorchExact), semantic
-consistency, bridge training on a synthetic world, and projection. Without a GPU it runs the same
-checks on the CPU at smaller sizes (`--quick`), which shows the script works, not GPU figures.
+consistency, bridge training on a synthetic world, and projection. Ingest (JPEG decoding in worker
+processes feeding CLIP ViT-B/32 with random weights, fp16 and bf16 vs fp32) runs where open_clip imports
+(its 1.5 MB wheel can be carried and installed with --no-deps); otherwise it says so and is skipped.
+Without a GPU it runs the same checks on the CPU at smaller sizes (`--quick`), which shows the script
+works, not GPU figures.
 
     python benchmarks/gpu_check.py            # on the GPU machine: a few minutes
     python benchmarks/gpu_check.py --quick    # anywhere
@@ -91,6 +94,51 @@ def check_bridge(device: torch.device, pairs: int, batch: int, epochs: int) -> N
     print(f"projection same bridge on {device} vs cpu: min cosine {cosine:.6f}")
 
 
+def check_ingest(device: torch.device, n_images: int) -> None:
+    try:
+        from avsearch.embedding.stream import decode_batches, encode_batches, plan_decode
+        from avsearch.encoders.registry import load_encoder
+        from tests.weights_factory import make_clip_weights
+    except ImportError as exc:
+        print(f"ingest     skipped: {exc} (carry the open_clip_torch wheel and install it with --no-deps)")
+        return
+    import tempfile
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        make_clip_weights(root / "weights")
+        files = []
+        for i in range(n_images):
+            files.append(str(root / f"{i}.jpg"))
+            Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(files[-1], quality=90)
+        clip = load_encoder("clip-vit-b-32-openai", ["image"], weights_dir=root / "weights", device=str(device))
+        batches = [files[i : i + 256] for i in range(0, n_images, 256)]
+        plan = plan_decode(clip, len(batches))
+        t = time.perf_counter()
+        decoded = [d for b in decode_batches(clip.preparer("image"), batches, plan) for d in b]
+        decode_rate = n_images / (time.perf_counter() - t)
+        t = time.perf_counter()
+        half = np.concatenate([v for _, v, _ in encode_batches(clip, "image", batches, plan)])
+        _sync(device)
+        stream_rate = n_images / (time.perf_counter() - t)
+        pixels = clip._normalize(torch.stack(decoded[:512]).float().div(255))
+        ref = clip.encode_pixels(pixels)  # the model's own precision (fp16 on CUDA)
+        clip._model.float()
+        clip.dtype = torch.float32
+        fp32 = clip.encode_pixels(pixels)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            bf16 = clip.encode_pixels(pixels)
+        print(
+            f"ingest     {n_images} JPEG 640x480 on {device}, {plan.workers} decode {plan.mode}: stream "
+            f"{stream_rate:,.0f} images/s, decode only {decode_rate:,.0f}/s (ratio {stream_rate / decode_rate:.2f}); "
+            f"cosine to fp32: model precision min {np.sum(ref * fp32, 1).min():.5f}, bf16 autocast min "
+            f"{np.sum(bf16 * fp32, 1).min():.5f}; stream rows {len(half)}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a CPU, or a smoke test)")
@@ -101,6 +149,7 @@ def main() -> None:
     print(f"gpu_check on {device} ({name}); torch {torch.__version__}, numpy {np.__version__}")
     check_search(device, n=100_000 if quick else 1_000_000)
     check_bridge(device, pairs=4_000 if quick else 100_000, batch=1024 if quick else 10_240, epochs=2 if quick else 5)
+    check_ingest(device, n_images=128 if quick else 5_000)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,26 @@ class LongClip(StrEnum):
             raise ConfigError(f"encoders.toml: long_clip = {value!r} is not one of {valid}") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class ClapAudioPreparer:
+    """Decode one audio file into CLAP's model input: resample, int16 quantisation, then the fusion
+    mel (or the 10 s windows). Holds no model, so worker processes can run it."""
+
+    sample_rate: int
+    audio_cfg: dict
+    window_samples: int
+    max_windows: int
+    long_clip: LongClip
+
+    def __call__(self, path: Path) -> FusionInput | np.ndarray:
+        return self.from_wave(quantize_int16(load_audio(path, self.sample_rate)))
+
+    def from_wave(self, wave: np.ndarray) -> FusionInput | np.ndarray:
+        if self.long_clip is LongClip.FUSION:
+            return clip_fusion_input(wave, self.audio_cfg, self.window_samples)
+        return make_windows(wave, self.window_samples, self.max_windows)
+
+
 class ClapEncoder:
     """Frozen CLAP encoder of the "clap" space (see avsearch.encoders.base.Encoder)."""
 
@@ -113,21 +133,24 @@ class ClapEncoder:
         )
 
     # -- audio -----------------------------------------------------------------------------------
+    def preparer(self, modality: str) -> ClapAudioPreparer:
+        """The model-free decode step for `modality` (picklable: decode worker processes run it)."""
+        if modality != AUDIO:
+            raise ConfigError(f"{self.name} encodes audio files, not {modality}")
+        return ClapAudioPreparer(
+            self.sample_rate, self.audio_cfg, self.window_samples, self.max_windows, self.long_clip
+        )
+
     def prepare(self, modality: str, path: Path) -> FusionInput | np.ndarray:
         """Decode one file into its model input (by `long_clip`); DecodeError names a bad file.
 
         fusion: a FusionInput (mel_fusion (4, 1001, 64)); window-mean: windows (W, 480000) float32.
         """
-        if modality != AUDIO:
-            raise ConfigError(f"{self.name} encodes audio files, not {modality}")
-        wave = quantize_int16(load_audio(path, self.sample_rate))
-        return self.prepare_wave(wave)
+        return self.preparer(modality)(path)
 
     def prepare_wave(self, wave: np.ndarray) -> FusionInput | np.ndarray:
         """An int16-quantised 48 kHz mono waveform (T,) -> what prepare() returns for it."""
-        if self.long_clip is LongClip.FUSION:
-            return clip_fusion_input(wave, self.audio_cfg, self.window_samples)
-        return make_windows(wave, self.window_samples, self.max_windows)
+        return self.preparer(AUDIO).from_wave(wave)
 
     @torch.inference_mode()
     def encode_windows(self, windows: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,6 +76,39 @@ def _drop_unused_towers(model: torch.nn.Module, modalities: Sequence[str]) -> No
             setattr(model, attr, None)
 
 
+def _clip_transform(size: int, mean: tuple, std: tuple, interpolation: str) -> Any:
+    """open_clip's evaluation transform: resize the short side, centre crop, RGB, to tensor, normalise."""
+    return _open_clip("transform").image_transform(
+        size, is_train=False, mean=mean, std=std, interpolation=interpolation, resize_mode="shortest"
+    )
+
+
+class ClipImagePreparer:
+    """Decode one image file into CLIP's input before scaling: (3, size, size) uint8.
+
+    The transform's geometric steps run here (in decode workers, threads or processes); ToTensor +
+    Normalize wait for the batch (ClipEncoder.encode_prepared). Holds no model, so it pickles small.
+    """
+
+    def __init__(self, size: int, mean: tuple, std: tuple, interpolation: str) -> None:
+        self.args = (size, mean, std, interpolation)
+        self._steps: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"args": self.args, "_steps": None}
+
+    def __call__(self, path: Path) -> torch.Tensor:
+        if self._steps is None:  # built on first use, in the process that decodes
+            from torchvision.transforms import Compose
+
+            steps = _clip_transform(*self.args).transforms
+            if [type(t).__name__ for t in steps[-2:]] != ["MaybeToTensor", "Normalize"]:
+                raise IncompatibleError(f"open_clip's image transform changed: {steps}")
+            self._steps = Compose(steps[:-2])
+        image = self._steps(load_image(path))
+        return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
 class ClipEncoder:
     """Frozen CLIP encoder of the "clip" space (see avsearch.encoders.base.Encoder)."""
 
@@ -96,33 +130,37 @@ class ClipEncoder:
         self._spec = spec
         self._model = model
         self._weight_path = weight_path
-        self.preprocess = _open_clip("transform").image_transform(
-            opts["image_size"],
-            is_train=False,
-            mean=tuple(opts["mean"]),
-            std=tuple(opts["std"]),
-            interpolation=opts["interpolation"],
-            resize_mode="shortest",
-        )
+        transform_args = (opts["image_size"], tuple(opts["mean"]), tuple(opts["std"]), opts["interpolation"])
+        self.preprocess = _clip_transform(*transform_args)  # the whole upstream transform, for reference
+        self._normalize = self.preprocess.transforms[-1]  # the transform's own Normalize, applied per batch
+        self._image_preparer = ClipImagePreparer(*transform_args)
         self.tokenizer = _open_clip("factory").get_tokenizer(opts["arch"], context_length=opts["context_length"])
         self.image_batch = batch_size_for(device, opts["batch_image"])
         self.text_batch = batch_size_for(device, opts["batch_text"])
 
     # -- images ----------------------------------------------------------------------------------
-    def prepare(self, modality: str, path: Path) -> torch.Tensor:
-        """Decode and preprocess one file: (3, 224, 224) float32. Raises DecodeError naming it."""
+    def preparer(self, modality: str) -> ClipImagePreparer:
+        """The model-free decode step for `modality` (picklable: decode worker processes run it)."""
         if modality != IMAGE:
             raise ConfigError(f"{self.name} encodes image files, not {modality}")
-        return self.preprocess(load_image(path))
+        return self._image_preparer
+
+    def prepare(self, modality: str, path: Path) -> torch.Tensor:
+        """Decode, resize and crop one file: (3, 224, 224) uint8. Raises DecodeError naming it."""
+        return self.preparer(modality)(path)
 
     @torch.inference_mode()
     def encode_prepared(self, modality: str, items: Sequence[torch.Tensor]) -> np.ndarray:
-        """Encode preprocessed images [(3, 224, 224)] -> (N, 512) float32, rows L2-normalised."""
+        """Encode prepared images [(3, 224, 224) uint8] -> (N, 512) float32, rows L2-normalised.
+
+        The uint8 -> float scaling and normalisation run here, per batch and on the model's device: the
+        same arithmetic as the transform's ToTensor + Normalize, on a quarter of the bytes per image.
+        """
         require_tower(self, IMAGE)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        pixels = torch.stack(list(items))
-        return self.encode_pixels(pixels)
+        pixels = torch.stack(list(items)).to(self.device, non_blocking=True)
+        return self.encode_pixels(self._normalize(pixels.float().div(255)))
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:

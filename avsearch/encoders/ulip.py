@@ -59,6 +59,11 @@ def _image_transform() -> Callable[[Any], torch.Tensor]:
     )
 
 
+def _prepare_image(path: Path) -> torch.Tensor:
+    """One image file -> ULIP's image input (3, 224, 224) float32."""
+    return _image_transform()(load_image(path))
+
+
 class UlipEncoder:
     """ULIP-2 PointBERT (+ its SLIP image tower), loaded for the requested modalities only."""
 
@@ -108,18 +113,38 @@ class UlipEncoder:
             out[start : start + len(batch)] = emb.cpu().numpy()
         return out
 
-    # -- images -------------------------------------------------------------------------------
+    def preparer(self, modality: str) -> Callable[[Path], Any]:
+        """The model-free decode step (picklable): a point-cloud or mesh file -> (8192, 3) float32, or
+        an image file -> (3, 224, 224) float32."""
+        if modality == POINTCLOUD:
+            return load_pointcloud
+        if modality == IMAGE:
+            return _prepare_image
+        raise IncompatibleError(f"encoder {NAME!r} encodes {', '.join(self.modalities)}, not {modality!r}")
+
+    def prepare(self, modality: str, path: Path) -> Any:
+        """Decode one file; DecodeError names a bad file."""
+        return self.preparer(modality)(path)
+
     @torch.inference_mode()
-    def encode_images(self, paths: Sequence[Path]) -> np.ndarray:
-        """Image files -> (len(paths), 512) float32, L2-normalised."""
+    def encode_prepared(self, modality: str, items: Sequence[Any]) -> np.ndarray:
+        """Prepared clouds [(N, 3)] or images [(3, 224, 224)] -> (len(items), 512) float32, unit rows."""
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if modality == POINTCLOUD:
+            return self.encode_points(np.stack(items))
         if self.vision_tower is None:
             raise IncompatibleError(f"encoder {NAME!r} was loaded without the image tower")
-        out = np.empty((len(paths), self.dim), dtype=np.float32)
-        for start in range(0, len(paths), self.batch_images):
-            chunk = paths[start : start + self.batch_images]
-            batch = torch.stack([_image_transform()(load_image(p)) for p in chunk]).to(self.device)
-            out[start : start + len(chunk)] = F.normalize(self.vision_tower(batch).float(), dim=-1).cpu().numpy()
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        for start in range(0, len(items), self.batch_images):
+            batch = torch.stack(list(items[start : start + self.batch_images])).to(self.device)
+            out[start : start + len(batch)] = F.normalize(self.vision_tower(batch).float(), dim=-1).cpu().numpy()
         return out
+
+    # -- images -------------------------------------------------------------------------------
+    def encode_images(self, paths: Sequence[Path]) -> np.ndarray:
+        """Image files -> (len(paths), 512) float32, L2-normalised."""
+        return self.encode_prepared(IMAGE, [_prepare_image(p) for p in paths])
 
     # -- Encoder protocol ---------------------------------------------------------------------
     def encode_files(self, modality: str, paths: Sequence[Path]) -> np.ndarray:

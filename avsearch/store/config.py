@@ -22,6 +22,9 @@ class IngestConfig:
     batch_size: int = 32  # files per encoder call and per committed write
     follow_symlinks: bool = True
     skip_hidden: bool = True
+    decode: str = "auto"  # "auto", "threads" or "processes" (embedding/stream.py plan_decode)
+    decode_workers: int = 0  # 0: auto (2 threads; processes: one per core but one, at most 16)
+    prefetch_batches: int = 2  # batches decoded ahead of the one being encoded
 
 
 @dataclass(frozen=True)
