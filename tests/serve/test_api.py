@@ -75,9 +75,13 @@ def test_where_is_passed_to_the_engine_or_refused(client: TestClient) -> None:
     r = client.get("/api/search", params={"text": "x", "where": "duration > 1"})
     if not app_module.WHERE_SUPPORTED:
         assert (r.status_code, r.json()) == (400, {"error": "where filters are not available in this version"})
-    else:
+    else:  # every tone lasts 0.25 s
         assert app_module._filters("duration > 1", "*/a/*").where == "duration > 1"  # type: ignore[union-attr]
-        assert r.status_code < 500
+        for where, hits in (("duration > 1", 0), ("duration < 1", 3)):
+            r = client.get("/api/search", params={"text": "x", "target": "audio", "where": where})
+            assert len(r.json()["results"][0]["hits"]) == hits
+        r = client.get("/api/search", params={"text": "x", "where": "duration >"})
+        assert r.status_code == 400 and r.json()["error"].startswith("filter 'duration >'")
 
 
 # -- uploads -----------------------------------------------------------------------------------------------
