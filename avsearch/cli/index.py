@@ -83,6 +83,18 @@ def index_command(
         bool,
         typer.Option("--rebuild", help="Drop the tables and FAISS files and embed everything again (damaged index)."),
     ] = False,
+    tags: Annotated[
+        Path | None,
+        typer.Option(
+            "--tags",
+            help=(
+                "Tags sidecar for `query --tag` / --where \"tag = 'x'\": CSV with a `path,tags` header (tags "
+                'separated by ; or ,) or JSON lines {"path": ..., "tags": [...]}, paths relative to FOLDER. '
+                "Without it, FOLDER/avsearch-tags.csv or FOLDER/avsearch-tags.jsonl is read when present "
+                "(configs/metadata.toml). Edited tags apply on the next run without re-embedding."
+            ),
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's report as JSON on stdout.")] = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -90,6 +102,9 @@ def index_command(
 
     Unchanged files are skipped, changed ones re-embedded, deleted ones removed and renames recognised
     by content hash. Work is committed in batches: after an interruption, run the same command again.
+    Each file's metadata (folder, extension, duration, sample rate, picture size, point count, tags) is
+    stored for `avsearch query --where`; an index made before that searches as before, and its metadata
+    filters ask for `--rebuild`.
 
     Exit code: 0 when every media file is indexed, 3 when some could not be (each listed with its
     reason on stderr, and in --json), 1 for bad input or usage.
@@ -101,6 +116,8 @@ def index_command(
 
     if (folder is None) == (embeddings is None):
         raise InputError("give a media FOLDER to index, or --embeddings DIR of vectors (one of the two)")
+    if tags is not None and embeddings is not None:
+        raise InputError('--tags is for a media FOLDER; vectors carry their tags in .rows.jsonl ({"tags": [...]})')
     settings = load_settings()
     with Progress(
         TextColumn("{task.description}"),
@@ -122,6 +139,7 @@ def index_command(
                 progress=RichProgress(bars),
                 retry_failed=retry_failed,
                 rebuild=rebuild,
+                tags=tags,
             )
         else:
             with Index.update(
@@ -157,6 +175,7 @@ def _print_summary(summary: IndexSummary) -> None:
         ("touched", summary.touched),
         ("renamed", summary.renamed),
         ("copied", summary.copied),
+        ("re-tagged", summary.retagged),
         ("removed", summary.removed),
         ("not media", summary.ignored),
         ("failed", len(summary.failed)),

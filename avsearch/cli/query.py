@@ -30,6 +30,40 @@ def query_command(
     glob: Annotated[
         str | None, typer.Option("--glob", help="Only paths matching this pattern, e.g. '*/birds/*'.")
     ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where",
+            help=(
+                "Only rows passing this filter, e.g. \"duration > 5 and folder = 'field'\". Columns: modality, "
+                "path, folder (relative to the indexed root), ext, size (bytes), mtime (ISO date/time, local), "
+                "duration (s), sample_rate, width, height, points, tag (tag = 'bird', tag IN ('a','b')). "
+                "Operators: = != < <= > >= IN LIKE BETWEEN IS [NOT] NULL AND OR NOT, parentheses; strings "
+                "in single quotes."
+            ),
+        ),
+    ] = None,
+    ext: Annotated[
+        list[str] | None, typer.Option("--ext", help="Only files with this extension (repeat: any of them).")
+    ] = None,
+    folder: Annotated[
+        str | None, typer.Option("--folder", help="Only files in this folder or below it (relative to the root).")
+    ] = None,
+    min_duration: Annotated[
+        float | None, typer.Option("--min-duration", help="Only sounds at least this many seconds long.")
+    ] = None,
+    max_duration: Annotated[
+        float | None, typer.Option("--max-duration", help="Only sounds at most this many seconds long.")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Only files with this tag (repeat: all of them).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only files modified at or after this date/time (2026-01-31).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Only files modified up to this date (through its end) or time.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON (for scripts).")] = False,
     paths_only: Annotated[bool, typer.Option("--paths-only", help="Print only the paths, one a line.")] = False,
     index_dir: IndexDirOption = None,
@@ -40,12 +74,26 @@ def query_command(
     in CLIP's space, text->audio in CLAP's, text->3D through CLIP text and the 3D bridge, and
     same-modality queries in their own spaces.
 
-    Scores are cosine similarities; they compare within one target's list, not across targets.
+    Scores are cosine similarities; they compare within one target's list, not across targets. Filters
+    (--glob, --where and the shortcuts) all hold together; filtered results are those of a search over
+    the rows that pass.
     """
+    from avsearch.search.filters import SearchFilters
     from avsearch.search.query import query
     from avsearch.settings import load_settings
     from avsearch.store.index import Index
 
+    filters = SearchFilters(
+        path_glob=glob,
+        where=where,
+        ext=tuple(ext or ()),
+        folder=folder,
+        min_duration=min_duration,
+        max_duration=max_duration,
+        tags=tuple(tag or ()),
+        since=since,
+        until=until,
+    )
     settings = load_settings()
     index = Index.open(
         index_dir or settings.index_dir,
@@ -53,7 +101,15 @@ def query_command(
         device=device or settings.device,
     )
     results = query(
-        index, audio=audio, image=image, pointcloud=pointcloud, text=text, item=item, target=target, k=k, glob=glob
+        index,
+        audio=audio,
+        image=image,
+        pointcloud=pointcloud,
+        text=text,
+        item=item,
+        target=target,
+        k=k,
+        filters=filters if filters.active else None,
     )
 
     if as_json:

@@ -3,6 +3,11 @@
 Every batch is one LanceDB commit, so a run stopped anywhere (Ctrl-C, kill -9) leaves each table at a
 committed version, and the next run only does what is left. Rows are written before old paths are
 deleted, so an interruption can leave a stale row for a moment but never lose a file's vectors.
+
+Each row also gets its filterable metadata (media/metadata.py): folder and extension from the path,
+duration, sample rate, picture size or point count from the file's header, and tags from the run's
+sidecar. The sidecar is the truth for the files under the run's root: an unchanged file whose tags (or
+folder relative to the root) differ from its row is re-stamped without re-embedding.
 """
 
 from __future__ import annotations
@@ -23,6 +28,15 @@ from avsearch.indexing.plan import Item, Plan, make_plan, under
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.indexing.refresh import refresh_indexes
 from avsearch.media.detect import detect
+from avsearch.media.metadata import (
+    FileMeta,
+    MediaInfo,
+    find_sidecar,
+    path_fields,
+    read_media_info,
+    read_tags,
+    relative_key,
+)
 from avsearch.media.walk import ScannedFile, walk_folder
 from avsearch.store.config import SearchConfig, load_search_config
 from avsearch.store.index import BridgeFiles, FailedFile, Index
@@ -43,6 +57,7 @@ class IndexSummary:
     touched: int = 0
     renamed: int = 0
     copied: int = 0
+    retagged: int = 0  # unchanged files whose tags or folder changed (metadata rewritten, no re-embedding)
     removed: int = 0
     ignored: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -64,6 +79,7 @@ def index_folder(
     encoder_loader: EncoderLoader | None = None,
     retry_failed: bool = False,
     rebuild: bool = False,
+    tags: str | Path | None = None,
 ) -> IndexSummary:
     """`avsearch index ROOT`: open (or create) the index at `index_dir` and bring it up to date with ROOT
     (the folder's files that are new, changed, renamed or gone).
@@ -71,7 +87,9 @@ def index_folder(
     bridges: bridge files for a new index (default: configs/search.toml [index] default_bridges, the
     released ones); an existing index uses its own and refuses others. Files that failed before and have
     not changed since are listed again without being decoded, unless `retry_failed`. `rebuild` embeds
-    everything anew (a damaged index: deleted table files), with the index's own bridges.
+    everything anew (a damaged index: deleted table files), with the index's own bridges. `tags`: a tags
+    sidecar (CSV or JSON lines keyed by path relative to ROOT); without it the configured sidecar name at
+    ROOT is read when present (configs/metadata.toml [tags]).
     """
     cfg = config or load_search_config()
     root = _media_folder(root)  # checked before an index folder is made for it
@@ -83,7 +101,28 @@ def index_folder(
         encoder_loader=encoder_loader,
         rebuild=rebuild,
     ) as index:
-        return update_index(root, index, batch_size, progress, cfg, retry_failed)
+        return update_index(root, index, batch_size, progress, cfg, retry_failed, tags)
+
+
+class _Describer:
+    """FileMeta for the rows of one run: path fields against the root, tags from the run's sidecar."""
+
+    def __init__(self, root: Path, sidecar: Path | None) -> None:
+        self.root = root
+        self.tags = read_tags(sidecar) if sidecar is not None else {}
+        if sidecar is not None:
+            log.info("tags: %d paths from %s", len(self.tags), sidecar)
+
+    def __call__(self, path: str, info: MediaInfo) -> FileMeta:
+        folder, ext = path_fields(path, self.root)
+        return FileMeta(folder, ext, self.tags.get(relative_key(path, self.root), ()), info)
+
+    def stale(self, record: FileRecord) -> bool:
+        """Whether a stored row's tags or folder differ from this run's (its content being unchanged)."""
+        if record.meta is None:  # a table made before metadata columns: nothing to rewrite into
+            return False
+        fresh = self(record.path, record.meta.info)
+        return (fresh.tags, fresh.folder) != (record.meta.tags, record.meta.folder)
 
 
 def update_index(
@@ -93,12 +132,16 @@ def update_index(
     progress: Progress | None = None,
     config: SearchConfig | None = None,
     retry_failed: bool = False,
+    tags: str | Path | None = None,
 ) -> IndexSummary:
-    """Index (or update the index of) the media under `root` into `index` (opened with Index.update)."""
+    """Index (or update the index of) the media under `root` into `index` (opened with Index.update).
+
+    tags: the tags sidecar (default: the configured name at root, when present)."""
     started = time.perf_counter()
     cfg = config or load_search_config()
     progress = progress or NoProgress()
     root = _media_folder(root)
+    describe = _Describer(root, find_sidecar(root, tags))
     batch = batch_size or cfg.ingest.batch_size
     if batch < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch}")
@@ -134,16 +177,18 @@ def update_index(
         ignored=len(plan.ignored),
     )
     summary.failed += problems + plan.failed + [(f.path, remembered[f.path].reason) for f in known_bad]
+    retag = _retag(todo, stored, describe)
+    summary.retagged = len(retag)
 
     # 2. Rows: reuse stored vectors where the content is known, embed the rest, then delete.
-    _reuse(index, plan.touched, own=True)
-    _reuse(index, plan.reuse, own=False)
-    summary.added = _embed_all(index, plan.embed, batch, summary.failed, progress)
+    _reuse(index, plan.touched + retag, describe, own=True)
+    _reuse(index, plan.reuse, describe, own=False)
+    summary.added = _embed_all(index, plan.embed, batch, summary.failed, progress, describe)
     summary.removed = _delete(index, plan)
     _remember_failures(index, root, scanned, summary.failed, remembered)
 
     # 3. Compacted tables and FAISS indexes over their new versions.
-    changed = bool(plan.touched or plan.reuse or plan.embed or plan.delete)
+    changed = bool(plan.touched or plan.reuse or plan.embed or plan.delete or retag)
     return finish_run(index, summary, cfg, progress, changed, started)
 
 
@@ -161,6 +206,19 @@ def finish_run(
     summary.counts = {m: index.tables.count(m) for m in index.manifest.modalities}
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _retag(
+    scanned: Sequence[ScannedFile], stored: dict[str, dict[str, FileRecord]], describe: _Describer
+) -> list[Item]:
+    """Unchanged files (same size and mtime as their row) whose tags or folder differ from the row's."""
+    out = []
+    for modality, rows in stored.items():
+        for f in scanned:
+            old = rows.get(f.path)
+            if old is not None and (old.size, old.mtime_ns) == (f.size, f.mtime_ns) and describe.stale(old):
+                out.append(Item(modality, f, old.hash))
+    return out
 
 
 def _still_failing(f: ScannedFile, failed: FailedFile | None) -> bool:
@@ -200,7 +258,7 @@ def _delete(index: Index, plan: Plan) -> int:
     return len(gone_files - {it.source for it in plan.reuse})
 
 
-def _reuse(index: Index, items: Sequence[Item], own: bool) -> None:
+def _reuse(index: Index, items: Sequence[Item], describe: _Describer, own: bool) -> None:
     """Write rows for files whose content is already stored (touched, renamed or copied): no encoder."""
     groups: dict[str, list[Item]] = defaultdict(list)
     for it in items:
@@ -212,7 +270,11 @@ def _reuse(index: Index, items: Sequence[Item], own: bool) -> None:
             records, vectors = index.tables.fetch(modality, sorted(set(sources)))
             row = {r.path: i for i, r in enumerate(records)}
             keep = [(it, row[s]) for it, s in zip(chunk, sources, strict=True) if s in row]
-            new = [_record(it, records[i].encoder, records[i].bridge) for it, i in keep]
+            # the content is the stored one: its media info is copied, the path fields and tags are this path's
+            new = [
+                _record(it, records[i].encoder, records[i].bridge, describe(it.file.path, _info(records[i])))
+                for it, i in keep
+            ]
             idx = [i for _, i in keep]
             index.tables.upsert(modality, new, {c: v[idx] for c, v in vectors.items()})
 
@@ -223,6 +285,7 @@ def _embed_all(
     batch: int,
     failed: list[tuple[str, str]],
     progress: Progress,
+    describe: _Describer,
 ) -> int:
     """Embed new or changed files, one committed upsert per batch; returns how many were written."""
     groups: dict[str, list[Item]] = defaultdict(list)
@@ -234,6 +297,7 @@ def _embed_all(
         progress.start(stage, len(group))
         chunks = [group[start : start + batch] for start in range(0, len(group), batch)]
         encoder = index.models.file_encoder(modality)
+        with_meta = "tags" in index.tables.columns(modality)  # an older table has no metadata columns
         results = encode_batches(encoder, modality, [[it.file.path for it in chunk] for chunk in chunks])
         for chunk, (ok, native, bad) in zip(chunks, results, strict=True):
             failed.extend(bad)
@@ -244,7 +308,10 @@ def _embed_all(
             if ok:
                 entry = index.manifest.modalities[modality]
                 stamp = index.manifest.bridge_stamp(modality)
-                records = [_record(chunk[i], entry.encoder_fingerprint or "", stamp) for i in ok]
+                records = [
+                    _record(chunk[i], entry.encoder_fingerprint or "", stamp, _meta(chunk[i], describe, with_meta))
+                    for i in ok
+                ]
                 index.tables.upsert(modality, records, index.models.all_vectors(modality, native))
                 written += len(ok)
             progress.advance(stage, len(chunk))
@@ -252,6 +319,15 @@ def _embed_all(
     return written
 
 
-def _record(item: Item, encoder: str, bridge: str) -> FileRecord:
+def _meta(item: Item, describe: _Describer, with_meta: bool) -> FileMeta | None:
+    """A new file's metadata: headers read only when its table has the columns to keep them."""
+    return describe(item.file.path, read_media_info(item.file.path, item.modality)) if with_meta else None
+
+
+def _info(record: FileRecord) -> MediaInfo:
+    return record.meta.info if record.meta is not None else MediaInfo()
+
+
+def _record(item: Item, encoder: str, bridge: str, meta: FileMeta | None) -> FileRecord:
     f = item.file
-    return FileRecord(f.path, f.size, f.mtime_ns, item.hash, encoder, bridge)
+    return FileRecord(f.path, f.size, f.mtime_ns, item.hash, encoder, bridge, meta)

@@ -4,7 +4,9 @@ DIR holds `{modality}.{space}.npy` files, (N, dim) float32, as `avsearch embed` 
 audio.clap.npy, pointcloud.ulip.npy), optionally with `{modality}.{space}.rows.jsonl` (one {"source": ...}
 per row, the item ids) and `embed_manifest.json` (the encoder fingerprint, checked against the index's).
 Rows go through the same bridges, tables and FAISS indexes as embedded files: only decoding and encoding
-are skipped. An item's id is its source from rows.jsonl, else `<file>#<row>`.
+are skipped. An item's id is its source from rows.jsonl, else `<file>#<row>`. A row of rows.jsonl may
+also carry the item's filterable metadata (`avsearch query --where`): folder, ext, tags (a list), duration,
+sample_rate, width, height, points; what it leaves out is null.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from avsearch.errors import InputError
 from avsearch.indexing.pipeline import IndexSummary, finish_run
 from avsearch.indexing.progress import NoProgress, Progress
+from avsearch.media.metadata import FileMeta, MediaInfo, split_tags
 from avsearch.store.config import SearchConfig, load_search_config
 from avsearch.store.index import Index
 from avsearch.store.tables import FileRecord
@@ -57,16 +60,17 @@ def index_embeddings(
             index.manifest.check_encoder(entry.encoder, fingerprint, str(index.path))
             if index.manifest.record_encoder(entry.encoder, fingerprint):
                 index.commit()
-        ids = _ids(path, len(vectors))
+        ids, metas = _rows(path, len(vectors))
         summary.scanned += len(ids)
         stage = f"vectors {modality}"
         progress.start(stage, len(ids))
         for start in range(0, len(ids), _CHUNK):
             native = np.asarray(vectors[start : start + _CHUNK], dtype=np.float32)
             native = native / np.maximum(np.linalg.norm(native, axis=1, keepdims=True), 1e-12)
+            stamp = index.manifest.bridge_stamp(modality)
             records = [
-                FileRecord(i, 0, 0, _digest(v), fingerprint or EXTERNAL, index.manifest.bridge_stamp(modality))
-                for i, v in zip(ids[start : start + _CHUNK], native, strict=True)
+                FileRecord(i, 0, 0, _digest(v), fingerprint or EXTERNAL, stamp, m)
+                for i, v, m in zip(ids[start : start + _CHUNK], native, metas[start : start + _CHUNK], strict=True)
             ]
             index.tables.upsert(modality, records, index.models.all_vectors(modality, native))
             summary.added += len(records)
@@ -75,17 +79,44 @@ def index_embeddings(
     return finish_run(index, summary, cfg, progress, summary.added > 0, started)
 
 
-def _ids(path: Path, n: int) -> list[str]:
+_TEXT_META = ("folder", "ext")
+_NUMBER_META = {"duration": float, "sample_rate": int, "width": int, "height": int, "points": int}
+
+
+def _rows(path: Path, n: int) -> tuple[list[str], list[FileMeta]]:
+    """Each row's id and metadata, from the .rows.jsonl beside `path` (else `<file>#<row>`, no metadata)."""
     rows = path.with_name(path.name.removesuffix(".npy") + ".rows.jsonl")
     if not rows.is_file():
-        return [f"{path}#{i}" for i in range(n)]
+        return [f"{path}#{i}" for i in range(n)], [FileMeta()] * n
     try:
-        ids = [str(json.loads(line)["source"]) for line in rows.read_text(encoding="utf-8").splitlines() if line]
+        parsed = [json.loads(line) for line in rows.read_text(encoding="utf-8").splitlines() if line]
+        ids = [str(row["source"]) for row in parsed]
+        metas = [_meta(row, f"{rows}:{number}") for number, row in enumerate(parsed, start=1)]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputError(f"{rows}: not a rows file of `avsearch embed` ({exc})") from exc
     if len(ids) != n or len(set(ids)) != n:
         raise InputError(f"{rows}: {len(ids)} ids ({len(set(ids))} distinct) for {n} rows of {path.name}")
-    return ids
+    return ids, metas
+
+
+def _meta(row: dict, where: str) -> FileMeta:
+    """The metadata keys of one rows.jsonl row; InputError naming the row for a value of the wrong type."""
+    for key in _TEXT_META:
+        if row.get(key) is not None and not isinstance(row[key], str):
+            raise InputError(f"{where}: {key} must be a string, got {row[key]!r}")
+    numbers = {}
+    for key, kind in _NUMBER_META.items():
+        value = row.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InputError(f"{where}: {key} must be a number, got {value!r}")
+        numbers[key] = None if value is None else kind(value)
+    ext = row.get("ext")
+    return FileMeta(
+        row.get("folder"),
+        ext.lstrip(".").lower() if ext is not None else None,
+        split_tags(row.get("tags"), where),
+        MediaInfo(**numbers),
+    )
 
 
 def _fingerprints(folder: Path) -> dict[str, str]:

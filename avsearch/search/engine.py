@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import fnmatch
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from avsearch.errors import DecodeError, InputError
 from avsearch.media.detect import detect
 from avsearch.media.failures import NOT_MEDIA
+from avsearch.media.metadata import metadata_config
 from avsearch.modalities import TEXT
+from avsearch.search.filters import RowSelector, SearchFilters, glob_positions
 from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
 from avsearch.store.ann_files import LoadedAnn, ann_name
@@ -23,11 +25,7 @@ from avsearch.timings import timed
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SearchFilters:
-    """Optional metadata filters, applied inside the FAISS search (not by over-fetching)."""
-
-    path_glob: str | None = None  # fnmatch pattern on the full path, e.g. "*/birds/*"
+__all__ = ["SearchEngine", "SearchFilters"]  # SearchFilters lives in search/filters.py; imported from here too
 
 
 class SearchEngine:
@@ -40,6 +38,10 @@ class SearchEngine:
         self.models = index.models
         self._ann: dict[str, LoadedAnn | None] = {}
         self._native: dict[tuple[str, str], tuple[tuple[str | None, Path | None], np.ndarray]] = {}
+        cfg = metadata_config().search
+        # Filters keeping at most this many rows are searched exactly over those rows (pre-filtering).
+        self.prefilter_max_rows = cfg.prefilter_max_rows
+        self._rows = RowSelector(self.store, cfg.cached_filters)
 
     def search_text(
         self, text: str, target: str = ALL, k: int = 10, filters: SearchFilters | None = None
@@ -131,13 +133,21 @@ class SearchEngine:
             return result
         ann = self._index(route)
         if ann is not None:
-            allowed = _allowed(ann.paths, filters)
+            allowed = self._rows.positions(route.target, ann.paths, ann.table_version, filters)
             if allowed is not None and len(allowed) == 0:
                 return result
-            scores, ids = ann.search(q, k, allowed)
-            pairs = [(float(s), ann.paths[i]) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
-            result.index_kind = ann.params.kind
-            result.engine = "faiss-cpu" if allowed is not None else ann.engine
+            if allowed is not None and len(allowed) == len(ann.paths):
+                allowed = None  # the filter keeps every row: the unfiltered (GPU) search answers
+            if allowed is not None and filters.parsed is not None and len(allowed) <= self.prefilter_max_rows:
+                pairs = self._prefiltered(route, q, k, filters, ann.table_version)  # type: ignore[union-attr]
+            else:
+                scores, ids = ann.search(q, k, allowed)
+                short = allowed is not None and int((ids[0] >= 0).sum()) < min(k, len(allowed))
+                if short and ann.params.kind != "flat":
+                    scores, ids = _every_list(ann, q, k, allowed)  # type: ignore[arg-type]
+                pairs = [(float(s), ann.paths[i]) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+                result.index_kind = ann.params.kind
+                result.engine = "faiss-cpu" if allowed is not None else ann.engine
         else:
             pairs = self._exact(route, q, k, filters)
         meta = self.store.lookup(route.target, [p for _, p in pairs])
@@ -172,19 +182,34 @@ class SearchEngine:
         return ann
 
     def _exact(self, route: Route, q: np.ndarray, k: int, filters: SearchFilters | None) -> list[tuple[float, str]]:
-        paths, vectors, _ = self.store.vectors(route.target, route.column)
-        allowed = _allowed(paths, filters)
-        scores = vectors @ q[0]
+        paths, vectors, version = self.store.vectors(route.target, route.column)
+        allowed = self._rows.positions(route.target, paths, version, filters)
         if allowed is not None:
-            mask = np.full(len(paths), -np.inf, dtype=np.float32)
-            mask[allowed] = 0.0
-            scores = scores + mask
-        top = np.argsort(-scores, kind="stable")[:k]
-        return [(float(scores[i]), paths[i]) for i in top if np.isfinite(scores[i])]
+            paths, vectors = [paths[i] for i in allowed], vectors[allowed]
+        return _top(paths, vectors, q, k)
+
+    def _prefiltered(
+        self, route: Route, q: np.ndarray, k: int, filters: SearchFilters, version: int
+    ) -> list[tuple[float, str]]:
+        """Pre-filtering: the vectors of the few rows passing `where`, read from the table, scored exactly."""
+        predicate = filters.predicate(route.target, self.store.columns(route.target)) or "true"
+        paths, vectors = self.store.filtered_vectors(route.target, route.column, predicate, version)
+        if filters.path_glob is not None:
+            keep = glob_positions(paths, filters.path_glob)
+            paths, vectors = [paths[i] for i in keep], vectors[keep]
+        return _top(paths, vectors, q, k)
 
 
-def _allowed(paths: list[str], filters: SearchFilters | None) -> np.ndarray | None:
-    """Row ids passing the filters (None = no filter)."""
-    if filters is None or filters.path_glob is None:
-        return None
-    return np.array([i for i, p in enumerate(paths) if fnmatch.fnmatch(p, filters.path_glob)], dtype=np.int64)
+def _top(paths: list[str], vectors: np.ndarray, q: np.ndarray, k: int) -> list[tuple[float, str]]:
+    """Exact top-k of q (1, d) over vectors (N, d): (score, path), best first, ties in row order."""
+    scores = vectors @ q[0]
+    top = np.argsort(-scores, kind="stable")[:k]
+    return [(float(scores[i]), paths[i]) for i in top]
+
+
+def _every_list(ann: LoadedAnn, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An IVF search with a selector whose probed lists held fewer than k passing rows, again over every
+    list, so it returns min(k, passing rows) results."""
+    sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, np.int64))
+    params = faiss.SearchParametersIVF(sel=sel, nprobe=max(1, ann.params.nlist))
+    return ann.index.search(np.ascontiguousarray(q, np.float32), max(1, min(k, len(ann.paths))), params=params)

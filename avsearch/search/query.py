@@ -3,6 +3,7 @@ item, against one target modality or all. Shared by `avsearch query` and the Pyt
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from avsearch.errors import InputError
@@ -24,12 +25,17 @@ def query(
     target: str = ALL,
     k: int = 10,
     glob: str | None = None,
+    where: str | None = None,
+    filters: SearchFilters | None = None,
 ) -> list[ResultSet]:
     """Search `index` (an Index, a SearchEngine to reuse loaded models, or an index folder) with exactly
     one query; returns one ResultSet per target modality reached, best hits first.
 
     item: more like an indexed item (its path or id), from its stored vectors, without loading a model.
     glob: only paths matching this fnmatch pattern, e.g. "*/birds/*".
+    where: only rows passing this filter expression, e.g. "duration > 5 and folder = 'field'" (the
+    language: avsearch.search.filters). filters: a SearchFilters with the flag shortcuts too (ext,
+    folder, durations, tags, since/until); glob and where, when given, are added to it.
     """
     files = {AUDIO: audio, IMAGE: image, POINTCLOUD: pointcloud}
     given = [name for name, v in files.items() if v is not None]
@@ -40,10 +46,23 @@ def query(
         engine = index
     else:
         engine = SearchEngine(index if isinstance(index, Index) else Index.open(index))
-    filters = SearchFilters(path_glob=glob) if glob else None
+    filters = _combined(filters, glob, where)
     if text is not None:
         return engine.search_text(text, target, k, filters)
     if item is not None:
         return engine.search_item(item, target, k, filters)
     modality = given[0]
     return engine.search_file(files[modality], modality, target, k, filters)  # type: ignore[arg-type]
+
+
+def _combined(filters: SearchFilters | None, glob: str | None, where: str | None) -> SearchFilters | None:
+    """One SearchFilters from the filters given and the glob/where shortcuts (every one must hold)."""
+    filters = filters or SearchFilters()
+    if glob:
+        if filters.path_glob is not None and filters.path_glob != glob:
+            raise InputError("give one glob: `glob` and `filters.path_glob` differ")
+        filters = replace(filters, path_glob=glob)
+    if where is not None and where.strip():
+        both = f"({filters.where}) AND ({where})" if filters.where else where
+        filters = replace(filters, where=both)
+    return filters if filters.active else None

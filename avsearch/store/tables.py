@@ -7,6 +7,13 @@ File names are bytes on Linux and need not be UTF-8, so a row keeps its path thr
 (the exact bytes, what avsearch reads back), `path` (text for people and SQL-free display: invalid bytes
 shown as \\xNN) and `key` (hex digest of the bytes). Rows are matched by `key` only, so no file name
 ever reaches a SQL predicate (the predicates hold hex digits and nothing else).
+
+Filterable metadata (avsearch.media.metadata.FileMeta) sits in nullable columns: `folder`, `ext`,
+`tags` (list<string>: filtered with DataFusion's array_has), `duration`, `sample_rate`, `width`,
+`height`, `points`. Tables made before these columns existed open, search and update as they are;
+their rows carry no metadata (FileRecord.meta None) until `avsearch index FOLDER --rebuild`.
+`filter_rows` and `filtered_vectors` run a predicate that avsearch.search.filters rendered from a
+parsed filter (names and re-quoted literals only), on the table as of a given version.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from avsearch.errors import DamagedIndexError, IncompatibleError
+from avsearch.media.metadata import FileMeta, MediaInfo
 from avsearch.media.walk import printable
 from avsearch.store.manifest import SCHEMA_VERSION
 
@@ -37,6 +45,19 @@ NATIVE = "native"  # column of encoder embeddings (the encoder's own space)
 SHARED_PREFIX = "proj_"  # columns of bridge-projected embeddings, one per bridge ("proj_<bridge name>")
 _BOOK = ("path_bytes", "size", "mtime_ns", "hash", "encoder", "bridge")
 _IN_CHUNK = 512  # paths per SQL IN (...) filter
+# Metadata columns (all nullable), in table order; absent from tables made before metadata filters.
+META_FIELDS = (
+    pa.field("folder", pa.string()),
+    pa.field("ext", pa.string()),
+    pa.field("tags", pa.list_(pa.string())),
+    pa.field("duration", pa.float64()),
+    pa.field("sample_rate", pa.int32()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("points", pa.int64()),
+)
+META_COLUMNS = tuple(f.name for f in META_FIELDS)
+_INFO = ("duration", "sample_rate", "width", "height", "points")
 
 
 @dataclass(frozen=True)
@@ -49,10 +70,12 @@ class FileRecord:
     hash: str  # blake2b of the content: finds renames and touched-but-unchanged files
     encoder: str  # encoder fingerprint the vectors came from
     bridge: str  # bridge fingerprint of the projected vector ("" when not projected)
+    meta: FileMeta | None = None  # filterable metadata; None when read from a table without its columns
 
 
-def table_schema(native_dim: int, shared: dict[str, int]) -> pa.Schema:
-    """Bookkeeping columns, the native vector column and one projected column per bridge (name -> width)."""
+def table_schema(native_dim: int, shared: dict[str, int], metadata: bool = True) -> pa.Schema:
+    """Bookkeeping columns, the metadata columns (not with `metadata=False`: the layout of tables made
+    before them), the native vector column and one projected column per bridge (name -> width)."""
     fields = [
         pa.field("key", pa.string(), nullable=False),
         pa.field("path", pa.string(), nullable=False),
@@ -62,6 +85,7 @@ def table_schema(native_dim: int, shared: dict[str, int]) -> pa.Schema:
         pa.field("hash", pa.string()),
         pa.field("encoder", pa.string()),
         pa.field("bridge", pa.string()),
+        *(META_FIELDS if metadata else ()),
         pa.field(NATIVE, pa.list_(pa.float32(), native_dim)),
     ]
     fields += [pa.field(column, pa.list_(pa.float32(), dim)) for column, dim in sorted(shared.items())]
@@ -87,6 +111,10 @@ def _keys_in(paths: Sequence[str], ids: bool = False) -> str:
 
 
 def _record(row: dict) -> FileRecord:
+    meta = None
+    if "tags" in row:
+        info = MediaInfo(**{name: row.get(name) for name in _INFO})
+        meta = FileMeta(row.get("folder"), row.get("ext"), tuple(row["tags"] or ()), info)
     return FileRecord(
         os.fsdecode(row["path_bytes"]),
         int(row["size"]),
@@ -94,7 +122,21 @@ def _record(row: dict) -> FileRecord:
         row["hash"],
         row["encoder"],
         row["bridge"] or "",
+        meta,
     )
+
+
+def _meta_arrays(records: Sequence[FileRecord]) -> dict[str, pa.Array]:
+    """The metadata columns of `records` (nulls where a record has no metadata, tags [] then)."""
+    metas = [r.meta or FileMeta() for r in records]
+    data = {
+        "folder": pa.array([m.folder for m in metas], pa.string()),
+        "ext": pa.array([m.ext for m in metas], pa.string()),
+        "tags": pa.array([list(m.tags) for m in metas], pa.list_(pa.string())),
+    }
+    for f in META_FIELDS[3:]:
+        data[f.name] = pa.array([getattr(m.info, f.name) for m in metas], f.type)
+    return data
 
 
 def _matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
@@ -133,6 +175,7 @@ class MediaStore:
         # Check for newer versions on every read: another process (an index run) may have committed.
         self._db = lancedb.connect(str(self.index_dir / TABLES_DIR), read_consistency_interval=timedelta(0))
         self._tables: dict[str, lancedb.table.Table] = {}
+        self._pinned: dict[tuple[str, int], lancedb.table.Table] = {}  # (modality, version) -> table
 
     def modalities(self) -> list[str]:
         return sorted(self._db.list_tables(limit=1000).tables)
@@ -140,11 +183,11 @@ class MediaStore:
     def ensure_table(self, modality: str, native_dim: int, shared: dict[str, int]) -> None:
         """Create the modality's table if missing; refuse one whose vector widths differ."""
         if modality in self.modalities():
-            tbl = self._table(modality)
-            want = table_schema(native_dim, shared)
-            if tbl.schema.remove_metadata() != want.remove_metadata():
+            have = self._table(modality).schema.remove_metadata()
+            layouts = (table_schema(native_dim, shared), table_schema(native_dim, shared, metadata=False))
+            if all(have != want.remove_metadata() for want in layouts):
                 raise IncompatibleError(
-                    f"table {modality!r} in {self.index_dir} has columns {tbl.schema.names} and widths "
+                    f"table {modality!r} in {self.index_dir} has columns {have.names} and widths "
                     f"that do not match the encoders/bridge given: build a new index with --index-dir"
                 )
             return
@@ -165,6 +208,48 @@ class MediaStore:
         return self._table(modality).schema.field(column).type.list_size
 
     @_damage_named
+    def columns(self, modality: str) -> list[str]:
+        """The table's column names (an index made before metadata filters lacks META_COLUMNS)."""
+        return list(self._table(modality).schema.names)
+
+    def _book(self, modality: str) -> list[str]:
+        """Bookkeeping columns to read: _BOOK plus the metadata columns the table has."""
+        names = set(self._table(modality).schema.names)
+        return list(_BOOK) + [c for c in META_COLUMNS if c in names]
+
+    def _at(self, modality: str, version: int) -> lancedb.table.Table:
+        """The table as of `version` (a FAISS index's), so filters and the index see the same rows."""
+        key = (modality, version)
+        if key not in self._pinned:
+            self._pinned = {k: t for k, t in self._pinned.items() if k[0] != modality}  # one per modality
+            table = self._db.open_table(modality)
+            table.checkout(version)
+            self._pinned[key] = table
+        return self._pinned[key]
+
+    @_damage_named
+    def row_ids(self, modality: str, version: int) -> tuple[np.ndarray, pa.Array]:
+        """Every row's Lance row id (uint64) and path bytes, at `version`, in scan order."""
+        arrow = self._at(modality, version).search().select(["path_bytes"]).with_row_id(True).limit(None).to_arrow()
+        return arrow.column("_rowid").to_numpy(), arrow.column("path_bytes").combine_chunks()
+
+    @_damage_named
+    def filter_rows(self, modality: str, predicate: str, version: int) -> np.ndarray:
+        """Lance row ids (uint64) of the rows passing a compiled filter predicate, at `version`."""
+        query = self._at(modality, version).search().where(predicate).select(["size"]).with_row_id(True)
+        return query.limit(None).to_arrow().column("_rowid").to_numpy()
+
+    @_damage_named
+    def filtered_vectors(
+        self, modality: str, column: str, predicate: str, version: int
+    ) -> tuple[list[str], np.ndarray]:
+        """Paths and one vector column of the rows passing a compiled filter predicate, at `version`."""
+        query = self._at(modality, version).search().where(predicate).select(["path_bytes", column])
+        arrow = query.limit(None).to_arrow()
+        paths = [os.fsdecode(b) for b in arrow.column("path_bytes").to_pylist()]
+        return paths, _matrix(arrow.column(column), self.dim(modality, column))
+
+    @_damage_named
     def version(self, modality: str) -> int:
         return int(self._table(modality).version)
 
@@ -175,7 +260,7 @@ class MediaStore:
     @_damage_named
     def bookkeeping(self, modality: str) -> dict[str, FileRecord]:
         """Every row's bookkeeping, keyed by path (no vectors read)."""
-        arrow = self._table(modality).search().select(list(_BOOK)).limit(None).to_arrow()
+        arrow = self._table(modality).search().select(self._book(modality)).limit(None).to_arrow()
         records = map(_record, arrow.to_pylist())
         return {r.path: r for r in records}
 
@@ -184,7 +269,7 @@ class MediaStore:
         """Bookkeeping of those of `paths` that are present (no vectors read)."""
         out: dict[str, FileRecord] = {}
         for chunk in _chunks(list(paths), _IN_CHUNK):
-            query = self._table(modality).search().where(_keys_in(chunk)).select(list(_BOOK)).limit(None)
+            query = self._table(modality).search().where(_keys_in(chunk)).select(self._book(modality)).limit(None)
             for r in query.to_arrow().to_pylist():
                 record = _record(r)
                 out[record.path] = record
@@ -195,11 +280,12 @@ class MediaStore:
         """Rows of `paths` (those present; a path or its row key): records and column -> (N, width) vectors
         in the same order."""
         vector_cols = self.vector_columns(modality)
+        book = self._book(modality)
         parts = [
             self._table(modality)
             .search()
             .where(_keys_in(chunk, ids=True))
-            .select(list(_BOOK) + vector_cols)
+            .select(book + vector_cols)
             .limit(None)
             .to_arrow()
             for chunk in _chunks(paths, _IN_CHUNK)
@@ -207,7 +293,7 @@ class MediaStore:
         if not parts:
             return [], {c: np.zeros((0, self.dim(modality, c)), np.float32) for c in vector_cols}
         arrow = pa.concat_tables(parts)
-        records = [_record(r) for r in arrow.select(list(_BOOK)).to_pylist()]
+        records = [_record(r) for r in arrow.select(book).to_pylist()]
         return records, {c: _matrix(arrow.column(c), self.dim(modality, c)) for c in vector_cols}
 
     @_damage_named
@@ -224,6 +310,8 @@ class MediaStore:
         }
         for name in _BOOK[1:]:
             data[name] = pa.array([getattr(r, name) for r in records], schema.field(name).type)
+        if "tags" in schema.names:  # a table made before metadata filters keeps its own layout
+            data.update(_meta_arrays(records))
         for column in self.vector_columns(modality):
             if column not in vectors:
                 raise IncompatibleError(f"table {modality!r} needs {column} vectors, none were given")
