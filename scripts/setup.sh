@@ -18,3 +18,6 @@ HF_HUB_OFFLINE=1 .venv/bin/python -c "import importlib.util as u, avsearch, torc
 assert u.find_spec('laion_clap'), 'laion_clap missing'" \
   || { echo "setup.sh: the environment did not import cleanly" >&2; exit 1; }
 echo "avsearch installed in .venv ($(.venv/bin/avsearch --version))"
+# playwright (the dev extra) drives Debian's chromium in tests/serve/test_browser.py; it downloads no browser.
+[ -x /usr/bin/chromium ] \
+  || echo "setup.sh: no /usr/bin/chromium: the browser test will be skipped (apt-get install chromium)" >&2

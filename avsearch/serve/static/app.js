@@ -1,0 +1,398 @@
+// avsearch gallery: plain JavaScript, no framework, no build step, nothing fetched but this server's API.
+// Every string from the API reaches the page through textContent or setAttribute, never innerHTML:
+// file names may hold <, quotes or \xNN escapes.
+"use strict";
+
+(function () {
+  const API = "api/"; // relative, so the gallery also works behind a path prefix
+  const LABELS = { image: "Pictures", audio: "Sounds", pointcloud: "Point clouds", text: "Text" };
+  const NOUNS = { image: ["picture", "pictures"], audio: ["sound", "sounds"], pointcloud: ["point cloud", "point clouds"] };
+  const PARAMS = ["text", "id", "k", "target", "where", "glob"];
+
+  const $ = (id) => document.getElementById(id);
+  const form = $("search");
+  const fileInput = $("file");
+  const drop = $("drop");
+  const textInput = $("text");
+  const statusLine = $("status");
+  const errorLine = $("error");
+  const queryLine = $("query");
+  const resultsBox = $("results");
+
+  let current = null; // the query on screen: {kind: "text"|"id"|"file", text?, id?, file?}
+  let sequence = 0; // answers to older requests are dropped when a newer one was sent
+
+  // ---- small helpers ------------------------------------------------------------------------------
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "text") node.textContent = String(value);
+      else if (name === "className") node.className = value;
+      else node.setAttribute(name, value === true ? "" : String(value));
+    }
+    for (const child of children) if (child) node.append(child);
+    return node;
+  }
+
+  function svgIcon(paths) {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    svg.classList.add("icon");
+    for (const d of paths) {
+      const p = document.createElementNS(ns, "path");
+      p.setAttribute("d", d);
+      svg.append(p);
+    }
+    return svg;
+  }
+
+  const WAVE = ["M3 12h2M7 8v8M11 4v16M15 7v10M19 10v4M21 12h0"];
+
+  function oneLine(text) {
+    return String(text).replace(/\s+/g, " ").trim();
+  }
+
+  function baseName(path) {
+    const parts = String(path || "").split("/");
+    return parts[parts.length - 1] || String(path || "");
+  }
+
+  function setStatus(text) {
+    statusLine.textContent = text;
+  }
+
+  function showError(text) {
+    errorLine.textContent = oneLine(text);
+    errorLine.hidden = !text;
+  }
+
+  function itemUrl(id, what) {
+    return API + "items/" + encodeURIComponent(id) + (what ? "/" + what : "");
+  }
+
+  // ---- the form and the URL -----------------------------------------------------------------------
+
+  function filters() {
+    const k = parseInt($("k").value, 10);
+    return {
+      k: Number.isFinite(k) && k > 0 ? String(k) : "12",
+      target: $("target").value || "all",
+      where: $("where").value.trim(),
+      glob: $("glob").value.trim(),
+    };
+  }
+
+  function setFilters(params) {
+    if (params.get("k")) $("k").value = params.get("k");
+    const target = params.get("target");
+    if (target && [...$("target").options].some((o) => o.value === target)) $("target").value = target;
+    $("where").value = params.get("where") || "";
+    $("glob").value = params.get("glob") || "";
+  }
+
+  // The query string holds everything but an uploaded file (a URL cannot carry one): a text or an id
+  // search reloads from it, an upload search keeps only its filters.
+  function urlFor(query, f) {
+    const params = new URLSearchParams();
+    if (query && query.kind === "text") params.set("text", query.text);
+    if (query && query.kind === "id") params.set("id", query.id);
+    params.set("k", f.k);
+    params.set("target", f.target);
+    if (f.where) params.set("where", f.where);
+    if (f.glob) params.set("glob", f.glob);
+    return "?" + params.toString();
+  }
+
+  function searchParams(f) {
+    const params = new URLSearchParams({ k: f.k, target: f.target });
+    if (f.where) params.set("where", f.where);
+    if (f.glob) params.set("glob", f.glob);
+    return params;
+  }
+
+  // ---- searching ----------------------------------------------------------------------------------
+
+  async function run(query, { push = true, focusResults = false } = {}) {
+    const f = filters();
+    const mine = ++sequence;
+    current = query;
+    if (push) {
+      const url = urlFor(query, f);
+      if (url !== location.search) history.pushState(null, "", url);
+    }
+    showError("");
+    setStatus("Searching…");
+    resultsBox.setAttribute("aria-busy", "true");
+    showQuery(query);
+    let request;
+    if (query.kind === "text") {
+      const params = searchParams(f);
+      params.set("text", query.text);
+      request = fetch(API + "search?" + params.toString());
+    } else if (query.kind === "id") {
+      request = fetch(itemUrl(query.id, "similar") + "?" + searchParams(f).toString());
+    } else {
+      const body = new FormData();
+      body.append("file", query.file, query.file.name);
+      for (const [name, value] of searchParams(f)) body.append(name, value);
+      request = fetch(API + "search", { method: "POST", body });
+    }
+    const started = performance.now();
+    let answer;
+    try {
+      answer = await readJson(await request);
+    } catch (err) {
+      if (mine !== sequence) return;
+      resultsBox.setAttribute("aria-busy", "false");
+      setStatus("");
+      resultsBox.replaceChildren(); // no stale results under an error
+      showError(err.message || String(err));
+      return;
+    }
+    if (mine !== sequence) return;
+    render(answer.results || []);
+    resultsBox.setAttribute("aria-busy", "false");
+    const hits = (answer.results || []).reduce((n, r) => n + (r.hits ? r.hits.length : 0), 0);
+    const seconds = ((performance.now() - started) / 1000).toFixed(2);
+    setStatus(`${hits} result${hits === 1 ? "" : "s"} in ${(answer.results || []).length} group(s), ${seconds} s`);
+    if (focusResults) {
+      const first = resultsBox.querySelector("h2");
+      if (first) first.focus();
+    }
+  }
+
+  // A failed request becomes one line: the API's {"error": ...} when it sent one, else the HTTP status.
+  async function readJson(response) {
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (_) {
+      data = null;
+    }
+    if (!response.ok) {
+      const reason = data && typeof data.error === "string" ? data.error : `${response.status} ${response.statusText}`;
+      throw new Error(reason);
+    }
+    if (data === null) throw new Error("the server sent an answer that is not JSON");
+    return data;
+  }
+
+  function showQuery(query) {
+    queryLine.replaceChildren();
+    queryLine.hidden = false;
+    if (query.kind === "text") {
+      queryLine.append("Text: ", el("q", { text: query.text }));
+    } else if (query.kind === "id") {
+      const name = el("span", { className: "name", text: query.id });
+      queryLine.append("More like ", name);
+      // The item's own name and preview, when the index still has it (the id alone is not much to look at).
+      fetch(itemUrl(query.id))
+        .then((r) => (r.ok ? r.json() : null))
+        .then((item) => {
+          if (!item || current !== query) return;
+          name.textContent = item.name || baseName(item.path);
+          name.title = item.path || "";
+          if (item.modality === "audio") {
+            queryLine.append(el("audio", { controls: true, preload: "none", src: itemUrl(query.id, "media") }));
+          } else {
+            queryLine.append(el("img", { className: "query-preview", alt: "", src: itemUrl(query.id, "thumbnail") }));
+          }
+        })
+        .catch(() => {});
+    } else {
+      queryLine.append("File: ", el("span", { className: "name", text: query.file.name }));
+      if (query.file.type.startsWith("image/")) {
+        const preview = el("img", { className: "query-preview", alt: "", src: URL.createObjectURL(query.file) });
+        preview.addEventListener("load", () => URL.revokeObjectURL(preview.src), { once: true });
+        queryLine.append(preview);
+      }
+      queryLine.append(el("span", { className: "muted", text: " (uploaded: not kept in the link)" }));
+    }
+  }
+
+  // ---- results ------------------------------------------------------------------------------------
+
+  function render(resultSets) {
+    resultsBox.replaceChildren();
+    if (!resultSets.length) {
+      resultsBox.append(el("p", { className: "empty", text: "Nothing in this index can answer that query." }));
+      return;
+    }
+    resultSets.forEach((set, index) => {
+      const label = LABELS[set.target] || set.target;
+      const hits = set.hits || [];
+      const headingId = "group-" + index;
+      const heading = el("h2", { id: headingId, tabindex: "-1", text: `${label} (${hits.length})` });
+      const via = set.bridge && set.bridge.name ? `through the ${set.bridge.name} bridge` : `in ${set.space}`;
+      const section = el(
+        "section",
+        { className: "group", "data-target": set.target, "aria-labelledby": headingId },
+        heading,
+        el("p", { className: "muted small", text: `${via}, ${set.index_kind} index, ${set.engine}` }),
+      );
+      if (!hits.length) {
+        section.append(el("p", { className: "empty", text: "No matches." }));
+      } else {
+        const list = el("ol", { className: "grid" });
+        for (const hit of hits) list.append(card(hit));
+        section.append(list);
+      }
+      resultsBox.append(section);
+    });
+  }
+
+  function card(hit) {
+    const name = baseName(hit.path);
+    const score = typeof hit.score === "number" ? hit.score.toFixed(3) : "?";
+    const item = el("li", { className: "card", "data-id": hit.id, "data-modality": hit.modality });
+    if (hit.modality === "audio") {
+      item.append(
+        el("div", { className: "wave" }, svgIcon(WAVE)),
+        el("audio", { controls: true, preload: "none", src: itemUrl(hit.id, "media"), "aria-label": `Play ${name}` }),
+      );
+    } else {
+      // Pictures and point clouds both have a thumbnail (a cloud's is a rendered preview).
+      const img = el("img", {
+        src: itemUrl(hit.id, "thumbnail"),
+        alt: name,
+        loading: "lazy",
+        decoding: "async",
+      });
+      img.addEventListener("error", () => img.replaceWith(el("span", { className: "nothumb", text: "no preview" })), {
+        once: true,
+      });
+      item.append(
+        el("a", { className: "thumb", href: itemUrl(hit.id, "media"), target: "_blank", rel: "noopener" }, img),
+      );
+    }
+    item.append(
+      el(
+        "p",
+        { className: "meta" },
+        el("span", { className: "rank", text: `#${hit.rank}` }),
+        el("span", { className: "name", title: hit.path, text: name }),
+        el("span", { className: "score", title: "cosine similarity", text: score }),
+      ),
+    );
+    const more = el("button", { type: "button", className: "more", "aria-label": `More like ${name}` });
+    more.textContent = "More like this";
+    more.addEventListener("click", () => {
+      textInput.value = "";
+      fileInput.value = "";
+      run({ kind: "id", id: hit.id }, { focusResults: true });
+    });
+    item.append(more);
+    return item;
+  }
+
+  // ---- events -------------------------------------------------------------------------------------
+
+  function searchFile(file) {
+    if (!file) return;
+    textInput.value = "";
+    run({ kind: "file", file });
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = textInput.value.trim();
+    if (text) {
+      fileInput.value = "";
+      run({ kind: "text", text });
+    } else if (current && current.kind !== "text") {
+      run(current); // new filters for the same id or file
+    } else if (fileInput.files && fileInput.files[0]) {
+      searchFile(fileInput.files[0]);
+    } else {
+      showError("Type some text, or drop or choose a file.");
+    }
+  });
+
+  fileInput.addEventListener("change", () => searchFile(fileInput.files && fileInput.files[0]));
+
+  // Drops anywhere on the page search (and never make the browser leave the page to open the file).
+  for (const type of ["dragenter", "dragover"]) {
+    document.addEventListener(type, (event) => {
+      event.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  document.addEventListener("dragleave", (event) => {
+    if (!event.relatedTarget) drop.classList.remove("over");
+  });
+  document.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    const files = event.dataTransfer && event.dataTransfer.files;
+    if (files && files.length) searchFile(files[0]);
+  });
+
+  window.addEventListener("popstate", () => fromUrl());
+
+  function fromUrl() {
+    const params = new URLSearchParams(location.search);
+    setFilters(params);
+    const id = params.get("id");
+    const text = params.get("text");
+    if (id) {
+      textInput.value = "";
+      run({ kind: "id", id }, { push: false });
+    } else if (text) {
+      textInput.value = text;
+      run({ kind: "text", text }, { push: false });
+    } else {
+      current = null;
+      resultsBox.replaceChildren();
+      queryLine.hidden = true;
+      setStatus("");
+    }
+  }
+
+  // ---- index info ---------------------------------------------------------------------------------
+
+  function modalityCounts(info) {
+    const counts = [];
+    const m = info.modalities || info.counts || {};
+    if (Array.isArray(m)) {
+      for (const x of m) counts.push([x.modality || x.name, x.files ?? x.count ?? x.rows]);
+    } else {
+      for (const [name, x] of Object.entries(m)) {
+        counts.push([name, typeof x === "number" ? x : (x && (x.files ?? x.count ?? x.rows))]);
+      }
+    }
+    return counts.filter(([name, n]) => name && typeof n === "number");
+  }
+
+  function bridgeNames(info) {
+    const b = info.bridges || (info.manifest && info.manifest.bridges) || [];
+    if (Array.isArray(b)) return b.map((x) => (typeof x === "string" ? x : x && x.name)).filter(Boolean);
+    return Object.keys(b);
+  }
+
+  async function loadInfo() {
+    const box = $("info");
+    try {
+      const info = await readJson(await fetch(API + "info"));
+      const parts = modalityCounts(info).map(([name, n]) => `${n} ${(NOUNS[name] || [name, name])[n === 1 ? 0 : 1]}`);
+      const bridges = bridgeNames(info);
+      if (bridges.length) parts.push("bridges: " + bridges.join(", "));
+      if (info.version) parts.push("avsearch " + info.version);
+      box.textContent = parts.join(" · ") || "empty index";
+      if (info.server && info.server.where === false) {
+        // This server's engine has no metadata filters: say so instead of sending requests it refuses.
+        $("where").disabled = true;
+        $("where").placeholder = "not available on this server";
+      }
+    } catch (err) {
+      box.textContent = "index info unavailable: " + oneLine(err.message || err);
+    }
+  }
+
+  loadInfo();
+  fromUrl();
+})();

@@ -1,0 +1,341 @@
+"""The web gallery in a real browser: Debian's chromium (/usr/bin/chromium) driven by playwright for Python
+against the real server (uvicorn running create_app in a thread on a free loopback port).
+
+The index is made here from a few pictures, sounds, a point cloud and a picture with a hostile name, with
+the FAKE encoder loader (tests/search/fake_encoder.py: real decoders, deterministic vectors, not a model)
+and random-weight bridges: the test checks the page and the API it calls, not search quality. The server
+gets the same fake loader, so uploads are encoded the same way. A screenshot is saved under the test's
+tmp_path and copied to tests/serve/output/gallery.png (git-ignored).
+
+Skipped, with the reason, only when /usr/bin/chromium or the playwright package is missing (.ci/run
+installs chromium in CI).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+
+from avsearch.indexing.pipeline import index_folder
+from tests.search.conftest import make_3d_bridge, make_bridge
+from tests.search.fake_encoder import FakeLoader
+from tests.search.media_factory import write_audio, write_cloud, write_image
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Without these, chromium on a closed network waits on connections it tries by itself (QUIC, updates, sync).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STABLE_SHOT = Path(__file__).parent / "output" / "gallery.png"
+HOSTILE = "<img src=x onerror=\"window.__pwned=1\">'q'.png"
+TIMEOUT_MS = 15_000
+
+try:
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+except ImportError:  # the dev extra not installed
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.skipif(sync_playwright is None, reason="playwright (Python package) is not installed"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("gallery-media")
+    made = {f"img{i}": write_image(root / "pictures" / f"img{i}.png", i, size=96) for i in range(5)}
+    # Sounds long enough that a playing <audio> visibly advances.
+    made |= {f"snd{i}": write_audio(root / "sounds" / f"snd{i}.wav", i, seconds=3.0) for i in range(3)}
+    made["cloud"] = write_cloud(root / "shapes" / "shape0.npy", 0)
+    made["hostile"] = write_image(root / "pictures" / HOSTILE, 9, size=96)
+    made["root"] = root
+    return made
+
+
+@pytest.fixture(scope="module")
+def server(media: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real app over a fresh index, served by uvicorn on 127.0.0.1:<free port>; yields its base URL."""
+    import uvicorn
+
+    from avsearch.serve.app import create_app
+
+    work = tmp_path_factory.mktemp("gallery-index")
+    bridges = [make_bridge(work / "av.safetensors"), make_3d_bridge(work / "3d.safetensors")]
+    index_folder(media["root"], work / "index", bridges, encoder_loader=FakeLoader())
+    app = create_app(work / "index", encoder_loader=FakeLoader())
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # the port is held from here on: no race with other processes
+    port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@dataclass
+class Seen:
+    """What a page did besides drawing: script errors and dialogs (problems), every URL it asked for."""
+
+    problems: list[str] = field(default_factory=list)
+    requested: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def seen() -> Seen:
+    return Seen()
+
+
+@pytest.fixture
+def page(browser: Browser, server: str, seen: Seen) -> Iterator[Page]:
+    """A fresh page (its own context: no cache, no history) that reports into `seen`."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    pg.on("pageerror", lambda exc: seen.problems.append(f"page error: {exc}"))
+    pg.on("dialog", lambda d: (seen.problems.append(f"dialog: {d.message}"), d.dismiss()))
+    pg.on("request", lambda r: seen.requested.append(r.url))
+    yield pg
+    context.close()
+
+
+def _groups(page: Page) -> dict[str, list[str]]:
+    """target -> the ids of its result cards, in page order."""
+    return page.eval_on_selector_all(
+        "section.group",
+        "ss => Object.fromEntries(ss.map(s => [s.dataset.target, [...s.querySelectorAll('li.card')]"
+        ".map(li => li.dataset.id)]))",
+    )
+
+
+def _wait_results(page: Page, first_name: str | None = None) -> None:
+    """Until the search under way (#results aria-busy) has ended and the status line reports results (and
+    the first picture or sound is `first_name`, if given). Call it after something shows a search started."""
+    page.wait_for_function(
+        "() => document.getElementById('results').getAttribute('aria-busy') === 'false' && ("
+        "/^\\d+ results? in \\d+ group/.test(document.getElementById('status').textContent)"
+        " || !document.getElementById('error').hidden)"
+    )
+    assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+    if first_name is not None:
+        expect(page.locator("section.group li.card .name").first).to_have_text(first_name)
+
+
+def _thumbnails_loaded(page: Page, target: str) -> list[int]:
+    page.wait_for_function(
+        "t => [...document.querySelectorAll(`section[data-target=${t}] img`)].every(i => i.complete)", arg=target
+    )
+    return page.eval_on_selector_all(f"section[data-target={target}] img", "is => is.map(i => i.naturalWidth)")
+
+
+def _drop_file(page: Page, path: Path, mime: str) -> None:
+    """A real drop: a DataTransfer holding the file, dispatched on the drop zone as a 'drop' DragEvent."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    transfer = page.evaluate_handle(
+        """([data, name, mime]) => {
+            const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], name, {type: mime}));
+            return dt;
+        }""",
+        [data, path.name, mime],
+    )
+    page.dispatch_event("#drop", "dragenter", {"dataTransfer": transfer})
+    expect(page.locator("#drop")).to_have_class(re.compile(r"\bover\b"))
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+
+
+def test_gallery_search_play_more_like_this_reload(
+    page: Page, seen: Seen, server: str, media: dict[str, Path], tmp_path: Path
+) -> None:
+    page.goto(server)
+    expect(page.locator("#info")).to_contain_text("6 pictures")  # index info from /api/info
+    expect(page.locator("#info")).to_contain_text("audio_visual")
+
+    # 1. Pick a picture with the file input: its own row comes first among the pictures (the same vector).
+    page.set_input_files("#file", str(media["img2"]))
+    _wait_results(page, first_name="img2.png")
+    groups = _groups(page)
+    assert list(groups) == ["image", "audio", "pointcloud"] and len(groups["image"]) == 6
+    assert len(groups["audio"]) == 3 and len(groups["pointcloud"]) == 1
+    expect(page.locator("section[data-target=image] li.card .score").first).to_have_text("1.000")
+    assert all(w > 0 for w in _thumbnails_loaded(page, "image"))
+    assert _thumbnails_loaded(page, "pointcloud")[0] > 0  # the cloud's rendered preview
+    query = parse_qs(urlparse(page.url).query)
+    assert set(query) == {"k", "target"} and query["target"] == ["all"]  # a URL cannot hold the file: no query
+
+    # 2. Drop a sound on the drop zone: the sounds come back with that sound first.
+    _drop_file(page, media["snd1"], "audio/wav")
+    expect(page.locator("#query")).to_contain_text("snd1.wav")
+    expect(page.locator("section[data-target=audio] li.card .name").first).to_have_text("snd1.wav")
+    expect(page.locator("section[data-target=audio] li.card .score").first).to_have_text("1.000")
+
+    # 3. Play the first sound: the player advances (the media endpoint serves it, with ranges).
+    audio = page.locator("section[data-target=audio] audio").first
+    audio.evaluate("a => { window.__playing = false; a.addEventListener('playing', () => window.__playing = true); }")
+    audio.evaluate("a => a.play()")
+    page.wait_for_function("() => window.__playing")
+    page.wait_for_function("a => a.currentTime > 0.2 && !a.error", arg=audio.element_handle())
+
+    # 4. "More like this" on the second picture, by keyboard: the URL names its id, the other pictures come
+    #    back (the item itself is left out of its own modality), and focus lands on the first result group.
+    second = page.locator("section[data-target=image] li.card").nth(1)
+    item_id = second.get_attribute("data-id")
+    item_name = second.locator(".name").text_content()
+    second.get_by_role("button", name=f"More like {item_name}").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(rf"[?&]id={item_id}\b"))
+    _wait_results(page)
+    expect(page.locator("#query")).to_contain_text(f"More like {item_name}")  # the name, from /api/items/{id}
+    page.wait_for_function("() => document.activeElement && document.activeElement.tagName === 'H2'")
+    similar = _groups(page)
+    assert list(similar) == ["image", "audio", "pointcloud"] and len(similar["image"]) == 5
+    assert item_id not in similar["image"] and len(similar["audio"]) == 3
+    page.screenshot(path=str(tmp_path / "gallery.png"), full_page=True)
+
+    # 5. Reload the shared URL: the same results, in the same order.
+    url = page.url
+    page.reload()
+    _wait_results(page)
+    assert page.url == url and _groups(page) == similar
+
+    # 6. Text by keyboard (Enter submits), then Back returns to the id search.
+    page.select_option("#target", "audio")
+    page.focus("#text")
+    page.keyboard.type("rain on a tin roof")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"[?&]text=rain\+on\+a\+tin\+roof\b.*target=audio"))
+    _wait_results(page)
+    assert list(_groups(page)) == ["audio"]
+    page.go_back()
+    expect(page.locator("#query")).to_contain_text(f"More like {item_name}")  # set as the search starts
+    _wait_results(page)
+    assert _groups(page) == similar
+
+    STABLE_SHOT.parent.mkdir(exist_ok=True)
+    shutil.copyfile(tmp_path / "gallery.png", STABLE_SHOT)
+    assert seen.problems == []
+    # Off-line: every request went to this server (or to page-made data:/blob: URLs), nothing else.
+    strays = [u for u in seen.requested if not u.startswith((server, "data:", "blob:"))]
+    assert strays == []
+
+
+def test_filters_travel_in_the_url(page: Page, seen: Seen, server: str) -> None:
+    page.goto(f"{server}?text=anything&k=10&target=all")
+    _wait_results(page)
+    assert len(_groups(page)["image"]) == 6
+    page.fill("#where", "folder = 'sounds'")
+    page.fill("#glob", "*/snd[12].wav")
+    page.press("#glob", "Enter")  # Enter in any field submits: the same text, the new filters
+    page.wait_for_url(re.compile(r"where=folder\+%3D\+%27sounds%27.*glob=\*%2Fsnd%5B12%5D\.wav"))
+    _wait_results(page)
+    filtered = _groups(page)
+    assert filtered["image"] == [] and filtered["pointcloud"] == [] and len(filtered["audio"]) == 2
+    expect(page.locator("section[data-target=audio] .name")).to_have_text(["snd1.wav", "snd2.wav"], ignore_case=False)
+
+    page.reload()  # the filters come back into the form, and the same results
+    _wait_results(page)
+    assert page.input_value("#where") == "folder = 'sounds'" and page.input_value("#glob") == "*/snd[12].wav"
+    assert _groups(page) == filtered
+
+    # "More like this" keeps the filters; new filters re-run the same id search (Enter in a filter field).
+    page.get_by_role("button", name="More like snd1.wav").click()
+    page.wait_for_url(re.compile(r"[?&]id=[0-9a-f]{32}&.*where=.*glob="))
+    _wait_results(page)
+    expect(page.locator("section[data-target=audio] .name")).to_have_text(["snd2.wav"])
+    page.fill("#glob", "*.wav")
+    page.press("#glob", "Enter")
+    page.wait_for_url(re.compile(r"[?&]id=[0-9a-f]{32}&.*glob=\*\.wav"))
+    expect(page.locator("section[data-target=audio] .name")).to_have_text(["snd2.wav", "snd0.wav"])
+
+    page.fill("#where", "folder = ")  # not an expression: the server's reason, as one line
+    page.press("#where", "Enter")
+    expect(page.locator("#error")).to_be_visible()
+    answer = httpx.get(f"{server}api/search", params={"text": "anything", "where": "folder ="})  # trimmed, as sent
+    api_error = answer.json()["error"]
+    expect(page.locator("#error")).to_have_text(api_error)
+    assert seen.problems == []
+
+
+def test_api_errors_show_as_one_line(page: Page, seen: Seen, server: str) -> None:
+    missing = "0" * 32  # a well-formed id that names no row: the API's 404
+    api_error = httpx.get(f"{server}api/items/{missing}/similar").json()["error"]
+    page.goto(f"{server}?id={missing}&k=5")
+    expect(page.locator("#error")).to_be_visible()
+    expect(page.locator("#error")).to_have_text(api_error)
+    assert page.locator("section.group").count() == 0 and "\n" not in page.locator("#error").inner_text()
+
+    # A file that is no media at all: the server decodes it, refuses it, and the page says why.
+    page.set_input_files("#file", files=[{"name": "notes.wav", "mimeType": "audio/wav", "buffer": b"hello " * 50}])
+    expect(page.locator("#error")).to_be_visible()
+    expect(page.locator("#error")).to_contain_text("notes.wav")  # the reason names the upload, by its name
+    expect(page.locator("#status")).to_have_text("")
+    assert seen.problems == []
+
+
+def test_hostile_file_name_is_shown_as_text(page: Page, seen: Seen, server: str) -> None:
+    page.goto(f"{server}?text=anything&k=10&target=image")
+    _wait_results(page)
+    names = page.locator("section[data-target=image] li.card .name").all_text_contents()
+    assert HOSTILE in names  # literally, quotes and angle brackets included
+    card = page.locator("li.card", has=page.locator(".name", has_text=HOSTILE))
+    assert card.locator("img").count() == 1 and card.locator("img").get_attribute("alt") == HOSTILE
+    assert page.evaluate("() => window.__pwned") is None
+    assert page.locator("img[src='x']").count() == 0
+    assert seen.problems == []
+
+
+def test_keyboard_order_and_labels(page: Page, server: str) -> None:
+    page.goto(f"{server}?text=anything&k=3&target=image")
+    _wait_results(page)
+    for control in ("#file", "#text", "#k", "#target", "#where", "#glob"):  # every input has a label
+        assert page.locator(f"label[for={control[1:]}]").count() == 1, control
+    assert page.locator("#status").get_attribute("aria-live") == "polite"
+    # Tab from the last filter walks the results in page order: each thumbnail's link, then its button.
+    page.focus("#glob")
+    seen = []
+    for _ in range(8):
+        page.keyboard.press("Tab")
+        seen.append(page.evaluate("() => document.activeElement.closest('li.card')?.dataset.id ?? null"))
+    cards = [i for ids in _groups(page).values() for i in ids]
+    walked = [i for i in seen if i is not None]
+    assert walked[:4] == [cards[0], cards[0], cards[1], cards[1]]
+    outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none")  # focus is visible
