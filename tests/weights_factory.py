@@ -165,3 +165,135 @@ def make_full_weights(folder: Path | str) -> Path:
     make_av_weights(folder)
     make_released_bridges(folder)
     return make_ulip_weights(folder)
+
+
+# -- CAV-MAE ------------------------------------------------------------------------------------------
+CAVMAE_FILE = "audio_model.21.pth"
+
+
+def _cavmae_block_shapes(prefix: str, dim: int) -> dict[str, tuple[int, ...]]:
+    """Entries of one block of the release's Block class (src/models/cav_mae.py): three LayerNorm pairs,
+    timm Attention (qkv with bias, proj) and timm Mlp (fc1, fc2, ratio 4)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for norm in ("norm1", "norm1_a", "norm1_v", "norm2", "norm2_a", "norm2_v"):
+        shapes |= {f"{prefix}{norm}.weight": (dim,), f"{prefix}{norm}.bias": (dim,)}
+    shapes |= {
+        f"{prefix}attn.qkv.weight": (3 * dim, dim),
+        f"{prefix}attn.qkv.bias": (3 * dim,),
+        f"{prefix}attn.proj.weight": (dim, dim),
+        f"{prefix}attn.proj.bias": (dim,),
+        f"{prefix}mlp.fc1.weight": (4 * dim, dim),
+        f"{prefix}mlp.fc1.bias": (4 * dim,),
+        f"{prefix}mlp.fc2.weight": (dim, 4 * dim),
+        f"{prefix}mlp.fc2.bias": (dim,),
+    }
+    return shapes
+
+
+def cavmae_layout() -> dict[str, tuple[int, ...]]:
+    """Entry names (without 'module.') and shapes of a CAV-MAE pretrain checkpoint, written from the
+    release's CAVMAE class (audio_length 1024, modality_specific_depth 11, decoder 512-d, 8 blocks)."""
+    d, dd, a_tokens, v_tokens = 768, 512, 512, 196
+    shapes: dict[str, tuple[int, ...]] = {
+        "modality_a": (1, 1, d),
+        "modality_v": (1, 1, d),
+        "pos_embed_a": (1, a_tokens, d),
+        "pos_embed_v": (1, v_tokens, d),
+        "patch_embed_a.proj.weight": (d, 1, 16, 16),
+        "patch_embed_a.proj.bias": (d,),
+        "patch_embed_v.proj.weight": (d, 3, 16, 16),
+        "patch_embed_v.proj.bias": (d,),
+    }
+    for stream, depth in (("a", 11), ("v", 11), ("u", 1)):
+        for i in range(depth):
+            shapes |= _cavmae_block_shapes(f"blocks_{stream}.{i}.", d)
+    for norm in ("norm_a", "norm_v", "norm"):
+        shapes |= {f"{norm}.weight": (d,), f"{norm}.bias": (d,)}
+    # The MAE decoder (dropped by avsearch's loader, present in every pretrain file).
+    shapes |= {
+        "decoder_embed.weight": (dd, d),
+        "decoder_embed.bias": (dd,),
+        "mask_token": (1, 1, dd),
+        "decoder_modality_a": (1, 1, dd),
+        "decoder_modality_v": (1, 1, dd),
+        "decoder_pos_embed_a": (1, a_tokens, dd),
+        "decoder_pos_embed_v": (1, v_tokens, dd),
+        "decoder_norm.weight": (dd,),
+        "decoder_norm.bias": (dd,),
+        "decoder_pred_a.weight": (16 * 16 * 1, dd),
+        "decoder_pred_a.bias": (16 * 16 * 1,),
+        "decoder_pred_v.weight": (16 * 16 * 3, dd),
+        "decoder_pred_v.bias": (16 * 16 * 3,),
+    }
+    for i in range(8):
+        shapes |= _cavmae_block_shapes(f"decoder_blocks.{i}.", dd)
+    return shapes
+
+
+def _sincos_table(dim: int, rows: int, cols: int) -> torch.Tensor:
+    """A 2-D sin-cos positional table (1, rows * cols, dim), row-major, MAE style."""
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
+    grid_r, grid_c = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+    parts = []
+    for pos in (grid_c.reshape(-1), grid_r.reshape(-1)):
+        angles = pos[:, None].double() * omega[None, :]
+        parts += [angles.sin(), angles.cos()]
+    return torch.cat(parts, dim=1).float()[None]
+
+
+class _NoisePool:
+    """Unit-variance uniform noise, each tensor a slice of one 8M-value pool at a random offset: 191M
+    values in about a second on a busy 2-core machine, and still a different tensor for every entry."""
+
+    def __init__(self, gen: torch.Generator) -> None:
+        self.gen = gen
+        self.pool = torch.empty(1 << 23).uniform_(-(3**0.5), 3**0.5, generator=gen)
+
+    def __call__(self, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
+        n = int(torch.tensor(shape).prod()) if len(shape) else 1
+        start = int(torch.randint(0, self.pool.numel() - n + 1, (1,), generator=self.gen))
+        return self.pool[start : start + n].view(shape).clone()
+
+
+def random_cavmae_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random tensors in the CAV-MAE pretrain layout, 'module.' prefixed, float32 as released.
+
+    Every LayerNorm gets its own random scale and shift, so running tokens through the wrong pair
+    changes the output; the positional tables are sin-cos plus noise, so a loader that recomputed
+    them instead of reading the file would differ.
+    """
+    noise = _NoisePool(torch.Generator().manual_seed(seed))
+    state: dict[str, torch.Tensor] = {}
+    grids = {"pos_embed_a": (8, 64), "pos_embed_v": (14, 14), "decoder_pos_embed_a": (8, 64)}
+    grids["decoder_pos_embed_v"] = (14, 14)
+    for key, shape in cavmae_layout().items():
+        leaf = key.rsplit(".", 1)[-1]
+        if key in grids:
+            table = _sincos_table(shape[-1], *grids[key])
+            value = table + 0.05 * noise(table.shape)
+        elif "norm" in key.rsplit(".", 1)[0].rsplit(".", 1)[-1] and leaf == "weight":
+            value = noise(shape).mul_(0.2).add_(1.0)
+        elif leaf == "bias":
+            value = noise(shape).mul_(0.1)
+        elif len(shape) >= 2 and leaf == "weight":
+            fan_in = int(torch.tensor(shape[1:]).prod())
+            value = noise(shape).div_(fan_in**0.5)
+        else:  # modality vectors, mask token
+            value = noise(shape).mul_(0.5)
+        state[f"module.{key}"] = value
+    return state
+
+
+def make_cavmae_weights(folder: Path | str, seed: int = 0, file_name: str = CAVMAE_FILE) -> Path:
+    """Write `file_name` (default audio_model.21.pth, CAV-MAE-Scale++): the release's pretrain layout
+    (DataParallel 'module.' prefixes, encoder + MAE decoder, positional tables), random float32
+    values, real size (about 760 MB)."""
+    folder = Path(folder)
+    target = folder / file_name
+    if target.is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    torch.save(random_cavmae_state(seed), tmp)
+    tmp.rename(target)
+    return folder
