@@ -11,6 +11,21 @@ search, and the lookup of the 10 hits' rows.
 
     .venv/bin/python benchmarks/filters.py                 # 1M rows
     .venv/bin/python benchmarks/filters.py --n 200000 --budget 10
+
+Measured (1M rows, dim 512, IVF-Flat nlist 4000 nprobe 1, faiss 1.15.1 on 2 shared CPU cores, other
+engineers' jobs running; index built in 836 s); unfiltered p50 91.6 ms, p99 1579 ms:
+      kept      rows   strategy    p50 ms    p99 ms  runs  answered by
+   100.00% 1,000,000   selector    1035.1    2529.7    17  ivf_flat/faiss-cpu (keeps all: unfiltered search)
+   100.00% 1,000,000  prefilter    1018.5    2343.7    18  ivf_flat/faiss-cpu (same)
+    10.00%   100,000   selector     811.7    1484.6    22  ivf_flat/faiss-cpu
+    10.00%   100,000  prefilter    2394.7    3701.9     7  exact/numpy
+     1.00%    10,000   selector     612.9    1257.0    30  ivf_flat/faiss-cpu
+     1.00%    10,000  prefilter     762.2    1293.6    23  exact/numpy
+     0.10%     1,000   selector     433.1     989.0    41  ivf_flat/faiss-cpu
+     0.10%     1,000  prefilter     483.6     955.7    40  exact/numpy
+     0.01%       100   selector     170.3     512.0    99  ivf_flat/faiss-cpu
+     0.01%       100  prefilter     214.8     950.8    77  exact/numpy
+A filter that keeps every row still pays its LanceDB scan (1M row ids) before the unfiltered search.
 """
 
 from __future__ import annotations
