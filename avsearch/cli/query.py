@@ -66,6 +66,10 @@ def query_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON (for scripts).")] = False,
     paths_only: Annotated[bool, typer.Option("--paths-only", help="Print only the paths, one a line.")] = False,
+    html_out: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the results as one self-contained page (thumbnails inline)."),
+    ] = None,
     index_dir: IndexDirOption = None,
     weights_dir: WeightsDirOption = None,
     device: DeviceOption = None,
@@ -112,6 +116,13 @@ def query_command(
         filters=filters if filters.active else None,
     )
 
+    if html_out is not None:
+        from avsearch.search.html_report import write_html_report
+
+        label = text if text is not None else item if item is not None else str(audio or image or pointcloud)
+        written = write_html_report(results, html_out, printable(label))
+        if not (as_json or paths_only):
+            out.print(f"results page: {printable(str(written))}")
     if as_json:
         out.print_json(json.dumps([r.to_dict() for r in results]))
         return

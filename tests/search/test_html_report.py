@@ -154,3 +154,24 @@ def test_unwritable_destination_is_one_input_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="cannot write the HTML report"):
         write_html_report([], tmp_path / "file" / "report.html", "q")
+
+
+def test_query_html_flag_writes_the_page(tmp_path: Path, bridge_file: Path) -> None:
+    """`avsearch query --id ITEM --html out.html`: the page holds the same hits the table prints."""
+    from typer.testing import CliRunner
+
+    from avsearch.cli.app import app
+
+    root = tmp_path / "media"
+    for i in range(3):
+        write_image(root / f"img{i}.png", i)
+    write_audio(root / "snd0.wav", 0)
+    index_folder(root, tmp_path / "index", [bridge_file], encoder_loader=FakeLoader())
+    out = tmp_path / "page.html"
+    args = ["query", "--id", str(root / "img0.png"), "--html", str(out), "--index-dir", str(tmp_path / "index")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("results page:")
+    text = out.read_text("utf-8")
+    assert Page(text).sections() == [("image", 2), ("audio", 1)]
+    assert "img1.png" in text and "img2.png" in text and "snd0.wav" in text
