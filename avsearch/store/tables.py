@@ -340,12 +340,30 @@ class MediaStore:
         )
 
     def compact(self, modality: str) -> None:
-        """Merge the small per-batch fragments and drop old versions (after a completed run)."""
+        """Merge the small per-batch fragments, bring the key index up to date and drop old versions
+        (after a completed run)."""
         try:
-            # versions older than a minute go: long enough for a query that is reading right now
-            self._table(modality).optimize(cleanup_older_than=timedelta(minutes=1))
+            tbl = self._table(modality)
+            # Rows are found by key (hits, items, upserts, deletes): without a B-tree every lookup scans
+            # the table (1M rows: 92 ms for 10 keys; 4 ms with it, built in under a second).
+            if not any(list(i.columns) == ["key"] for i in tbl.list_indices()):
+                from lancedb.index import BTree
+
+                tbl.create_index("key", config=BTree())
+            # optimize() also folds rows added since into the index; versions older than a minute go:
+            # long enough for a query that is reading right now
+            tbl.optimize(cleanup_older_than=timedelta(minutes=1))
         except Exception as exc:  # compaction is an optimisation; a failure must not fail the run
             log.warning("compaction of table %s skipped: %s", modality, exc)
+
+    def key_index_rows(self, modality: str) -> tuple[int, int] | None:
+        """(indexed, not yet indexed) rows of the key index, or None when the table has none."""
+        tbl = self._table(modality)
+        for i in tbl.list_indices():
+            if list(i.columns) == ["key"]:
+                stats = tbl.index_stats(i.name)
+                return stats.num_indexed_rows, stats.num_unindexed_rows
+        return None
 
 
 def _fixed(matrix: np.ndarray, typ: pa.DataType) -> pa.Array:

@@ -47,6 +47,34 @@ def test_upsert_fetch_delete_with_awkward_paths(tmp_path) -> None:
     assert store.count("audio") == 3 and store.vectors("audio", NATIVE)[1].shape == (3, 4)
 
 
+def test_rows_are_found_through_the_key_index_before_and_after_it_catches_up(tmp_path) -> None:
+    """compact() builds a B-tree on `key` (lookups stop scanning the table); rows written after it are
+    still found, replaced and deleted exactly, and the next compact() folds them in."""
+    store = MediaStore(tmp_path)
+    store.ensure_table("image", 4, {SHARED: 3})
+    paths = [f"/m/{i}.png" for i in range(50)]
+    recs, vectors = _rows(paths, 4, 0)
+    store.upsert("image", recs, vectors)
+    assert store.key_index_rows("image") is None
+    store.compact("image")
+    assert store.key_index_rows("image") == (50, 0)
+
+    new = ["/m/new-a.png", "/m/new-b.png", paths[7]]  # two new rows, one replaced
+    recs2, vectors2 = _rows(new, 4, 1)
+    store.upsert("image", recs2, vectors2)
+    store.delete("image", [paths[3]])
+    got, got_vectors = store.fetch("image", [*new, paths[3], paths[8]])
+    assert {r.path for r in got} == {*new, paths[8]}
+    by_path = {r.path: i for i, r in enumerate(got)}
+    for j, p in enumerate(new):
+        np.testing.assert_allclose(got_vectors[NATIVE][by_path[p]], vectors2[NATIVE][j])
+    assert store.lookup("image", [paths[7]])[paths[7]].hash == "h1-2" and store.count("image") == 51
+    store.compact("image")
+    indexed, pending = store.key_index_rows("image")
+    assert pending == 0 and indexed >= 51
+    assert set(store.lookup("image", [*paths, *new])) == set(paths + new) - {paths[3]}
+
+
 def test_table_with_other_widths_is_refused(tmp_path) -> None:
     store = MediaStore(tmp_path)
     store.ensure_table("image", 4, {SHARED: 3})
