@@ -9,7 +9,7 @@ values. Each row runs in a fresh process, so its memory figures are its own:
   runs the same model with decoding overlapped, so this is close to its CPU ceiling);
 - `bare/s`: the model forward alone on already decoded inputs (items per second);
 - `query ms`: encode_files on one file, best of 3 (the query-embedding latency);
-- `RSS load` / `RSS peak`: resident memory after loading and the process's peak (ru_maxrss), MiB.
+- `RSS load` / `RSS peak`: resident memory after loading and the process's peak (VmHWM), MiB.
 Files: JPEG 640x480 images, 10 s 44.1 kHz FLAC clips (CAV-MAE: one 10.24 s window each), and one
 60 s clip (CAV-MAE: 6 windows, the max_windows default; CLAP: its fusion input, one forward).
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import sys
 import tempfile
 import time
@@ -34,9 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.weights_factory
 
 
-def _rss_mib() -> float:
+def _status_mib(field: str) -> float:
+    """VmRSS (resident now) or VmHWM (resident peak) of this process, MiB. Not ru_maxrss: on Linux a
+    spawned child starts with its parent's, and the parent held the random checkpoint."""
     with open("/proc/self/status") as fh:
-        line = next(x for x in fh if x.startswith("VmRSS:"))
+        line = next(x for x in fh if x.startswith(f"{field}:"))
     return int(line.split()[1]) / 1024
 
 
@@ -51,7 +52,7 @@ def _measure(name: str, modality: str, files: list[Path], weights: Path, threads
     start = time.perf_counter()
     enc = load_encoder(name, [modality], weights_dir=weights, device="cpu")
     load_s = time.perf_counter() - start
-    rss_load = _rss_mib()
+    rss_load = _status_mib("VmRSS")
     enc.encode_files(modality, files[:1])  # warm-up: first touch of the mapped weights, kernels
     start = time.perf_counter()
     enc.encode_files(modality, files)
@@ -65,7 +66,7 @@ def _measure(name: str, modality: str, files: list[Path], weights: Path, threads
         start = time.perf_counter()
         enc.encode_files(modality, files[:1])
         query.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mib("VmHWM")
     return {"load": load_s, "files": files_s, "bare": bare_s, "query": min(query) * 1000, "rss": rss_load, "peak": peak}
 
 
