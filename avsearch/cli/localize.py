@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from avsearch.cli.common import DeviceOption, WeightsDirOption, err, out, user_errors
@@ -72,18 +73,19 @@ def localize_command(
         payload["overlay"] = str(out_png) if out_png is not None else None
         out.print_json(json.dumps(payload))
         return
-    table = Table(title=f"{image} <- {audio} ({found.proposal_source}, {len(found.proposals)} proposals)")
+    table = Table(title=escape(f"{image} <- {audio} ({found.proposal_source}, {len(found.proposals)} proposals)"))
     for col in ("#", "box [x0, y0, x1, y1]", "score", "source"):
         table.add_column(col, justify="right" if col in ("#", "score") else "left")
     for p in found.proposals[:top]:
         source = p.box.source + (f" {p.box.label}" if p.box.label else "")
-        table.add_row(str(p.rank), str(p.box.to_list()), f"{p.score:.4f}", source)
+        table.add_row(str(p.rank), escape(str(p.box.to_list())), f"{p.score:.4f}", escape(source))
     out.print(table)
     out.print(
-        f"best box {found.best.box.to_list()} score {found.best.score:.4f}; whole image {found.whole_image_score:.4f}"
+        f"best box {found.best.box.to_list()} score {found.best.score:.4f}; whole image {found.whole_image_score:.4f}",
+        markup=False,
     )
     if out_png is not None:
-        err.print(f"heat map written to {out_png}")
+        err.print(f"heat map written to {out_png}", markup=False)
 
 
 @user_errors
@@ -113,7 +115,7 @@ def match_command(
         out.print_json(json.dumps(result.to_dict()))
         return
     verdict = "belongs" if result.matches else "does not belong"
-    out.print(f"{audio} {verdict} in {image}")
-    out.print(f"confidence {result.confidence:.4f} (best box {result.localization.best.box.to_list()})")
-    out.print(f"whole image {result.localization.whole_image_score:.4f}")
-    out.print(f"threshold {result.threshold:.4f}: {result.threshold_source}")
+    out.print(f"{audio} {verdict} in {image}", markup=False)
+    out.print(f"confidence {result.confidence:.4f} (best box {result.localization.best.box.to_list()})", markup=False)
+    out.print(f"whole image {result.localization.whole_image_score:.4f}", markup=False)
+    out.print(f"threshold {result.threshold:.4f}: {result.threshold_source}", markup=False)

@@ -102,6 +102,9 @@ def test_cli_match_true_pairs_above_shuffled(world: World, cells_file: Path) -> 
     first = match(0, 0)
     assert first["threshold_source"].startswith("default") and "no calibration" in first["threshold_source"]
     assert match(0, 0, "--threshold", str(max(shuffled)))["matches"] is True
+    args = ["match", "--audio", str(world.sounds[0]), "--image", str(world.scenes[0]), "--boxes", str(cells_file)]
+    text = runner.invoke(app, [*args, "--weights-dir", str(world.weights), "--device", "cpu"]).stdout
+    assert "configs/localize.toml [match]; the bridge holds no calibration" in text  # not eaten as markup
     k_out = next(k for k in range(len(world.sounds)) if k not in world.placements[0])
     assert match(k_out, 0, "--threshold", str(min(true)))["matches"] is False
 
