@@ -13,7 +13,8 @@ from avsearch.errors import DecodeError, InputError
 from avsearch.media.detect import detect
 from avsearch.media.failures import NOT_MEDIA
 from avsearch.media.metadata import metadata_config
-from avsearch.modalities import TEXT
+from avsearch.modalities import CMCR, TEXT
+from avsearch.search.delta import Delta, DeltaRows
 from avsearch.search.filters import RowSelector, SearchFilters, glob_positions
 from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
@@ -26,6 +27,15 @@ log = logging.getLogger(__name__)
 
 
 __all__ = ["SearchEngine", "SearchFilters"]  # SearchFilters lives in search/filters.py; imported from here too
+
+
+def _labelled(result: ResultSet, route: Route) -> ResultSet:
+    """A route's results named by backend and by the target's file modality (not its table's name)."""
+    result.backend = route.backend
+    if route.target_modality != route.target:
+        result.target = route.target_modality
+        result.hits = [replace(h, modality=route.target_modality) for h in result.hits]
+    return result
 
 
 class SearchEngine:
@@ -42,16 +52,24 @@ class SearchEngine:
         # Filters keeping at most this many rows are searched exactly over those rows (pre-filtering).
         self.prefilter_max_rows = cfg.prefilter_max_rows
         self._rows = RowSelector(self.store, cfg.cached_filters)
+        self._delta = DeltaRows(self.store)  # rows added/deleted since a FAISS index (a run under way)
+        self._warned: set[str] = set()
 
     def search_text(
-        self, text: str, target: str = ALL, k: int = 10, filters: SearchFilters | None = None
+        self,
+        text: str,
+        target: str = ALL,
+        k: int = 10,
+        filters: SearchFilters | None = None,
+        backend: str | None = CMCR,
     ) -> list[ResultSet]:
-        """Text against each target, in the target's own space when its encoder reads text."""
+        """Text against each target, in the target's own space when its encoder reads text. backend:
+        "cmcr", "cavmae" (InputError: no text tower), "both" (C-MCR's lists only) or None (the default)."""
         if not text.strip():
             raise InputError("the query text is empty")
         return [
-            self._run(r, text, TEXT, self._embed(r, text=text), k, filters)
-            for r in plan_routes(TEXT, target, self.manifest)
+            _labelled(self._run(r, text, TEXT, self._embed(r, text=text), k, filters), r)
+            for r in plan_routes(TEXT, target, self.manifest, backend)
         ]
 
     def search_file(
@@ -61,8 +79,10 @@ class SearchEngine:
         target: str = ALL,
         k: int = 10,
         filters: SearchFilters | None = None,
+        backend: str | None = CMCR,
     ) -> list[ResultSet]:
-        """A media file against each target: natively for its own modality, via a bridge otherwise."""
+        """A media file against each target: natively for its own modality, via a bridge otherwise (C-MCR),
+        or in CAV-MAE's space; backend "both" gives each target's list once per backend, C-MCR's first."""
         path = Path(path).expanduser()
         if not path.is_file():
             raise InputError(f"{path}: no such file")
@@ -73,32 +93,45 @@ class SearchEngine:
             if found.kind is None:
                 raise InputError(f"{path}: {NOT_MEDIA}")
             modality = found.kind
-        routes = plan_routes(modality, target, self.manifest)
-        return [self._run(r, str(path), modality, self._embed(r, path=path), k, filters) for r in routes]
+        routes = plan_routes(modality, target, self.manifest, backend)
+        return [_labelled(self._run(r, str(path), modality, self._embed(r, path=path), k, filters), r) for r in routes]
 
     def search_item(
-        self, item: str, target: str = ALL, k: int = 10, filters: SearchFilters | None = None
+        self,
+        item: str,
+        target: str = ALL,
+        k: int = 10,
+        filters: SearchFilters | None = None,
+        backend: str | None = CMCR,
     ) -> list[ResultSet]:
-        """More like an indexed item (its path, or its id as results carry it): its stored vectors are the
-        query, so no model loads.
+        """More like an indexed item (its path, or its id as results carry it): its stored vectors (of each
+        backend asked for) are the query, so no model loads.
 
         The item itself is left out of its own modality's results.
         """
-        for modality in self.store.modalities():
-            records, stored = self.store.fetch(modality, [item])
+        tables = sorted(self.manifest.modalities, key=lambda t: self.manifest.modalities[t].backend != CMCR)
+        present = set(self.store.modalities())
+        for table in (t for t in tables if t in present):
+            records, _ = self.store.fetch(table, [item])
             if records:
-                item = records[0].path
+                item, modality = records[0].path, self.manifest.kind(table)
                 break
         else:
             raise InputError(f"{item}: no such item in this index (give a path or id as `avsearch query` prints it)")
         results = []
-        for route in plan_routes(modality, target, self.manifest):
-            own = route.target == modality
-            result = self._run(route, item, modality, stored[route.column][:1], k + own, filters)
+        stored: dict[str, dict] = {}  # backend -> its table's vectors of the item
+        for route in plan_routes(modality, target, self.manifest, backend):
+            if route.backend not in stored:
+                table = self.manifest.tables_of(route.backend)[modality]
+                records, stored[route.backend] = self.store.fetch(table, [item]) if table in present else ([], {})
+                if not records:
+                    raise InputError(f"{item}: not embedded by the {route.backend} backend yet (run `avsearch index`)")
+            own = route.target_modality == modality
+            result = self._run(route, item, modality, stored[route.backend][route.column][:1], k + own, filters)
             if own:
                 result.hits = [h for h in result.hits if h.path != item][:k]
                 result.hits = [replace(h, rank=r) for r, h in enumerate(result.hits, start=1)]
-            results.append(result)
+            results.append(_labelled(result, route))
         return results
 
     @timed("embed query")
@@ -132,25 +165,17 @@ class SearchEngine:
         if route.target not in self.store.modalities() or self.store.count(route.target) == 0:
             return result
         ann = self._index(route)
-        if ann is not None:
-            allowed = self._rows.positions(route.target, ann.paths, ann.table_version, filters)
-            if allowed is not None and len(allowed) == 0:
-                return result
-            if allowed is not None and len(allowed) == len(ann.paths):
-                allowed = None  # the filter keeps every row: the unfiltered (GPU) search answers
-            if allowed is not None and filters.parsed is not None and len(allowed) <= self.prefilter_max_rows:
-                pairs = self._prefiltered(route, q, k, filters, ann.table_version)  # type: ignore[union-attr]
-            else:
-                scores, ids = ann.search(q, k, allowed)
-                short = allowed is not None and int((ids[0] >= 0).sum()) < min(k, len(allowed))
-                if short and ann.params.kind != "flat":
-                    scores, ids = _every_list(ann, q, k, allowed)  # type: ignore[arg-type]
-                pairs = [(float(s), ann.paths[i]) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
-                result.index_kind = ann.params.kind
-                result.engine = "faiss-cpu" if allowed is not None else ann.engine
-        else:
+        version = self.store.version(route.target)
+        delta = None
+        if ann is not None and ann.table_version != version:
+            delta = self._delta.of(route.target, route.column, ann, version)
+        if ann is None:
             pairs = self._exact(route, q, k, filters)
+        else:
+            pairs = self._search_ann(route, ann, q, k, filters, result, delta)
         meta = self.store.lookup(route.target, [p for _, p in pairs])
+        if delta is not None:
+            pairs = [(s, p) for s, p in pairs if p in meta][:k]  # a row deleted since: gone
         result.hits = [
             Hit(
                 rank,
@@ -165,20 +190,60 @@ class SearchEngine:
         ]
         return result
 
+    def _search_ann(
+        self,
+        route: Route,
+        ann: LoadedAnn,
+        q: np.ndarray,
+        k: int,
+        filters: SearchFilters | None,
+        result: ResultSet,
+        delta: Delta | None,
+    ) -> list[tuple[float, str]]:
+        """Search the route's FAISS index; with a delta (the table has moved on since the index was
+        built), also the rows added since, scored exactly, and a few more FAISS hits for those deleted."""
+        allowed = self._rows.positions(route.target, ann.paths, ann.table_version, filters)
+        if allowed is not None and len(allowed) == len(ann.paths):
+            allowed = None  # the filter keeps every row: the unfiltered (GPU) search answers
+        if allowed is not None and filters.parsed is not None and len(allowed) <= self.prefilter_max_rows:
+            # exact over the passing rows as the table is now: nothing to add or drop
+            return self._prefiltered(route, q, k, filters, self.store.version(route.target))  # type: ignore[arg-type]
+        pairs: list[tuple[float, str]] = []
+        if allowed is None or len(allowed):
+            extra = 0 if delta is None else len(delta.gone)
+            want = k + extra
+            scores, ids = ann.search(q, want, allowed)
+            short = allowed is not None and int((ids[0] >= 0).sum()) < min(want, len(allowed))
+            if short and ann.params.kind != "flat":
+                scores, ids = _every_list(ann, q, want, allowed)  # type: ignore[arg-type]
+            pairs = [(float(s), ann.paths[i]) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+            result.index_kind = ann.params.kind
+            result.engine = "faiss-cpu" if allowed is not None else ann.engine
+        if delta is not None:
+            pairs = [(s, p) for s, p in pairs if p not in delta.gone]
+            paths, vectors = delta.paths, delta.vectors
+            keep = self._rows.positions(route.target, paths, delta.version, filters)
+            if keep is not None:
+                paths, vectors = [paths[i] for i in keep], vectors[keep]
+            pairs = sorted(pairs + _top(paths, vectors, q, k), key=lambda sp: -sp[0])
+            result.index_kind = f"{ann.params.kind}+{len(delta.paths)} new"
+        return pairs[:k]
+
     def _index(self, route: Route) -> LoadedAnn | None:
-        """The FAISS index of the route, or None when missing or behind its table (a killed run)."""
+        """The FAISS index of the route (None when it has none). One behind its table (an index run under
+        way, or killed) still answers, with the rows added since searched exactly beside it."""
         name = ann_name(route.target, route.column)
         if name not in self._ann:
             device = self.index.models.device  # --device cpu keeps FAISS off the GPU too
             self._ann[name] = self.index.ann(name, use_gpu=device is None or device.startswith("cuda"))
         ann = self._ann[name]
-        if ann is not None and ann.table_version != self.store.version(route.target):
+        if ann is not None and ann.table_version != self.store.version(route.target) and name not in self._warned:
+            self._warned.add(name)
             log.warning(
-                "FAISS index %s is older than its table (interrupted run?): searching exactly; "
-                "run `avsearch index` again to rebuild it",
+                "FAISS index %s is older than its table (an index run under way, or interrupted): rows added "
+                "since are searched exactly beside it; `avsearch index` rebuilds it",
                 name,
             )
-            return None
         return ann
 
     def _exact(self, route: Route, q: np.ndarray, k: int, filters: SearchFilters | None) -> list[tuple[float, str]]:

@@ -97,21 +97,47 @@ def test_other_bridge_is_refused_and_nothing_is_written(bridge_file, other_bridg
     assert MediaStore(index).version("image") == version
 
 
-def test_stale_faiss_index_falls_back_to_exact_search(bridge_file, tmp_path) -> None:
+def test_a_faiss_index_behind_its_table_answers_with_the_rows_added_and_without_the_rows_deleted(
+    bridge_file, tmp_path, monkeypatch
+) -> None:
+    """While an index run is under way (or after one was killed before its FAISS refresh), the old FAISS
+    index still answers: rows added since are scored exactly beside it, rows deleted since are dropped,
+    filters hold on both, and no query reads every vector of the table."""
     root = tmp_path / "m"
-    for i in range(6):
+    for i in range(12):
         write_image(root / f"{i}.png", i)
     index = tmp_path / "index"
     loader = FakeLoader()
     index_folder(root, index, bridge_file, encoder_loader=loader)
     store = MediaStore(index)
-    # A row written after the FAISS build, as a run killed before its refresh would leave it.
-    recs, vectors = store.fetch("image", [str((root / "0.png").absolute())])
-    store.upsert("image", [dataclasses.replace(recs[0], path="/elsewhere/x.png")], vectors)
-    res = SearchEngine(Index.open(index, encoder_loader=loader)).search_file(root / "0.png", "image", "image", k=10)
-    assert res[0].index_kind == "exact"
-    assert {h.path for h in res[0].hits[:2]} == {"/elsewhere/x.png", str((root / "0.png").absolute())}
-    np.testing.assert_allclose([h.score for h in res[0].hits[:2]], 1.0, atol=1e-4)
+    originals = [str((root / f"{i}.png").absolute()) for i in range(12)]
+    # Rows written after the FAISS build: copies of three pictures under new names, and one deleted.
+    recs, vectors = store.fetch("image", originals[:3])
+    copies = [dataclasses.replace(r, path=f"/elsewhere/copy-{i}.png") for i, r in enumerate(recs)]
+    rng = np.random.default_rng(0)  # near copies, not ties: the order of results is then one order
+    nudged = {c: v + 0.05 * rng.standard_normal(v.shape).astype(np.float32) for c, v in vectors.items()}
+    store.upsert("image", copies, {c: v / np.linalg.norm(v, axis=1, keepdims=True) for c, v in nudged.items()})
+    store.delete("image", [originals[5]])
+    paths, matrix, _ = store.vectors("image", NATIVE)  # the truth, read before reads are forbidden
+
+    engine = SearchEngine(Index.open(index, encoder_loader=loader))
+    monkeypatch.setattr(engine.store, "vectors", lambda *a: pytest.fail("a full scan of the table"))
+    for probe in (0, 5, 7):
+        q = write_image(tmp_path / f"q{probe}.png", probe)
+        res = engine.search_file(q, "image", "image", k=6)[0]
+        scores = matrix @ loader("clip-vit-b-32-openai", ("image",)).encode_files("image", [q])[0]
+        want = [paths[i] for i in np.argsort(-scores, kind="stable")[:6]]
+        assert [h.path for h in res.hits] == want and res.index_kind == "flat+3 new"
+        np.testing.assert_allclose([h.score for h in res.hits], np.sort(scores)[::-1][:6], atol=1e-5)
+    assert originals[5] not in {h.path for h in engine.search_file(root / "5.png", "image", "image", k=20)[0].hits}
+    glob = SearchFilters(path_glob="*[12].png")  # m/1.png, m/2.png, m/11.png and two of the three copies
+    hits = engine.search_file(root / "1.png", "image", "image", k=10, filters=glob)[0].hits
+    assert [h.path for h in hits][:2] == [originals[1], "/elsewhere/copy-1.png"]
+    assert {h.path for h in hits} == {
+        *(originals[i] for i in (1, 2, 11)),
+        "/elsewhere/copy-1.png",
+        "/elsewhere/copy-2.png",
+    }
 
 
 def test_ivf_indexes_are_tuned_on_cross_modal_queries_at_index_time(big_folder, bridge_file, tmp_path) -> None:

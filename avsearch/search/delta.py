@@ -1,0 +1,52 @@
+"""Rows a table gained or lost since its FAISS index was built: what a search adds to (and drops from)
+the FAISS answer while an index run is under way (or after one was killed), so that it stays fast
+instead of scanning every vector.
+
+Rows added since are scored exactly; rows deleted since are dropped from the FAISS hits. A row whose file
+changed in place keeps its old vector until the run ends and the FAISS index is rebuilt.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from avsearch.store.ann_files import LoadedAnn
+from avsearch.store.tables import MediaStore
+
+
+@dataclass(frozen=True)
+class Delta:
+    version: int  # the table version it describes
+    paths: list[str]  # rows added since the FAISS index's version
+    vectors: np.ndarray  # (len(paths), d): their vectors in the route's column
+    gone: frozenset[str]  # FAISS rows deleted since
+
+
+class DeltaRows:
+    """Per (FAISS index, table version) deltas, each computed once (the last few are kept)."""
+
+    def __init__(self, store: MediaStore, keep: int = 8) -> None:
+        self.store, self.keep = store, keep
+        self._cache: dict[tuple[str, str, int, int], Delta] = {}
+
+    def of(self, modality: str, column: str, ann: LoadedAnn, version: int) -> Delta:
+        key = (modality, column, id(ann), version)
+        if key not in self._cache:
+            _, path_bytes = self.store.row_ids(modality, version)
+            current = [os.fsdecode(b) for b in path_bytes.to_pylist()]
+            indexed = set(ann.paths)
+            added = [p for p in current if p not in indexed]
+            records, vectors = self.store.fetch(modality, added) if added else ([], {})
+            width = self.store.dim(modality, column)
+            self._cache[key] = Delta(
+                version,
+                [r.path for r in records],
+                vectors.get(column, np.zeros((0, width), np.float32)),
+                frozenset(indexed - set(current)),
+            )
+            while len(self._cache) > self.keep:
+                self._cache.pop(next(iter(self._cache)))
+        return self._cache[key]
