@@ -17,4 +17,11 @@ FILE_MODALITIES = (IMAGE, AUDIO, POINTCLOUD)  # what a media file can be (text i
 CLIP = "clip"
 CLAP = "clap"
 ULIP = "ulip"
-SPACES = {CLIP: (IMAGE, TEXT), CLAP: (AUDIO, TEXT), ULIP: (POINTCLOUD, IMAGE)}
+CAVMAE = "cavmae"  # CAV-MAE's audio-visual space (audio, image; no text)
+SPACES = {CLIP: (IMAGE, TEXT), CLAP: (AUDIO, TEXT), ULIP: (POINTCLOUD, IMAGE), CAVMAE: (AUDIO, IMAGE)}
+
+# Search backends an index can hold: "cmcr" (frozen CLIP/CLAP/ULIP-2 encoders joined by C-MCR bridges:
+# every file modality and text) and "cavmae" (CAV-MAE, audio <-> image learned from paired video).
+CMCR = "cmcr"
+BACKENDS = (CMCR, CAVMAE)
+BOTH = "both"  # a query or index run asking for every backend

@@ -5,8 +5,9 @@ Fixtures (all session-scoped; the folders are built once per session, even when 
 also imported by a sub-directory conftest):
 - clip_weights_dir: folder with ViT-B-32.pt (random weights, real architecture);
 - clap_weights_dir: folder with 630k-fusion-best.pt + roberta-base/ (random, tiny RoBERTa);
-- av_weights_dir: one folder with both.
-All three are the same folder, filled lazily with what the fixtures used so far need.
+- av_weights_dir: one folder with both;
+- cavmae_weights_dir: audio_model.21.pth (CAV-MAE-Scale++ release layout, random values, 764 MB, ~10 s).
+All are the same folder, filled lazily with what the fixtures used so far need.
 See tests/weights_factory.py for what the files hold.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.weights_factory import make_av_weights, make_clap_weights, make_clip_weights
+from tests.weights_factory import make_av_weights, make_cavmae_weights, make_clap_weights, make_clip_weights
 
 _shared: dict[str, Path] = {}
 
@@ -41,3 +42,8 @@ def clap_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def av_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_av_weights(_folder(tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def cavmae_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_cavmae_weights(_folder(tmp_path_factory))

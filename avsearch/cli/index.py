@@ -95,6 +95,18 @@ def index_command(
             ),
         ),
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help=(
+                "Search backend(s) to add: cmcr (C-MCR bridges over CLIP/CLAP/ULIP-2; audio, images, 3D, text "
+                "queries), cavmae (CAV-MAE: audio and images, audio <-> image queries) or both. An index keeps "
+                "every backend it has and each run updates them all; adding one embeds only what it lacks. "
+                "Default: the index's own; a new index: configs/backends.toml (cmcr)."
+            ),
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's report as JSON on stdout.")] = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -140,6 +152,7 @@ def index_command(
                 retry_failed=retry_failed,
                 rebuild=rebuild,
                 tags=tags,
+                backend=backend,
             )
         else:
             with Index.update(
@@ -147,6 +160,7 @@ def index_command(
                 bridges=bridge or None,
                 weights_dir=weights_dir or settings.weights_dir,
                 device=device or settings.device,
+                backend=backend,
             ) as index:
                 summary = index_embeddings(embeddings, index, RichProgress(bars))
     if as_json:
@@ -181,6 +195,9 @@ def _print_summary(summary: IndexSummary) -> None:
         ("failed", len(summary.failed)),
     ):
         table.add_row(label, str(value))
+    if len(summary.embedded) > 1:  # several backends: what each embedded (one adding itself embeds more)
+        for name, count in summary.embedded.items():
+            table.add_row(f"embedded by {name}", str(count))
     for modality, count in summary.counts.items():
         table.add_row(f"{modality} in index", str(count))
     out.print(table)

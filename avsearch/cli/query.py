@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.columns import Columns
+from rich.console import Group
 from rich.table import Table
 
-from avsearch.cli.common import DeviceOption, IndexDirOption, WeightsDirOption, out, user_errors
+from avsearch.cli.common import DeviceOption, IndexDirOption, WeightsDirOption, err, out, user_errors
 from avsearch.media.walk import printable
+
+if TYPE_CHECKING:
+    from avsearch.search.results import ResultSet
+    from avsearch.store.index import Index
 
 
 @user_errors
@@ -64,6 +70,16 @@ def query_command(
     until: Annotated[
         str | None, typer.Option("--until", help="Only files modified up to this date (through its end) or time.")
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help=(
+                "cmcr (C-MCR bridges), cavmae (CAV-MAE: audio <-> image only) or both (the two lists of each "
+                "target side by side). Default: configs/backends.toml (cmcr). Text takes C-MCR only."
+            ),
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON (for scripts).")] = False,
     paths_only: Annotated[bool, typer.Option("--paths-only", help="Print only the paths, one a line.")] = False,
     html_out: Annotated[
@@ -114,7 +130,11 @@ def query_command(
         target=target,
         k=k,
         filters=filters if filters.active else None,
+        backend=backend,
     )
+    note = _backend_note(index, backend, audio, image, pointcloud, text, item)
+    if note:
+        err.print(note, markup=False, highlight=False)
 
     if html_out is not None:
         from avsearch.search.html_report import write_html_report
@@ -131,15 +151,40 @@ def query_command(
             for hit in r.hits:
                 typer.echo(printable(hit.path))
         return
-    for r in results:
-        table = Table(title=f"{r.query_modality} -> {r.target} ({r.space}, {r.index_kind})")
-        for column, justify in (("#", "right"), ("score", "right"), ("path", "left")):
-            table.add_column(column, justify=justify)  # type: ignore[arg-type]
-        for hit in r.hits:
-            table.add_row(str(hit.rank), f"{hit.score:.3f}", printable(hit.path))
-        if not r.hits:
-            table.add_row("", "", f"(no {r.target} in this index)")
-        out.print(table)
+    backends = {r.backend for r in results}
+    tables = [_table(r, len(backends) > 1) for r in results]
+    if len(backends) < 2:
+        for table in tables:
+            out.print(table)
+        return
+    # both backends: each target's lists side by side (C-MCR left), so the two rankings read across
+    pairs: dict[str, list[Table]] = {}
+    for r, table in zip(results, tables, strict=True):
+        pairs.setdefault(r.target, []).append(table)
+    for row in pairs.values():
+        out.print(Columns(row) if out.width >= 120 else Group(*row))
+
+
+def _table(r: ResultSet, with_backend: bool) -> Table:
+    """One result list as a table; titled with its backend when several are shown."""
+    label = f"{r.backend}: " if with_backend else ""
+    table = Table(title=f"{label}{r.query_modality} -> {r.target} ({r.space}, {r.index_kind})")
+    for column, justify in (("#", "right"), ("score", "right"), ("path", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for hit in r.hits:
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", printable(hit.path))
+    if not r.hits:
+        table.add_row("", "", f"(no {r.target} in this index)")
+    return table
+
+
+def _backend_note(index: Index, backend: str | None, *given: object) -> str | None:
+    """The one line saying why `--backend both` shows C-MCR's lists only (text; a 3D shape)."""
+    from avsearch.search.planner import backend_note
+
+    kinds = ("audio", "image", "pointcloud", "text", None)
+    kind = next((k for k, v in zip(kinds, given, strict=True) if v is not None), None)
+    return backend_note(kind, backend, index.manifest) if kind is not None else None
 
 
 def register(app: typer.Typer) -> None:

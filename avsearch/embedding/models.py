@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,8 +17,9 @@ import numpy as np
 
 from avsearch.encoders.base import Encoder
 from avsearch.errors import IncompatibleError, InputError
-from avsearch.modalities import FILE_MODALITIES, TEXT
-from avsearch.store.manifest import BridgeRef, Manifest, ModalityEntry
+from avsearch.modalities import BACKENDS, BOTH, CAVMAE, CMCR, FILE_MODALITIES, TEXT
+from avsearch.settings import load_sections
+from avsearch.store.manifest import BridgeRef, Manifest, ModalityEntry, backend_table
 from avsearch.store.tables import NATIVE
 
 if TYPE_CHECKING:  # torch comes with them: `info` and `query --id` load no model and need no torch
@@ -47,6 +49,47 @@ def plan_modalities(metas: Sequence[BridgeMeta]) -> dict[str, ModalityEntry]:
     if not entries:
         raise IncompatibleError("the bridge(s) given connect no encoder that indexes audio, images or 3D")
     return entries
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    default: str = CMCR  # backend of a new index and of queries without --backend
+    cavmae_encoder: str = "cavmae-scale-plus-plus"  # registry name of the CAV-MAE weights a new index uses
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    backends: BackendSettings = BackendSettings()
+
+
+def load_backend_config() -> BackendSettings:
+    """configs/backends.toml [backends]: the default backend and which CAV-MAE weights an index uses."""
+    return load_sections(BackendConfig, "backends.toml").backends
+
+
+def parse_backends(name: str | None) -> tuple[str, ...]:
+    """ "cmcr", "cavmae", "both" (or None: the configured default) -> the backends meant, in BACKENDS order."""
+    name = name or load_backend_config().default
+    if name == BOTH:
+        return BACKENDS
+    if name not in BACKENDS:
+        raise InputError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)} or {BOTH}")
+    return (name,)
+
+
+def backend_entries(backend: str) -> dict[str, ModalityEntry]:
+    """Tables (name -> entry) of a backend other than C-MCR: one per file modality its encoder embeds."""
+    from avsearch.encoders.registry import get_spec
+
+    if backend != CAVMAE:
+        raise InputError(f"backend {backend!r} has no tables of its own; valid: {CAVMAE}")
+    name = load_backend_config().cavmae_encoder
+    spec = get_spec(name)
+    return {
+        backend_table(backend, m): ModalityEntry(name, spec.space, spec.dim, backend=backend, kind=m)
+        for m in FILE_MODALITIES
+        if m in spec.modalities
+    }
 
 
 def bridge_ref(meta: BridgeMeta, fingerprint: str, path: Path) -> BridgeRef:
@@ -96,8 +139,9 @@ class Models:
             self._encoders[key] = enc
         return self._encoders[key]
 
-    def file_encoder(self, modality: str) -> Encoder:
-        return self.encoder(self.manifest.modalities[modality].encoder, modality)
+    def file_encoder(self, table: str) -> Encoder:
+        """The encoder (and tower) making the vectors of a table (a C-MCR modality or e.g. "cavmae_audio")."""
+        return self.encoder(self.manifest.modalities[table].encoder, self.manifest.kind(table))
 
     def bridge(self, name: str) -> Bridge:
         if name not in self._bridges:
@@ -127,12 +171,13 @@ class Models:
         """Native vectors (N, d) of `modality` in `space` -> the shared space of `bridge` (N, D)."""
         return self.bridge(bridge).project(space, native, modality=modality)
 
-    def all_vectors(self, modality: str, native: np.ndarray) -> dict[str, np.ndarray]:
-        """Native vectors (N, d) of a file modality -> every vector column of its table."""
-        space = self.manifest.modalities[modality].space
+    def all_vectors(self, table: str, native: np.ndarray) -> dict[str, np.ndarray]:
+        """Native vectors (N, d) of a table's rows -> every vector column of the table (a space no bridge
+        covers, such as CAV-MAE's, has the native column only)."""
+        space = self.manifest.modalities[table].space
         out = {NATIVE: native}
         for ref in self.manifest.bridges_of(space):
-            out[ref.column] = self.project(ref.name, space, native, modality)
+            out[ref.column] = self.project(ref.name, space, native, self.manifest.kind(table))
         return out
 
     def encode_captions(self, name: str, captions: Sequence[str]) -> np.ndarray:

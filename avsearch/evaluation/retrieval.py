@@ -7,7 +7,11 @@ items: mAP = H_N / N (0.22 for N = 4,095), R@k = k / N.
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,3 +82,63 @@ def chance_scores(n: int) -> RetrievalScores:
     """Expected scores of a random ranking of n items (the paper's 'Random' row)."""
     harmonic = float(np.sum(1.0 / np.arange(1, n + 1)))
     return RetrievalScores(mAP=harmonic / n * 100, R1=100 / n, R5=min(5, n) / n * 100, R10=min(10, n) / n * 100, n=n)
+
+
+# -- audio-image pairs through a search backend -----------------------------------------------------------
+
+
+def read_pairs(path: str | Path) -> list[tuple[Path, Path]]:
+    """A pairs list: CSV with an `audio,image` header, one pair a line, paths relative to the list's folder
+    (e.g. a VGGSound/AudioSet "5 per class" list with each clip's middle frame as the picture)."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read the pairs list ({exc})") from exc
+    if not rows or not {"audio", "image"} <= set(rows[0]):
+        raise InputError(f"{path}: a pairs list is CSV with an `audio,image` header and at least one pair")
+    return [(path.parent / r["audio"], path.parent / r["image"]) for r in rows]
+
+
+def pair_vectors(
+    pairs: Sequence[tuple[Path, Path]],
+    backend: str,
+    weights_dir: str | Path | None = None,
+    device: str | None = None,
+    bridge: str | Path | None = None,
+    loader: Callable[[str, tuple[str, ...]], Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Audio (N, D) and image (N, D) vectors of the pairs in one space of `backend`, as search meets them:
+    "cavmae": CAV-MAE's own audio-visual space (configs/backends.toml's weights); "cmcr": CLAP audio and
+    CLIP images projected by the audio-visual bridge (`bridge`, default the released clap_clip.pt)."""
+    from avsearch.embedding.models import default_loader, load_backend_config, plan_modalities
+    from avsearch.modalities import AUDIO, CAVMAE, CMCR, IMAGE
+
+    loader = loader or default_loader(Path(weights_dir) if weights_dir else None, device)
+    audio, image = [a for a, _ in pairs], [i for _, i in pairs]
+    if backend == CAVMAE:
+        encoder = loader(load_backend_config().cavmae_encoder, (AUDIO, IMAGE))
+        return _batched(encoder, AUDIO, audio), _batched(encoder, IMAGE, image)
+    if backend != CMCR:
+        raise InputError(f"unknown backend {backend!r}; valid: {CMCR}, {CAVMAE}")
+    from avsearch.bridge.io import open_bridge, read_bridge_meta
+    from avsearch.encoders.weights import resolve_weight
+
+    file = Path(bridge) if bridge is not None else resolve_weight("clap_clip.pt", weights_dir)
+    meta, _ = read_bridge_meta(file)
+    entries = plan_modalities([meta])
+    if AUDIO not in entries or IMAGE not in entries:
+        raise InputError(f"{file}: not an audio-image bridge (it connects {', '.join(meta.spaces)})")
+    b = open_bridge(file, device)
+    out = []
+    for modality, paths in ((AUDIO, audio), (IMAGE, image)):
+        native = _batched(loader(entries[modality].encoder, (modality,)), modality, paths)
+        out.append(b.project(entries[modality].space, native, modality=modality))
+    return out[0], out[1]
+
+
+def _batched(encoder: Any, modality: str, paths: Sequence[Path], batch: int = 32) -> np.ndarray:
+    """encode_files in batches, so a long list never holds every decoded file at once."""
+    parts = [encoder.encode_files(modality, list(paths[i : i + batch])) for i in range(0, len(paths), batch)]
+    return np.concatenate(parts).astype(np.float32)

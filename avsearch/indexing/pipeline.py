@@ -8,10 +8,16 @@ Each row also gets its filterable metadata (media/metadata.py): folder and exten
 duration, sample rate, picture size or point count from the file's header, and tags from the run's
 sidecar. The sidecar is the truth for the files under the run's root: an unchanged file whose tags (or
 folder relative to the root) differ from its row is re-stamped without re-embedding.
+
+An index may hold several search backends (C-MCR, CAV-MAE), each with its own tables: the folder is
+walked once, and each backend's tables are diffed and brought up to date on their own (detection and
+content hashes are computed once per file for all of them). A backend added to an existing index thus
+embeds every file it lacks, and only those.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -64,6 +70,7 @@ class IndexSummary:
     failed_before: int = 0  # of those, files that failed on an earlier run and have not changed (not re-read)
     counts: dict[str, int] = field(default_factory=dict)  # rows per modality after the run
     indexes: dict[str, dict[str, Any]] = field(default_factory=dict)  # FAISS name -> parameters
+    embedded: dict[str, int] = field(default_factory=dict)  # backend -> files embedded by it in this run
     seconds: float = 0.0
 
 
@@ -80,6 +87,7 @@ def index_folder(
     retry_failed: bool = False,
     rebuild: bool = False,
     tags: str | Path | None = None,
+    backend: str | None = None,
 ) -> IndexSummary:
     """`avsearch index ROOT`: open (or create) the index at `index_dir` and bring it up to date with ROOT
     (the folder's files that are new, changed, renamed or gone).
@@ -89,7 +97,9 @@ def index_folder(
     not changed since are listed again without being decoded, unless `retry_failed`. `rebuild` embeds
     everything anew (a damaged index: deleted table files), with the index's own bridges. `tags`: a tags
     sidecar (CSV or JSON lines keyed by path relative to ROOT); without it the configured sidecar name at
-    ROOT is read when present (configs/metadata.toml [tags]).
+    ROOT is read when present (configs/metadata.toml [tags]). `backend`: "cmcr", "cavmae" or "both", the
+    backends to add to the index (None: the index's own; a new index: configs/backends.toml's default);
+    every backend the index holds is brought up to date.
     """
     cfg = config or load_search_config()
     root = _media_folder(root)  # checked before an index folder is made for it
@@ -100,6 +110,7 @@ def index_folder(
         device=device,
         encoder_loader=encoder_loader,
         rebuild=rebuild,
+        backend=backend,
     ) as index:
         return update_index(root, index, batch_size, progress, cfg, retry_failed, tags)
 
@@ -162,33 +173,35 @@ def update_index(
     known_bad = [] if retry_failed else [f for f in scanned if _still_failing(f, remembered.get(f.path))]
     skip = {f.path for f in known_bad}
     todo = [f for f in scanned if f.path not in skip]
-    modalities = index.manifest.modalities
-    stored = {m: index.tables.bookkeeping(m) for m in modalities}
-    plan = make_plan(str(root), todo, stored, detect, content_hash, modalities, progress)
-    summary = IndexSummary(
-        str(root),
-        str(index.path),
-        scanned=len(scanned),
-        failed_before=len(known_bad),
-        unchanged=plan.unchanged,
-        touched=len(plan.touched),
-        renamed=plan.renamed,
-        copied=len(plan.reuse) - plan.renamed,
-        ignored=len(plan.ignored),
-    )
-    summary.failed += problems + plan.failed + [(f.path, remembered[f.path].reason) for f in known_bad]
-    retag = _retag(todo, stored, describe)
-    summary.retagged = len(retag)
-
-    # 2. Rows: reuse stored vectors where the content is known, embed the rest, then delete.
-    _reuse(index, plan.touched + retag, describe, own=True)
-    _reuse(index, plan.reuse, describe, own=False)
-    summary.added = _embed_all(index, plan.embed, batch, summary.failed, progress, describe)
-    summary.removed = _delete(index, plan)
+    summary = IndexSummary(str(root), str(index.path), scanned=len(scanned), failed_before=len(known_bad))
+    summary.failed += problems + [(f.path, remembered[f.path].reason) for f in known_bad]
+    # 2. Per backend: diff its tables, reuse stored vectors where the content is known, embed the rest,
+    # then delete. The first backend's plan gives the run's counts.
+    detect_once, hash_once = functools.cache(detect), functools.cache(content_hash)
+    manifest = index.manifest
+    takes = {m for b in manifest.backends() for m in manifest.tables_of(b)}  # modalities some backend takes
+    changed = False
+    for number, backend in enumerate(manifest.backends()):
+        tables = manifest.tables_of(backend)
+        stored = {m: index.tables.bookkeeping(t) for m, t in tables.items()}
+        plan = make_plan(str(root), todo, stored, detect_once, hash_once, tables, progress)
+        retag = _retag(todo, stored, describe)
+        if number == 0:
+            summary.unchanged, summary.touched, summary.renamed = plan.unchanged, len(plan.touched), plan.renamed
+            summary.copied, summary.ignored = len(plan.reuse) - plan.renamed, len(plan.ignored)
+            summary.retagged = len(retag)
+        excused = {p for p, _ in plan.failed if _taken_elsewhere(detect_once(p), tables, takes)}
+        _add_failures(summary.failed, plan.failed, excused)
+        _reuse(index, tables, plan.touched + retag, describe, own=True)
+        _reuse(index, tables, plan.reuse, describe, own=False)
+        summary.embedded[backend] = _embed_all(index, tables, plan.embed, batch, summary.failed, progress, describe)
+        removed = _delete(index, tables, plan)
+        if number == 0:
+            summary.added, summary.removed = summary.embedded[backend], removed
+        changed = changed or bool(plan.touched or plan.reuse or plan.embed or plan.delete or retag)
     _remember_failures(index, root, scanned, summary.failed, remembered)
 
     # 3. Compacted tables and FAISS indexes over their new versions.
-    changed = bool(plan.touched or plan.reuse or plan.embed or plan.delete or retag)
     return finish_run(index, summary, cfg, progress, changed, started)
 
 
@@ -221,6 +234,21 @@ def _retag(
     return out
 
 
+def _taken_elsewhere(found: Any, tables: dict[str, str], takes: set[str]) -> bool:
+    """Whether a file is media of a kind this backend does not take but another of the index does (a 3D
+    shape for CAV-MAE beside C-MCR): not a failure of the run."""
+    return not found.failed and found.kind is not None and found.kind not in tables and found.kind in takes
+
+
+def _add_failures(failed: list[tuple[str, str]], new: Sequence[tuple[str, str]], excused: set[str]) -> None:
+    """Add a backend's failures: each file once over all backends, none for a file another one takes."""
+    seen = {p for p, _ in failed}
+    for path, why in new:
+        if path not in seen and path not in excused:
+            failed.append((path, why))
+            seen.add(path)
+
+
 def _still_failing(f: ScannedFile, failed: FailedFile | None) -> bool:
     return failed is not None and (failed.size, failed.mtime_ns) == (f.size, f.mtime_ns)
 
@@ -247,18 +275,19 @@ def _media_folder(root: str | Path) -> Path:
     return root
 
 
-def _delete(index: Index, plan: Plan) -> int:
-    """Remove the rows of files that are gone; returns how many files left the index."""
+def _delete(index: Index, tables: dict[str, str], plan: Plan) -> int:
+    """Remove the rows of files that are gone (tables: modality -> table of the plan's backend); returns
+    how many files left the index."""
     by_modality: dict[str, list[str]] = defaultdict(list)
     for modality, path in plan.delete:
         by_modality[modality].append(path)
     for modality, paths in by_modality.items():
-        index.tables.delete(modality, paths)
+        index.tables.delete(tables[modality], paths)
     gone_files = {p for _, p in plan.delete} - {it.file.path for it in plan.reuse + plan.embed}
     return len(gone_files - {it.source for it in plan.reuse})
 
 
-def _reuse(index: Index, items: Sequence[Item], describe: _Describer, own: bool) -> None:
+def _reuse(index: Index, tables: dict[str, str], items: Sequence[Item], describe: _Describer, own: bool) -> None:
     """Write rows for files whose content is already stored (touched, renamed or copied): no encoder."""
     groups: dict[str, list[Item]] = defaultdict(list)
     for it in items:
@@ -267,7 +296,7 @@ def _reuse(index: Index, items: Sequence[Item], describe: _Describer, own: bool)
         for start in range(0, len(group), 512):
             chunk = group[start : start + 512]
             sources = [it.file.path if own else it.source for it in chunk]
-            records, vectors = index.tables.fetch(modality, sorted(set(sources)))
+            records, vectors = index.tables.fetch(tables[modality], sorted(set(sources)))
             row = {r.path: i for i, r in enumerate(records)}
             keep = [(it, row[s]) for it, s in zip(chunk, sources, strict=True) if s in row]
             # the content is the stored one: its media info is copied, the path fields and tags are this path's
@@ -276,43 +305,46 @@ def _reuse(index: Index, items: Sequence[Item], describe: _Describer, own: bool)
                 for it, i in keep
             ]
             idx = [i for _, i in keep]
-            index.tables.upsert(modality, new, {c: v[idx] for c, v in vectors.items()})
+            index.tables.upsert(tables[modality], new, {c: v[idx] for c, v in vectors.items()})
 
 
 def _embed_all(
     index: Index,
+    tables: dict[str, str],
     items: Sequence[Item],
     batch: int,
     failed: list[tuple[str, str]],
     progress: Progress,
     describe: _Describer,
 ) -> int:
-    """Embed new or changed files, one committed upsert per batch; returns how many were written."""
+    """Embed new or changed files into their tables (modality -> table of one backend), one committed
+    upsert per batch; returns how many were written."""
     groups: dict[str, list[Item]] = defaultdict(list)
     for it in items:
         groups[it.modality].append(it)
     written = 0
     for modality, group in sorted(groups.items()):
-        stage = f"embed {modality}"
+        table = tables[modality]
+        stage = f"embed {table}"
         progress.start(stage, len(group))
         chunks = [group[start : start + batch] for start in range(0, len(group), batch)]
-        encoder = index.models.file_encoder(modality)
-        with_meta = "tags" in index.tables.columns(modality)  # an older table has no metadata columns
+        encoder = index.models.file_encoder(table)
+        with_meta = "tags" in index.tables.columns(table)  # an older table has no metadata columns
         results = encode_batches(encoder, modality, [[it.file.path for it in chunk] for chunk in chunks])
         for chunk, (ok, native, bad) in zip(chunks, results, strict=True):
             failed.extend(bad)
             # A file that changed into something undecodable loses its old row: the vectors no longer
             # describe it. Files that were never indexed have nothing to remove.
             if bad:
-                index.tables.delete(modality, [p for p, _ in bad])
+                index.tables.delete(table, [p for p, _ in bad])
             if ok:
-                entry = index.manifest.modalities[modality]
-                stamp = index.manifest.bridge_stamp(modality)
+                entry = index.manifest.modalities[table]
+                stamp = index.manifest.bridge_stamp(table)
                 records = [
                     _record(chunk[i], entry.encoder_fingerprint or "", stamp, _meta(chunk[i], describe, with_meta))
                     for i in ok
                 ]
-                index.tables.upsert(modality, records, index.models.all_vectors(modality, native))
+                index.tables.upsert(table, records, index.models.all_vectors(table, native))
                 written += len(ok)
             progress.advance(stage, len(chunk))
         progress.finish(stage)

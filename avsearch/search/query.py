@@ -27,6 +27,7 @@ def query(
     glob: str | None = None,
     where: str | None = None,
     filters: SearchFilters | None = None,
+    backend: str | None = None,
 ) -> list[ResultSet]:
     """Search `index` (an Index, a SearchEngine to reuse loaded models, or an index folder) with exactly
     one query; returns one ResultSet per target modality reached, best hits first.
@@ -36,6 +37,8 @@ def query(
     where: only rows passing this filter expression, e.g. "duration > 5 and folder = 'field'" (the
     language: avsearch.search.filters). filters: a SearchFilters with the flag shortcuts too (ext,
     folder, durations, tags, since/until); glob and where, when given, are added to it.
+    backend: "cmcr", "cavmae" or "both" (one list per target and backend, each ResultSet naming its
+    backend); None: configs/backends.toml's default. Text takes C-MCR only (CAV-MAE has no text tower).
     """
     files = {AUDIO: audio, IMAGE: image, POINTCLOUD: pointcloud}
     given = [name for name, v in files.items() if v is not None]
@@ -48,11 +51,11 @@ def query(
         engine = SearchEngine(index if isinstance(index, Index) else Index.open(index))
     filters = _combined(filters, glob, where)
     if text is not None:
-        return engine.search_text(text, target, k, filters)
+        return engine.search_text(text, target, k, filters, backend)
     if item is not None:
-        return engine.search_item(item, target, k, filters)
+        return engine.search_item(item, target, k, filters, backend)
     modality = given[0]
-    return engine.search_file(files[modality], modality, target, k, filters)  # type: ignore[arg-type]
+    return engine.search_file(files[modality], modality, target, k, filters, backend)  # type: ignore[arg-type]
 
 
 def _combined(filters: SearchFilters | None, glob: str | None, where: str | None) -> SearchFilters | None:

@@ -31,6 +31,7 @@ class ResultSet:
     hits: list[Hit] = field(default_factory=list)
     bridge: dict[str, str] | None = None  # the bridge the query went through: name, file, fingerprint
     engine: str = "numpy"  # what searched: "faiss-gpu", "torch-cuda", "faiss-cpu", or "numpy" (exact, no FAISS)
+    backend: str = "cmcr"  # search backend: "cmcr" (C-MCR bridges) or "cavmae" (CAV-MAE's audio-visual space)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: paths as text that always encodes (a non-UTF-8 file name shows its bytes as \\xNN)."""

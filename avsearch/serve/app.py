@@ -7,6 +7,7 @@
     GET  /api/items/{id}                    the item's row
     GET  /api/items/{id}/media              the file (HTTP Range answered with 206)
     GET  /api/items/{id}/thumbnail          image/jpeg (pictures, point clouds; 404 for sounds)
+    GET|POST /api/localize, /api/match      where the sound is in a picture, whether it belongs (localize_api.py)
     GET  /                                  the gallery (avsearch/serve/static/index.html; the rest at /static/)
 
 Searches return {"query": {...}, "results": [ResultSet.to_dict(), ...]}; errors {"error": "..."} with a
@@ -40,6 +41,7 @@ from avsearch.serve.describe import describe_index
 from avsearch.serve.errors import NotFound, NotMedia, install_error_handlers
 from avsearch.serve.items import item_file, item_json, media_type, require_item
 from avsearch.serve.live import LiveIndex
+from avsearch.serve.localize_api import add_localize_routes
 from avsearch.serve.thumbnails import Thumbnails
 from avsearch.serve.uploads import FILE_FIELD, Upload, receive_upload
 
@@ -54,6 +56,7 @@ K = Annotated[int, Query(description=f"Results per target modality (1..{MAX_K}).
 Target = Annotated[str, Query(description="image, audio, pointcloud or all.")]
 Where = Annotated[str | None, Query(description="Metadata filter, e.g. \"duration > 5 and folder = 'field'\".")]
 Glob = Annotated[str | None, Query(description="Only paths matching this pattern, e.g. '*/birds/*'.")]
+Backend = Annotated[str | None, Query(description="cmcr, cavmae or both (default: configs/backends.toml).")]
 
 
 def create_app(
@@ -110,13 +113,16 @@ def create_app(
         return {**snapshot.info, "version": __version__, "server": limits}
 
     @app.get("/api/search")
-    def search_text(text: str, k: K = 10, target: Target = ALL, where: Where = None, glob: Glob = None) -> dict:
+    def search_text(
+        text: str, k: K = 10, target: Target = ALL, where: Where = None, glob: Glob = None, backend: Backend = None
+    ) -> dict:
         """Search by text: images in CLIP's space, sounds in CLAP's, 3D through the 3D bridge."""
         filters = _filters(where, glob)
         _check(k, text=text)
         with live.searching() as engine:
-            results = engine.search_text(text, target, k, filters)
-        return _answer({"text": text, "k": k, "target": target, "where": where, "glob": glob}, results)
+            results = engine.search_text(text, target, k, filters, backend or None)
+        query = {"text": text, "k": k, "target": target, "where": where, "glob": glob, "backend": backend}
+        return _answer(query, results)
 
     @app.post(
         "/api/search",
@@ -128,15 +134,17 @@ def create_app(
             return await run_in_threadpool(_search_upload, live, upload)
 
     @app.get("/api/items/{item_id}/similar")
-    def similar(item_id: str, k: K = 10, target: Target = ALL, where: Where = None, glob: Glob = None) -> dict:
+    def similar(
+        item_id: str, k: K = 10, target: Target = ALL, where: Where = None, glob: Glob = None, backend: Backend = None
+    ) -> dict:
         """More like an indexed item: its stored vectors are the query (no model loads)."""
         filters = _filters(where, glob)
         _check(k)
         with live.searching() as engine:
             modality, record = require_item(engine.index, item_id)
-            results = engine.search_item(item_id, target, k, filters)
+            results = engine.search_item(item_id, target, k, filters, backend or None)
         query = {"id": item_id, "path": printable(record.path), "modality": modality, "k": k, "target": target}
-        return _answer({**query, "where": where, "glob": glob}, results)
+        return _answer({**query, "where": where, "glob": glob, "backend": backend}, results)
 
     @app.get("/api/items/{item_id}")
     def item(item_id: str) -> dict[str, Any]:
@@ -158,6 +166,8 @@ def create_app(
         modality, record = require_item(live.current().index, item_id)
         jpeg = thumbnails.get(item_id, modality, item_file(record))
         return FileResponse(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    add_localize_routes(app, live, max_upload_bytes)  # /api/localize, /api/match
 
     @app.get("/", include_in_schema=False)
     def gallery() -> FileResponse:
@@ -189,6 +199,7 @@ def _search_upload(live: LiveIndex, upload: Upload) -> dict:
     fields = upload.fields
     where, glob = fields.get("where") or None, fields.get("glob") or None
     target = fields.get("target") or ALL
+    backend = fields.get("backend") or None
     raw_k = fields.get("k") or "10"
     if not raw_k.strip().isdigit():
         raise InputError(f"k: expected a whole number, got {raw_k[:20]!r}")
@@ -202,10 +213,11 @@ def _search_upload(live: LiveIndex, upload: Upload) -> dict:
         if found.kind is None:
             raise NotMedia(f"{upload.path}: {NOT_MEDIA}")
         with live.searching() as engine:
-            results = engine.search_file(upload.path, found.kind, target, k, filters)
+            results = engine.search_file(upload.path, found.kind, target, k, filters, backend)
     except AvsearchError as exc:  # the same reason the CLI gives, naming the upload instead of our temporary copy
         raise type(exc)(str(exc).replace(str(upload.path), upload.name)) from None
     query = {"file": upload.name, "modality": found.kind, "k": k, "target": target, "where": where, "glob": glob}
+    query["backend"] = backend
     return _answer(query, results)
 
 

@@ -19,8 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from avsearch.atomic import write_text
-from avsearch.embedding.models import EncoderLoader, Models, bridge_ref, default_loader, plan_modalities
+from avsearch.embedding.models import (
+    EncoderLoader,
+    Models,
+    backend_entries,
+    bridge_ref,
+    default_loader,
+    parse_backends,
+    plan_modalities,
+)
 from avsearch.errors import ConfigError, InputError
+from avsearch.modalities import CMCR
 from avsearch.store import ann_files
 from avsearch.store.ann_files import LoadedAnn
 from avsearch.store.config import load_search_config
@@ -124,6 +133,7 @@ class Index:
         device: str | None = None,
         encoder_loader: EncoderLoader | None = None,
         rebuild: bool = False,
+        backend: str | None = None,
     ) -> Iterator[Index]:
         """Open (or create) an index for writing, holding its lock for the block.
 
@@ -132,11 +142,14 @@ class Index:
         other weight file; None: configs/search.toml [index] default_bridges) and an existing one keeps
         its own. rebuild: drop the tables, FAISS files and the
         failed-files list (a damaged index) and keep the manifest's bridges, so everything is embedded anew.
+        backend: "cmcr", "cavmae" or "both": backends to add to the index (an index keeps every backend it
+        has; None: the index's own, or configs/backends.toml's default for a new index). Bridges are
+        given or defaulted only when the index has or gets the C-MCR backend.
         """
         path = Path(path).expanduser().absolute()
         _make_folder(path)
         with _locked(path):
-            manifest = _writable_manifest(path, _as_list(bridges), default_bridges, weights_dir)
+            manifest = _writable_manifest(path, _as_list(bridges), default_bridges, weights_dir, backend)
             if rebuild:
                 _drop_contents(path, manifest)
             index = cls(
@@ -259,15 +272,43 @@ def _as_list(bridges: BridgeFiles) -> list[str | Path]:
 
 
 def _writable_manifest(
-    path: Path, bridges: list[str | Path], default_bridges: Sequence[str] | None, weights_dir: str | Path | None
+    path: Path,
+    bridges: list[str | Path],
+    default_bridges: Sequence[str] | None,
+    weights_dir: str | Path | None,
+    backend: str | None,
 ) -> Manifest:
-    """The index's manifest (new from the bridges' metadata on a first run), bridges checked."""
+    """The index's manifest (new on a first run), bridges checked, with the backends asked for added."""
+    manifest = load_manifest(path)
+    if manifest is None:
+        manifest = Manifest(bridges={}, modalities={})
+        wanted = parse_backends(backend)
+    else:
+        wanted = parse_backends(backend) if backend else tuple(manifest.backends())
+    if bridges or CMCR in wanted:
+        _add_bridges(manifest, path, bridges, default_bridges, weights_dir)
+    for name in wanted:
+        if name != CMCR and name not in manifest.backends():
+            manifest.modalities.update(backend_entries(name))
+            log.info("%s: backend %s added (%s)", path, name, ", ".join(manifest.tables_of(name).values()))
+    return manifest
+
+
+def _add_bridges(
+    manifest: Manifest,
+    path: Path,
+    bridges: list[str | Path],
+    default_bridges: Sequence[str] | None,
+    weights_dir: str | Path | None,
+) -> None:
+    """The C-MCR backend: a manifest without it gets the bridges given (or the defaults) and their
+    modalities; one with it checks the bridges given against its own."""
     from avsearch.bridge.io import read_bridge_meta
 
-    manifest = load_manifest(path)
+    has_cmcr = bool(manifest.file_modalities())
     if not bridges:
-        if manifest is not None:
-            return manifest
+        if has_cmcr:
+            return
         if default_bridges is None:
             default_bridges = load_search_config().index.default_bridges
         bridges = list(_resolve_defaults(default_bridges, weights_dir))
@@ -281,12 +322,13 @@ def _writable_manifest(
             raise ConfigError(f"two bridges named {meta.name!r} were given ({refs[meta.name].path}, {file})")
         metas.append(meta)
         refs[meta.name] = bridge_ref(meta, fingerprint, file)
-    if manifest is None:
-        return Manifest(bridges=refs, modalities=plan_modalities(metas))
+    if not has_cmcr:
+        manifest.bridges = refs
+        manifest.modalities.update(plan_modalities(metas))
+        return
     manifest.check_bridges({n: r.fingerprint for n, r in refs.items()}, str(path))
     for name, ref in refs.items():
         manifest.bridges[name].path = ref.path  # the same bridge may have moved
-    return manifest
 
 
 def _resolve_defaults(names: Sequence[str], weights_dir: str | Path | None) -> Iterator[Path]:

@@ -15,11 +15,18 @@ from typing import Any
 
 from avsearch.atomic import write_text
 from avsearch.errors import IncompatibleError, InputError
+from avsearch.modalities import CMCR
 
 MANIFEST_NAME = "manifest.json"
 # Bump when table columns change; older indexes are refused with a rebuild hint.
 # 2: paths kept as bytes, rows keyed by a digest of them.
 SCHEMA_VERSION = 2
+
+
+def backend_table(backend: str, modality: str) -> str:
+    """The table holding `modality`'s vectors of `backend`: the modality itself for C-MCR (the layout of
+    every index made before backends), "<backend>_<modality>" for the others (e.g. "cavmae_audio")."""
+    return modality if backend == CMCR else f"{backend}_{modality}"
 
 
 def bridge_column(bridge_name: str) -> str:
@@ -44,13 +51,15 @@ class BridgeRef:
 
 @dataclass
 class ModalityEntry:
-    """How one file modality's vectors are made."""
+    """How the vectors of one table (one file modality of one backend) are made."""
 
     encoder: str  # encoder registry name, e.g. "clap-630k-fusion"
     space: str  # its contrastive space, e.g. "clap"
     native_dim: int
     text: bool = False  # whether that encoder has a text tower (text queries in its own space)
     encoder_fingerprint: str | None = None  # set once the encoder has been loaded and used
+    backend: str = CMCR  # which search backend the table belongs to (manifests before backends: all C-MCR)
+    kind: str = ""  # the file modality of its rows when the table is not named after it ("cavmae_audio")
 
 
 @dataclass
@@ -80,6 +89,26 @@ class Manifest:
             roots=list(d.get("roots", [])),
             ann=dict(d.get("ann", {})),
         )
+
+    # Every table of the index is an entry of `modalities`, keyed by table name; the C-MCR tables are
+    # named after their modality, so an index made before backends reads as a C-MCR-only index.
+
+    def backends(self) -> list[str]:
+        """The search backends this index holds, C-MCR first."""
+        have = {e.backend for e in self.modalities.values()}
+        return sorted(have, key=lambda b: (b != CMCR, b))
+
+    def tables_of(self, backend: str) -> dict[str, str]:
+        """File modality -> table name of one backend's tables ({} when the index lacks the backend)."""
+        return {self.kind(t): t for t, e in self.modalities.items() if e.backend == backend}
+
+    def file_modalities(self) -> dict[str, ModalityEntry]:
+        """The C-MCR tables (modality -> entry): what text and bridge queries reach."""
+        return {m: e for m, e in self.modalities.items() if e.backend == CMCR}
+
+    def kind(self, table: str) -> str:
+        """The file modality of a table's rows."""
+        return self.modalities[table].kind or table
 
     def bridges_of(self, space: str) -> list[BridgeRef]:
         """The bridges with a side in `space`, in name order."""
