@@ -157,3 +157,16 @@ def test_eval_retrieval_both_backends_one_table(tmp_path, weights, media, cavmae
     want = retrieval_metrics(cavmae.encode_files("audio", media["audio"]), cavmae.encode_files("image", media["image"]))
     assert report["backends"]["cavmae"]["q2g"] == pytest.approx(want["q2g"].to_dict())
     assert report["backends"]["cavmae"]["g2q"] == pytest.approx(want["g2q"].to_dict())
+
+
+def test_one_backend_gives_its_lists_only(both_index, weights, media) -> None:
+    """--id (stored vectors, no model loads): cavmae alone, the default (cmcr) alone, both."""
+    index, item = both_index[0], str(media["image"][0])
+    common = ("--id", item, "--json", "--index-dir", index, "--weights-dir", weights)
+    only = json.loads(_cli("query", *common, "--backend", "cavmae"))
+    assert [(r["backend"], r["target"]) for r in only] == [("cavmae", "image"), ("cavmae", "audio")]
+    assert [h["path"] for h in only[0]["hits"]] == [str(media["image"][1])]  # the item itself left out
+    default = json.loads(_cli("query", *common))
+    assert {r["backend"] for r in default} == {"cmcr"}
+    both = json.loads(_cli("query", *common, "--backend", "both"))
+    assert [r["backend"] for r in both] == ["cmcr"] * len(default) + ["cavmae", "cavmae"]
