@@ -155,6 +155,7 @@
       return;
     }
     if (mine !== sequence) return;
+    query.modality = answer.query && answer.query.modality; // a sound's picture results can be localised
     render(answer.results || []);
     resultsBox.setAttribute("aria-busy", "false");
     const hits = (answer.results || []).reduce((n, r) => n + (r.hits ? r.hits.length : 0), 0);
@@ -287,7 +288,45 @@
       run({ kind: "id", id: hit.id }, { focusResults: true });
     });
     item.append(more);
+    if (hit.modality === "image" && current && current.modality === "audio" && current.kind !== "text") {
+      item.append(whereButton(hit, name, item));
+    }
     return item;
+  }
+
+  // "Where is it?": the heat map of the query sound over this picture (POST for an uploaded sound).
+  function whereButton(hit, name, item) {
+    const query = current;
+    const where = el("button", { type: "button", className: "more where", "aria-label": `Where is the sound in ${name}?` });
+    where.textContent = "Where is it?";
+    where.addEventListener("click", async () => {
+      where.disabled = true;
+      setStatus(`Looking for the sound in ${name}…`);
+      let request;
+      if (query.kind === "file") {
+        const body = new FormData();
+        body.append("file", query.file, query.file.name);
+        body.append("image_id", hit.id);
+        request = fetch(API + "localize", { method: "POST", body });
+      } else {
+        request = fetch(API + "localize?" + new URLSearchParams({ audio_id: query.id, image_id: hit.id }).toString());
+      }
+      try {
+        const found = await readJson(await request);
+        const img = item.querySelector("img");
+        if (img) {
+          img.src = found.overlay;
+          img.alt = `${name}: where the sound is (best box score ${found.best.score.toFixed(3)})`;
+        }
+        item.classList.add("localized");
+        where.textContent = `Best box ${found.best.score.toFixed(3)}`;
+        setStatus(`Best box in ${name}: score ${found.best.score.toFixed(3)} (whole picture ${found.whole_image_score.toFixed(3)})`);
+      } catch (err) {
+        where.disabled = false;
+        showError(err.message || String(err));
+      }
+    });
+    return where;
   }
 
   // ---- events -------------------------------------------------------------------------------------
