@@ -121,7 +121,7 @@ def create_app(
         _check(k, text=text)
         with live.searching() as engine:
             results = engine.search_text(text, target, k, filters, backend or None)
-        query = {"text": text, "k": k, "target": target, "where": where, "glob": glob, "backend": backend}
+        query = {"text": text, "k": k, "target": target, "where": where, "glob": glob, **_echo(backend)}
         return _answer(query, results)
 
     @app.post(
@@ -144,7 +144,7 @@ def create_app(
             modality, record = require_item(engine.index, item_id)
             results = engine.search_item(item_id, target, k, filters, backend or None)
         query = {"id": item_id, "path": printable(record.path), "modality": modality, "k": k, "target": target}
-        return _answer({**query, "where": where, "glob": glob, "backend": backend}, results)
+        return _answer({**query, "where": where, "glob": glob, **_echo(backend)}, results)
 
     @app.get("/api/items/{item_id}")
     def item(item_id: str) -> dict[str, Any]:
@@ -217,8 +217,13 @@ def _search_upload(live: LiveIndex, upload: Upload) -> dict:
     except AvsearchError as exc:  # the same reason the CLI gives, naming the upload instead of our temporary copy
         raise type(exc)(str(exc).replace(str(upload.path), upload.name)) from None
     query = {"file": upload.name, "modality": found.kind, "k": k, "target": target, "where": where, "glob": glob}
-    query["backend"] = backend
+    query.update(_echo(backend))
     return _answer(query, results)
+
+
+def _echo(backend: str | None) -> dict[str, str]:
+    """The backend asked for, echoed in the answer's query only when one was (older clients see no change)."""
+    return {"backend": backend} if backend else {}
 
 
 def _filters(where: str | None, glob: str | None) -> SearchFilters | None:
