@@ -404,7 +404,8 @@
         counts.push([name, typeof x === "number" ? x : (x && (x.files ?? x.count ?? x.rows))]);
       }
     }
-    return counts.filter(([name, n]) => name && typeof n === "number");
+    // Files per modality; a second backend's tables (cavmae_audio, ...) hold the same files again.
+    return counts.filter(([name, n]) => name && typeof n === "number" && NOUNS[name]);
   }
 
   function bridgeNames(info) {
