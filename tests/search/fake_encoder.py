@@ -62,6 +62,8 @@ class FakeLoader:
         self.loaded: dict[tuple[str, tuple[str, ...]], FakeEncoder] = {}
 
     def __call__(self, name: str, towers: tuple[str, ...]) -> FakeEncoder:
+        if name.startswith("cavmae"):  # CAV-MAE's audio-visual space: audio and pictures, 768-d
+            return self.loaded.setdefault((name, towers), FakeEncoder(name, "cavmae", towers, dim=768))
         space = "clip" if name.startswith("clip") else "ulip" if name.startswith("ulip") else "clap"
         return self.loaded.setdefault((name, towers), FakeEncoder(name, space, towers))
 

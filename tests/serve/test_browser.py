@@ -14,6 +14,7 @@ installs chromium in CI).
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import shutil
 import socket
@@ -73,17 +74,11 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return made
 
 
-@pytest.fixture(scope="module")
-def server(media: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real app over a fresh index, served by uvicorn on 127.0.0.1:<free port>; yields its base URL."""
+@contextlib.contextmanager
+def _serving(app: object) -> Iterator[str]:
+    """`app` served by uvicorn on 127.0.0.1:<free port> in a thread; yields its base URL."""
     import uvicorn
 
-    from avsearch.serve.app import create_app
-
-    work = tmp_path_factory.mktemp("gallery-index")
-    bridges = [make_bridge(work / "av.safetensors"), make_3d_bridge(work / "3d.safetensors")]
-    index_folder(media["root"], work / "index", bridges, encoder_loader=FakeLoader())
-    app = create_app(work / "index", encoder_loader=FakeLoader())
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))  # the port is held from here on: no race with other processes
     port = sock.getsockname()[1]
@@ -100,6 +95,30 @@ def server(media: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
         srv.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(media: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real app over a fresh index, served by uvicorn on 127.0.0.1:<free port>; yields its base URL."""
+    from avsearch.serve.app import create_app
+
+    work = tmp_path_factory.mktemp("gallery-index")
+    bridges = [make_bridge(work / "av.safetensors"), make_3d_bridge(work / "3d.safetensors")]
+    index_folder(media["root"], work / "index", bridges, encoder_loader=FakeLoader())
+    with _serving(create_app(work / "index", encoder_loader=FakeLoader())) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def two_backends(media: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same media indexed with both backends, C-MCR and CAV-MAE (both test-only fake encoders)."""
+    from avsearch.serve.app import create_app
+
+    work = tmp_path_factory.mktemp("gallery-both")
+    bridges = [make_bridge(work / "av.safetensors"), make_3d_bridge(work / "3d.safetensors")]
+    index_folder(media["root"], work / "index", bridges, encoder_loader=FakeLoader(), backend="both")
+    with _serving(create_app(work / "index", encoder_loader=FakeLoader())) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -339,3 +358,31 @@ def test_keyboard_order_and_labels(page: Page, server: str) -> None:
     assert walked[:4] == [cards[0], cards[0], cards[1], cards[1]]
     outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
     assert outline not in ("", "none")  # focus is visible
+
+
+def test_two_backends_side_by_side(browser: Browser, two_backends: str, server: str, media: dict) -> None:
+    """An index with C-MCR and CAV-MAE: the backend choice appears, "both" shows each target's two lists
+    side by side, and the choice travels in the URL. An index with one backend shows no choice."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server)
+    expect(page.locator("#info")).not_to_have_text("")
+    expect(page.locator("#backend-field")).to_be_hidden()
+    page.goto(two_backends)
+    expect(page.locator("#backend-field")).to_be_visible()
+    expect(page.locator("#info")).not_to_contain_text("cavmae")  # the same files, counted once
+    page.select_option("#backend", "both")
+    page.set_input_files("#file", str(media["snd1"]))
+    pair = page.locator("#results .pair").filter(has=page.locator("section[data-target=image]"))
+    expect(pair.locator("section")).to_have_count(2)
+    assert [pair.locator("section").nth(i).get_attribute("data-backend") for i in range(2)] == ["cmcr", "cavmae"]
+    expect(pair.locator("section").nth(1).locator("h2")).to_contain_text("CAV-MAE")
+    expect(pair.locator("section").nth(1).locator("li.card")).to_have_count(6)
+    first = pair.locator("section").nth(1).locator("li.card").first
+    first.locator("button.more:not(.where)").click()  # more like this, still with both backends
+    expect(page).to_have_url(re.compile(r"backend=both"))
+    page.reload()
+    expect(page.locator("#backend")).to_have_value("both")
+    expect(page.locator("#results .pair")).not_to_have_count(0)
+    context.close()

@@ -7,7 +7,8 @@
   const API = "api/"; // relative, so the gallery also works behind a path prefix
   const LABELS = { image: "Pictures", audio: "Sounds", pointcloud: "Point clouds", text: "Text" };
   const NOUNS = { image: ["picture", "pictures"], audio: ["sound", "sounds"], pointcloud: ["point cloud", "point clouds"] };
-  const PARAMS = ["text", "id", "k", "target", "where", "glob"];
+  const PARAMS = ["text", "id", "k", "target", "where", "glob", "backend"];
+  const BACKENDS = { cmcr: "C-MCR", cavmae: "CAV-MAE" };
 
   const $ = (id) => document.getElementById(id);
   const form = $("search");
@@ -84,6 +85,7 @@
       target: $("target").value || "all",
       where: $("where").value.trim(),
       glob: $("glob").value.trim(),
+      backend: $("backend").value,
     };
   }
 
@@ -93,6 +95,8 @@
     if (target && [...$("target").options].some((o) => o.value === target)) $("target").value = target;
     $("where").value = params.get("where") || "";
     $("glob").value = params.get("glob") || "";
+    const backend = params.get("backend") || "";
+    $("backend").value = [...$("backend").options].some((o) => o.value === backend) ? backend : "";
   }
 
   // The query string holds everything but an uploaded file (a URL cannot carry one): a text or an id
@@ -105,6 +109,7 @@
     params.set("target", f.target);
     if (f.where) params.set("where", f.where);
     if (f.glob) params.set("glob", f.glob);
+    if (f.backend) params.set("backend", f.backend);
     return "?" + params.toString();
   }
 
@@ -112,6 +117,7 @@
     const params = new URLSearchParams({ k: f.k, target: f.target });
     if (f.where) params.set("where", f.where);
     if (f.glob) params.set("glob", f.glob);
+    if (f.backend) params.set("backend", f.backend);
     return params;
   }
 
@@ -224,27 +230,40 @@
       resultsBox.append(el("p", { className: "empty", text: "Nothing in this index can answer that query." }));
       return;
     }
-    resultSets.forEach((set, index) => {
-      const label = LABELS[set.target] || set.target;
-      const hits = set.hits || [];
-      const headingId = "group-" + index;
-      const heading = el("h2", { id: headingId, tabindex: "-1", text: `${label} (${hits.length})` });
-      const via = set.bridge && set.bridge.name ? `through the ${set.bridge.name} bridge` : `in ${set.space}`;
-      const section = el(
-        "section",
-        { className: "group", "data-target": set.target, "aria-labelledby": headingId },
-        heading,
-        el("p", { className: "muted small", text: `${via}, ${set.index_kind} index, ${set.engine}` }),
-      );
-      if (!hits.length) {
-        section.append(el("p", { className: "empty", text: "No matches." }));
-      } else {
-        const list = el("ol", { className: "grid" });
-        for (const hit of hits) list.append(card(hit));
-        section.append(list);
-      }
-      resultsBox.append(section);
-    });
+    // With two backends (C-MCR and CAV-MAE) a target has two lists: shown side by side, one column each.
+    const byTarget = new Map();
+    for (const set of resultSets) {
+      if (!byTarget.has(set.target)) byTarget.set(set.target, []);
+      byTarget.get(set.target).push(set);
+    }
+    let index = 0;
+    for (const sets of byTarget.values()) {
+      const sections = sets.map((set) => section(set, index++, sets.length > 1));
+      resultsBox.append(sections.length > 1 ? el("div", { className: "pair" }, ...sections) : sections[0]);
+    }
+  }
+
+  function section(set, index, named) {
+    const label = LABELS[set.target] || set.target;
+    const hits = set.hits || [];
+    const headingId = "group-" + index;
+    const backend = named && set.backend ? ` · ${BACKENDS[set.backend] || set.backend}` : "";
+    const heading = el("h2", { id: headingId, tabindex: "-1", text: `${label} (${hits.length})${backend}` });
+    const via = set.bridge && set.bridge.name ? `through the ${set.bridge.name} bridge` : `in ${set.space}`;
+    const node = el(
+      "section",
+      { className: "group", "data-target": set.target, "data-backend": set.backend || "", "aria-labelledby": headingId },
+      heading,
+      el("p", { className: "muted small", text: `${via}, ${set.index_kind} index, ${set.engine}` }),
+    );
+    if (!hits.length) {
+      node.append(el("p", { className: "empty", text: "No matches." }));
+    } else {
+      const list = el("ol", { className: "grid" });
+      for (const hit of hits) list.append(card(hit));
+      node.append(list);
+    }
+    return node;
   }
 
   function card(hit) {
@@ -423,6 +442,10 @@
       if (bridges.length) parts.push("bridges: " + bridges.join(", "));
       if (info.version) parts.push("avsearch " + info.version);
       box.textContent = parts.join(" · ") || "empty index";
+      // The backend choice only where the index has a second one (CAV-MAE tables).
+      const m = info.modalities || [];
+      const tables = Array.isArray(m) ? m.map((x) => x.modality || x.name || "") : Object.keys(m);
+      $("backend-field").hidden = !tables.some((name) => name.startsWith("cavmae_"));
       if (info.server && info.server.where === false) {
         // This server's engine has no metadata filters: say so instead of sending requests it refuses.
         $("where").disabled = true;
