@@ -12,6 +12,7 @@ import hashlib
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -124,12 +125,14 @@ def test_a_ply_named_png_is_a_point_cloud_everywhere(corpus: Path, tmp_path: Pat
     from avsearch.search import engine as engine_module
 
     routed: list[str] = []
-    monkeypatch.setattr(engine_module, "plan_routes", lambda modality, *_: routed.append(modality) or ["route"])
+    route = SimpleNamespace(backend="cmcr", target="image", target_modality="image")  # stands in for a Route
+    monkeypatch.setattr(engine_module, "plan_routes", lambda modality, *_: routed.append(modality) or [route])
     eng = engine_module.SearchEngine.__new__(engine_module.SearchEngine)
     eng.manifest = None
     monkeypatch.setattr(eng, "_embed", lambda route, path=None, **_: READERS[routed[-1]](path), raising=False)
-    monkeypatch.setattr(eng, "_run", lambda route, query, modality, vec, *_: (modality, vec.shape), raising=False)
-    assert eng.search_file(cloud_png) == [(POINTCLOUD, (8192, 3))]
+    ran = lambda route, query, modality, vec, *_: SimpleNamespace(read=(modality, vec.shape))  # noqa: E731
+    monkeypatch.setattr(eng, "_run", ran, raising=False)
+    assert [r.read for r in eng.search_file(cloud_png)] == [(POINTCLOUD, (8192, 3))]
     letter = corpus / "bad" / "letter.png"
     with pytest.raises(DecodeError, match=re.escape(f"{letter}: not a .png picture: it holds text")):
         eng.search_file(letter)
