@@ -7,7 +7,9 @@ also imported by a sub-directory conftest):
 - clap_weights_dir: folder with 630k-fusion-best.pt + roberta-base/ (random, tiny RoBERTa);
 - av_weights_dir: one folder with both;
 - cavmae_weights_dir: audio_model.21.pth (CAV-MAE-Scale++ release layout, random values, 764 MB, ~10 s).
-All are the same folder, filled lazily with what the fixtures used so far need.
+The first three are the same folder, filled lazily with what the fixtures used so far need; tests copy it
+or read it, never add to it (a test that needs a folder without the released bridges relies on that).
+The CAV-MAE folder is its own: tests add files to it, and copying 764 MB along with the others is slow.
 See tests/weights_factory.py for what the files hold.
 """
 
@@ -46,4 +48,4 @@ def av_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def cavmae_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_cavmae_weights(_folder(tmp_path_factory))
+    return make_cavmae_weights(tmp_path_factory.mktemp("cavmae-weights"))
