@@ -16,13 +16,11 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from avsearch.atomic import write_text
 from avsearch.errors import AvsearchError, InputError
 from avsearch.media.image import load_image
 from avsearch.media.pointcloud import load_pointcloud
+from avsearch.media.preview import render_cloud
 from avsearch.media.walk import printable
 from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD
 from avsearch.search.results import Hit, ResultSet
@@ -120,7 +118,7 @@ def _thumbnail(path: str, modality: str) -> str | None:
             img = load_image(path)
             img.thumbnail((THUMB_SIDE, THUMB_SIDE))
         elif modality == POINTCLOUD:
-            img = render_points(load_pointcloud(path))
+            img = render_cloud(load_pointcloud(path), THUMB_SIDE)
         else:
             return None
     except (AvsearchError, OSError) as exc:
@@ -129,29 +127,6 @@ def _thumbnail(path: str, modality: str) -> str | None:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=JPEG_QUALITY)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def render_points(xyz: np.ndarray, side: int = THUMB_SIDE) -> Image.Image:
-    """A point cloud (N, 3) drawn as dots seen from a fixed three-quarter view, nearer dots darker."""
-    pts = np.asarray(xyz, dtype=np.float64)[:, :3]
-    pts = pts - pts.mean(axis=0)
-    pts /= max(float(np.abs(pts).max()), 1e-9)
-    yaw, pitch = np.radians(35.0), np.radians(25.0)
-    rot_y = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
-    rot_x = np.array([[1, 0, 0], [0, np.cos(pitch), -np.sin(pitch)], [0, np.sin(pitch), np.cos(pitch)]])
-    view = pts @ rot_y.T @ rot_x.T
-    order = np.argsort(view[:, 2])  # far first, so nearer dots are drawn over them
-    view = view[order]
-    scale = (side - 8) / 2 / max(float(np.abs(view[:, :2]).max()), 1e-9)
-    cols = np.clip(np.rint(side / 2 + view[:, 0] * scale), 0, side - 2).astype(int)
-    rows = np.clip(np.rint(side / 2 - view[:, 1] * scale), 0, side - 2).astype(int)
-    depth = (view[:, 2] - view[:, 2].min()) / max(float(np.ptp(view[:, 2])), 1e-9)
-    shade = (200 - 170 * depth).astype(np.uint8)  # 200 (far, light) .. 30 (near, dark)
-    canvas = np.full((side, side, 3), 255, np.uint8)
-    for dr in (0, 1):  # 2x2 dots
-        for dc in (0, 1):
-            canvas[rows + dr, cols + dc] = np.stack([shade // 2, shade, np.minimum(255, shade.astype(int) + 40)], 1)
-    return Image.fromarray(canvas)
 
 
 _CSS = """

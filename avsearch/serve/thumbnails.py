@@ -14,12 +14,12 @@ import tempfile
 import threading
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from avsearch.atomic import write_bytes
 from avsearch.media.image import load_image
 from avsearch.media.pointcloud import load_pointcloud
+from avsearch.media.preview import render_cloud
 from avsearch.modalities import IMAGE, POINTCLOUD
 from avsearch.serve.errors import NotFound
 
@@ -27,9 +27,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 256  # px, the longer side
 _QUALITY = 85
-_VIEW = (np.radians(35.0), np.radians(25.0))  # azimuth, elevation of the point-cloud view
-_DOT = ((0, 0), (1, 0), (0, 1), (1, 1))  # each point drawn as a 2x2 dot
-_NEAR, _FAR = np.array([30, 80, 190], np.float32), np.array([205, 215, 235], np.float32)
 
 
 class Thumbnails:
@@ -63,29 +60,3 @@ class Thumbnails:
             write_bytes(target, data.getvalue())
             self.rendered += 1
         return target
-
-
-def render_cloud(points: np.ndarray, size: int = DEFAULT_SIZE) -> Image.Image:
-    """An orthographic view of (N, 3) points (centred, radius <= 1) from above and to the side, nearer
-    points darker and drawn over farther ones: (size, size) RGB."""
-    az, el = _VIEW
-    turn = np.array([[np.cos(az), 0, np.sin(az)], [0, 1, 0], [-np.sin(az), 0, np.cos(az)]], np.float32)
-    tilt = np.array([[1, 0, 0], [0, np.cos(el), -np.sin(el)], [0, np.sin(el), np.cos(el)]], np.float32)
-    p = np.asarray(points, np.float32) @ turn.T @ tilt.T
-    margin = max(2, size // 16)
-    scale = (size - 2 - 2 * margin) / 2.0
-    cols = np.rint((p[:, 0] + 1.0) * scale + margin).astype(np.int64)
-    rows = np.rint((1.0 - p[:, 1]) * scale + margin).astype(np.int64)
-    depth = p[:, 2]  # larger = nearer the viewer
-    spread = float(np.ptp(depth)) or 1.0
-    nearness = (depth - depth.min()) / spread
-    pixel = np.concatenate(
-        [np.clip(rows + dy, 0, size - 1) * size + np.clip(cols + dx, 0, size - 1) for dx, dy in _DOT]
-    )
-    near = np.tile(nearness, len(_DOT))
-    order = np.argsort(-near, kind="stable")  # nearest first: np.unique keeps the first of each pixel
-    pixel, near = pixel[order], near[order]
-    first = np.unique(pixel, return_index=True)[1]
-    canvas = np.full((size * size, 3), 255, np.float32)
-    canvas[pixel[first]] = _FAR + (_NEAR - _FAR) * near[first, None]
-    return Image.fromarray(canvas.reshape(size, size, 3).astype(np.uint8), mode="RGB")

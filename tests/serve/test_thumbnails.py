@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from avsearch.serve.thumbnails import render_cloud
+from avsearch.media.preview import render_cloud
 
 
 def test_nearer_points_are_drawn_over_farther_ones() -> None:
