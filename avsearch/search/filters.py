@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from avsearch.errors import InputError
+from avsearch.store.manifest import table_modality
 from avsearch.store.tables import MediaStore
 
 TEXT, NUMBER, TIME, TAGS = "text", "number", "time", "tags"
@@ -333,7 +334,8 @@ def _quote(s: str) -> str:
 def _sql_value(x: Ref | Lit, column: str, modality: str) -> str:
     """An operand as SQL; literals are rendered for the column they are compared with."""
     if isinstance(x, Ref):
-        return _quote(modality) if x.name == "modality" else COLUMNS[x.name].stored
+        # the table's file modality: a second backend's table ("cavmae_audio") holds sounds too
+        return _quote(table_modality(modality)) if x.name == "modality" else COLUMNS[x.name].stored
     if column == "mtime":
         return str(to_ns(str(x.value)))
     if isinstance(x.value, str):

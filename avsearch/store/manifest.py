@@ -15,7 +15,7 @@ from typing import Any
 
 from avsearch.atomic import write_text
 from avsearch.errors import IncompatibleError, InputError
-from avsearch.modalities import CMCR
+from avsearch.modalities import BACKENDS, CMCR
 
 MANIFEST_NAME = "manifest.json"
 # Bump when table columns change; older indexes are refused with a rebuild hint.
@@ -27,6 +27,15 @@ def backend_table(backend: str, modality: str) -> str:
     """The table holding `modality`'s vectors of `backend`: the modality itself for C-MCR (the layout of
     every index made before backends), "<backend>_<modality>" for the others (e.g. "cavmae_audio")."""
     return modality if backend == CMCR else f"{backend}_{modality}"
+
+
+def table_modality(table: str) -> str:
+    """The file modality a table holds, from its name alone (backend_table's inverse): "cavmae_audio"
+    -> "audio", "image" -> "image"."""
+    for backend in BACKENDS:
+        if backend != CMCR and table.startswith(backend + "_"):
+            return table[len(backend) + 1 :]
+    return table
 
 
 def bridge_column(bridge_name: str) -> str:

@@ -325,3 +325,18 @@ def test_cli_filters(flat_index) -> None:
     bad = runner.invoke(app, [*base, "--where", "points < 5; drop table image"])
     assert bad.exit_code == 1 and bad.stderr.count("\n") == 1
     assert bad.stderr.startswith("avsearch: error: filter 'points < 5; drop table image': unexpected character ';'")
+
+
+def test_modality_means_the_file_kind_in_every_backend(tmp_path: Path, bridge_file: Path) -> None:
+    """`modality = 'audio'` keeps the sounds of a second backend's table too (named cavmae_audio); the
+    encoders are the test-only fakes (FakeLoader answers CAV-MAE names with a 768-d fake)."""
+    root = tmp_path / "m"
+    for i in range(3):
+        write_audio(root / f"s{i}.wav", i)
+        write_image(root / f"i{i}.png", i)
+    index_folder(root, tmp_path / "index", [bridge_file], encoder_loader=FakeLoader(), backend="both")
+    engine = SearchEngine(Index.open(tmp_path / "index", encoder_loader=FakeLoader()))
+    for where, n in (("modality = 'audio'", 3), ("modality != 'audio'", 0)):
+        results = engine.search_file(root / "s0.wav", "audio", "audio", 5, SearchFilters(where=where), "both")
+        assert [(r.backend, len(r.hits)) for r in results] == [("cmcr", n), ("cavmae", n)], where
+    assert render(parse_where("modality = 'image'"), "cavmae_image") == "('image' = 'image')"
