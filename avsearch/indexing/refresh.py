@@ -64,19 +64,33 @@ def tuning_queries(
 
     proj_<bridge>: the other side's modality vectors projected by that bridge (real cross-modal
     queries); with none indexed, captions through a text tower on the other side and the bridge.
-    native: captions through this space's own text tower (text -> image in CLIP, text -> audio in CLAP).
+    native: captions through this space's own text tower (text -> image in CLIP, text -> audio in CLAP),
+    and the other file modality's vectors where a space holds two (CAV-MAE: sounds against pictures).
     """
     rng = np.random.default_rng(0)
     manifest = models.manifest
     if column == NATIVE:
         entry = manifest.modalities[modality]
+        found: list[tuple[np.ndarray, str]] = []
+        # A space holding two file modalities natively (CAV-MAE: sounds and pictures) has real cross-modal
+        # queries in its other table.
+        kind = manifest.kind(modality)
+        same = [m for m, e in manifest.modalities.items() if e.space == entry.space and manifest.kind(m) != kind]
+        parts = [store.vectors(o, NATIVE)[1] for o in same if o in store.modalities() and store.count(o)]
+        if parts:
+            q = np.concatenate(parts)
+            take = rng.choice(len(q), min(len(q), cfg.max_tuning_queries), replace=False)
+            found.append((q[take], f"{'+'.join(same)} vectors in {entry.space}"))
         if entry.text and cfg.tuning_captions:
-            return models.encode_captions(entry.encoder, cfg.tuning_captions), f"captions through {entry.space} text"
-        return None, ""
+            texts = models.encode_captions(entry.encoder, cfg.tuning_captions)
+            found.append((texts, f"captions through {entry.space} text"))
+        if not found:
+            return None, ""
+        return np.concatenate([q for q, _ in found]), "; ".join(label for _, label in found)
     ref = next(b for b in manifest.bridges.values() if b.column == column)
     space = manifest.modalities[modality].space
     others = [m for m, e in manifest.modalities.items() if m != modality and e.space in ref.spaces]
-    found: list[tuple[np.ndarray, str]] = []
+    found = []
     parts = [store.vectors(o, column)[1] for o in others if o in store.modalities() and store.count(o)]
     if parts:
         q = np.concatenate(parts)

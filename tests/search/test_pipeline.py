@@ -154,3 +154,16 @@ def test_ivf_indexes_are_tuned_on_cross_modal_queries_at_index_time(big_folder, 
     engine = SearchEngine(Index.open(tmp_path / "index", encoder_loader=loader))
     res = engine.search_file(made["audio"][0], "audio", "image", k=5)
     assert res[0].index_kind == "ivf_flat" and len(res[0].hits) == 5
+
+
+def test_cavmae_ivf_indexes_are_tuned_on_the_other_modality(big_folder, bridge_file, tmp_path) -> None:
+    """CAV-MAE has no text tower: its picture index is tuned on its sound vectors and the reverse (real
+    cross-modal queries), not on stand-ins (test-only fake encoders)."""
+    root, _ = big_folder
+    cfg = load_search_config()
+    small = dataclasses.replace(cfg, ann=dataclasses.replace(cfg.ann, exact_max_vectors=50))
+    s = index_folder(root, tmp_path / "index", bridge_file, encoder_loader=FakeLoader(), config=small, backend="both")
+    for table, other in (("cavmae_image", "cavmae_audio"), ("cavmae_audio", "cavmae_image")):
+        params = s.indexes[ann_name(table, NATIVE)]["params"]
+        assert params["kind"] == "ivf_flat" and params["tuning_source"] == f"{other} vectors in cavmae", params
+        assert params["tuning_queries"] > 0
