@@ -386,3 +386,35 @@ def test_two_backends_side_by_side(browser: Browser, two_backends: str, server: 
     expect(page.locator("#backend")).to_have_value("both")
     expect(page.locator("#results .pair")).not_to_have_count(0)
     context.close()
+
+
+@pytest.mark.slow  # the real CLIP and CLAP architectures (random weights) index 9 files and embed crops
+def test_where_is_it_shows_the_sound_in_a_picture_result(
+    browser: Browser, av_weights_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """ "Where is it?" on a picture result of an uploaded sound: the overlay replaces the thumbnail and the
+    best box's score is shown. The bridge is the test-only controlled one of tests/localize/synthetic.py
+    (sound k maps onto patch k), so a box on the sound's own patch scores near 1, above the whole picture."""
+    from avsearch.serve.app import create_app
+    from tests.localize.synthetic import build_world, link_av_weights
+
+    root = tmp_path_factory.mktemp("gallery-where")
+    world = build_world(root / "media", link_av_weights(av_weights_dir, root / "weights"), n_patches=3)
+    index_folder(root / "media", root / "index", [world.weights / "clap_clip.pt"], weights_dir=world.weights)
+    with _serving(create_app(root / "index", weights_dir=world.weights, device="cpu")) as url:
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.set_input_files("#file", str(world.sounds[1]))
+        card = page.locator("section[data-target=image] li.card").filter(has_text="scene1.png")
+        expect(page.locator("section[data-target=audio] li.card button.where")).to_have_count(0)  # pictures only
+        card.locator("button.where").click()
+        expect(card).to_have_class(re.compile(r"\blocalized\b"), timeout=120_000)
+        assert card.locator("img").get_attribute("src").startswith("data:image/png;base64,")
+        expect(page.locator("#status")).to_contain_text("Best box in scene1.png")
+        status = page.locator("#status").inner_text()  # "... score B (whole picture W)"
+        best, whole = (float(x) for x in re.findall(r"(?:score|picture) (-?[0-9.]+)", status))
+        assert best > 0.99 and best > whole, status  # the sound's own patch, above the whole picture
+        expect(card.locator("button.where")).to_have_text(f"Best box {best:.3f}")
+        page.screenshot(path=str(root / "where.png"))
+        page.context.close()
