@@ -8,9 +8,11 @@ import contextlib
 import pickle
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
-from avsearch.errors import IncompatibleError
+from avsearch.errors import IncompatibleError, InputError
 
 # torch names the offending object: "Unsupported global: GLOBAL posix.system", "unsupported GLOBAL posix.system"
 _GLOBAL = re.compile(r"\bGLOBAL\s+([\w.]+)")
@@ -37,3 +39,24 @@ def loading() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
         yield
+
+
+def load_mapped(path: Path, what: str, allowed: Sequence[type] = ()) -> Any:
+    """A weights-only torch.load, memory-mapped where the file's format allows (so parts a model does not
+    use are not read), with `allowed` extra classes. A refused file is `refusal`; an unreadable one is one
+    InputError line naming it as a `what` checkpoint."""
+    import torch  # here, not at module level: commands that load no model import no torch
+
+    try:
+        with torch.serialization.safe_globals(list(allowed)), loading():
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) file
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        if is_refusal(exc):
+            raise refusal(path, exc) from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a readable {what} checkpoint ({first})") from exc

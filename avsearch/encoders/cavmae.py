@@ -19,7 +19,6 @@ foreign file) are refused in one line.
 from __future__ import annotations
 
 import logging
-import pickle
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avsearch.checkpoints import is_refusal, loading, refusal
+from avsearch.checkpoints import load_mapped
 from avsearch.encoders.cavmae_features import (
     NUM_MEL_BINS,
     TARGET_FRAMES,
@@ -42,7 +41,7 @@ from avsearch.encoders.cavmae_features import (
 from avsearch.encoders.registry import EncoderSpec
 from avsearch.encoders.runtime import as_numpy, batch_size_for, dtype_for, fingerprint, require_tower, run_batched
 from avsearch.encoders.weights import find_file, resolve_weight
-from avsearch.errors import ConfigError, IncompatibleError, InputError
+from avsearch.errors import ConfigError, IncompatibleError
 from avsearch.modalities import AUDIO, IMAGE
 
 log = logging.getLogger(__name__)
@@ -161,19 +160,7 @@ def read_cavmae_state(path: Path) -> dict[str, torch.Tensor]:
 
     Raises InputError (unreadable file), IncompatibleError (code in the pickle, another layout).
     """
-    try:
-        with loading():
-            try:
-                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as exc:
-                if "mmap" not in str(exc):
-                    raise
-                obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) file
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        if is_refusal(exc):
-            raise refusal(path, exc) from None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a readable CAV-MAE checkpoint ({first})") from exc
+    obj = load_mapped(path, "CAV-MAE")
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise IncompatibleError(f"{path}: not a CAV-MAE checkpoint (expected a state dict of tensors)")
     state = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in obj.items()}

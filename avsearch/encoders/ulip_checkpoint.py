@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from avsearch.checkpoints import is_refusal, loading, refusal
+from avsearch.checkpoints import load_mapped
 from avsearch.encoders.pointbert import PointBertEncoder
 from avsearch.errors import IncompatibleError, InputError
 from avsearch.modalities import IMAGE, POINTCLOUD
@@ -98,19 +97,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint file")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]), loading():
-            try:
-                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as exc:
-                if "mmap" not in str(exc):
-                    raise
-                obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) file
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        if is_refusal(exc):
-            raise refusal(path, exc) from None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a readable ULIP checkpoint ({first})") from exc
+    obj = load_mapped(path, "ULIP", allowed=[argparse.Namespace])
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise IncompatibleError(f"{path}: expected a ULIP checkpoint with a 'state_dict' of tensors")

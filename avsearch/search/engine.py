@@ -164,8 +164,8 @@ class SearchEngine:
             result.bridge = {"name": ref.name, "file": ref.path, "fingerprint": ref.fingerprint}
         if route.target not in self.store.modalities() or self.store.count(route.target) == 0:
             return result
-        ann = self._index(route)
-        version = self.store.version(route.target)
+        version = self.store.version(route.target)  # read once: each read checks the disk for a new commit
+        ann = self._index(route, version)
         delta = None
         if ann is not None and ann.table_version != version:
             delta = self._delta.of(route.target, route.column, ann, version)
@@ -207,7 +207,8 @@ class SearchEngine:
             allowed = None  # the filter keeps every row: the unfiltered (GPU) search answers
         if allowed is not None and filters.parsed is not None and len(allowed) <= self.prefilter_max_rows:
             # exact over the passing rows as the table is now: nothing to add or drop
-            return self._prefiltered(route, q, k, filters, self.store.version(route.target))  # type: ignore[arg-type]
+            version = ann.table_version if delta is None else delta.version
+            return self._prefiltered(route, q, k, filters, version)  # type: ignore[arg-type]
         pairs: list[tuple[float, str]] = []
         if allowed is None or len(allowed):
             extra = 0 if delta is None else len(delta.gone)
@@ -229,7 +230,7 @@ class SearchEngine:
             result.index_kind = f"{ann.params.kind}+{len(delta.paths)} new"
         return pairs[:k]
 
-    def _index(self, route: Route) -> LoadedAnn | None:
+    def _index(self, route: Route, version: int | None = None) -> LoadedAnn | None:
         """The FAISS index of the route (None when it has none). One behind its table (an index run under
         way, or killed) still answers, with the rows added since searched exactly beside it."""
         name = ann_name(route.target, route.column)
@@ -237,7 +238,9 @@ class SearchEngine:
             device = self.index.models.device  # --device cpu keeps FAISS off the GPU too
             self._ann[name] = self.index.ann(name, use_gpu=device is None or device.startswith("cuda"))
         ann = self._ann[name]
-        if ann is not None and ann.table_version != self.store.version(route.target) and name not in self._warned:
+        if version is None:
+            version = self.store.version(route.target)
+        if ann is not None and ann.table_version != version and name not in self._warned:
             self._warned.add(name)
             log.warning(
                 "FAISS index %s is older than its table (an index run under way, or interrupted): rows added "

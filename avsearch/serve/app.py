@@ -30,20 +30,18 @@ from starlette.concurrency import run_in_threadpool
 
 from avsearch import __version__
 from avsearch.embedding.models import EncoderLoader
-from avsearch.errors import AvsearchError, DecodeError, InputError
-from avsearch.media.detect import detect
-from avsearch.media.failures import NOT_MEDIA
+from avsearch.errors import InputError
 from avsearch.media.walk import printable
 from avsearch.search.engine import SearchFilters
 from avsearch.search.planner import ALL
 from avsearch.search.results import ResultSet
 from avsearch.serve.describe import describe_index
-from avsearch.serve.errors import NotFound, NotMedia, install_error_handlers
+from avsearch.serve.errors import NotFound, install_error_handlers
 from avsearch.serve.items import item_file, item_json, media_type, require_item
 from avsearch.serve.live import LiveIndex
 from avsearch.serve.localize_api import add_localize_routes
 from avsearch.serve.thumbnails import Thumbnails
-from avsearch.serve.uploads import FILE_FIELD, Upload, receive_upload
+from avsearch.serve.uploads import FILE_FIELD, Upload, naming_the_upload, receive_upload, upload_kind
 
 DEFAULT_MAX_UPLOAD = 64 * 2**20  # bytes
 STATIC_DIR = Path(__file__).parent / "static"
@@ -206,17 +204,11 @@ def _search_upload(live: LiveIndex, upload: Upload) -> dict:
     k = int(raw_k)
     _check(k)
     filters = _filters(where, glob)
-    try:
-        found = detect(upload.path)
-        if found.failed:
-            raise DecodeError(f"{upload.path}: {found.reason}")
-        if found.kind is None:
-            raise NotMedia(f"{upload.path}: {NOT_MEDIA}")
+    with naming_the_upload(upload):
+        kind = upload_kind(upload)
         with live.searching() as engine:
-            results = engine.search_file(upload.path, found.kind, target, k, filters, backend)
-    except AvsearchError as exc:  # the same reason the CLI gives, naming the upload instead of our temporary copy
-        raise type(exc)(str(exc).replace(str(upload.path), upload.name)) from None
-    query = {"file": upload.name, "modality": found.kind, "k": k, "target": target, "where": where, "glob": glob}
+            results = engine.search_file(upload.path, kind, target, k, filters, backend)
+    query = {"file": upload.name, "modality": kind, "k": k, "target": target, "where": where, "glob": glob}
     query.update(_echo(backend))
     return _answer(query, results)
 

@@ -25,15 +25,12 @@ from fastapi import FastAPI, Query, Request
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from avsearch.errors import AvsearchError, IncompatibleError, InputError
-from avsearch.media.detect import detect
-from avsearch.media.failures import NOT_MEDIA
+from avsearch.errors import IncompatibleError, InputError
 from avsearch.media.walk import printable
 from avsearch.modalities import AUDIO, CLAP, CLIP, IMAGE
-from avsearch.serve.errors import NotMedia
 from avsearch.serve.items import item_file, require_item
 from avsearch.serve.live import LiveIndex
-from avsearch.serve.uploads import Upload, receive_upload
+from avsearch.serve.uploads import Upload, naming_the_upload, receive_upload, upload_kind
 
 OVERLAY_SIDE = 512  # pixels, the longer side of the overlay sent back
 HEATS = ("max", "sum")
@@ -123,17 +120,11 @@ def add_localize_routes(app: FastAPI, live: LiveIndex, max_upload_bytes: int) ->
 
 def _on_upload(upload: Upload, answer: Any) -> dict:
     """Check that the upload is a sound (by its content), then answer; errors name the client's file."""
-    try:
-        found = detect(upload.path)
-        if found.failed:
-            raise InputError(f"{upload.path}: {found.reason}")
-        if found.kind is None:
-            raise NotMedia(f"{upload.path}: {NOT_MEDIA}")
-        if found.kind != AUDIO:
-            raise InputError(f"{upload.path}: a {found.kind} file; localisation takes a sound")
+    with naming_the_upload(upload):
+        kind = upload_kind(upload)
+        if kind != AUDIO:
+            raise InputError(f"{upload.path}: a {kind} file; localisation takes a sound")
         return answer()
-    except AvsearchError as exc:
-        raise type(exc)(str(exc).replace(str(upload.path), upload.name)) from None
 
 
 def _localize(state: Localizing, audio: Path, label: str, image_id: str, top: int | None, heat: str) -> dict:

@@ -12,7 +12,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +21,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from avsearch.errors import InputError
+from avsearch.errors import AvsearchError, DecodeError, InputError
+from avsearch.media.detect import detect
+from avsearch.media.failures import NOT_MEDIA
 from avsearch.media.walk import printable
-from avsearch.serve.errors import UploadTooLarge
+from avsearch.serve.errors import NotMedia, UploadTooLarge
 
 FILE_FIELD = "file"
 _FORM_SLACK = 64 * 1024  # multipart boundaries, part headers and the small text fields
@@ -90,6 +92,26 @@ async def receive_upload(request: Request, limit: int) -> AsyncIterator[Upload]:
             yield Upload(path, _client_name(upload), fields)
     finally:
         await form.close()
+
+
+def upload_kind(upload: Upload) -> str:
+    """The upload's modality, told by decoding its content (never its name): DecodeError for broken media,
+    NotMedia (415) for anything else."""
+    found = detect(upload.path)
+    if found.failed:
+        raise DecodeError(f"{upload.path}: {found.reason}")
+    if found.kind is None:
+        raise NotMedia(f"{upload.path}: {NOT_MEDIA}")
+    return found.kind
+
+
+@contextlib.contextmanager
+def naming_the_upload(upload: Upload) -> Iterator[None]:
+    """Errors raised inside give the CLI's reason with the client's file name instead of our temporary copy."""
+    try:
+        yield
+    except AvsearchError as exc:
+        raise type(exc)(str(exc).replace(str(upload.path), upload.name)) from None
 
 
 def _copy(upload: UploadFile, path: Path) -> None:
