@@ -185,3 +185,15 @@ def test_crops_embed_like_whole_pictures(world: World, tmp_path: Path) -> None:
     got = CropEmbedder(clip, batch=2).embed(scene, boxes)
     want = clip.encode_files("image", files)
     assert np.allclose(np.sum(got * want, axis=1), 1.0, atol=1e-5)
+
+
+def test_eval_without_annotations_is_one_line(world: World, tmp_path: Path) -> None:
+    """Both eval commands on a folder with neither annotations.json nor vggss.json, or with a broken one."""
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "annotations.json").write_text("[{not json")
+    for data, words in ((tmp_path, "no annotations.json or vggss.json"), (tmp_path / "broken", "not a JSON")):
+        for kind in ("localize", "counterfactual"):
+            args = ["eval", kind, "--data", str(data), "--weights-dir", str(world.weights), "--device", "cpu"]
+            result = runner.invoke(app, args)
+            lines = result.stderr.strip().splitlines()
+            assert result.exit_code == 1 and len(lines) == 1 and words in lines[0], (kind, result.output)
