@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, fields
@@ -23,7 +24,7 @@ ENV_CACHE = "AVSEARCH_CACHE"
 @dataclass(frozen=True)
 class Settings:
     weights_dir: Path | None  # offline weights folder (files under their published names)
-    index_dir: Path  # where `avsearch index` keeps its tables when --index-dir is not given
+    index_dir: Path | str  # where `avsearch index` keeps its tables without --index-dir (a URI stays a str)
     device: str | None  # "cpu", "cuda", "cuda:1"; None = CUDA when present, else CPU
     cache_dir: Path  # avsearch's own cache: downloads without a hub cache, prompt embeddings
 
@@ -32,10 +33,15 @@ def load_settings() -> Settings:
     weights = os.environ.get(ENV_WEIGHTS)
     return Settings(
         weights_dir=Path(weights).expanduser() if weights else None,
-        index_dir=Path(os.environ.get(ENV_INDEX_DIR, "indexes/default")).expanduser(),
+        index_dir=_folder_or_uri(os.environ.get(ENV_INDEX_DIR, "indexes/default")),
         device=os.environ.get(ENV_DEVICE) or None,
         cache_dir=Path(os.environ.get(ENV_CACHE, "~/.cache/avsearch")).expanduser(),
     )
+
+
+def _folder_or_uri(value: str) -> Path | str:
+    """A folder as a Path; "s3://bucket/path" and other URIs kept whole (Path would fold the "//")."""
+    return value if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value) else Path(value).expanduser()
 
 
 def configs_dir() -> Path:

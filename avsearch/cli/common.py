@@ -6,12 +6,15 @@ import functools
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from avsearch.errors import AvsearchError
+
+if TYPE_CHECKING:
+    from avsearch.store.location import Location
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -20,14 +23,38 @@ WeightsDirOption = Annotated[
     Path | None, typer.Option("--weights-dir", help="Offline weights folder (default: $AVSEARCH_WEIGHTS).")
 ]
 DeviceOption = Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: CUDA when present).")]
+# a str, not a Path: Path would fold the "//" of s3://bucket/path
 IndexDirOption = Annotated[
-    Path | None, typer.Option("--index-dir", help="Index folder (default: $AVSEARCH_INDEX_DIR or indexes/default).")
+    str | None,
+    typer.Option(
+        "--index-dir",
+        help="Index folder, or s3://bucket/path (gs://, az://) (default: $AVSEARCH_INDEX_DIR or indexes/default).",
+    ),
+]
+StorageOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        help=(
+            "key=value for an index on object storage, over the environment (AWS_ACCESS_KEY_ID, "
+            "AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP); repeat for several, "
+            "e.g. --storage-option aws_endpoint=http://127.0.0.1:8333."
+        ),
+    ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 # Results go to stdout, progress and diagnostics to stderr (so `--json` output stays pipeable).
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
+
+
+def index_location(index_dir: str | Path | None, storage_options: list[str] | None = None) -> Location:
+    """The index a command works on: --index-dir (or $AVSEARCH_INDEX_DIR) with its --storage-option pairs."""
+    from avsearch.settings import load_settings
+    from avsearch.store.location import Location, parse_storage_options
+
+    return Location(index_dir or load_settings().index_dir, parse_storage_options(storage_options))
 
 
 def reflow(doc: str) -> str:

@@ -11,7 +11,17 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from avsearch.cli.common import DeviceOption, IndexDirOption, QuietOption, WeightsDirOption, err, out, user_errors
+from avsearch.cli.common import (
+    DeviceOption,
+    IndexDirOption,
+    QuietOption,
+    StorageOption,
+    WeightsDirOption,
+    err,
+    index_location,
+    out,
+    user_errors,
+)
 from avsearch.errors import InputError
 from avsearch.media.walk import printable
 
@@ -59,6 +69,7 @@ def index_command(
         ),
     ] = None,
     index_dir: IndexDirOption = None,
+    storage_option: StorageOption = None,
     bridge: Annotated[
         list[Path] | None,
         typer.Option(
@@ -143,7 +154,7 @@ def index_command(
         if folder is not None:
             summary = index_folder(
                 folder,
-                index_dir or settings.index_dir,
+                index_location(index_dir, storage_option),
                 bridges=bridge or None,
                 weights_dir=weights_dir or settings.weights_dir,
                 device=device or settings.device,
@@ -156,7 +167,7 @@ def index_command(
             )
         else:
             with Index.update(
-                index_dir or settings.index_dir,
+                index_location(index_dir, storage_option),
                 bridges=bridge or None,
                 weights_dir=weights_dir or settings.weights_dir,
                 device=device or settings.device,

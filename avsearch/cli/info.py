@@ -7,7 +7,7 @@ import time
 import typer
 from rich.table import Table
 
-from avsearch.cli.common import IndexDirOption, err, out, user_errors
+from avsearch.cli.common import IndexDirOption, StorageOption, err, index_location, out, user_errors
 from avsearch.media.walk import printable
 
 
@@ -18,13 +18,14 @@ def _mb(n: int) -> str:
 @user_errors
 def info_command(
     index_dir: IndexDirOption = None,
+    storage_option: StorageOption = None,
 ) -> None:
     """Counts per modality, file sizes, encoders, the bridge and the FAISS index of each table."""
     from avsearch.settings import load_settings
     from avsearch.store.index import Index
     from avsearch.store.torch_search import planned_engine
 
-    info = Index.open(index_dir or load_settings().index_dir).describe()
+    info = Index.open(index_location(index_dir, storage_option)).describe()
     m = info.manifest
     out.print(f"index      {info.index_dir} ({_mb(info.disk_bytes)} on disk, schema v{m.schema_version})")
     for b in m.bridges.values():

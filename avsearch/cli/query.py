@@ -11,7 +11,16 @@ from rich.columns import Columns
 from rich.console import Group
 from rich.table import Table
 
-from avsearch.cli.common import DeviceOption, IndexDirOption, WeightsDirOption, err, out, user_errors
+from avsearch.cli.common import (
+    DeviceOption,
+    IndexDirOption,
+    StorageOption,
+    WeightsDirOption,
+    err,
+    index_location,
+    out,
+    user_errors,
+)
 from avsearch.media.walk import printable
 
 if TYPE_CHECKING:
@@ -87,6 +96,7 @@ def query_command(
         typer.Option("--html", help="Also write the results as one self-contained page (thumbnails inline)."),
     ] = None,
     index_dir: IndexDirOption = None,
+    storage_option: StorageOption = None,
     weights_dir: WeightsDirOption = None,
     device: DeviceOption = None,
 ) -> None:
@@ -116,7 +126,7 @@ def query_command(
     )
     settings = load_settings()
     index = Index.open(
-        index_dir or settings.index_dir,
+        index_location(index_dir, storage_option),
         weights_dir=weights_dir or settings.weights_dir,
         device=device or settings.device,
     )

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from avsearch.cli.common import DeviceOption, IndexDirOption, WeightsDirOption, err, user_errors
+from avsearch.cli.common import (
+    DeviceOption,
+    IndexDirOption,
+    StorageOption,
+    WeightsDirOption,
+    err,
+    index_location,
+    user_errors,
+)
 
 _LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
@@ -25,6 +33,7 @@ def is_loopback(host: str) -> bool:
 @user_errors
 def serve_command(
     index_dir: IndexDirOption = None,
+    storage_option: StorageOption = None,
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on; anything but loopback exposes the index.")
     ] = "127.0.0.1",
@@ -51,7 +60,7 @@ def serve_command(
 
     settings = load_settings()
     app = create_app(
-        index_dir or settings.index_dir,
+        index_location(index_dir, storage_option),
         weights_dir=weights_dir or settings.weights_dir,
         device=device or settings.device,
         max_upload_bytes=int(max_upload_mb * 2**20),

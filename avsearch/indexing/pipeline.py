@@ -165,7 +165,7 @@ def update_index(
         root,
         cfg.ingest.follow_symlinks,
         cfg.ingest.skip_hidden,
-        exclude=index.path,
+        exclude=index.local_dir,  # None for an index on an object store
         on_file=lambda n: progress.advance("scan", n),
     )
     progress.finish("scan")

@@ -42,6 +42,7 @@ from avsearch.serve.live import LiveIndex
 from avsearch.serve.localize_api import add_localize_routes
 from avsearch.serve.thumbnails import Thumbnails
 from avsearch.serve.uploads import FILE_FIELD, Upload, naming_the_upload, receive_upload, upload_kind
+from avsearch.store.location import Location
 
 DEFAULT_MAX_UPLOAD = 64 * 2**20  # bytes
 STATIC_DIR = Path(__file__).parent / "static"
@@ -58,7 +59,7 @@ Backend = Annotated[str | None, Query(description="cmcr, cavmae or both (default
 
 
 def create_app(
-    index_dir: str | Path,
+    index_dir: str | Path | Location,
     *,
     weights_dir: str | Path | None = None,
     device: str | None = None,
@@ -68,7 +69,8 @@ def create_app(
     warm: bool = False,
     static_dir: Path = STATIC_DIR,
 ) -> FastAPI:
-    """The API over the index at `index_dir` (opened now: InputError when there is none).
+    """The API over the index at `index_dir` (opened now: InputError when there is none): a folder, an
+    s3:// URI or a Location with storage options; thumbnails of an object-store index are cached locally.
 
     encoder_loader: how encoders are loaded, as `Index.open` takes it (a test hook: tests pass a fake
     encoder; None loads the real models from `weights_dir`). reload_interval: at most how often (seconds)

@@ -2,7 +2,8 @@
 
 An index run rewrites manifest.json (atomically) when it starts and again when it has refreshed the FAISS
 files, so the manifest's bytes are the commit stamp: when they change, the Index and its SearchEngine are
-opened anew (new modalities, bridges and FAISS builds are seen), and the requests already running finish on
+opened anew (new modalities, bridges and FAISS builds are seen; on an object store the manifest object is
+read, one GET per check), and the requests already running finish on
 the old ones. Between the two writes the old engine keeps answering, searching exactly where a table has
 moved past its FAISS index. Encoders are loaded once per process and handed to every re-opened Index
 through its encoder_loader, so a re-open costs no model load (bridges, small, load again on first use).
@@ -24,7 +25,8 @@ from avsearch.encoders.base import Encoder
 from avsearch.errors import AvsearchError
 from avsearch.search.engine import SearchEngine
 from avsearch.store.index import Index
-from avsearch.store.manifest import manifest_path
+from avsearch.store.location import Location
+from avsearch.store.manifest import MANIFEST_NAME
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +68,15 @@ class LiveIndex:
 
     def __init__(
         self,
-        index_dir: str | Path,
+        index_dir: str | Path | Location,
         *,
         weights_dir: str | Path | None = None,
         device: str | None = None,
         encoder_loader: EncoderLoader | None = None,
         check_interval: float = 0.5,
     ) -> None:
-        self.index_dir = Path(index_dir).expanduser().absolute()
+        self.location = Location.of(index_dir)
+        self.index_dir = self.location.local_path or self.location.uri  # shown to people
         self.weights_dir = weights_dir
         self.device = device
         base = encoder_loader or default_loader(Path(weights_dir) if weights_dir else None, device)
@@ -87,12 +90,12 @@ class LiveIndex:
 
     def _read_stamp(self) -> bytes:
         try:
-            return manifest_path(self.index_dir).read_bytes()
-        except OSError:
-            return b""  # gone: Index.open says so in its own words
+            return self.location.read_bytes(MANIFEST_NAME) or b""
+        except (OSError, AvsearchError):
+            return b""  # gone or unreachable: Index.open says so in its own words
 
     def _open(self, stamp: bytes) -> Snapshot:
-        index = Index.open(self.index_dir, weights_dir=self.weights_dir, device=self.device, encoder_loader=self.loader)
+        index = Index.open(self.location, weights_dir=self.weights_dir, device=self.device, encoder_loader=self.loader)
         index.tables.modalities()  # an unreadable tables folder fails here, at start, not on the first query
         return Snapshot(index, SearchEngine(index), stamp)
 

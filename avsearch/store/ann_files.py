@@ -4,6 +4,10 @@ A build writes `<name>-<build id>.faiss` and `<name>-<build id>.paths.arrow` fir
 the JSON atomically, so a reader sees either the previous complete build or the new one. Row i of the
 FAISS index is path i of the paths file. `table_version` records which table version it was built from;
 a stale index (the table moved on after a killed run) is not used for search.
+
+An index on an object store keeps the same objects under <uri>/ann/; a reader downloads a build once into
+the local cache (settings.cache_dir/ann/<location key>/), under names that carry the build id and the
+table version, so a re-opened index reads the cached copy and a new build is fetched anew.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from avsearch.atomic import write_text
 from avsearch.store.ann import IVF_FLAT, AnnParams, maybe_gpu, set_nprobe, to_cpu
+from avsearch.store.location import Location
 from avsearch.store.torch_search import TorchExact, torch_gpu
 
 log = logging.getLogger(__name__)
@@ -77,33 +81,52 @@ class LoadedAnn:
         return self.index.search(queries, k, params=params)
 
 
-def _dir(index_dir: Path) -> Path:
-    return Path(index_dir) / ANN_DIR
+def _files(name: str, build: str) -> tuple[str, str]:
+    """The FAISS file and the paths file of one build (names under ann/)."""
+    return f"{name}-{build}.faiss", f"{name}-{build}.paths.arrow"
 
 
-def read_ann_meta(index_dir: str | Path, name: str) -> dict[str, Any] | None:
-    path = _dir(Path(index_dir)) / f"{name}.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
+def cache_folder(location: Location) -> Path:
+    """Where FAISS files of an object-store index are kept locally (one folder per location)."""
+    from avsearch.settings import load_settings
+
+    return load_settings().cache_dir / "ann" / location.cache_key()
+
+
+def read_ann_meta(index_dir: str | Path | Location, name: str) -> dict[str, Any] | None:
+    data = Location.of(index_dir).read_bytes(f"{ANN_DIR}/{name}.json")
+    return None if data is None else json.loads(data.decode("utf-8"))
 
 
 def save_ann(
-    index_dir: str | Path,
+    index_dir: str | Path | Location,
     name: str,
     index: faiss.Index,
     params: AnnParams,
     paths: list[str],
     table_version: int,
 ) -> dict[str, Any]:
-    """Write index + paths under a fresh build id, then point ann/<name>.json at them; returns the JSON."""
-    folder = _dir(Path(index_dir))
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write index + paths under a fresh build id, then point ann/<name>.json at them; returns the JSON.
+
+    On an object store the files are written into the local cache (where a reader in this process
+    finds them) and uploaded from there."""
+    location = Location.of(index_dir)
     build = uuid.uuid4().hex[:12]
-    faiss.write_index(to_cpu(index), str(folder / f"{name}-{build}.faiss"))
+    faiss_name, paths_name = _files(name, build)
+    folder = Path(location.uri, ANN_DIR) if location.is_local else cache_folder(location)
+    folder.mkdir(parents=True, exist_ok=True)
+    if location.is_local:
+        local_faiss, local_paths = folder / faiss_name, folder / paths_name
+    else:
+        local_faiss = folder / _cached(faiss_name, build, table_version)
+        local_paths = folder / _cached(paths_name, build, table_version)
+    faiss.write_index(to_cpu(index), str(local_faiss))
     table = pa.table({"path_bytes": pa.array([os.fsencode(p) for p in paths], pa.binary())})  # any file name
-    with ipc.new_file(str(folder / f"{name}-{build}.paths.arrow"), table.schema) as writer:
+    with ipc.new_file(str(local_paths), table.schema) as writer:
         writer.write_table(table)
+    if not location.is_local:
+        location.upload(local_faiss, f"{ANN_DIR}/{faiss_name}")
+        location.upload(local_paths, f"{ANN_DIR}/{paths_name}")
     meta = {
         "name": name,
         "build": build,
@@ -111,32 +134,70 @@ def save_ann(
         "built_at": time.time(),
         "params": asdict(params),
     }
-    write_text(folder / f"{name}.json", json.dumps(meta, indent=2, sort_keys=True))
-    for old in folder.glob(f"{name}-*"):  # earlier builds (and leftovers of killed ones)
-        if build not in old.name:
-            old.unlink(missing_ok=True)
+    location.write_bytes(f"{ANN_DIR}/{name}.json", json.dumps(meta, indent=2, sort_keys=True).encode())
+    for old, _ in location.list(ANN_DIR):  # earlier builds (and leftovers of killed ones)
+        if old.startswith(f"{name}-") and build not in old:
+            location.delete(f"{ANN_DIR}/{old}")
+    if not location.is_local:
+        _evict(folder, name, build)
     return meta
 
 
-def remove_ann(index_dir: str | Path, name: str) -> None:
+def remove_ann(index_dir: str | Path | Location, name: str) -> None:
     """Forget an index (its table became empty): the JSON first, so no reader sees a half-removed one."""
-    folder = _dir(Path(index_dir))
-    (folder / f"{name}.json").unlink(missing_ok=True)
+    location = Location.of(index_dir)
+    location.delete(f"{ANN_DIR}/{name}.json")
+    for old, _ in location.list(ANN_DIR):
+        if old.startswith(f"{name}-"):
+            location.delete(f"{ANN_DIR}/{old}")
+
+
+def _cached(file_name: str, build: str, table_version: int) -> str:
+    """A cached file's name: the stored name with the table version it was built from after the build id."""
+    return file_name.replace(f"-{build}.", f"-{build}-v{table_version}.", 1)
+
+
+def _evict(folder: Path, name: str, keep_build: str) -> None:
+    """Drop cached files of other builds of `name` (they are never read again)."""
     for old in folder.glob(f"{name}-*"):
-        old.unlink(missing_ok=True)
+        if keep_build not in old.name:
+            old.unlink(missing_ok=True)
 
 
-def load_ann(index_dir: str | Path, name: str, use_gpu: bool = True) -> LoadedAnn | None:
+def _local_files(location: Location, name: str, meta: dict[str, Any]) -> tuple[Path, Path] | None:
+    """The build's two files on this machine: in the folder of a local index, else in the cache (fetched
+    once per build and table version); None when the build's files are missing."""
+    faiss_name, paths_name = _files(name, meta["build"])
+    if location.is_local:
+        folder = Path(location.uri, ANN_DIR)
+        found = folder / faiss_name, folder / paths_name
+        return found if all(f.is_file() for f in found) else None
+    folder = cache_folder(location)
+    version = int(meta["table_version"])
+    wanted = []
+    for remote in (faiss_name, paths_name):
+        local = folder / _cached(remote, meta["build"], version)
+        if not local.is_file():
+            try:
+                location.download(f"{ANN_DIR}/{remote}", local)
+            except FileNotFoundError:
+                return None
+        wanted.append(local)
+    _evict(folder, name, meta["build"])
+    return wanted[0], wanted[1]
+
+
+def load_ann(index_dir: str | Path | Location, name: str, use_gpu: bool = True) -> LoadedAnn | None:
     """The current build of an index, or None when there is none or its files are incomplete."""
-    meta = read_ann_meta(index_dir, name)
+    location = Location.of(index_dir)
+    meta = read_ann_meta(location, name)
     if meta is None:
         return None
-    folder = _dir(Path(index_dir))
-    faiss_file = folder / f"{name}-{meta['build']}.faiss"
-    paths_file = folder / f"{name}-{meta['build']}.paths.arrow"
-    if not faiss_file.is_file() or not paths_file.is_file():
+    found = _local_files(location, name, meta)
+    if found is None:
         log.warning("FAISS index %s is incomplete; searching exactly instead", name)
         return None
+    faiss_file, paths_file = found
     index = faiss.read_index(str(faiss_file))
     with ipc.open_file(str(paths_file)) as reader:
         paths = [os.fsdecode(b) for b in reader.read_all().column("path_bytes").to_pylist()]

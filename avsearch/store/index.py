@@ -4,6 +4,10 @@ An index folder holds manifest.json (which encoders and bridges made it), tables
 modality), ann/ (FAISS files) and .lock (one writer at a time). `Index.open` opens it for reading
 (queries, info); `Index.update` opens or creates it for writing, holding the lock until the block ends.
 Indexing and search take an `Index`; nothing else touches the folder's files.
+
+The folder may be an object-store prefix (s3://bucket/path; gs://, az://): every file goes through its
+`Location` (store/location.py), the lock is a lease (store/locks.py), and the disposable files (the
+server's thumbnails, the FAISS downloads) stay in the local cache, never on the store.
 """
 
 from __future__ import annotations
@@ -11,14 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avsearch.atomic import write_text
 from avsearch.embedding.models import (
     EncoderLoader,
     Models,
@@ -33,12 +34,13 @@ from avsearch.modalities import CMCR
 from avsearch.store import ann_files
 from avsearch.store.ann_files import LoadedAnn
 from avsearch.store.config import load_search_config
+from avsearch.store.location import Location
+from avsearch.store.locks import writer_lock
 from avsearch.store.manifest import Manifest, load_manifest, save_manifest
 from avsearch.store.tables import TABLES_DIR, MediaStore
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = ".lock"
 CACHE_DIR = "cache"  # derived, disposable files (the server's thumbnails): safe to delete at any time
 FAILED_NAME = "failed.json"  # files that could not be indexed, so an unchanged one is not decoded again
 
@@ -86,7 +88,7 @@ class Index:
 
     def __init__(
         self,
-        path: Path,
+        path: str | Path | Location,
         manifest: Manifest,
         *,
         weights_dir: str | Path | None = None,
@@ -94,38 +96,55 @@ class Index:
         encoder_loader: EncoderLoader | None = None,
         writable: bool = False,
     ) -> None:
-        self.path = path
+        self.location = Location.of(path)
         self.manifest = manifest
         self.writable = writable
-        self.tables = MediaStore(path)
+        self.tables = MediaStore(self.location)
         loader = encoder_loader or default_loader(Path(weights_dir) if weights_dir else None, device)
         self.models = Models(
-            manifest, str(path), loader, device, weights_dir=weights_dir, commit=self.commit if writable else None
+            manifest,
+            str(self.location),
+            loader,
+            device,
+            weights_dir=weights_dir,
+            commit=self.commit if writable else None,
         )
+
+    @property
+    def path(self) -> Path | str:
+        """The index folder (a Path), or the URI of an index on an object store."""
+        return self.location.local_path or self.location.uri
+
+    @property
+    def local_dir(self) -> Path | None:
+        """The index folder when it is on this machine (a walk of the media skips it); None on a store."""
+        return self.location.local_path
 
     # -- opening ---------------------------------------------------------------------------------------
 
     @classmethod
     def open(
         cls,
-        path: str | Path,
+        path: str | Path | Location,
         *,
         weights_dir: str | Path | None = None,
         device: str | None = None,
         encoder_loader: EncoderLoader | None = None,
     ) -> Index:
-        """An existing index, for reading (queries never write to it)."""
-        path = Path(path).expanduser().absolute()
-        manifest = load_manifest(path)
+        """An existing index, for reading (queries never write to it). path: a folder, an s3:// (gs://,
+        az://) URI, or a Location carrying storage options."""
+        location = Location.of(path)
+        location.check()
+        manifest = load_manifest(location)
         if manifest is None:
-            raise InputError(f"{path}: no index here; build one with `avsearch index FOLDER`")
-        return cls(path, manifest, weights_dir=weights_dir, device=device, encoder_loader=encoder_loader)
+            raise InputError(f"{location}: no index here; build one with `avsearch index FOLDER`")
+        return cls(location, manifest, weights_dir=weights_dir, device=device, encoder_loader=encoder_loader)
 
     @classmethod
     @contextlib.contextmanager
     def update(
         cls,
-        path: str | Path,
+        path: str | Path | Location,
         *,
         bridges: BridgeFiles = None,
         default_bridges: Sequence[str] | None = None,
@@ -146,14 +165,14 @@ class Index:
         has; None: the index's own, or configs/backends.toml's default for a new index). Bridges are
         given or defaulted only when the index has or gets the C-MCR backend.
         """
-        path = Path(path).expanduser().absolute()
-        _make_folder(path)
-        with _locked(path):
-            manifest = _writable_manifest(path, _as_list(bridges), default_bridges, weights_dir, backend)
+        location = Location.of(path)
+        _make_folder(location)
+        with writer_lock(location):
+            manifest = _writable_manifest(location, _as_list(bridges), default_bridges, weights_dir, backend)
             if rebuild:
-                _drop_contents(path, manifest)
+                _drop_contents(location, manifest)
             index = cls(
-                path, manifest, weights_dir=weights_dir, device=device, encoder_loader=encoder_loader, writable=True
+                location, manifest, weights_dir=weights_dir, device=device, encoder_loader=encoder_loader, writable=True
             )
             index.commit()  # the index describes itself before any row is written
             for modality, entry in manifest.modalities.items():
@@ -166,7 +185,7 @@ class Index:
         """Save the manifest (atomically)."""
         if not self.writable:
             raise RuntimeError("this Index was opened for reading")  # a bug in avsearch, not user input
-        save_manifest(self.path, self.manifest)
+        save_manifest(self.location, self.manifest)
 
     def add_root(self, root: Path) -> None:
         if str(root) not in self.manifest.roots:
@@ -176,24 +195,31 @@ class Index:
 
     def failed_files(self) -> dict[str, FailedFile]:
         """Files that could not be indexed (path -> size, mtime and reason when they failed)."""
-        path = self.path / FAILED_NAME
-        if not path.is_file():
+        data = self.location.read_bytes(FAILED_NAME)
+        if data is None:
             return {}
         try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
+            rows = json.loads(data.decode("utf-8"))
             return {p: FailedFile(int(r["size"]), int(r["mtime_ns"]), str(r["reason"])) for p, r in rows.items()}
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-            log.warning("%s is damaged; failed files will be retried", path)
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            log.warning("%s is damaged; failed files will be retried", self.location.join(FAILED_NAME))
             return {}
 
     def record_failed(self, failed: dict[str, FailedFile]) -> None:
         """Replace the list of failed files (atomically; surrogate-escaped names survive JSON's \\u escapes)."""
-        write_text(self.path / FAILED_NAME, json.dumps({p: asdict(f) for p, f in sorted(failed.items())}, indent=1))
+        text = json.dumps({p: asdict(f) for p, f in sorted(failed.items())}, indent=1)
+        self.location.write_bytes(FAILED_NAME, text.encode("utf-8"))
 
     def cache_dir(self, name: str) -> Path:
-        """The folder for disposable derived files of one kind (e.g. "thumbnails"), made on first use;
-        OSError when the index folder is read-only (the caller then keeps them elsewhere)."""
-        folder = self.path / CACHE_DIR / name
+        """The folder for disposable derived files of one kind (e.g. "thumbnails"), made on first use:
+        in the index folder, or for an index on an object store in the local cache (settings.cache_dir);
+        OSError when that folder is read-only (the caller then keeps them elsewhere)."""
+        if self.location.local_path is not None:
+            folder = self.location.local_path / CACHE_DIR / name
+        else:
+            from avsearch.settings import load_settings
+
+            folder = load_settings().cache_dir / "indexes" / self.location.cache_key() / name
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
@@ -201,16 +227,16 @@ class Index:
 
     def ann(self, name: str, use_gpu: bool = True) -> LoadedAnn | None:
         """The current FAISS build `name` (e.g. "image.proj_audio_visual"), or None."""
-        return ann_files.load_ann(self.path, name, use_gpu=use_gpu)
+        return ann_files.load_ann(self.location, name, use_gpu=use_gpu)
 
     def ann_meta(self, name: str) -> dict[str, Any] | None:
-        return ann_files.read_ann_meta(self.path, name)
+        return ann_files.read_ann_meta(self.location, name)
 
     def save_ann(self, name: str, index: Any, params: Any, paths: list[str], table_version: int) -> dict[str, Any]:
-        return ann_files.save_ann(self.path, name, index, params, paths, table_version)
+        return ann_files.save_ann(self.location, name, index, params, paths, table_version)
 
     def remove_ann(self, name: str) -> None:
-        ann_files.remove_ann(self.path, name)
+        ann_files.remove_ann(self.location, name)
 
     # -- description -----------------------------------------------------------------------------------
 
@@ -241,11 +267,15 @@ class Index:
                     indexes,
                 )
             )
-        disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
-        return IndexInfo(str(self.path), self.manifest, infos, disk, self.failed_files())
+        return IndexInfo(str(self.path), self.manifest, infos, self.location.total_bytes(), self.failed_files())
 
 
-def _make_folder(path: Path) -> None:
+def _make_folder(location: Location) -> None:
+    """The index folder made (local), or the bucket checked (an object store: prefixes need no making)."""
+    path = location.local_path
+    if path is None:
+        location.check()
+        return
     if path.exists() and not path.is_dir():
         raise InputError(f"{path}: not a folder (--index-dir names an existing file)")
     try:
@@ -254,13 +284,13 @@ def _make_folder(path: Path) -> None:
         raise InputError(f"{path}: cannot create the index folder ({exc.strerror or exc})") from exc
 
 
-def _drop_contents(path: Path, manifest: Manifest) -> None:
+def _drop_contents(location: Location, manifest: Manifest) -> None:
     """Everything derived from the media goes; the manifest (bridges, encoders) stays."""
     for sub in (TABLES_DIR, ann_files.ANN_DIR):
-        shutil.rmtree(path / sub, ignore_errors=True)
-    (path / FAILED_NAME).unlink(missing_ok=True)
+        location.delete_tree(sub)
+    location.delete(FAILED_NAME)
     manifest.ann = {}
-    log.info("%s: tables and FAISS files dropped for a rebuild", path)
+    log.info("%s: tables and FAISS files dropped for a rebuild", location)
 
 
 def _as_list(bridges: BridgeFiles) -> list[str | Path]:
@@ -272,7 +302,7 @@ def _as_list(bridges: BridgeFiles) -> list[str | Path]:
 
 
 def _writable_manifest(
-    path: Path,
+    path: Location,
     bridges: list[str | Path],
     default_bridges: Sequence[str] | None,
     weights_dir: str | Path | None,
@@ -296,7 +326,7 @@ def _writable_manifest(
 
 def _add_bridges(
     manifest: Manifest,
-    path: Path,
+    path: Location,
     bridges: list[str | Path],
     default_bridges: Sequence[str] | None,
     weights_dir: str | Path | None,
@@ -339,24 +369,3 @@ def _resolve_defaults(names: Sequence[str], weights_dir: str | Path | None) -> I
         raise ConfigError("a new index needs bridges: pass --bridge FILE (configs/search.toml lists none)")
     for name in names:
         yield resolve_weight(name, weights_dir)
-
-
-@contextlib.contextmanager
-def _locked(index_dir: Path) -> Iterator[None]:
-    """One writer per index: a second writer on the same folder fails instead of interleaving."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; single-writer is then up to the user
-        yield
-        return
-    fh = open(index_dir / LOCK_NAME, "w")  # noqa: SIM115 (held for the whole run)
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise InputError(f"{index_dir}: another `avsearch index` is writing this index") from exc
-        fh.write(str(os.getpid()))
-        fh.flush()
-        yield
-    finally:
-        fh.close()

@@ -1,7 +1,8 @@
 """The index manifest (manifest.json): which encoders and bridge built the index, and its schema version.
 
-Every write is atomic (avsearch.atomic), so a kill leaves the old or the new manifest,
-never half of one. An index is refused (IncompatibleError) when asked to mix encoders or bridges.
+Every write is atomic (a rename locally, one PUT on an object store: store/location.py), so a kill leaves
+the old or the new manifest, never half of one. An index is refused (IncompatibleError) when asked to mix
+encoders or bridges.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avsearch.atomic import write_text
 from avsearch.errors import IncompatibleError, InputError
 from avsearch.modalities import BACKENDS, CMCR
+from avsearch.store.location import Location
 
 MANIFEST_NAME = "manifest.json"
 # Bump when table columns change; older indexes are refused with a rebuild hint.
@@ -174,30 +175,30 @@ class Manifest:
 
 
 def manifest_path(index_dir: Path) -> Path:
+    """The manifest file of a local index folder (an object-store index: `Location.join(MANIFEST_NAME)`)."""
     return Path(index_dir) / MANIFEST_NAME
 
 
-def load_manifest(index_dir: str | Path) -> Manifest | None:
-    """The manifest of an index folder, or None when the folder holds no index yet."""
-    path = manifest_path(Path(index_dir))
-    if not path.is_file():
+def load_manifest(index_dir: str | Path | Location) -> Manifest | None:
+    """The manifest of an index (local folder or object-store location), or None when it holds no index yet."""
+    location = Location.of(index_dir)
+    where = location.join(MANIFEST_NAME)
+    data = location.read_bytes(MANIFEST_NAME)
+    if data is None:
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        manifest = Manifest.from_dict(data)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: not a valid avsearch index manifest ({exc})") from exc
+        manifest = Manifest.from_dict(json.loads(data.decode("utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{where}: not a valid avsearch index manifest ({exc})") from exc
     if manifest.schema_version != SCHEMA_VERSION:
         raise IncompatibleError(
-            f"{path}: index schema version {manifest.schema_version}, this avsearch reads version "
+            f"{where}: index schema version {manifest.schema_version}, this avsearch reads version "
             f"{SCHEMA_VERSION}: rebuild the index into a new --index-dir"
         )
     return manifest
 
 
-def save_manifest(index_dir: str | Path, manifest: Manifest) -> None:
-    """Write the manifest atomically (temporary file + rename)."""
-    path = manifest_path(Path(index_dir))
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_manifest(index_dir: str | Path | Location, manifest: Manifest) -> None:
+    """Write the manifest atomically (temporary file + rename; one PUT on an object store)."""
     manifest.updated = time.time()
-    write_text(path, json.dumps(manifest.to_dict(), indent=2, sort_keys=True))
+    Location.of(index_dir).write_bytes(MANIFEST_NAME, json.dumps(manifest.to_dict(), indent=2, sort_keys=True).encode())

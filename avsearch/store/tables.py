@@ -1,5 +1,8 @@
 """LanceDB tables, one per modality: per-file bookkeeping plus native and projected vectors.
 
+The tables live under <index>/tables, a local folder or an object-store prefix (store/location.py gives
+LanceDB the location's storage options).
+
 Each write (upsert or delete) is one Lance commit, so a run killed at any point leaves every table at
 its last committed version; the next run compares bookkeeping with the disk and carries on.
 
@@ -35,6 +38,7 @@ import pyarrow as pa
 from avsearch.errors import DamagedIndexError, IncompatibleError
 from avsearch.media.metadata import FileMeta, MediaInfo
 from avsearch.media.walk import printable
+from avsearch.store.location import Location
 from avsearch.store.manifest import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -170,10 +174,15 @@ def _damage_named(method: F) -> F:
 class MediaStore:
     """The tables of one index folder. Create with the dims once; reopen without them."""
 
-    def __init__(self, index_dir: str | Path) -> None:
-        self.index_dir = Path(index_dir)
+    def __init__(self, index_dir: str | Path | Location) -> None:
+        location = Location.of(index_dir)
+        self.index_dir: Path | str = location.local_path or location.uri  # for messages
         # Check for newer versions on every read: another process (an index run) may have committed.
-        self._db = lancedb.connect(str(self.index_dir / TABLES_DIR), read_consistency_interval=timedelta(0))
+        self._db = lancedb.connect(
+            location.join(TABLES_DIR),
+            read_consistency_interval=timedelta(0),
+            storage_options=location.lance_options() or None,
+        )
         self._tables: dict[str, lancedb.table.Table] = {}
         self._pinned: dict[tuple[str, int], lancedb.table.Table] = {}  # (modality, version) -> table
 

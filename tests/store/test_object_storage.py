@@ -1,0 +1,269 @@
+"""Indexes on object storage, against a real S3 server (SeaweedFS on 127.0.0.1, tests/store/s3_server.py).
+
+Index, query, info, re-index after changes, kill -9 mid-ingest then resume, the server's live reload, the
+FAISS download cache, the writer lease and the one-line errors. The encoder is the test-only FAKE one
+(tests/search/fake_encoder.py), so no model weights are needed; the bridge is the real architecture with
+random weights.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from avsearch.cli.app import app as cli_app
+from avsearch.errors import ConfigError, InputError
+from avsearch.indexing.pipeline import index_folder
+from avsearch.search.engine import SearchEngine
+from avsearch.serve.app import create_app
+from avsearch.settings import load_settings
+from avsearch.store import locks
+from avsearch.store.ann_files import ANN_DIR, cache_folder
+from avsearch.store.index import Index
+from avsearch.store.location import Location, parse_storage_options
+from avsearch.store.tables import NATIVE, path_key
+from tests.search.conftest import make_bridge
+from tests.search.fake_encoder import FakeLoader
+from tests.search.kill_harness import snapshot
+from tests.search.media_factory import write_audio, write_image
+from tests.store.s3_server import S3Server, s3_server  # noqa: F401 (the session fixture)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bridge(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_bridge(tmp_path_factory.mktemp("bridge") / "av.safetensors")
+
+
+def fresh(server: S3Server, **extra: str) -> Location:
+    """A new, empty index location in the test bucket."""
+    return Location(f"s3://{server.bucket}/idx-{uuid.uuid4().hex[:8]}", {**server.options(), **extra})
+
+
+def media(root: Path, images: int = 6, sounds: int = 2) -> list[Path]:
+    made = [write_image(root / f"img_{i:02d}.png", seed=i) for i in range(images)]
+    return made + [write_audio(root / "sounds" / f"s_{i}.wav", seed=100 + i) for i in range(sounds)]
+
+
+def top_image(index: Index, picture: Path, loader: FakeLoader) -> str:
+    [result] = SearchEngine(index).search_file(picture, "image", "image", k=1)
+    return result.hits[0].path
+
+
+def test_index_query_info_and_reindex_on_s3(s3_server, bridge, tmp_path) -> None:  # noqa: F811
+    root = tmp_path / "media"
+    files = media(root)
+    where = fresh(s3_server)
+    loader = FakeLoader()
+    first = index_folder(root, where, bridge, encoder_loader=loader, batch_size=4)
+    assert first.added == 8 and first.counts == {"image": 6, "audio": 2} and first.index_dir == where.uri
+    names = {n for n, _ in where.list(ANN_DIR)}
+    assert "manifest.json" in {n for n, _ in where.list("")} and f"image.{NATIVE}.json" in names
+    index = Index.open(where, encoder_loader=loader)
+    assert index.path == where.uri and index.local_dir is None
+    assert top_image(index, files[3], loader) == str(files[3])
+    assert index.ann(f"image.{NATIVE}", use_gpu=False).table_version == index.tables.version("image")
+
+    # the same folder indexed locally gives the same rows and vectors
+    index_folder(root, tmp_path / "local", bridge, encoder_loader=FakeLoader(), batch_size=4)
+    assert snapshot(where) == snapshot(tmp_path / "local")
+
+    # add, modify, delete, then re-index: the rows follow the folder
+    added = write_image(root / "img_new.png", seed=77)
+    write_image(files[1], seed=555)
+    files[2].unlink()
+    second = index_folder(root, where, encoder_loader=loader)
+    assert (second.added, second.removed, second.counts) == (2, 1, {"image": 6, "audio": 2})
+    again = Index.open(where, encoder_loader=loader)
+    assert set(again.tables.bookkeeping("image")) == {str(p) for p in root.glob("*.png")}
+    assert top_image(again, added, loader) == str(added) and top_image(again, files[1], loader) == str(files[1])
+    index_folder(root, tmp_path / "local", encoder_loader=FakeLoader())
+    assert snapshot(where) == snapshot(tmp_path / "local")
+
+
+def test_cli_index_query_info_with_storage_options(s3_server, bridge, tmp_path, monkeypatch) -> None:  # noqa: F811
+    root = tmp_path / "media"
+    files = media(root, images=4, sounds=0)
+    where = fresh(s3_server)
+    index_folder(root, where, bridge, encoder_loader=FakeLoader())  # the CLI's index loads real models
+    opts = [a for k, v in s3_server.options().items() for a in ("--storage-option", f"{k}={v}")]
+    runner = CliRunner()
+    info = runner.invoke(cli_app, ["info", "--index-dir", where.uri, *opts])
+    assert info.exit_code == 0, info.output
+    assert f"index      {where.uri} (" in info.output and "image" in info.output
+    query = ["query", "--id", str(files[0]), "--target", "image", "--paths-only", "--index-dir", where.uri]
+    found = runner.invoke(cli_app, [*query, *opts])
+    assert found.exit_code == 0, found.output
+    assert set(found.output.split()) == {str(p) for p in files[1:]}
+    # the same from the environment alone (what LanceDB and pyarrow both read), URI in AVSEARCH_INDEX_DIR
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AVSEARCH_INDEX_DIR", where.uri)
+    assert load_settings().index_dir == where.uri  # not folded into a Path
+    by_env = runner.invoke(cli_app, ["query", "--id", str(files[0]), "--target", "image", "--paths-only"])
+    assert by_env.exit_code == 0 and set(by_env.output.split()) == {str(p) for p in files[1:]}, by_env.output
+
+
+def test_ann_files_are_downloaded_once_per_build(s3_server, bridge, tmp_path, monkeypatch) -> None:  # noqa: F811
+    root = tmp_path / "media"
+    files = media(root, images=5, sounds=0)
+    where = fresh(s3_server)
+    monkeypatch.setenv("AVSEARCH_CACHE", str(tmp_path / "writer-cache"))
+    index_folder(root, where, bridge, encoder_loader=FakeLoader())
+    fetched: list[str] = []
+    real = Location.download
+
+    def counting(self: Location, rel: str, dest: Path) -> None:
+        fetched.append(rel)
+        real(self, rel, dest)
+
+    monkeypatch.setattr(Location, "download", counting)
+    monkeypatch.setenv("AVSEARCH_CACHE", str(tmp_path / "reader-cache"))  # a reader on another machine
+    loader = FakeLoader()
+    assert top_image(Index.open(where, encoder_loader=loader), files[0], loader) == str(files[0])
+    assert fetched and all(r.startswith(f"{ANN_DIR}/image.") for r in fetched)
+    assert cache_folder(where).is_relative_to(tmp_path / "reader-cache")
+    before = len(fetched)
+    assert top_image(Index.open(where, encoder_loader=loader), files[1], loader) == str(files[1])
+    assert len(fetched) == before  # the second open reads the cached copy: nothing fetched
+
+    # a new build (another machine re-indexed): fetched anew, and it holds the new file
+    monkeypatch.setenv("AVSEARCH_CACHE", str(tmp_path / "writer-cache"))
+    added = write_image(root / "img_new.png", seed=99)
+    index_folder(root, where, encoder_loader=FakeLoader())
+    monkeypatch.setenv("AVSEARCH_CACHE", str(tmp_path / "reader-cache"))
+    index = Index.open(where, encoder_loader=loader)
+    ann = index.ann(f"image.{NATIVE}", use_gpu=False)
+    assert len(fetched) > before and str(added) in ann.paths and ann.index.ntotal == 6
+    assert top_image(index, added, loader) == str(added)
+
+
+CHILD = r"""
+import sys, time
+from tests.search import fake_encoder
+real = fake_encoder.FakeEncoder.encode_files
+def slow(self, modality, paths):
+    time.sleep(float(sys.argv[4]) * len(paths))  # room for the parent to kill between commits
+    return real(self, modality, paths)
+fake_encoder.FakeEncoder.encode_files = slow
+from avsearch.indexing.pipeline import index_folder
+index_folder(sys.argv[1], sys.argv[2], sys.argv[3], encoder_loader=fake_encoder.FakeLoader(), batch_size=1)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_mid_ingest_on_s3_then_resume(s3_server, bridge, tmp_path) -> None:  # noqa: F811
+    root = tmp_path / "media"
+    media(root, images=10, sounds=0)
+    reference = fresh(s3_server)
+    index_folder(root, reference, bridge, encoder_loader=FakeLoader(), batch_size=1)
+    where = fresh(s3_server)
+    env = {**os.environ, **s3_server.env(), "OMP_NUM_THREADS": "1"}  # credentials from the environment
+
+    def child(delay: str) -> subprocess.Popen:
+        cmd = [sys.executable, "-c", CHILD, str(root), where.uri, str(bridge), delay]
+        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    proc = child("0.3")
+    rows, deadline = 0, time.monotonic() + 120
+    while rows < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            rows = Index.open(where).tables.count("image")
+        except Exception:  # not described or no table yet
+            rows = 0
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # still running: killed mid-ingest
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted = Index.open(where)
+    assert 3 <= interrupted.tables.count("image") < 10
+    assert interrupted.describe().modalities  # the interrupted index answers
+    assert where.read_bytes(locks.LOCK_NAME) is not None  # the killed run's lease is still there...
+    resumed = child("0")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()[-2000:]  # ...and did not block the resume
+    assert where.read_bytes(locks.LOCK_NAME) is None
+    assert snapshot(where) == snapshot(reference)
+
+
+def test_serve_over_s3_picks_up_a_new_commit(s3_server, bridge, tmp_path, monkeypatch) -> None:  # noqa: F811
+    root = tmp_path / "media"
+    files = media(root, images=4, sounds=1)
+    where = fresh(s3_server)
+    loader = FakeLoader()
+    index_folder(root, where, bridge, encoder_loader=loader)
+    monkeypatch.setenv("AVSEARCH_CACHE", str(tmp_path / "server-cache"))
+    client = TestClient(create_app(where, encoder_loader=loader, reload_interval=0))
+    info = client.get("/api/info")
+    assert info.status_code == 200 and info.json()["index_dir"] == where.uri
+    similar = client.get(f"/api/items/{path_key(str(files[0]))}/similar", params={"target": "image", "k": 10})
+    assert similar.status_code == 200 and len(similar.json()["results"][0]["hits"]) == 3
+    thumb = client.get(f"/api/items/{path_key(str(files[0]))}/thumbnail")
+    assert thumb.status_code == 200 and list((tmp_path / "server-cache").rglob("*.jpg"))  # cached locally...
+    assert not [n for n, _ in where.list("cache")]  # ...never on the store
+
+    added = write_image(root / "img_new.png", seed=42)
+    index_folder(root, where, encoder_loader=loader)
+    again = client.get(f"/api/items/{path_key(str(files[0]))}/similar", params={"target": "image", "k": 10})
+    assert client.app.state.live.reopened >= 1
+    assert str(added) in [h["path"] for h in again.json()["results"][0]["hits"]]
+
+
+def test_one_writer_and_one_line_errors(s3_server, bridge, tmp_path) -> None:  # noqa: F811
+    root = tmp_path / "media"
+    media(root, images=2, sounds=0)
+    where = fresh(s3_server)
+    index_folder(root, where, bridge, encoder_loader=FakeLoader())
+    with Index.update(where, encoder_loader=FakeLoader()):
+        with pytest.raises(InputError) as busy:
+            index_folder(root, where, encoder_loader=FakeLoader())
+        assert str(busy.value).startswith(f"{where.uri}: another `avsearch index` is writing this index (")
+        assert "\n" not in str(busy.value)
+    index_folder(root, where, encoder_loader=FakeLoader())  # released at the end of the block
+
+    wrong = Location(where.uri, {**s3_server.options(), "aws_secret_access_key": "wrong"})
+    with pytest.raises(ConfigError, match=rf"^{where.uri}: .*access denied"):
+        Index.open(wrong)
+    with pytest.raises(InputError, match=r"^s3://no-such-bucket/x: bucket 'no-such-bucket' does not exist"):
+        Index.open(Location("s3://no-such-bucket/x", s3_server.options()))
+    with pytest.raises(InputError, match=r"no index here"):
+        Index.open(fresh(s3_server))
+    dead = Location(where.uri, {**s3_server.options(), "aws_endpoint": "http://127.0.0.1:9"})
+    with pytest.raises(InputError, match=rf"^{where.uri}: .*does not answer"):
+        Index.open(dead)
+    result = CliRunner().invoke(
+        cli_app, ["info", "--index-dir", "s3://no-such-bucket/x", *_cli_options(s3_server.options())]
+    )
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "avsearch: error: s3://no-such-bucket/x: bucket 'no-such-bucket' does not exist (create it first)"
+    ]
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_storage_options(["aws_region"])
+
+
+def _cli_options(options: dict[str, str]) -> list[str]:
+    return [a for k, v in options.items() for a in ("--storage-option", f"{k}={v}")]
+
+
+def test_stale_lease_rule() -> None:
+    import socket
+
+    now = time.time()
+    mine = {"host": socket.gethostname(), "pid": os.getpid(), "renewed": now}
+    assert not locks.lease_is_stale(mine, now)  # a live writer here
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert locks.lease_is_stale({**mine, "pid": int(dead.stdout)}, now)  # killed here: stale at once
+    elsewhere = {"host": "another-machine", "pid": 1, "renewed": now - 5}
+    assert not locks.lease_is_stale(elsewhere, now)
+    assert locks.lease_is_stale({**elsewhere, "renewed": now - locks.LEASE_TTL - 1}, now)  # not renewed: stale
+    assert locks.lease_is_stale({}, now)  # a damaged lease holds nobody
