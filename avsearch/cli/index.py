@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -118,6 +120,19 @@ def index_command(
             ),
         ),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help=(
+                "Embed on a Ray cluster (pip install avsearch[ray]): auto (the running cluster: RAY_ADDRESS or "
+                "this machine's), HOST:PORT or ray://HOST:10001, or local (start Ray here for this run). Same "
+                "plan, table and resume as a local run; every node must see the media, weights, bridges and "
+                "index folder at the same paths."
+            ),
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's report as JSON on stdout.")] = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -141,6 +156,9 @@ def index_command(
         raise InputError("give a media FOLDER to index, or --embeddings DIR of vectors (one of the two)")
     if tags is not None and embeddings is not None:
         raise InputError('--tags is for a media FOLDER; vectors carry their tags in .rows.jsonl ({"tags": [...]})')
+    if ray is not None and embeddings is not None:
+        raise InputError("--ray embeds the files of a media FOLDER; --embeddings are vectors already")
+    index_run = index_folder if ray is None else _on_ray(ray)
     settings = load_settings()
     with Progress(
         TextColumn("{task.description}"),
@@ -152,7 +170,7 @@ def index_command(
         transient=False,
     ) as bars:
         if folder is not None:
-            summary = index_folder(
+            summary = index_run(
                 folder,
                 index_location(index_dir, storage_option),
                 bridges=bridge or None,
@@ -182,6 +200,13 @@ def index_command(
         raise typer.Exit(SOME_FILES_FAILED)
 
 
+def _on_ray(address: str) -> Callable[..., IndexSummary]:
+    """index_folder with the embedding on Ray (imported for --ray only: Ray is an optional extra)."""
+    from avsearch.indexing.distributed import index_folder_ray
+
+    return functools.partial(index_folder_ray, address=address)
+
+
 def _report(summary: IndexSummary) -> dict[str, Any]:
     report = dataclasses.asdict(summary)
     report["root"] = printable(summary.root)
@@ -209,6 +234,8 @@ def _print_summary(summary: IndexSummary) -> None:
     if len(summary.embedded) > 1:  # several backends: what each embedded (one adding itself embeds more)
         for name, count in summary.embedded.items():
             table.add_row(f"embedded by {name}", str(count))
+    if summary.ray_nodes:  # a --ray run: on how many nodes its files were embedded
+        table.add_row("embedded on Ray nodes", str(len(summary.ray_nodes)))
     for modality, count in summary.counts.items():
         table.add_row(f"{modality} in index", str(count))
     out.print(table)

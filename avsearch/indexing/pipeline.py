@@ -21,12 +21,14 @@ import functools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avsearch.embedding.models import EncoderLoader
+import numpy as np
+
+from avsearch.embedding.models import EncoderLoader, Models
 from avsearch.embedding.stream import encode_batches
 from avsearch.errors import ConfigError, InputError
 from avsearch.indexing.hashing import content_hash
@@ -71,6 +73,7 @@ class IndexSummary:
     counts: dict[str, int] = field(default_factory=dict)  # rows per modality after the run
     indexes: dict[str, dict[str, Any]] = field(default_factory=dict)  # FAISS name -> parameters
     embedded: dict[str, int] = field(default_factory=dict)  # backend -> files embedded by it in this run
+    ray_nodes: dict[str, int] = field(default_factory=dict)  # a --ray run: Ray node id -> files embedded there
     seconds: float = 0.0
 
 
@@ -88,6 +91,7 @@ def index_folder(
     rebuild: bool = False,
     tags: str | Path | None = None,
     backend: str | None = None,
+    embed: Embedder | None = None,
 ) -> IndexSummary:
     """`avsearch index ROOT`: open (or create) the index at `index_dir` and bring it up to date with ROOT
     (the folder's files that are new, changed, renamed or gone).
@@ -99,7 +103,8 @@ def index_folder(
     sidecar (CSV or JSON lines keyed by path relative to ROOT); without it the configured sidecar name at
     ROOT is read when present (configs/metadata.toml [tags]). `backend`: "cmcr", "cavmae" or "both", the
     backends to add to the index (None: the index's own; a new index: configs/backends.toml's default);
-    every backend the index holds is brought up to date.
+    every backend the index holds is brought up to date. `embed`: how the files to embed are embedded and
+    written (default: here, in committed batches; avsearch.indexing.distributed: on a Ray cluster).
     """
     cfg = config or load_search_config()
     root = _media_folder(root)  # checked before an index folder is made for it
@@ -112,7 +117,7 @@ def index_folder(
         rebuild=rebuild,
         backend=backend,
     ) as index:
-        return update_index(root, index, batch_size, progress, cfg, retry_failed, tags)
+        return update_index(root, index, batch_size, progress, cfg, retry_failed, tags, embed)
 
 
 class _Describer:
@@ -136,6 +141,11 @@ class _Describer:
         return (fresh.tags, fresh.folder) != (record.meta.tags, record.meta.folder)
 
 
+# (index, tables of one backend (modality -> table), items to embed, batch size, the run's failures to extend,
+# progress, metadata of a path) -> files written. Writes each file's rows in the table, or lists it as failed.
+Embedder = Callable[[Index, dict[str, str], Sequence[Item], int, list[tuple[str, str]], Progress, "_Describer"], int]
+
+
 def update_index(
     root: str | Path,
     index: Index,
@@ -144,15 +154,17 @@ def update_index(
     config: SearchConfig | None = None,
     retry_failed: bool = False,
     tags: str | Path | None = None,
+    embed: Embedder | None = None,
 ) -> IndexSummary:
     """Index (or update the index of) the media under `root` into `index` (opened with Index.update).
 
-    tags: the tags sidecar (default: the configured name at root, when present)."""
+    tags: the tags sidecar (default: the configured name at root, when present). embed: see index_folder."""
     started = time.perf_counter()
     cfg = config or load_search_config()
     progress = progress or NoProgress()
     root = _media_folder(root)
     describe = _Describer(root, find_sidecar(root, tags))
+    embed = embed or _embed_all
     batch = batch_size or cfg.ingest.batch_size
     if batch < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch}")
@@ -194,7 +206,7 @@ def update_index(
         _add_failures(summary.failed, plan.failed, excused)
         _reuse(index, tables, plan.touched + retag, describe, own=True)
         _reuse(index, tables, plan.reuse, describe, own=False)
-        summary.embedded[backend] = _embed_all(index, tables, plan.embed, batch, summary.failed, progress, describe)
+        summary.embedded[backend] = embed(index, tables, plan.embed, batch, summary.failed, progress, describe)
         removed = _delete(index, tables, plan)
         if number == 0:
             summary.added, summary.removed = summary.embedded[backend], removed
@@ -338,17 +350,26 @@ def _embed_all(
             if bad:
                 index.tables.delete(table, [p for p, _ in bad])
             if ok:
-                entry = index.manifest.modalities[table]
-                stamp = index.manifest.bridge_stamp(table)
-                records = [
-                    _record(chunk[i], entry.encoder_fingerprint or "", stamp, _meta(chunk[i], describe, with_meta))
-                    for i in ok
-                ]
-                index.tables.upsert(table, records, index.models.all_vectors(table, native))
+                records, vectors = embedded_rows(
+                    index.models, table, [chunk[i] for i in ok], native, describe, with_meta
+                )
+                index.tables.upsert(table, records, vectors)
                 written += len(ok)
             progress.advance(stage, len(chunk))
         progress.finish(stage)
     return written
+
+
+def embedded_rows(
+    models: Models, table: str, items: Sequence[Item], native: np.ndarray, describe: _Describer, with_meta: bool
+) -> tuple[list[FileRecord], dict[str, np.ndarray]]:
+    """The rows of freshly embedded files (`native`: their vectors (N, d), in the order of `items`): records
+    stamped with the encoder's and bridges' fingerprints, and every vector column of the table (column ->
+    (N, width)). Local and Ray runs (ray_embed.py) both make their rows here."""
+    entry = models.manifest.modalities[table]
+    stamp = models.manifest.bridge_stamp(table)
+    records = [_record(it, entry.encoder_fingerprint or "", stamp, _meta(it, describe, with_meta)) for it in items]
+    return records, models.all_vectors(table, native)
 
 
 def _meta(item: Item, describe: _Describer, with_meta: bool) -> FileMeta | None:

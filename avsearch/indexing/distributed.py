@@ -1,0 +1,233 @@
+"""`avsearch index FOLDER --ray ADDRESS`: the run of pipeline.py, with the embedding on a Ray cluster.
+
+This process (the driver) walks, plans, reuses, deletes, records failures and refreshes the FAISS
+indexes exactly as a local run does (pipeline.index_folder); only the files to embed go to Ray. Ray Data
+streams them, one block per batch, to a pool of actors (ray_embed.py: one per GPU of the cluster, else one
+per CPU) that load the encoders and bridges once, embed a batch, build its rows in the table's schema
+and write them as a Lance fragment next to the table (lance_ray.LanceFragmentWriter). The driver commits
+each batch's fragment as one Lance append, in batch order, so a killed run keeps every committed batch,
+as a local run does, and the next run (local or Ray) plans from the tables. An append cannot replace a
+row, so the rows of changed files are deleted just before their new ones are written (a local run
+replaces them in one commit): a run killed in between re-embeds those files next time.
+
+Every node reads the media, weights and bridge files and writes the index folder at the same paths
+(one machine, or a shared filesystem); the index folder is local (s3:// is refused).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from avsearch.errors import AvsearchError, ConfigError, InputError
+from avsearch.indexing.pipeline import IndexSummary, index_folder
+from avsearch.indexing.plan import Item
+from avsearch.indexing.progress import Progress
+from avsearch.store.index import Index
+from avsearch.store.tables import TABLES_DIR
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "--ray needs Ray and lance-ray: pip install avsearch[ray]"
+LOCAL = "local"  # --ray local: start a Ray instance on this machine for the run (stopped after it)
+ACTOR_START_S = 600  # how long the embedding actors may take to start (a node may be busy or still joining)
+
+
+def index_folder_ray(
+    root: str | Path,
+    index_dir: str | Path,
+    address: str,
+    actors: int | None = None,
+    **options: Any,
+) -> IndexSummary:
+    """`avsearch index ROOT --ray ADDRESS`: index_folder (same plan, tables, resume and failures) with the
+    files to embed embedded on Ray. address: "auto" (the running cluster: RAY_ADDRESS or this machine's),
+    "host:port" or "ray://host:port" of a cluster, or "local" (a Ray instance started for this run and
+    stopped after it). actors: embedding actors (default: one per GPU of the cluster, else one per CPU).
+    options: index_folder's (bridges, weights_dir, device, batch_size, encoder_loader, ...); an
+    encoder_loader must be importable on the workers."""
+    if "://" in str(index_dir) and not str(index_dir).startswith("file://"):
+        raise InputError(f"{index_dir}: --ray writes to an index folder on a local or shared filesystem, not a URL")
+    if actors is not None and actors < 1:
+        raise ConfigError(f"--ray needs at least 1 actor, got {actors}")
+    with _connected(address):
+        embedder = RayEmbedder(actors)
+        summary = index_folder(root, index_dir, embed=embedder, **options)
+    summary.ray_nodes = dict(embedder.nodes)
+    return summary
+
+
+@contextlib.contextmanager
+def _connected(address: str) -> Iterator[None]:
+    """Connected to a Ray cluster (started here for "local") for the block."""
+    try:
+        import lance_ray  # noqa: F401  (checked now: the workers need it too)
+        import ray
+    except ImportError as exc:
+        raise ConfigError(INSTALL_HINT) from exc
+    if ray.is_initialized():  # a caller's own connection (a notebook, a test): used as it is
+        yield
+        return
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-run INFO lines would cut the progress bars
+    try:
+        if address == LOCAL:
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        else:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except ConnectionError as exc:
+        raise InputError(f"--ray {address}: no Ray cluster answers there ({str(exc).splitlines()[0]})") from exc
+    try:
+        yield
+    finally:
+        ray.shutdown()  # disconnects; stops the cluster only when it was started here
+
+
+@dataclass
+class _Table:
+    """What the actors need to know of one table: where it is and its exact layout."""
+
+    uri: str
+    schema: pa.Schema
+    storage_version: str
+    with_meta: bool  # a table made before metadata columns keeps its own layout
+
+
+@dataclass
+class RayEmbedder:
+    """pipeline.Embedder on Ray: embeds one backend's files on actors, commits their fragments here."""
+
+    actors: int | None = None
+    nodes: Counter[str] = field(default_factory=Counter)  # Ray node id -> files embedded there
+
+    def __call__(
+        self,
+        index: Index,
+        tables: dict[str, str],
+        items: Sequence[Item],
+        batch: int,
+        failed: list[tuple[str, str]],
+        progress: Progress,
+        describe: Any,
+    ) -> int:
+        if not items:
+            return 0
+        import ray
+
+        from avsearch.indexing.ray_embed import EmbedActor, batch_blocks
+
+        groups: dict[str, list[Item]] = defaultdict(list)
+        for it in items:
+            groups[tables[it.modality]].append(it)
+        layouts = {table: _layout(index, table) for table in groups}
+        for table, group in sorted(groups.items()):
+            # An append cannot replace: the old rows of changed files go first (a local run's upsert replaces).
+            stale = index.tables.lookup(table, [it.file.path for it in group])
+            if stale:
+                index.tables.delete(table, list(stale))
+            progress.start(f"embed {table}", len(group))
+        # Local runs embed the tables in sorted order, in batches of `batch`: the same here, in that order.
+        blocks = [b for table, group in sorted(groups.items()) for b in batch_blocks(table, group, batch)]
+        actors, resources = _pool(self.actors, len(blocks))
+        log.info("embedding %d files in %d batches on %d Ray actors", len(items), len(blocks), actors)
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True  # commits in batch order, as a local run writes
+        context.enable_progress_bars = False  # the CLI draws its own
+        context.raise_original_map_exception = True  # a worker's error as itself (ours: typed), not wrapped
+        # Start every actor before the first batch, so the work spreads over all of them; a cluster that
+        # cannot host the pool says so instead of waiting forever.
+        context.wait_for_min_actors_s = ACTOR_START_S
+        models = index.models
+        results = ray.data.from_arrow(blocks).map_batches(
+            EmbedActor,
+            fn_constructor_kwargs={
+                "manifest": index.manifest,
+                "index_dir": str(index.path),
+                "loader": models.loader,
+                "device": models.device,
+                "weights_dir": str(models.weights_dir) if models.weights_dir else None,
+                "describe": describe,
+                "tables": layouts,
+            },
+            batch_size=None,  # a block is one batch
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            **resources,
+        )
+        written = 0
+        for out in _surfaced(results.iter_batches(batch_size=None, batch_format="pyarrow")):
+            for row in out.to_pylist():
+                written += self._commit(index, row, layouts[row["table"]], failed, progress)
+        for table in sorted(groups):
+            progress.finish(f"embed {table}")
+        return written
+
+    def _commit(
+        self, index: Index, row: dict[str, Any], layout: _Table, failed: list[tuple[str, str]], progress: Progress
+    ) -> int:
+        """One embedded batch: its failures listed, its fragment committed as one append."""
+        import lance
+
+        table = row["table"]
+        failed.extend((os.fsdecode(p), why) for p, why in zip(row["failed"], row["reasons"], strict=True))
+        if row["fragments"]:
+            # The encoder's weights are recorded (and checked: every node must load the same) before any
+            # row it made is committed, as a local run records them before its first write.
+            name = index.manifest.modalities[table].encoder
+            index.manifest.check_encoder(name, row["encoder"], str(index.path))
+            if index.manifest.record_encoder(name, row["encoder"]):
+                index.commit()
+            fragments = [pickle.loads(f) for f in row["fragments"]]
+            version = lance.dataset(layout.uri).version
+            lance.LanceDataset.commit(layout.uri, lance.LanceOperation.Append(fragments), read_version=version)
+        self.nodes[row["node"]] += row["written"]
+        progress.advance(f"embed {table}", row["files"])
+        return int(row["written"])
+
+
+def _layout(index: Index, table: str) -> _Table:
+    import lance
+
+    if not isinstance(index.path, Path):  # an index on an object store: the workers would need its credentials
+        raise InputError(f"{index.path}: --ray writes to an index folder on a local or shared filesystem")
+    uri = str(index.path / TABLES_DIR / f"{table}.lance")
+    dataset = lance.dataset(uri)
+    return _Table(uri, dataset.schema, dataset.data_storage_version, "tags" in dataset.schema.names)
+
+
+def _pool(wanted: int | None, batches: int) -> tuple[int, dict[str, float]]:
+    """How many actors and what each holds: one GPU each when the cluster has GPUs, else one CPU each;
+    never more actors than batches (each loads its own models)."""
+    import ray
+
+    available = ray.cluster_resources()
+    gpus, cpus = int(available.get("GPU", 0)), int(available.get("CPU", 0))
+    resources: dict[str, float] = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+    slots = gpus or cpus
+    if slots < 1:
+        raise ConfigError("the Ray cluster has no CPU or GPU for the embedding actors")
+    return max(1, min(wanted or slots, slots, batches)), resources
+
+
+def _surfaced(batches: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """Ray's error for a failed actor, with an avsearch error inside (missing weights on a node, another
+    index's encoder) raised as that error, so the CLI names it in one line; anything else (a bug) surfaces
+    as it is, with the worker's traceback."""
+    try:
+        yield from batches
+    except Exception as exc:
+        seen: BaseException | None = exc
+        while seen is not None:
+            inner = getattr(seen, "cause", None)  # a RayTaskError holds the worker's exception here
+            if isinstance(seen, AvsearchError) and inner is None:
+                raise seen from exc
+            seen = inner if isinstance(inner, BaseException) else seen.__cause__
+        raise
