@@ -27,7 +27,7 @@ from avsearch.search.engine import SearchEngine
 from avsearch.serve.app import create_app
 from avsearch.settings import load_settings
 from avsearch.store import locks
-from avsearch.store.ann_files import ANN_DIR, cache_folder
+from avsearch.store.ann_files import ANN_DIR, cache_folder, read_ann_meta
 from avsearch.store.index import Index
 from avsearch.store.location import Location, parse_storage_options
 from avsearch.store.tables import NATIVE, path_key
@@ -146,6 +146,34 @@ def test_ann_files_are_downloaded_once_per_build(s3_server, bridge, tmp_path, mo
     ann = index.ann(f"image.{NATIVE}", use_gpu=False)
     assert len(fetched) > before and str(added) in ann.paths and ann.index.ntotal == 6
     assert top_image(index, added, loader) == str(added)
+
+
+def test_an_upload_cut_short_leaves_the_previous_build(s3_server, bridge, tmp_path, monkeypatch) -> None:  # noqa: F811
+    root = tmp_path / "media"
+    files = media(root, images=4, sounds=0)
+    where = fresh(s3_server)
+    index_folder(root, where, bridge, encoder_loader=FakeLoader())
+    name = f"image.{NATIVE}"
+    before = read_ann_meta(where, name)
+    real = Location.upload
+
+    def dies_on_faiss(self: Location, src: Path, rel: str) -> None:
+        if rel.endswith(".faiss"):
+            raise RuntimeError("the run died during this upload")
+        real(self, src, rel)
+
+    monkeypatch.setattr(Location, "upload", dies_on_faiss)
+    added = write_image(root / "img_new.png", seed=31)
+    with pytest.raises(RuntimeError, match="died"):
+        index_folder(root, where, encoder_loader=FakeLoader())
+    monkeypatch.setattr(Location, "upload", real)
+    monkeypatch.setenv("AVSEARCH_CACHE", str(tmp_path / "reader-cache"))  # nothing cached: read from the store
+    loader = FakeLoader()
+    index = Index.open(where, encoder_loader=loader)
+    assert read_ann_meta(where, name)["build"] == before["build"]  # the JSON still names the complete build
+    ann = index.ann(name, use_gpu=False)
+    assert ann is not None and sorted(ann.paths) == sorted(map(str, files))
+    assert top_image(index, added, loader) == str(added)  # rows added since: searched beside the old build
 
 
 CHILD = r"""
