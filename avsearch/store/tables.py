@@ -49,6 +49,15 @@ NATIVE = "native"  # column of encoder embeddings (the encoder's own space)
 SHARED_PREFIX = "proj_"  # columns of bridge-projected embeddings, one per bridge ("proj_<bridge name>")
 _BOOK = ("path_bytes", "size", "mtime_ns", "hash", "encoder", "bridge")
 _IN_CHUNK = 512  # paths per SQL IN (...) filter
+# how object_store (under Lance) words a store it cannot reach or that refuses the credentials
+_UNREACHABLE = (
+    "Generic S3 error",
+    "Generic GCS error",
+    "Generic MicrosoftAzure error",
+    "Generic { store: ",
+    "Error performing",
+    "error sending",
+)
 # Metadata columns (all nullable), in table order; absent from tables made before metadata filters.
 META_FIELDS = (
     pa.field("folder", pa.string()),
@@ -151,6 +160,20 @@ def _matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
     return np.ascontiguousarray(flat.reshape(-1, dim), dtype=np.float32)
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a Lance error says an object store did not answer or refused us (not damage)."""
+    return any(m in str(exc) for m in _UNREACHABLE)
+
+
+def _unreadable(what: str, exc: BaseException) -> DamagedIndexError:
+    """A store that does not answer: nothing to rebuild, try again later. (The type stays DamagedIndexError,
+    the index cannot be read now: the server answers 503.)"""
+    detail = str(exc).splitlines()[0][:160]
+    return DamagedIndexError(
+        f"{what} cannot be read from the store ({detail}); check the endpoint, the credentials and the network"
+    )
+
+
 def _damage_named(method: F) -> F:
     """Lance reports missing or corrupt table files as RuntimeError("lance error: ..."): a damaged index,
     named with its way out, not a traceback. Other errors are ours and surface."""
@@ -163,6 +186,8 @@ def _damage_named(method: F) -> F:
             if "lance" not in str(exc).lower() and "not found" not in str(exc).lower():
                 raise
             detail = str(exc).splitlines()[0][:200]
+            if isinstance(self.index_dir, str) and _unreachable(exc):
+                raise _unreadable(f"{self.index_dir}: table {modality!r}", exc) from exc
             raise DamagedIndexError(
                 f"{self.index_dir}: table {modality!r} is damaged ({detail}); "
                 "`avsearch index FOLDER --rebuild` re-embeds the index from its media"
@@ -178,11 +203,16 @@ class MediaStore:
         location = Location.of(index_dir)
         self.index_dir: Path | str = location.local_path or location.uri  # for messages
         # Check for newer versions on every read: another process (an index run) may have committed.
-        self._db = lancedb.connect(
-            location.join(TABLES_DIR),
-            read_consistency_interval=timedelta(0),
-            storage_options=location.lance_options() or None,
-        )
+        try:
+            self._db = lancedb.connect(
+                location.join(TABLES_DIR),
+                read_consistency_interval=timedelta(0),
+                storage_options=location.lance_options() or None,
+            )
+        except (RuntimeError, OSError, ValueError) as exc:
+            if location.is_local or not _unreachable(exc):
+                raise
+            raise _unreadable(f"{location}: the tables", exc) from exc
         self._tables: dict[str, lancedb.table.Table] = {}
         self._pinned: dict[tuple[str, int], lancedb.table.Table] = {}  # (modality, version) -> table
 

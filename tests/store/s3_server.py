@@ -80,16 +80,6 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _die_with_parent() -> None:
-    """Linux: the server gets SIGKILL if the test process dies without its teardown (a CI timeout)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _ready(endpoint: str) -> bool:
     try:
         urllib.request.urlopen(endpoint, timeout=1)
@@ -137,9 +127,7 @@ def s3_server() -> Iterator[S3Server]:
         f"-s3.config={config}",
     ]
     log = (data / "weed.log").open("wb")
-    proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent
-    )
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{s3}"
     try:
         deadline = time.monotonic() + 60
