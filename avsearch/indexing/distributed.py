@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = "--ray needs Ray and lance-ray: pip install avsearch[ray]"
 LOCAL = "local"  # --ray local: start a Ray instance on this machine for the run (stopped after it)
+RAY_ADVICE = "\nFailed to apply UDF transform"  # what Ray Data adds to a worker's error message
 ACTOR_START_S = 600  # how long the embedding actors may take to start (a node may be busy or still joining)
 
 
@@ -59,7 +60,7 @@ def index_folder_ray(
         raise InputError(f"{index_dir}: --ray writes to an index folder on a local or shared filesystem, not a URL")
     if actors is not None and actors < 1:
         raise ConfigError(f"--ray needs at least 1 actor, got {actors}")
-    with _connected(address):
+    with ray_connection(address):
         embedder = RayEmbedder(actors)
         summary = index_folder(root, index_dir, embed=embedder, **options)
     summary.ray_nodes = dict(embedder.nodes)
@@ -67,8 +68,9 @@ def index_folder_ray(
 
 
 @contextlib.contextmanager
-def _connected(address: str) -> Iterator[None]:
-    """Connected to a Ray cluster (started here for "local") for the block."""
+def ray_connection(address: str) -> Iterator[None]:
+    """Connected to a Ray cluster (started here for "local") for the block; a connection this process
+    already has is used as it is."""
     try:
         import lance_ray  # noqa: F401  (checked now: the workers need it too)
         import ray
@@ -107,6 +109,8 @@ class RayEmbedder:
 
     actors: int | None = None
     nodes: Counter[str] = field(default_factory=Counter)  # Ray node id -> files embedded there
+    cpu_s: float = 0.0  # the actors' CPU time on batches, models loaded (benchmarks/ray_ingest.py: cost per file)
+    files: int = 0  # files sent to the actors (embedded or failed)
 
     def __call__(
         self,
@@ -189,6 +193,8 @@ class RayEmbedder:
             version = lance.dataset(layout.uri).version
             lance.LanceDataset.commit(layout.uri, lance.LanceOperation.Append(fragments), read_version=version)
         self.nodes[row["node"]] += row["written"]
+        self.cpu_s += row["cpu_seconds"]
+        self.files += row["files"]
         progress.advance(f"embed {table}", row["files"])
         return int(row["written"])
 
@@ -228,6 +234,7 @@ def _surfaced(batches: Iterator[pa.Table]) -> Iterator[pa.Table]:
         while seen is not None:
             inner = getattr(seen, "cause", None)  # a RayTaskError holds the worker's exception here
             if isinstance(seen, AvsearchError) and inner is None:
-                raise seen from exc
+                # Ray Data appends its retry advice to the message: the user's line is ours alone
+                raise type(seen)(str(seen).split(RAY_ADVICE, 1)[0]) from exc
             seen = inner if isinstance(inner, BaseException) else seen.__cause__
         raise

@@ -10,6 +10,7 @@ writes them as one uncommitted Lance fragment (lance_ray.LanceFragmentWriter); t
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +48,7 @@ RESULT_SCHEMA = pa.schema(
         pa.field("files", pa.int64()),
         pa.field("node", pa.string()),  # the Ray node that embedded the batch
         pa.field("encoder", pa.string()),  # fingerprint of the encoder weights loaded there
+        pa.field("cpu_seconds", pa.float64()),  # the actor's CPU time on the batch (all its threads), models loaded
     ]
 )
 
@@ -119,6 +121,7 @@ class EmbedActor:
         ]
         layout = self.tables[table]
         encoder = self.models.file_encoder(table)  # checked against the index's recorded fingerprint
+        started = time.process_time()
         ok, native, bad = next(encode_batches(encoder, items[0].modality, [[it.file.path for it in items]]))
         fragments: list[bytes] = []
         if ok:
@@ -136,6 +139,7 @@ class EmbedActor:
             "files": len(items),
             "node": self.node,
             "encoder": self.models.manifest.modalities[table].encoder_fingerprint or "",
+            "cpu_seconds": time.process_time() - started,
         }
 
     def _writer(self, table: str) -> Any:

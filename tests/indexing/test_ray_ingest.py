@@ -53,11 +53,13 @@ def bridge(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def table_rows(index: Path) -> dict[str, dict[str, dict]]:
-    """table -> row key -> the row (every column), read straight from the Lance files."""
-    return {
-        d.name.removesuffix(".lance"): {r["key"]: r for r in lance.dataset(str(d)).to_table().to_pylist()}
-        for d in sorted((index / "tables").glob("*.lance"))
-    }
+    """table -> row key -> the row (every column), read straight from the Lance files; one row per key."""
+    out = {}
+    for d in sorted((index / "tables").glob("*.lance")):
+        rows = lance.dataset(str(d)).to_table().to_pylist()
+        out[d.name.removesuffix(".lance")] = {r["key"]: r for r in rows}
+        assert len(out[d.name.removesuffix(".lance")]) == len(rows), f"{d.name}: a path has two rows"
+    return out
 
 
 def assert_same_index(local: Path, remote: Path) -> None:
@@ -74,6 +76,7 @@ def assert_same_index(local: Path, remote: Path) -> None:
                 else:
                     assert other[column] == value, f"{table} {row['path']}: {column}"
     assert Index.open(remote).failed_files() == Index.open(local).failed_files()
+    assert Index.open(remote).manifest.modalities == Index.open(local).manifest.modalities  # encoders recorded
     snapshot(remote)  # asserts every FAISS build is of the table's current version, over its paths
 
 
@@ -159,3 +162,15 @@ def _rows(index: Path) -> int:
         with contextlib.suppress(OSError, ValueError, RuntimeError):  # being created
             total += lance.dataset(str(d)).count_rows()
     return total
+
+
+def test_an_avsearch_error_on_a_worker_is_one_line(cluster, bridge, tmp_path, monkeypatch) -> None:
+    """Weights missing on a node: the worker's typed error, named in one line (exit 1), not a traceback."""
+    from tests.indexing.broken_loader import MissingWeightsLoader
+
+    write_image(tmp_path / "m" / "a.png", seed=0)
+    monkeypatch.setattr("avsearch.store.index.default_loader", lambda *a: MissingWeightsLoader())
+    args = ["index", str(tmp_path / "m"), "--index-dir", str(tmp_path / "i"), "--bridge", str(bridge)]
+    done = CliRunner().invoke(app, [*args, "--ray", cluster, "-q"])
+    assert done.exit_code == 1, done.output
+    assert done.stderr == "avsearch: error: clip-vit-b-32-openai: weights not found in /nowhere on this node\n"
