@@ -221,7 +221,14 @@ class MediaStore:
 
     def ensure_table(self, modality: str, native_dim: int, shared: dict[str, int]) -> None:
         """Create the modality's table if missing; refuse one whose vector widths differ."""
-        if modality in self.modalities():
+        listed = modality in self.modalities()
+        if listed and self._phantom(modality):
+            # a dropped table whose empty prefix the store still lists (SeaweedFS keeps empty folders)
+            self._tables[modality] = self._db.create_table(
+                modality, schema=table_schema(native_dim, shared), mode="overwrite"
+            )
+            return
+        if listed:
             have = self._table(modality).schema.remove_metadata()
             layouts = (table_schema(native_dim, shared), table_schema(native_dim, shared, metadata=False))
             if all(have != want.remove_metadata() for want in layouts):
@@ -231,6 +238,18 @@ class MediaStore:
                 )
             return
         self._tables[modality] = self._db.create_table(modality, schema=table_schema(native_dim, shared))
+
+    def _phantom(self, modality: str) -> bool:
+        """Whether a table listed on an object store holds no table at all (no version to open)."""
+        if not isinstance(self.index_dir, str):
+            return False  # a local folder lists what is there
+        try:
+            self._table(modality)
+        except ValueError as exc:
+            if "not found" not in str(exc).lower():
+                raise
+            return True
+        return False
 
     def _table(self, modality: str) -> lancedb.table.Table:
         if modality not in self._tables:

@@ -89,6 +89,9 @@ def test_index_query_info_and_reindex_on_s3(s3_server, bridge, tmp_path) -> None
     assert top_image(again, added, loader) == str(added) and top_image(again, files[1], loader) == str(files[1])
     index_folder(root, tmp_path / "local", encoder_loader=FakeLoader())
     assert snapshot(where) == snapshot(tmp_path / "local")
+    rebuilt = index_folder(root, where, encoder_loader=loader, rebuild=True)  # drops the tables on the store
+    index_folder(root, tmp_path / "fresh", bridge, encoder_loader=FakeLoader())  # the same batches, locally
+    assert rebuilt.added == 8 and snapshot(where) == snapshot(tmp_path / "fresh")
 
 
 def test_cli_index_query_info_with_storage_options(s3_server, bridge, tmp_path, monkeypatch) -> None:  # noqa: F811
