@@ -71,9 +71,11 @@ class Location:
     def __init__(self, where: str | Path, storage_options: Mapping[str, str] | None = None) -> None:
         text = str(where)
         scheme, sep, rest = text.partition("://")
+        if sep and scheme.lower() == "file":  # file:///data/idx is the local folder /data/idx
+            text, scheme, sep = rest, "", ""
         if sep and scheme.lower() in SCHEMES:
             self.scheme = scheme.lower()
-            self.bucket, _, prefix = rest.strip("/").partition("/")
+            self.bucket, _, prefix = rest.rstrip("/").partition("/")
             if not self.bucket:
                 raise InputError(f"{text}: no bucket named (expected {self.scheme}://bucket/path)")
             self.prefix = prefix.strip("/")

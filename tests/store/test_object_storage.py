@@ -301,3 +301,19 @@ def test_stale_lease_rule() -> None:
     assert not locks.lease_is_stale(elsewhere, now)
     assert locks.lease_is_stale({**elsewhere, "renewed": now - locks.LEASE_TTL - 1}, now)  # not renewed: stale
     assert locks.lease_is_stale({}, now)  # a damaged lease holds nobody
+
+
+def test_locations_and_options(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-env")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1234")
+    monkeypatch.delenv("AWS_ALLOW_HTTP", raising=False)
+    where = Location("s3://bucket/a/b/", parse_storage_options(["access_key_id=given", "Region=eu-west-1"]))
+    assert (where.uri, where.bucket, where.prefix) == ("s3://bucket/a/b", "bucket", "a/b")
+    assert where.options["aws_access_key_id"] == "given" and where.options["aws_region"] == "eu-west-1"
+    assert where.options["allow_http"] == "true"  # an http:// endpoint is asked for plainly
+    assert "given" not in repr(where)  # options (secrets) are never shown
+    assert Location(f"file://{tmp_path}").local_path == tmp_path and Location(tmp_path).local_path == tmp_path
+    with pytest.raises(InputError, match="unknown storage scheme 'http'"):
+        Location("http://example.com/idx")
+    with pytest.raises(InputError, match="no bucket named"):
+        Location("s3:///idx")
