@@ -18,6 +18,7 @@ from avsearch.search.delta import Delta, DeltaRows
 from avsearch.search.filters import RowSelector, SearchFilters, glob_positions
 from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
+from avsearch.store.ann import search_parameters
 from avsearch.store.ann_files import LoadedAnn, ann_name
 from avsearch.store.index import Index
 from avsearch.store.tables import path_key
@@ -279,5 +280,5 @@ def _every_list(ann: LoadedAnn, q: np.ndarray, k: int, allowed: np.ndarray) -> t
     """An IVF search with a selector whose probed lists held fewer than k passing rows, again over every
     list, so it returns min(k, passing rows) results."""
     sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, np.int64))
-    params = faiss.SearchParametersIVF(sel=sel, nprobe=max(1, ann.params.nlist))
+    params = search_parameters(ann.params, sel=sel, nprobe=max(1, ann.params.nlist))
     return ann.index.search(np.ascontiguousarray(q, np.float32), max(1, min(k, len(ann.paths))), params=params)

@@ -2,20 +2,28 @@
 
 Choice by size and memory (AnnConfig):
 - up to `exact_max_vectors`: IndexFlatIP, exact;
-- above, while full-precision vectors fit `memory_budget_gb`: IVF-Flat;
-- above that, IVF with 8-bit scalar codes (4x smaller), then IVF-PQ (16x smaller).
+- above, while full-precision vectors fit `memory_budget_gb`: IVF whose lists hold compact codes
+  (`refined_codes`: RaBitQ, 1 bit per dimension, or SQ8) scanned first, then the best k x k_factor
+  candidates re-ranked exactly on the full vectors (IndexRefineFlat). Scanning codes instead of floats
+  is what makes probing many lists cheap, and cross-modal queries need many (benchmarks/search.py);
+  with FAISS on a GPU, IVF-Flat (searched there);
+- above the memory budget, IVF with 8-bit scalar codes (4x smaller), then IVF-PQ (16x smaller).
+At `hnsw_coarse_min_lists` lists or more the coarse quantizer is an HNSW graph, so finding the lists to
+probe stays cheap with many fine lists.
 
 IVF indexes are tuned on *cross-modal* query vectors (audio projections against image vectors, text
 against audio, ...). Those queries sit outside the clusters of the indexed modality (the modality gap),
-so they need more probed lists than queries that look like the data. `nprobe` is the smallest value
-whose recall@10 against exact search reaches target + margin on half of the queries; the other half is
-held out and its recall is recorded beside the index.
+so they need more probed lists than queries that look like the data. `nprobe` (and, for refined kinds,
+`k_factor`) is the cheapest setting whose recall@10 against exact search reaches target + margin on
+half of the queries; the other half is held out and its recall is recorded beside the index.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import faiss
@@ -26,6 +34,9 @@ from avsearch.store.config import AnnConfig
 log = logging.getLogger(__name__)
 
 FLAT, IVF_FLAT, IVF_SQ8, IVF_PQ = "flat", "ivf_flat", "ivf_sq8", "ivf_pq"
+IVF_RABITQ_REFINE, IVF_SQ8_REFINE = "ivf_rabitq_refine", "ivf_sq8_refine"
+REFINED = {"rabitq": IVF_RABITQ_REFINE, "sq8": IVF_SQ8_REFINE}  # refined_codes -> kind
+_CODES = {IVF_FLAT: "Flat", IVF_SQ8: "SQ8", IVF_RABITQ_REFINE: "RaBitQ,RFlat", IVF_SQ8_REFINE: "SQ8,RFlat"}
 RECALL_K = 10
 
 
@@ -39,6 +50,8 @@ class AnnParams:
     nlist: int = 0
     nprobe: int = 0
     pq_m: int = 0
+    k_factor: int = 0  # refined kinds: k x k_factor code-scan candidates re-ranked on the full vectors
+    coarse: str = "flat"  # coarse quantizer of IVF kinds: "flat" or "hnsw"
     tuned_recall: float | None = None  # recall@10 vs exact on the tuning half of the queries
     heldout_recall: float | None = None  # ... and on the held-out half
     tuning_queries: int = 0
@@ -55,13 +68,18 @@ def gpu_count() -> int:
         return 0
 
 
-def choose_kind(n: int, dim: int, cfg: AnnConfig) -> str:
-    """The index kind for n vectors of width dim under the config's size and memory limits."""
+def choose_kind(n: int, dim: int, cfg: AnnConfig, gpu: bool | None = None) -> str:
+    """The index kind for n vectors of width dim under the config's size and memory limits.
+
+    gpu: whether FAISS has a GPU (None: ask FAISS). There IVF-Flat is searched on the GPU; refined kinds
+    have no GPU implementation."""
     if n <= cfg.exact_max_vectors:
         return FLAT
     budget = cfg.memory_budget_gb * 1024**3
     if n * dim * 4 <= budget:
-        return IVF_FLAT
+        if cfg.refined_codes == "none" or (gpu_count() > 0 if gpu is None else gpu):
+            return IVF_FLAT
+        return REFINED[cfg.refined_codes]
     if n * dim <= budget:
         return IVF_SQ8
     return IVF_PQ
@@ -72,6 +90,42 @@ def _nlist(n: int, cfg: AnnConfig) -> int:
     # queries (measured: 200k vectors, recall@10 0.97 at 16 of 1788 lists vs 165 of 447), never
     # with fewer points per list than k-means needs.
     return max(1, min(int(cfg.lists_per_sqrt_n * math.sqrt(n)), n // cfg.min_points_per_list))
+
+
+def factory_string(kind: str, dim: int, nlist: int, cfg: AnnConfig) -> str:
+    """The FAISS index_factory description of an IVF kind with nlist lists (e.g. "IVF16384_HNSW32,RaBitQ,RFlat")."""
+    coarse = f"IVF{nlist}" + ("_HNSW32" if nlist >= cfg.hnsw_coarse_min_lists else "")
+    if kind == IVF_PQ:
+        # one byte per 8 dimensions (64 bytes for 512-d): 16x smaller than float32
+        return f"{coarse},PQ{max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0)}"
+    return f"{coarse},{_CODES[kind]}"
+
+
+def search_parameters(
+    params: AnnParams, sel: faiss.IDSelector | None = None, nprobe: int | None = None, k_factor: int | None = None
+) -> faiss.SearchParameters | None:
+    """Per-search settings for an index built as `params`: a row selector (metadata filters), nprobe and
+    k_factor overrides. None when there is nothing to set (the index's own settings apply)."""
+    if params.kind == FLAT:
+        return None if sel is None else faiss.SearchParameters(sel=sel)
+    ivf = faiss.SearchParametersIVF(nprobe=nprobe or params.nprobe)
+    if sel is not None:
+        ivf.sel = sel
+    if params.kind not in (IVF_RABITQ_REFINE, IVF_SQ8_REFINE):
+        ivf.referenced = sel  # the SWIG proxies must outlive the search
+        return ivf
+    refine = faiss.IndexRefineSearchParameters(k_factor=float(k_factor or params.k_factor), base_index_params=ivf)
+    refine.referenced = (ivf, sel)
+    return refine
+
+
+def configure(index: faiss.Index, params: AnnParams) -> None:
+    """Set the tuned nprobe (and k_factor) on a built or loaded index, so plain searches use them."""
+    if params.kind == FLAT:
+        return
+    set_nprobe(index, params.nprobe)
+    if params.k_factor:
+        faiss.downcast_index(index).k_factor = float(params.k_factor)
 
 
 def exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -140,37 +194,32 @@ def build_index(
     if trained is not None and _reusable(trained[1], kind, n, dim):
         cpu, old = trained
         cpu.reset()  # drops the vectors, keeps the trained coarse quantizer (and codebooks)
-        nlist, pq_m = old.nlist, old.pq_m
         index, on_gpu = maybe_gpu(cpu)
         index.add(vectors)
-        log.info("updated %s in place: %d vectors, %d lists", kind, n, nlist)
-        return _tuned(index, vectors, cfg, queries, query_source, seed, kind, nlist, pq_m, on_gpu)
+        log.info("updated %s in place: %d vectors, %d lists", kind, n, old.nlist)
+        built = AnnParams(kind=kind, n=n, dim=dim, nlist=old.nlist, pq_m=old.pq_m, coarse=old.coarse, gpu=on_gpu)
+        return _tuned(index, built, vectors, cfg, queries, query_source, seed)
 
     nlist = _nlist(n, cfg)
-    quantizer = faiss.IndexFlatIP(dim)
-    pq_m = 0
-    if kind == IVF_FLAT:
-        cpu = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    elif kind == IVF_SQ8:
-        cpu = faiss.IndexIVFScalarQuantizer(
-            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-        )
-    else:
-        # one byte per 8 dimensions (64 bytes for 512-d): 16x smaller than float32
-        pq_m = max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0)
-        cpu = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
-    cpu.cp.seed = seed
-    cpu.cp.niter = 10  # coarse lists need no more (FAISS's own IVF default); keeps 1M builds in minutes
+    spec = factory_string(kind, dim, nlist, cfg)
+    cpu = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.extract_index_ivf(cpu)
+    ivf.cp.seed = seed
+    ivf.cp.niter = 10  # coarse lists need no more (FAISS's own IVF default); keeps 1M builds in minutes
+    ivf.cp.min_points_per_centroid = 5  # the training sample is capped on purpose (max_train_points)
+    pq_m = int(spec.rsplit("PQ", 1)[1]) if kind == IVF_PQ else 0
     index, on_gpu = maybe_gpu(cpu)
     rng = np.random.default_rng(seed)
     # PQ codebooks (256 centroids each) want about 10k training points as well
     floor = max(nlist * cfg.min_points_per_list, 64 * nlist, 10_000 if kind == IVF_PQ else 0)
     n_train = min(n, floor, cfg.max_train_points)
     train = vectors[np.sort(rng.choice(n, n_train, replace=False))] if n_train < n else vectors
-    log.info("training %s: %d vectors, %d lists on %d training points", kind, n, nlist, len(train))
+    log.info("training %s (%s): %d vectors on %d training points", kind, spec, n, len(train))
     index.train(train)
     index.add(vectors)
-    return _tuned(index, vectors, cfg, queries, query_source, seed, kind, nlist, pq_m, on_gpu)
+    coarse = "hnsw" if "_HNSW" in spec else "flat"
+    built = AnnParams(kind=kind, n=n, dim=dim, nlist=nlist, pq_m=pq_m, coarse=coarse, gpu=on_gpu)
+    return _tuned(index, built, vectors, cfg, queries, query_source, seed)
 
 
 def _reusable(old: AnnParams, kind: str, n: int, dim: int) -> bool:
@@ -179,43 +228,30 @@ def _reusable(old: AnnParams, kind: str, n: int, dim: int) -> bool:
 
 def _tuned(
     index: faiss.Index,
+    params: AnnParams,
     vectors: np.ndarray,
     cfg: AnnConfig,
     queries: np.ndarray | None,
     query_source: str,
     seed: int,
-    kind: str,
-    nlist: int,
-    pq_m: int,
-    on_gpu: bool,
 ) -> tuple[faiss.Index, AnnParams]:
-    n, dim = vectors.shape
     rng = np.random.default_rng(seed + 1)
     if queries is None or len(queries) == 0:
         queries, query_source = _synthetic_gap_queries(vectors, cfg.max_tuning_queries, rng), "synthetic-gap"
-        log.warning("no cross-modal queries to tune %s on: using data vectors with the mean removed", kind)
+        log.warning("no cross-modal queries to tune %s on: using data vectors with the mean removed", params.kind)
     queries = np.ascontiguousarray(queries, np.float32)
     if len(queries) > cfg.max_tuning_queries:
         queries = queries[rng.choice(len(queries), cfg.max_tuning_queries, replace=False)]
-    nprobe, tuned, heldout = tune_nprobe(index, vectors, queries, cfg, nlist, rng)
-    params = AnnParams(
-        kind=kind,
-        n=n,
-        dim=dim,
-        nlist=nlist,
-        nprobe=nprobe,
-        pq_m=pq_m,
-        tuned_recall=tuned,
-        heldout_recall=heldout,
-        tuning_queries=len(queries),
-        tuning_source=query_source,
-        gpu=on_gpu,
-    )
+    setting, tuned, heldout = tune(index, params, vectors, queries, cfg, rng)
+    params.nprobe, params.k_factor = setting
+    params.tuned_recall, params.heldout_recall = tuned, heldout
+    params.tuning_queries, params.tuning_source = len(queries), query_source
+    configure(index, params)
     if heldout < cfg.target_recall:
         log.warning(
             "%s over %d vectors reaches recall@10 %.3f on held-out cross-modal queries, below the target %.2f",
-            kind,
-            n,
+            params.kind,
+            params.n,
             heldout,
             cfg.target_recall,
         )
@@ -232,40 +268,81 @@ def _synthetic_gap_queries(vectors: np.ndarray, m: int, rng: np.random.Generator
     return (q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-def tune_nprobe(
+def tune(
     index: faiss.Index,
+    params: AnnParams,
     vectors: np.ndarray,
     queries: np.ndarray,
     cfg: AnnConfig,
-    nlist: int,
     rng: np.random.Generator,
-) -> tuple[int, float, float]:
-    """Smallest nprobe reaching target + margin on the tuning half: (nprobe, tuned, held-out recall)."""
+) -> tuple[tuple[int, int], float, float]:
+    """The cheapest (nprobe, k_factor) reaching target + margin on the tuning half of the queries:
+    ((nprobe, k_factor), tuned recall, held-out recall). k_factor is 0 for kinds without re-ranking.
+
+    For each k_factor the smallest passing nprobe is found (recall grows with nprobe); among those
+    settings the one whose search of the tuning queries takes least time wins.
+    """
     order = rng.permutation(len(queries))
     half = len(order) // 2
     tune_q, held_q = (queries[order[:half]], queries[order[half:]]) if half >= 10 else (queries, queries)
     k = min(RECALL_K, len(vectors))
     truth_tune, truth_held = exact_topk(vectors, tune_q, k), exact_topk(vectors, held_q, k)
     goal = min(1.0, cfg.target_recall + cfg.tuning_margin)
+    refined = params.kind in (IVF_RABITQ_REFINE, IVF_SQ8_REFINE)
 
-    def recall(nprobe: int, q: np.ndarray, truth: np.ndarray) -> float:
-        set_nprobe(index, nprobe)
-        return recall_at_k(index.search(q, k)[1], truth)
+    def recall(nprobe: int, k_factor: int, q: np.ndarray, truth: np.ndarray) -> float:
+        p = search_parameters(params, nprobe=nprobe, k_factor=k_factor)
+        return recall_at_k(index.search(q, k, params=p)[1], truth)
 
-    # Doubling finds a passing nprobe; bisection then finds the smallest one (recall grows with nprobe).
+    found: list[tuple[float, int, int, float]] = []  # (seconds, nprobe, k_factor, recall)
+    ceiling = params.nlist
+    for k_factor in cfg.k_factors if refined else (0,):
+        nprobe, got = _smallest_nprobe(
+            lambda p, kf=k_factor: recall(p, kf, tune_q, truth_tune), ceiling, goal, capped=params.kind != IVF_FLAT
+        )
+        if got < goal:
+            found.append((math.inf, nprobe, k_factor, got))  # the codes cap recall here: more re-ranking
+            continue
+        ceiling = nprobe  # a larger k_factor never needs more lists
+        p = search_parameters(params, nprobe=nprobe, k_factor=k_factor)
+        start = time.perf_counter()
+        index.search(tune_q, k, params=p)
+        found.append((time.perf_counter() - start, nprobe, k_factor, got))
+    passing = [f for f in found if f[0] < math.inf]
+    _, nprobe, k_factor, tuned = min(passing) if passing else max(found, key=lambda f: f[3])
+    heldout = recall(nprobe, k_factor, held_q, truth_held)
+    log.info(
+        "%s: nprobe %d/%d%s: recall@10 %.3f (tuning), %.3f (held out)",
+        params.kind,
+        nprobe,
+        params.nlist,
+        f", k_factor {k_factor}" if k_factor else "",
+        tuned,
+        heldout,
+    )
+    return (nprobe, k_factor), tuned, heldout
+
+
+def _smallest_nprobe(recall: Callable[[int], float], nlist: int, goal: float, capped: bool) -> tuple[int, float]:
+    """Smallest nprobe in [1, nlist] with recall(nprobe) >= goal: (nprobe, its recall). When none
+    reaches the goal: (the nprobe where recall stopped growing, its recall). capped: compressed codes
+    bound recall, so a doubling that gains almost nothing ends the search (IVF-Flat reaches 1.0)."""
+    # Doubling finds a passing nprobe; bisection then finds the smallest one.
     lo, hi = 0, 1
-    while hi < nlist and recall(hi, tune_q, truth_tune) < goal:
+    got = recall(hi)
+    while got < goal and hi < nlist:
+        previous = got
         lo, hi = hi, min(nlist, hi * 2)
-    if hi == nlist and recall(hi, tune_q, truth_tune) < goal:
-        lo = hi - 1  # even probing every list misses the goal (compressed codes): no bisection
+        got = recall(hi)
+        if capped and got < goal and hi >= 64 and got - previous < 0.002:
+            return hi, got  # a plateau: the codes, not the probes, limit recall
+    if got < goal:
+        return hi, got
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if recall(mid, tune_q, truth_tune) >= goal:
-            hi = mid
+        r = recall(mid)
+        if r >= goal:
+            hi, got = mid, r
         else:
             lo = mid
-    tuned = recall(hi, tune_q, truth_tune)
-    heldout = recall(hi, held_q, truth_held)
-    set_nprobe(index, hi)
-    log.info("nprobe %d/%d: recall@10 %.3f (tuning), %.3f (held out)", hi, nlist, tuned, heldout)
-    return hi, tuned, heldout
+    return hi, got

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from avsearch.store.ann import IVF_FLAT, AnnParams, maybe_gpu, set_nprobe, to_cpu
+from avsearch.store.ann import IVF_FLAT, AnnParams, configure, maybe_gpu, search_parameters, set_nprobe, to_cpu
 from avsearch.store.location import Location
 from avsearch.store.torch_search import TorchExact, torch_gpu
 
@@ -74,11 +74,7 @@ class LoadedAnn:
         if allowed is None:
             return self.index.search(queries, k)
         sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, np.int64))
-        if self.params.kind == "flat":
-            params = faiss.SearchParameters(sel=sel)
-        else:
-            params = faiss.SearchParametersIVF(sel=sel, nprobe=self.params.nprobe)
-        return self.index.search(queries, k, params=params)
+        return self.index.search(queries, k, params=search_parameters(self.params, sel=sel))
 
 
 def _files(name: str, build: str) -> tuple[str, str]:
@@ -202,8 +198,7 @@ def load_ann(index_dir: str | Path | Location, name: str, use_gpu: bool = True) 
     with ipc.open_file(str(paths_file)) as reader:
         paths = [os.fsdecode(b) for b in reader.read_all().column("path_bytes").to_pylist()]
     params = AnnParams(**meta["params"])
-    if params.kind != "flat":
-        set_nprobe(index, params.nprobe)
+    configure(index, params)
     gpu_index = None
     if use_gpu and params.kind in ("flat", IVF_FLAT):
         moved, on_gpu = maybe_gpu(index)

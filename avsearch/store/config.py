@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from avsearch.errors import ConfigError
 from avsearch.settings import load_sections
 
 CONFIG_NAME = "search.toml"
@@ -37,7 +38,16 @@ class AnnConfig:
     lists_per_sqrt_n: float = 4.0
     min_points_per_list: int = 39
     max_train_points: int = 200_000
+    refined_codes: str = "rabitq"  # IVF list codes re-ranked on the full vectors: "rabitq", "sq8", "none" (IVF-Flat)
+    k_factors: tuple[int, ...] = (2, 4, 8, 16)  # re-ranking depths (x k) tried when tuning refined kinds
+    hnsw_coarse_min_lists: int = 8192  # an HNSW coarse quantizer from this many IVF lists on
     tuning_captions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.refined_codes not in ("rabitq", "sq8", "none"):
+            raise ConfigError(f"[ann] refined_codes = {self.refined_codes!r}: expected 'rabitq', 'sq8' or 'none'")
+        if not self.k_factors or min(self.k_factors) < 1:
+            raise ConfigError(f"[ann] k_factors = {list(self.k_factors)}: expected re-ranking depths of 1 or more")
 
 
 @dataclass(frozen=True)
