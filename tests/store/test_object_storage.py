@@ -317,3 +317,20 @@ def test_locations_and_options(monkeypatch, tmp_path) -> None:
         Location("http://example.com/idx")
     with pytest.raises(InputError, match="no bucket named"):
         Location("s3:///idx")
+
+
+def test_a_writer_that_lost_the_lease_race_stops(s3_server, monkeypatch) -> None:  # noqa: F811
+    import json
+    import types
+
+    where = fresh(s3_server)
+
+    def rival_writes_meanwhile(seconds: float) -> None:  # another machine's run wrote its lease after ours
+        rival = {"host": "other-machine", "pid": 1, "token": "rival", "renewed": time.time()}
+        where.write_bytes(locks.LOCK_NAME, json.dumps(rival).encode())
+
+    monkeypatch.setattr(locks, "time", types.SimpleNamespace(time=time.time, sleep=rival_writes_meanwhile))
+    refused = pytest.raises(InputError, match=r"writing this index \(other-machine pid 1, lease renewed")
+    with refused, locks.writer_lock(where):
+        pytest.fail("both writers went on")
+    assert json.loads(where.read_bytes(locks.LOCK_NAME))["token"] == "rival"  # the winner's lease stays
