@@ -114,6 +114,7 @@ def s3_server() -> Iterator[S3Server]:
         "-volume.max=5",
         "-volume.preStopSeconds=0",  # stop at once at the end (the data is thrown away)
         "-master.volumeSizeLimitMB=64",
+        "-master.telemetry=false",  # tests never phone home
         "-filer",
         f"-filer.port={filer}",
         f"-filer.port.grpc={filer + 10000}",
