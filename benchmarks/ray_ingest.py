@@ -53,7 +53,10 @@ class Timeline:
         self.spans[stage][2:] = [time.perf_counter(), time.process_time()]
 
     def seconds(self, prefix: str, cpu: bool = False) -> float:
-        return sum(v[2 + cpu] - v[cpu] for s, v in self.spans.items() if s.startswith(prefix))
+        """From the first start to the last finish of the stages named `prefix...` (a Ray run's embed
+        stages run at once)."""
+        spans = [v for s, v in self.spans.items() if s.startswith(prefix)]
+        return max((v[2 + cpu] for v in spans), default=0.0) - min((v[cpu] for v in spans), default=0.0)
 
 
 def report(label: str, summary: IndexSummary, seconds: float, line: Timeline, cost: float) -> dict[str, float]:

@@ -3,12 +3,12 @@
 This process (the driver) walks, plans, reuses, deletes, records failures and refreshes the FAISS
 indexes exactly as a local run does (pipeline.index_folder); only the files to embed go to Ray. Ray Data
 streams them, one block per batch, to a pool of actors (ray_embed.py: one per GPU of the cluster, else one
-per CPU) that load the encoders and bridges once, embed a batch, build its rows in the table's schema
+per 4 CPUs) that load the encoders and bridges once, embed a batch, build its rows in the table's schema
 and write them as a Lance fragment next to the table (lance_ray.LanceFragmentWriter). The driver commits
 each batch's fragment as one Lance append, in batch order, so a killed run keeps every committed batch,
 as a local run does, and the next run (local or Ray) plans from the tables. An append cannot replace a
-row, so the rows of changed files are deleted just before their new ones are written (a local run
-replaces them in one commit): a run killed in between re-embeds those files next time.
+row, so each batch deletes its changed files' old rows just before it commits (a local run replaces them
+in one commit): a run killed in between re-embeds those files next time.
 
 Every node reads the media, weights and bridge files and writes the index folder at the same paths
 (one machine, or a shared filesystem); the index folder is local (s3:// is refused).
@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import pickle
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "--ray needs Ray and lance-ray: pip install avsearch[ray]"
 LOCAL = "local"  # --ray local: start a Ray instance on this machine for the run (stopped after it)
 RAY_ADVICE = "\nFailed to apply UDF transform"  # what Ray Data adds to a worker's error message
+CPUS_PER_ACTOR = 4  # on CPU-only nodes: threads per embedding actor (fewer where a node has fewer)
 ACTOR_START_S = 600  # how long the embedding actors may take to start (a node may be busy or still joining)
 
 
@@ -53,7 +55,8 @@ def index_folder_ray(
     """`avsearch index ROOT --ray ADDRESS`: index_folder (same plan, tables, resume and failures) with the
     files to embed embedded on Ray. address: "auto" (the running cluster: RAY_ADDRESS or this machine's),
     "host:port" or "ray://host:port" of a cluster, or "local" (a Ray instance started for this run and
-    stopped after it). actors: embedding actors (default: one per GPU of the cluster, else one per CPU).
+    stopped after it). actors: embedding actors (default: one per GPU of the cluster, else one per 4 CPUs, or per node
+    where nodes have fewer).
     options: index_folder's (bridges, weights_dir, device, batch_size, encoder_loader, ...); an
     encoder_loader must be importable on the workers."""
     if "://" in str(index_dir) and not str(index_dir).startswith("file://"):
@@ -79,14 +82,16 @@ def ray_connection(address: str) -> Iterator[None]:
     if ray.is_initialized():  # a caller's own connection (a notebook, a test): used as it is
         yield
         return
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-run INFO lines would cut the progress bars
     try:
-        if address == LOCAL:
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-        else:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-    except ConnectionError as exc:
-        raise InputError(f"--ray {address}: no Ray cluster answers there ({str(exc).splitlines()[0]})") from exc
+        with warnings.catch_warnings():
+            # Ray starts its processes with fork + exec: nothing of lance's runtime is used in the child
+            warnings.filterwarnings("ignore", message=".*(lance|lancedb).*fork")
+            if address == LOCAL:
+                ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            else:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as exc:  # none there, another Ray version, a bad address
+        raise InputError(f"--ray {address}: cannot connect ({str(exc).strip().splitlines()[0]})") from exc
     try:
         yield
     finally:
@@ -132,16 +137,19 @@ class RayEmbedder:
         for it in items:
             groups[tables[it.modality]].append(it)
         layouts = {table: _layout(index, table) for table in groups}
+        # Changed files have rows: an append cannot replace them, so each batch deletes its files' old rows
+        # just before it commits (a local run's upsert replaces them in one commit).
+        stale = {
+            table: set(index.tables.lookup(table, [it.file.path for it in group])) for table, group in groups.items()
+        }
         for table, group in sorted(groups.items()):
-            # An append cannot replace: the old rows of changed files go first (a local run's upsert replaces).
-            stale = index.tables.lookup(table, [it.file.path for it in group])
-            if stale:
-                index.tables.delete(table, list(stale))
             progress.start(f"embed {table}", len(group))
         # Local runs embed the tables in sorted order, in batches of `batch`: the same here, in that order.
         blocks = [b for table, group in sorted(groups.items()) for b in batch_blocks(table, group, batch)]
         actors, resources = _pool(self.actors, len(blocks))
         log.info("embedding %d files in %d batches on %d Ray actors", len(items), len(blocks), actors)
+        # Ray Data's notes (execution plans, progress bars off) would cut the CLI's bars; its errors still show.
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # commits in batch order, as a local run writes
         context.enable_progress_bars = False  # the CLI draws its own
@@ -169,19 +177,29 @@ class RayEmbedder:
         written = 0
         for out in _surfaced(results.iter_batches(batch_size=None, batch_format="pyarrow")):
             for row in out.to_pylist():
-                written += self._commit(index, row, layouts[row["table"]], failed, progress)
+                written += self._commit(index, row, layouts[row["table"]], stale[row["table"]], failed, progress)
         for table in sorted(groups):
             progress.finish(f"embed {table}")
         return written
 
     def _commit(
-        self, index: Index, row: dict[str, Any], layout: _Table, failed: list[tuple[str, str]], progress: Progress
+        self,
+        index: Index,
+        row: dict[str, Any],
+        layout: _Table,
+        stale: set[str],
+        failed: list[tuple[str, str]],
+        progress: Progress,
     ) -> int:
-        """One embedded batch: its failures listed, its fragment committed as one append."""
+        """One embedded batch: its failures listed, its files' old rows deleted (also of a file that changed
+        into something undecodable: those vectors no longer describe it), its fragment appended."""
         import lance
 
         table = row["table"]
         failed.extend((os.fsdecode(p), why) for p, why in zip(row["failed"], row["reasons"], strict=True))
+        old = [p for p in map(os.fsdecode, row["paths"]) if p in stale]
+        if old:
+            index.tables.delete(table, old)
         if row["fragments"]:
             # The encoder's weights are recorded (and checked: every node must load the same) before any
             # row it made is committed, as a local run records them before its first write.
@@ -210,17 +228,21 @@ def _layout(index: Index, table: str) -> _Table:
 
 
 def _pool(wanted: int | None, batches: int) -> tuple[int, dict[str, float]]:
-    """How many actors and what each holds: one GPU each when the cluster has GPUs, else one CPU each;
-    never more actors than batches (each loads its own models)."""
+    """How many actors and what each holds: one GPU each when the cluster has GPUs; else up to
+    CPUS_PER_ACTOR CPUs each (torch's threads; every actor holds its own models, so one per core would
+    multiply the memory for little speed). Never more actors than batches."""
     import ray
 
-    available = ray.cluster_resources()
-    gpus, cpus = int(available.get("GPU", 0)), int(available.get("CPU", 0))
-    resources: dict[str, float] = {"num_gpus": 1} if gpus else {"num_cpus": 1}
-    slots = gpus or cpus
-    if slots < 1:
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    gpus = sum(int(r.get("GPU", 0)) for r in nodes)
+    if gpus:
+        return max(1, min(wanted or gpus, gpus, batches)), {"num_gpus": 1}
+    cpus = [int(r.get("CPU", 0)) for r in nodes if r.get("CPU", 0) >= 1]
+    if not cpus:
         raise ConfigError("the Ray cluster has no CPU or GPU for the embedding actors")
-    return max(1, min(wanted or slots, slots, batches)), resources
+    each = max(1, min(CPUS_PER_ACTOR, min(cpus)))
+    slots = sum(c // each for c in cpus)
+    return max(1, min(wanted or slots, slots, batches)), {"num_cpus": each}
 
 
 def _surfaced(batches: Iterator[pa.Table]) -> Iterator[pa.Table]:

@@ -42,6 +42,7 @@ RESULT_SCHEMA = pa.schema(
     [
         pa.field("table", pa.string()),
         pa.field("fragments", pa.list_(pa.binary())),  # pickled lance FragmentMetadata
+        pa.field("paths", pa.list_(pa.binary())),  # every file of the batch
         pa.field("failed", pa.list_(pa.binary())),  # paths that could not be decoded ...
         pa.field("reasons", pa.list_(pa.string())),  # ... and why, one line each
         pa.field("written", pa.int64()),
@@ -133,6 +134,7 @@ class EmbedActor:
         return {
             "table": table,
             "fragments": fragments,
+            "paths": rows.column("path").to_pylist(),
             "failed": [os.fsencode(p) for p, _ in bad],
             "reasons": [why for _, why in bad],
             "written": len(ok),
