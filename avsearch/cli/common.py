@@ -98,3 +98,19 @@ def user_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def faiss_summary(p: dict[str, Any]) -> str:
+    """One line about a FAISS build (its saved parameters): kind, tuned settings and the recall@10 it
+    measured on held-out cross-modal queries when it was built."""
+    if not p.get("nlist"):
+        return f"{p['kind']} (exact)"
+    text = f"{p['kind']} nprobe {p['nprobe']}/{p['nlist']}"
+    if p.get("k_factor"):
+        text += f" k_factor {p['k_factor']}"
+    if p.get("coarse") == "hnsw":
+        text += " (HNSW coarse)"
+    if p.get("heldout_recall") is not None:
+        held = max(1, p.get("tuning_queries", 0) - p.get("tuning_queries", 0) // 2)
+        text += f", recall@10 {p['heldout_recall']:.3f} on {held} held-out cross-modal queries"
+    return text

@@ -20,6 +20,7 @@ from avsearch.cli.common import (
     StorageOption,
     WeightsDirOption,
     err,
+    faiss_summary,
     index_location,
     out,
     user_errors,
@@ -241,10 +242,7 @@ def _print_summary(summary: IndexSummary) -> None:
     out.print(table)
     for name, meta in summary.indexes.items():
         p = meta["params"]
-        detail = (
-            f", nprobe {p['nprobe']}/{p['nlist']}, held-out recall@10 {p['heldout_recall']:.3f}" if p["nlist"] else ""
-        )
-        out.print(f"FAISS {name}: {p['kind']} over {p['n']} vectors{detail}")
+        out.print(f"FAISS {name}: {p['n']} vectors, {faiss_summary(p)}")
     if summary.failed:
         again = (
             f" ({summary.failed_before} unchanged since an earlier run: --retry-failed)"

@@ -7,7 +7,7 @@ import time
 import typer
 from rich.table import Table
 
-from avsearch.cli.common import IndexDirOption, StorageOption, err, index_location, out, user_errors
+from avsearch.cli.common import IndexDirOption, StorageOption, err, faiss_summary, index_location, out, user_errors
 from avsearch.media.walk import printable
 
 
@@ -41,7 +41,7 @@ def info_command(
         cells = []
         for column, dim in columns.items():
             p = mi.indexes.get(column)
-            kind = "-" if p is None else p["kind"] + (f" nprobe {p['nprobe']}/{p['nlist']}" if p["nlist"] else "")
+            kind = "-" if p is None else faiss_summary(p)
             stale = " (stale: run avsearch index)" if p is not None and p["stale"] else ""
             cells.append((f"{column} ({dim})", kind + stale))
         table.add_row(

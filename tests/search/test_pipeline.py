@@ -154,6 +154,15 @@ def test_ivf_indexes_are_tuned_on_cross_modal_queries_at_index_time(big_folder, 
     engine = SearchEngine(Index.open(tmp_path / "index", encoder_loader=loader))
     res = engine.search_file(made["audio"][0], "audio", "image", k=5)
     assert res[0].index_kind == image_shared["kind"] and len(res[0].hits) == 5
+    # `avsearch info` reports the recall each index measured on held-out cross-modal queries
+    from typer.testing import CliRunner
+
+    from avsearch.cli.app import app
+
+    shown = CliRunner().invoke(app, ["info", "--index-dir", str(tmp_path / "index")], env={"COLUMNS": "400"})
+    assert shown.exit_code == 0, shown.output
+    held = image_shared["tuning_queries"] - image_shared["tuning_queries"] // 2
+    assert f"recall@10 {image_shared['heldout_recall']:.3f} on {held} held-out cross-modal queries" in shown.output
 
 
 def test_cavmae_ivf_indexes_are_tuned_on_the_other_modality(big_folder, bridge_file, tmp_path) -> None:
