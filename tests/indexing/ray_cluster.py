@@ -5,6 +5,7 @@ machine-wide `ray stop`: other Ray users of the machine keep theirs)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -75,6 +76,7 @@ def local_cluster(nodes: int = 2, timeout: float = 120.0) -> Iterator[str]:
         yield address
     finally:
         _stop(procs)
+        shutil.rmtree(temp, ignore_errors=True)  # the nodes' sessions and logs
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -1,7 +1,7 @@
 """`avsearch index --ray` on a real 2-node Ray cluster on this machine (one CPU and a 300 MB object store
 per node, started by the test with the `ray` command and stopped after): the same report and, row by
-row, the same tables as a local run, on a new folder and after edits (touch, modify, delete, rename, a
-file that became undecodable); the work ran on both nodes; a Ray run killed with SIGKILL is completed by
+row, the same tables as a local run, on a new folder (with a file name that is not UTF-8) and after
+edits (touch, modify, delete, rename, a file that became undecodable); the work ran on both nodes; a Ray run killed with SIGKILL is completed by
 the next. The test-only FAKE encoder (tests/search/fake_encoder.py) runs on the workers, imported from
 the repository (the nodes have it on PYTHONPATH)."""
 
@@ -87,12 +87,13 @@ def report(summary: IndexSummary) -> dict[str, Any]:
 def test_ray_ingest_gives_the_local_index_first_and_after_changes(cluster, bridge, tmp_path, monkeypatch) -> None:
     root = tmp_path / "media"
     made = make_media(root, images=6, audio=4)  # + 4 undecodable files, a text file, a symlink loop
+    write_image(root / os.fsdecode(b"pictures/not-utf8-\xff\xfe.png"), seed=50)  # a name that is not UTF-8
     local, remote = tmp_path / "local", tmp_path / "ray"
     first = index_folder(root, local, bridge, encoder_loader=FakeLoader(), batch_size=2)
     on_ray = index_folder_ray(root, remote, cluster, bridges=bridge, encoder_loader=FakeLoader(), batch_size=2)
-    assert report(on_ray) == report(first) and first.added == 10 and len(first.failed) == 4
+    assert report(on_ray) == report(first) and first.added == 11 and len(first.failed) == 4
     assert_same_index(local, remote)
-    assert len(on_ray.ray_nodes) == 2 and sum(on_ray.ray_nodes.values()) == 10, on_ray.ray_nodes  # both nodes
+    assert len(on_ray.ray_nodes) == 2 and sum(on_ray.ray_nodes.values()) == 11, on_ray.ray_nodes  # both nodes
 
     img, aud = made["image"], made["audio"]
     os.utime(img[0], ns=(1, 1))  # touched: same content
