@@ -14,7 +14,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -22,9 +21,9 @@ from avsearch.embedding.models import EncoderLoader, Models
 from avsearch.embedding.stream import encode_batches
 from avsearch.indexing.pipeline import embedded_rows
 from avsearch.indexing.plan import Item
-from avsearch.media.walk import ScannedFile, printable
+from avsearch.media.walk import ScannedFile
 from avsearch.store.manifest import Manifest
-from avsearch.store.tables import _BOOK, FileRecord, _fixed, _meta_arrays, path_key
+from avsearch.store.tables import rows_table
 
 # One input row per file (paths as bytes: file names need not be UTF-8, Arrow strings must be).
 BATCH_SCHEMA = pa.schema(
@@ -69,23 +68,6 @@ def batch_blocks(table: str, items: Sequence[Item], batch: int) -> list[pa.Table
         }
         blocks.append(pa.table(columns, schema=BATCH_SCHEMA))
     return blocks
-
-
-def rows_table(schema: pa.Schema, records: Sequence[FileRecord], vectors: dict[str, np.ndarray]) -> pa.Table:
-    """Records and their vector columns as Arrow rows of a table with `schema`, the columns
-    MediaStore.upsert writes (tables made before metadata columns keep their layout)."""
-    data: dict[str, pa.Array] = {
-        "key": pa.array([path_key(r.path) for r in records], pa.string()),
-        "path": pa.array([printable(r.path) for r in records], pa.string()),
-        "path_bytes": pa.array([os.fsencode(r.path) for r in records], pa.binary()),
-    }
-    for name in _BOOK[1:]:
-        data[name] = pa.array([getattr(r, name) for r in records], schema.field(name).type)
-    if "tags" in schema.names:
-        data.update(_meta_arrays(records))
-    for column, matrix in vectors.items():
-        data[column] = _fixed(matrix, schema.field(column).type)
-    return pa.table(data, schema=schema)
 
 
 class EmbedActor:

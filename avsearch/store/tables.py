@@ -360,21 +360,10 @@ class MediaStore:
         if not records:
             return
         tbl = self._table(modality)
-        schema = tbl.schema
-        data: dict[str, pa.Array] = {
-            "key": pa.array([path_key(r.path) for r in records], pa.string()),
-            "path": pa.array([printable(r.path) for r in records], pa.string()),
-            "path_bytes": pa.array([os.fsencode(r.path) for r in records], pa.binary()),
-        }
-        for name in _BOOK[1:]:
-            data[name] = pa.array([getattr(r, name) for r in records], schema.field(name).type)
-        if "tags" in schema.names:  # a table made before metadata filters keeps its own layout
-            data.update(_meta_arrays(records))
         for column in self.vector_columns(modality):
             if column not in vectors:
                 raise IncompatibleError(f"table {modality!r} needs {column} vectors, none were given")
-            data[column] = _fixed(vectors[column], schema.field(column).type)
-        batch = pa.table(data, schema=schema)
+        batch = rows_table(tbl.schema, records, {c: vectors[c] for c in self.vector_columns(modality)})
         tbl.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(batch)
 
     @_damage_named
@@ -422,6 +411,23 @@ class MediaStore:
                 stats = tbl.index_stats(i.name)
                 return stats.num_indexed_rows, stats.num_unindexed_rows
         return None
+
+
+def rows_table(schema: pa.Schema, records: Sequence[FileRecord], vectors: dict[str, np.ndarray]) -> pa.Table:
+    """Records and their vector columns as Arrow rows of a table with `schema`: what an upsert writes,
+    and what a Ray worker writes as a Lance fragment (one layout for both)."""
+    data: dict[str, pa.Array] = {
+        "key": pa.array([path_key(r.path) for r in records], pa.string()),
+        "path": pa.array([printable(r.path) for r in records], pa.string()),
+        "path_bytes": pa.array([os.fsencode(r.path) for r in records], pa.binary()),
+    }
+    for name in _BOOK[1:]:
+        data[name] = pa.array([getattr(r, name) for r in records], schema.field(name).type)
+    if "tags" in schema.names:  # a table made before metadata filters keeps its own layout
+        data.update(_meta_arrays(records))
+    for column, matrix in vectors.items():
+        data[column] = _fixed(matrix, schema.field(column).type)
+    return pa.table(data, schema=schema)
 
 
 def _fixed(matrix: np.ndarray, typ: pa.DataType) -> pa.Array:
