@@ -207,6 +207,10 @@ def build_index(
     ivf.cp.seed = seed
     ivf.cp.niter = 10  # coarse lists need no more (FAISS's own IVF default); keeps 1M builds in minutes
     ivf.cp.min_points_per_centroid = 5  # the training sample is capped on purpose (max_train_points)
+    if nlist >= cfg.hnsw_coarse_min_lists:
+        # k-means assigns points through an HNSW graph over the centroids: exact assignment to 16k+
+        # centroids would dominate the build on a few cores
+        ivf.clustering_index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
     pq_m = int(spec.rsplit("PQ", 1)[1]) if kind == IVF_PQ else 0
     index, on_gpu = maybe_gpu(cpu)
     rng = np.random.default_rng(seed)
