@@ -17,7 +17,7 @@ from avsearch.errors import ConfigError
 from avsearch.settings import configs_dir
 
 CONSISTENCY_MODES = ("softmax", "argmax", "random")  # table 5: K/I/J
-CONSISTENCY_BACKENDS = ("exact", "faiss")
+CONSISTENCY_BACKENDS = ("auto", "exact", "approx")
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,14 @@ class MethodConfig:
 @dataclass(frozen=True)
 class ConsistencyConfig:
     mode: str = "softmax"  # softmax (eq. 2), argmax (row I) or random (row J)
-    backend: str = "exact"  # exact: chunked over the whole memory; faiss: softmax over FAISS top-k
-    topk: int = 64  # faiss backend: neighbours kept per query (tau1 = 0.01 leaves the rest ~0 weight)
-    nprobe: int = 256  # faiss backend: IVF lists visited per query (cross-modal queries need many)
+    # auto: exact on CUDA, approx on a CPU from approx_above memory rows; exact: the whole memory, in
+    # blocks; approx: exact scores over each query's nprobe nearest IVF lists (bridge/memory_index.py)
+    backend: str = "auto"
+    approx_above: int = 100_000  # auto on a CPU: memory rows from which approx pays (benchmarks/bridge.py)
+    nlist: int = 0  # approx: IVF lists (0: about sqrt(memory rows))
+    nprobe: int = 0  # approx: lists scanned per query (0: the smallest budget reaching target_cosine)
+    target_cosine: float = 0.999  # approx: mean cosine to exact that a tuned nprobe must reach
+    check_queries: int = 256  # approx: sampled queries to tune nprobe on, and as many others to check on
     query_chunk: int = 1024  # exact backend: rows of queries per block (bounds memory)
     memory_chunk: int = 65536  # exact backend: rows of memory per block
 
@@ -101,6 +106,8 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown consistency backend {self.consistency.backend!r}; valid: {', '.join(CONSISTENCY_BACKENDS)}"
             )
+        if not 0 < self.consistency.target_cosine <= 1:
+            raise ConfigError(f"consistency.target_cosine must be in (0, 1], got {self.consistency.target_cosine}")
         for name, value in (("epochs", self.optim.epochs), ("batch_size", self.optim.batch_size)):
             if value < 1:
                 raise ConfigError(f"optim.{name} must be at least 1, got {value}")

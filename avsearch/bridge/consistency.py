@@ -1,11 +1,14 @@
 """Semantic consistency (paper eq. 2): pseudo embeddings of the non-overlap modality.
 
-For each overlap embedding t, the pseudo embedding is softmax(sim(t, memory) / tau1) @ memory. The exact
-backend streams over the memory in blocks with an online softmax (running max and denominator, as in
-flash attention), so its memory use is bounded by query_chunk x memory_chunk whatever the memory size,
-and the result equals the dense formula up to float rounding. The faiss backend keeps only each query's
-top-k memory neighbours (IVF index beyond 50k rows): with tau1 = 0.01 the weights of the rest are
-negligible, and benchmarks/bridge.py reports the largest deviation from exact.
+For each overlap embedding t, the pseudo embedding is softmax(sim(t, memory) / tau1) @ memory. Backends:
+
+- "exact" streams over the memory in blocks with an online softmax (running max and denominator, as in
+  flash attention): memory use is bounded by query_chunk x memory_chunk whatever the memory size, and
+  the result equals the dense formula up to float rounding. Enough on a GPU at the paper's scale.
+- "approx" (bridge/memory_index.py) scores each query exactly against the rows of its `nprobe`
+  nearest IVF lists only and takes the softmax over all of them; the probe budget is tuned on a seeded
+  sample of the queries and the deviation measured on another (cosine to exact), see consistency_pass.
+- "auto": exact on CUDA, approx on a CPU from `approx_above` memory rows (choose_backend).
 
 Ablations of table 5: "argmax" takes the single most similar memory entry (row I), "random" a uniformly
 random one (row J).
@@ -15,18 +18,33 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import sparse
 from tqdm.auto import tqdm
 
+from avsearch.bridge.memory_index import ClusteredMemory, build_clustered_memory, clustered_pseudo
 from avsearch.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-FLAT_BELOW = 50_000  # faiss backend: exact top-k (IndexFlatIP) below this many memory rows
+BACKENDS = ("exact", "approx", "auto")
+APPROX_ABOVE = 100_000  # "auto" on a CPU: memory rows from which approx pays (benchmarks/bridge.py: 11.9x at 100k)
+NPROBE_STEPS = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)  # probe budgets tried when tuning
+
+
+def choose_backend(requested: str, device: torch.device | str, memory_rows: int, approx_above: int) -> str:
+    """The backend "auto" stands for: exact on CUDA (a full paper-size pass is minutes there), approx on
+    a CPU once the memory has `approx_above` rows (below that the exact pass is cheap enough)."""
+    if requested not in BACKENDS:
+        raise ConfigError(f"unknown consistency backend {requested!r}; valid: {', '.join(BACKENDS)}")
+    if requested != "auto":
+        return requested
+    if torch.device(device).type == "cuda":
+        return "exact"
+    return "approx" if memory_rows >= approx_above else "exact"
 
 
 def pseudo_embeddings(
@@ -36,9 +54,10 @@ def pseudo_embeddings(
     mode: str = "softmax",
     backend: str = "exact",
     *,
-    topk: int = 64,
-    nprobe: int = 256,
-    index: Any = None,
+    nprobe: int = 16,
+    nlist: int = 0,
+    index: ClusteredMemory | None = None,
+    approx_above: int = APPROX_ABOVE,
     query_chunk: int = 1024,
     memory_chunk: int = 65536,
     seed: int = 0,
@@ -48,18 +67,146 @@ def pseudo_embeddings(
     """Queries (N, d) and memory (M, d), both L2-normalised -> pseudo embeddings (N, d) float32.
 
     The result is not re-normalised (eq. 2 is a weighted mean); semantic completion does that.
-    `index` (faiss backend): a prebuilt build_memory_index(memory), reused instead of building one.
+    backend "approx": `index` is a prebuilt build_clustered_memory(memory), reused instead of building
+    one; `nprobe` lists are scanned per query. "auto" is resolved by choose_backend(approx_above).
     """
     if queries.shape[1] != memory.shape[1]:
         raise ConfigError(f"queries have {queries.shape[1]} columns, memory {memory.shape[1]}")
     if mode == "random":
         return _random(queries, memory, seed)
-    if backend == "faiss":
-        index = index if index is not None else build_memory_index(memory, nprobe=nprobe)
-        return _faiss_topk(queries, memory, tau, mode, index=index, topk=topk, progress=progress)
-    if backend != "exact":
-        raise ConfigError(f"unknown consistency backend {backend!r}")
+    backend = choose_backend(backend, device, memory.shape[0], approx_above)
+    if backend == "approx":
+        index = index if index is not None else build_clustered_memory(memory, nlist, seed=seed, device=device)
+        if index.n_rows != memory.shape[0]:
+            raise ConfigError(f"the index holds {index.n_rows} rows, the memory {memory.shape[0]}")
+        return clustered_pseudo(queries, index, tau, nprobe, mode, progress=progress)
     return _exact(queries, memory, tau, mode, query_chunk, memory_chunk, torch.device(device), progress)
+
+
+@dataclass(frozen=True)
+class ConsistencyReport:
+    """How one memory's pass was computed, and how far the approximation is from exact."""
+
+    backend: str  # "exact" or "approx" (auto resolved)
+    device: str
+    memory_rows: int
+    seconds: float = 0.0
+    nlist: int = 0  # approx only from here on
+    nprobe: int = 0
+    build_s: float = 0.0
+    checked: int = 0  # held-out queries compared with exact (0: no check)
+    mean_cos: float = 1.0
+    min_cos: float = 1.0
+
+    def line(self) -> str:
+        """One log line: the choice and its measured deviation."""
+        head = f"consistency: {self.backend} on {self.device}, {self.memory_rows:,} memory rows"
+        if self.backend != "approx":
+            return head + " (no approximation)"
+        check = (
+            f"cosine to exact on {self.checked} held-out queries: mean {self.mean_cos:.5f}, min {self.min_cos:.4f}"
+            if self.checked
+            else "not checked against exact"
+        )
+        return f"{head}, {self.nlist} lists, nprobe {self.nprobe} (build {self.build_s:.1f} s); {check}"
+
+
+def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of each row of a with the same row of b."""
+    num = np.sum(a * b, axis=1)
+    return num / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+def tune_nprobe(
+    queries: np.ndarray,
+    memory: np.ndarray,
+    index: ClusteredMemory,
+    tau: float,
+    target: float,
+    mode: str = "softmax",
+    device: torch.device | str = "cpu",
+) -> int:
+    """The smallest NPROBE_STEPS budget whose mean cosine to exact on `queries` is at least `target`
+    one standard error below the sample mean (all lists, i.e. exact up to rounding, if none is): the
+    deviation has a heavy tail, so a bare sample mean just over target often lands under it on other
+    queries. Pass queries that will not be measured."""
+    exact = _exact(queries, memory, tau, mode, 1024, 65536, torch.device(device), False)
+    for nprobe in [p for p in NPROBE_STEPS if p < index.nlist] + [index.nlist]:
+        cos = row_cosine(exact, clustered_pseudo(queries, index, tau, nprobe, mode))
+        if float(cos.mean() - cos.std() / math.sqrt(len(cos))) >= target:
+            return nprobe
+    return index.nlist
+
+
+def consistency_pass(
+    queries: np.ndarray,
+    memory: np.ndarray,
+    tau: float,
+    *,
+    mode: str = "softmax",
+    backend: str = "auto",
+    approx_above: int = APPROX_ABOVE,
+    nlist: int = 0,
+    nprobe: int = 0,
+    target_cosine: float = 0.999,
+    check_queries: int = 256,
+    query_chunk: int = 1024,
+    memory_chunk: int = 65536,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> tuple[np.ndarray, ConsistencyReport]:
+    """Eq. 2 for one memory with the backend policy applied: (pseudo embeddings (N, d), report).
+
+    approx: the memory index is built once for the whole pass; nprobe 0 tunes the budget on a seeded
+    sample of `check_queries` queries (smallest budget with mean cosine >= target_cosine), and a second,
+    disjoint sample measures the deviation that the report states.
+    """
+    started = time.perf_counter()
+    dev = torch.device(device)
+    chosen = choose_backend(backend, dev, memory.shape[0], approx_above) if mode != "random" else "exact"
+    if chosen == "exact":
+        out = pseudo_embeddings(
+            queries,
+            memory,
+            tau,
+            mode,
+            "exact",
+            query_chunk=query_chunk,
+            memory_chunk=memory_chunk,
+            seed=seed,
+            device=dev,
+            progress=progress,
+        )
+        return out, ConsistencyReport("exact", str(dev), memory.shape[0], time.perf_counter() - started)
+    index = build_clustered_memory(memory, nlist, seed=seed, device=dev)
+    rng = np.random.default_rng(seed)
+    n_check = min(check_queries, queries.shape[0] // 2)
+    sample = np.sort(rng.choice(queries.shape[0], size=2 * n_check, replace=False)) if n_check else np.array([], int)
+    tune_rows, check_rows = sample[::2], sample[1::2]
+    if nprobe <= 0:
+        if not n_check:
+            raise ConfigError("consistency.nprobe = 0 (tune) needs check_queries > 0 and at least 2 queries")
+        nprobe = tune_nprobe(queries[tune_rows], memory, index, tau, target_cosine, mode, dev)
+    out = clustered_pseudo(queries, index, tau, nprobe, mode, progress=progress)
+    mean_cos = min_cos = 1.0
+    if n_check:
+        exact = _exact(queries[check_rows], memory, tau, mode, query_chunk, memory_chunk, dev, False)
+        cos = row_cosine(exact, out[check_rows])
+        mean_cos, min_cos = float(cos.mean()), float(cos.min())
+    report = ConsistencyReport(
+        "approx",
+        str(dev),
+        memory.shape[0],
+        time.perf_counter() - started,
+        index.nlist,
+        nprobe,
+        index.build_s,
+        len(check_rows),
+        mean_cos,
+        min_cos,
+    )
+    return out, report
 
 
 def _random(queries: np.ndarray, memory: np.ndarray, seed: int) -> np.ndarray:
@@ -125,46 +272,3 @@ def _online_softmax(q: torch.Tensor, blocks: list[torch.Tensor], tau: float) -> 
         acc = acc * rescale + weights @ block
         run_max = new_max
     return acc / denom
-
-
-def build_memory_index(memory: np.ndarray, nprobe: int = 256, seed: int = 0) -> Any:  # a faiss.Index
-    """Inner-product FAISS index over the memory: flat below FLAT_BELOW rows, IVF-Flat above."""
-    import faiss
-
-    m, d = memory.shape
-    data = np.ascontiguousarray(memory, np.float32)
-    if m < FLAT_BELOW:
-        index = faiss.IndexFlatIP(d)
-    else:
-        nlist = int(min(65536, max(256, 4 * math.sqrt(m))))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(seed)
-        sample = data[rng.choice(m, size=min(m, 64 * nlist), replace=False)]
-        index.train(sample)
-        index.nprobe = nprobe
-    index.add(data)
-    return index
-
-
-def _faiss_topk(
-    queries: np.ndarray, memory: np.ndarray, tau: float, mode: str, *, index: Any, topk: int, progress: bool
-) -> np.ndarray:
-    n, d = queries.shape
-    k = min(topk, memory.shape[0]) if mode == "softmax" else 1
-    out = np.empty((n, d), np.float32)
-    step = 8192
-    for qs in tqdm(range(0, n, step), desc="consistency (faiss)", disable=None if progress else True, leave=False):
-        q = np.ascontiguousarray(queries[qs : qs + step], np.float32)
-        sims, idx = index.search(q, k)
-        valid = idx >= 0  # IVF may return fewer than k hits; those come back as -1
-        logits = np.where(valid, sims / tau, -np.inf)
-        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-        weights /= weights.sum(axis=1, keepdims=True)
-        # The weighted mean as a sparse (queries x memory) product: no (queries, k, d) gather.
-        rows = q.shape[0]
-        mixing = sparse.csr_matrix(
-            (weights[valid].astype(np.float32), idx[valid], np.concatenate([[0], np.cumsum(valid.sum(axis=1))])),
-            shape=(rows, memory.shape[0]),
-        )
-        out[qs : qs + rows] = mixing @ memory
-    return out

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -28,7 +29,7 @@ from tqdm.auto import tqdm
 from avsearch import __version__
 from avsearch.bridge.checkpoint import TrainCheckpoint, load_checkpoint, save_checkpoint
 from avsearch.bridge.config import TrainConfig
-from avsearch.bridge.consistency import pseudo_embeddings
+from avsearch.bridge.consistency import ConsistencyReport, consistency_pass
 from avsearch.bridge.data import BridgeData, load_bridge_data
 from avsearch.bridge.io import save_bridge
 from avsearch.bridge.losses import info_nce, intra_alignment, semantic_completion
@@ -47,6 +48,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
     samples_per_s: float = 0.0  # training throughput (overlap pairs per second), consistency excluded
     consistency_s: float = 0.0  # seconds spent on eq. 2
+    consistency: tuple[ConsistencyReport, ...] = ()  # per side: backend chosen, deviation from exact
 
 
 def cosine_lr(step: int, total_steps: int, base_lr: float, min_ratio: float = 0.0) -> float:
@@ -58,25 +60,43 @@ def cosine_lr(step: int, total_steps: int, base_lr: float, min_ratio: float = 0.
 def compute_pseudo(
     config: TrainConfig, data: BridgeData, device: torch.device, progress: bool
 ) -> tuple[np.ndarray, ...]:
-    """Eq. 2 for both sides: each overlap row's pseudo embedding drawn from that side's memory."""
+    """Eq. 2 for both sides: the pseudo embeddings only (see consistency_for_sides)."""
+    return consistency_for_sides(config, data, device, progress)[0]
+
+
+def consistency_for_sides(
+    config: TrainConfig, data: BridgeData, device: torch.device, progress: bool
+) -> tuple[tuple[np.ndarray, ...], tuple[ConsistencyReport, ...]]:
+    """Eq. 2 for both sides: each overlap row's pseudo embedding drawn from that side's memory.
+
+    Called once per run, before the loop: the encoders are frozen, so the pseudo embeddings do not
+    change between epochs (the paper pre-computes them offline). Each memory's index, if the backend
+    builds one, is built once here and serves the whole pass.
+    """
     c = config.consistency
-    return tuple(
-        pseudo_embeddings(
+    pseudo, reports = [], []
+    for i in range(2):
+        out, report = consistency_pass(
             data.overlap[i],
             data.memory[i],
             config.method.tau1,
-            c.mode,
-            c.backend,
-            topk=c.topk,
+            mode=c.mode,
+            backend=c.backend,
+            approx_above=c.approx_above,
+            nlist=c.nlist,
             nprobe=c.nprobe,
+            target_cosine=c.target_cosine,
+            check_queries=c.check_queries,
             query_chunk=c.query_chunk,
             memory_chunk=c.memory_chunk,
             seed=config.optim.seed + i,
             device=device,
             progress=progress,
         )
-        for i in range(2)
-    )
+        log.info("%s (%s memory, %.1f s)", report.line(), config.sides[i].memory, report.seconds)
+        pseudo.append(out)
+        reports.append(report)
+    return tuple(pseudo), tuple(reports)
 
 
 def split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -197,7 +217,7 @@ def train_bridge(
 
     # 1. Semantic consistency (training-free, so computed once before the loop).
     t0 = time.perf_counter()
-    pseudo = compute_pseudo(config, data, dev, progress)
+    pseudo, reports = consistency_for_sides(config, data, dev, progress)
     consistency_s = time.perf_counter() - t0
 
     # 2. Held-out pairs, model and optimiser (or the state of an interrupted run).
@@ -241,9 +261,16 @@ def train_bridge(
         bridge.meta,
         data_fingerprint=data.fingerprint,
         package_version=__version__,
-        metrics=_metrics(run, data, len(batches), len(held), samples_per_s, consistency_s, dev),
+        metrics=_metrics(run, data, len(batches), len(held), samples_per_s, consistency_s, dev)
+        | {"consistency": [dataclasses.asdict(r) for r in reports]},
     )
-    return TrainResult(bridge=bridge, history=run.history, samples_per_s=samples_per_s, consistency_s=consistency_s)
+    return TrainResult(
+        bridge=bridge,
+        history=run.history,
+        samples_per_s=samples_per_s,
+        consistency_s=consistency_s,
+        consistency=reports,
+    )
 
 
 def _new_run(config: TrainConfig, dev: torch.device) -> _Run:

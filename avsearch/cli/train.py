@@ -33,7 +33,11 @@ def train_command(
         typer.Option(help="Semantic consistency: softmax (eq. 2), argmax (row I), random (row J)."),
     ] = None,
     consistency_backend: Annotated[
-        str | None, typer.Option(help="exact (chunked over all memory) or faiss (softmax over top-k).")
+        str | None,
+        typer.Option(
+            help="auto (exact on CUDA; approx on a CPU from consistency.approx_above memory rows), exact "
+            "(all memory rows) or approx (IVF lists, probe budget tuned to a mean cosine to exact of 0.999)."
+        ),
     ] = None,
     no_renorm: Annotated[bool, typer.Option("--no-renorm", help="Ablation: no re-normalisation (row G).")] = False,
     no_noise: Annotated[bool, typer.Option("--no-noise", help="Ablation: no completion noise.")] = False,
@@ -101,4 +105,11 @@ def train_command(
     table.add_row("throughput", f"{metrics['samples_per_s']:.0f} pairs/s on {metrics['device']}")
     table.add_row("consistency", f"{metrics['consistency_seconds']:.1f} s")
     out.print(table)
+    for side, report in zip(cfg.sides, result.consistency, strict=True):
+        err.print(
+            f"{report.line()} ({side.memory} memory, {report.seconds:.1f} s)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     err.print(f"[green]wrote[/] {out_path}")
