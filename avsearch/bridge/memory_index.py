@@ -130,7 +130,7 @@ def clustered_pseudo(
     dev = index.sorted.device
     out = np.empty((n, d), np.float32)
     sizes = torch.tensor([b - a for a, b in zip(index.offsets, index.offsets[1:], strict=False)], device=dev)
-    probes = min(max(nprobe, 1), index.nlist)
+    probes = min(max(nprobe, 1), int((sizes > 0).sum()))  # a list left empty by k-means is never probed
     bar = tqdm(total=n, desc=f"consistency (approx, {mode})", unit="q", disable=None if progress else True, leave=False)
     for qs in range(0, n, batch):
         q = torch.tensor(np.asarray(queries[qs : qs + batch], np.float32), device=dev)

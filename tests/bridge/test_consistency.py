@@ -67,6 +67,15 @@ def test_approx_over_every_list_equals_exact():
     np.testing.assert_array_equal(argmax, m[(q @ m.T).argmax(axis=1)])
 
 
+def test_lists_left_empty_are_never_probed():
+    # Duplicate rows make duplicate centroids: all but one of each stay empty after the assignment.
+    q, m = _unit(30, 16, 14), np.repeat(_unit(20, 16, 15), 10, axis=0)
+    index = build_clustered_memory(m, 60, seed=2)
+    assert min(b - a for a, b in zip(index.offsets, index.offsets[1:], strict=False)) == 0
+    got = clustered_pseudo(q, index, 0.01, nprobe=index.nlist)
+    np.testing.assert_allclose(got, _dense(q, m, 0.01), atol=2e-5)
+
+
 @pytest.fixture(scope="module")
 def structured() -> tuple[np.ndarray, np.ndarray]:
     """Texts against an image memory of 40k rows in one synthetic space: concept clusters, a modality gap."""
