@@ -69,7 +69,8 @@ def check_search(device: torch.device, n: int, dim: int = 512) -> None:
 def check_bridge(device: torch.device, pairs: int, batch: int, epochs: int) -> None:
     world = make_synthetic(SyntheticSpec(n_text=pairs, n_memory=pairs, n_test=1000, seed=0))
     data = BridgeData((world.text_a, world.text_b), (world.image_a, world.audio_b), fingerprint="gpu-check")
-    cfg = with_overrides(load_train_config("audio_visual"), epochs=epochs, batch_size=batch)
+    # exact consistency on both sides: the CPU's `auto` would pick the approximation above 100k rows
+    cfg = with_overrides(load_train_config("audio_visual"), epochs=epochs, batch_size=batch, backend="exact")
     # consistency (eq. 2) on the device vs the CPU
     t = time.perf_counter()
     on_device = compute_pseudo(cfg, data, device, progress=False)
