@@ -219,7 +219,8 @@ def build_index(
         # quantizer is not flat) some lists end up unreachable (measured: recall stuck at 0.97 at 100k
         # vectors; through an HNSW clustering index, 0.05). The graph only serves searches, wide enough
         # that nprobe lists come back.
-        ivf.clustering_index = faiss.IndexFlatIP(dim)
+        clustering = faiss.IndexFlatIP(dim)  # held here: FAISS does not own it, and train() runs below
+        ivf.clustering_index = clustering
     pq_m = int(spec.rsplit("PQ", 1)[1]) if kind == IVF_PQ else 0
     index, on_gpu = maybe_gpu(cpu)
     rng = np.random.default_rng(seed)
