@@ -8,8 +8,8 @@ Choice by size and memory (AnnConfig):
   is what makes probing many lists cheap, and cross-modal queries need many (benchmarks/search.py);
   with FAISS on a GPU, IVF-Flat (searched there);
 - above the memory budget, IVF with 8-bit scalar codes (4x smaller), then IVF-PQ (16x smaller).
-At `hnsw_coarse_min_lists` lists or more the coarse quantizer is an HNSW graph, so finding the lists to
-probe stays cheap with many fine lists.
+At `hnsw_coarse_min_lists` lists or more (off by default: see configs/search.toml) the coarse quantizer
+is an HNSW graph, so finding the lists to probe stays cheap with many fine lists.
 
 IVF indexes are tuned on *cross-modal* query vectors (audio projections against image vectors, text
 against audio, ...). Those queries sit outside the clusters of the indexed modality (the modality gap),

@@ -40,7 +40,7 @@ class AnnConfig:
     max_train_points: int = 200_000
     refined_codes: str = "rabitq"  # IVF list codes re-ranked on the full vectors: "rabitq", "sq8", "none" (IVF-Flat)
     k_factors: tuple[int, ...] = (2, 4, 8, 16)  # re-ranking depths (x k) tried when tuning refined kinds
-    hnsw_coarse_min_lists: int = 8192  # an HNSW coarse quantizer from this many IVF lists on
+    hnsw_coarse_min_lists: int = 1_000_000_000  # an HNSW coarse quantizer from this many lists (off: search.toml)
     tuning_captions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

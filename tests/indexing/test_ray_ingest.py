@@ -1,9 +1,10 @@
 """`avsearch index --ray` on a real 2-node Ray cluster on this machine (one CPU and a 300 MB object store
 per node, started by the test with the `ray` command and stopped after): the same report and, row by
 row, the same tables as a local run, on a new folder (with a file name that is not UTF-8) and after
-edits (touch, modify, delete, rename, a file that became undecodable); the work ran on both nodes; a Ray run killed with SIGKILL is completed by
-the next. The test-only FAKE encoder (tests/search/fake_encoder.py) runs on the workers, imported from
-the repository (the nodes have it on PYTHONPATH)."""
+edits (touch, modify, delete, rename, a file that became undecodable); the work ran on both nodes; a
+Ray run killed with SIGKILL is completed by the next. The test-only FAKE encoder
+(tests/search/fake_encoder.py) runs on the workers, imported from the repository (the nodes have it on
+PYTHONPATH)."""
 
 from __future__ import annotations
 

@@ -59,7 +59,8 @@ def indexed(tmp_path_factory, av_weights_dir, bridge_file):
 
 def test_index_reports_counts_and_bad_files(indexed) -> None:
     root, made, index, result = indexed
-    assert "image in index" in result.stdout and f"FAISS image.proj_audio_visual: flat over {N_IMAGES}" in result.stdout
+    assert "image in index" in result.stdout
+    assert f"FAISS image.proj_audio_visual: {N_IMAGES} vectors, flat (exact)" in result.stdout
     for bad in made["corrupt"]:
         assert bad.name in result.stderr
     store = MediaStore(index)
