@@ -85,12 +85,8 @@ def index_bytes(index: faiss.Index) -> int:
     quantizer (with its graph links when it is HNSW)."""
     if isinstance(index, faiss.IndexFlat):
         return index.ntotal * index.d * 4
-    total = 0
-    refine = faiss.try_extract_index_ivf(index)
-    base = faiss.downcast_index(index)
-    if isinstance(base, faiss.IndexRefine):
-        total += index.ntotal * index.d * 4
-    ivf = refine
+    total = index.ntotal * index.d * 4 if isinstance(faiss.downcast_index(index), faiss.IndexRefine) else 0
+    ivf = faiss.extract_index_ivf(index)
     total += ivf.invlists.compute_ntotal() * (ivf.code_size + 8)
     q = faiss.downcast_index(ivf.quantizer)
     total += q.ntotal * q.d * 4
