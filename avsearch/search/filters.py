@@ -6,6 +6,8 @@ The language is a small, safe subset of SQL over the columns users see (COLUMNS)
   [NOT] BETWEEN a AND b, IS [NOT] NULL, AND, OR, NOT, parentheses;
 - single-quoted strings ('' for a quote), numbers (a leading minus allowed), a column on at least one
   side of each comparison (column to column between two numbers or two texts: `width > height`);
+- a number must fit its column's type (size, points: int64; sample_rate, width, height: int32; duration:
+  a finite float64), a date mtime's int64 nanoseconds (MTIME_RANGE): else a one-line refusal;
 - `mtime` compares with ISO dates or date-times ('2026-01-01', '2026-01-01T08:30', '...+02:00'); without
   a zone they are the searching machine's local time, as `ls -l` shows it;
 - tags: `tag = 'bird'`, `tag != 'bird'`, `tag IN ('bird', 'frog')` (any of them), `'bird' IN tags`;
@@ -24,7 +26,7 @@ import os
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,7 @@ class Column:
     stored: str  # table column ("" for modality: a constant per table)
     help: str
     metadata: bool = True  # a metadata column: missing from indexes made before metadata filters
+    bits: int = 64  # NUMBER: the stored integer's width (int32, int64); 0 for a float64 column
 
 
 COLUMNS: dict[str, Column] = {
@@ -53,10 +56,10 @@ COLUMNS: dict[str, Column] = {
     "ext": Column(TEXT, "ext", "extension, lower case, no dot"),
     "size": Column(NUMBER, "size", "bytes", metadata=False),
     "mtime": Column(TIME, "mtime_ns", "modification time (ISO date/time)", metadata=False),
-    "duration": Column(NUMBER, "duration", "seconds (audio)"),
-    "sample_rate": Column(NUMBER, "sample_rate", "Hz (audio)"),
-    "width": Column(NUMBER, "width", "pixels (images)"),
-    "height": Column(NUMBER, "height", "pixels (images)"),
+    "duration": Column(NUMBER, "duration", "seconds (audio)", bits=0),
+    "sample_rate": Column(NUMBER, "sample_rate", "Hz (audio)", bits=32),
+    "width": Column(NUMBER, "width", "pixels (images)", bits=32),
+    "height": Column(NUMBER, "height", "pixels (images)", bits=32),
     "points": Column(NUMBER, "points", "points or mesh vertices (point clouds)"),
     "tag": Column(TAGS, "tags", "user tags from the sidecar"),
 }
@@ -69,6 +72,13 @@ _TOKEN = re.compile(
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op><=|>=|<>|!=|==|[=<>(),-]))"
 )
 MAX_LENGTH = 4000  # characters; a filter arrives over HTTP too
+# LanceDB converts a literal to its column's type, and one that does not convert (past int32/int64, 1.5 on
+# an integer column) fails inside the query, where it reads as a damaged table (503). So literals are
+# refused at parse time outside the column's type (mtime: int64 nanoseconds), one line naming the range,
+# and a fraction on an integer column is rendered as the exact integer comparison (render).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MTIME_RANGE = "1677-09-22 to 2262-04-10"  # dates whose nanoseconds since 1970 fit an int64, in any zone
 MAX_DEPTH = 50  # nesting of parentheses and NOT
 
 
@@ -183,7 +193,7 @@ class _Parser:
             value = "-" + value
         if kind == "num":
             number = float(value) if any(c in value for c in ".eE") else int(value)
-            if not math.isfinite(number):
+            if isinstance(number, float) and not math.isfinite(number):  # a long int: the column's range
                 raise _error(self.text, f"number {value} out of range")
             return Lit(number)
         if kind == "str":
@@ -284,6 +294,8 @@ def _check_value(text: str, name: str, col: Column, v: Ref | Lit) -> None:
         return
     if col.kind == NUMBER and not isinstance(v.value, (int, float)):
         raise _error(text, f"{name} compares with numbers, not {v.value!r}")
+    if col.kind == NUMBER:
+        _check_range(text, name, col, v.value)
     if col.kind == TEXT and not isinstance(v.value, str):
         raise _error(text, f"{name} compares with quoted text, not {v.value!r}")
     if col.kind == TIME:
@@ -292,16 +304,43 @@ def _check_value(text: str, name: str, col: Column, v: Ref | Lit) -> None:
         to_ns(v.value, text)
 
 
+def _shown(number: float) -> str:
+    """A number for a message: a 400-digit literal is shown by its start and its length."""
+    shown = str(number) if isinstance(number, int) else repr(number)
+    return shown if len(shown) <= 24 else f"{shown[:16]}... ({len(shown)} characters)"
+
+
+def _check_range(text: str, name: str, col: Column, number: float) -> None:
+    """A number literal must fit the column's type: int32/int64, or float64 (finite: checked when read)."""
+    if col.bits:
+        low, high = -(2 ** (col.bits - 1)), 2 ** (col.bits - 1) - 1
+        if not low <= number <= high:  # int and float compare exactly
+            raise _error(text, f"{name}: {_shown(number)} is out of range ({low} to {high})")
+    elif isinstance(number, int):
+        try:
+            float(number)
+        except OverflowError:
+            raise _error(text, f"{name}: {_shown(number)} is out of range (a 64-bit float)") from None
+
+
 def to_ns(value: str, text: str = "") -> int:
-    """An ISO date or date-time (local time without a zone) -> nanoseconds since the epoch."""
+    """An ISO date or date-time (local time without a zone) -> nanoseconds since the epoch.
+    InputError for a non-date and for a date outside MTIME_RANGE (mtime_ns is int64)."""
     try:
         when = datetime.fromisoformat(value.strip())
     except ValueError as exc:
         raise _error(text or value, f"{value!r} is not a date such as '2026-01-01' or '2026-01-01T08:30'") from exc
-    if when.tzinfo is None:
-        when = when.astimezone()  # the searching machine's local time
-    seconds = int(when.timestamp() // 1)
-    return seconds * 1_000_000_000 + when.microsecond * 1000
+    out_of_range = _error(text or value, f"mtime: {value!r} is out of range (dates from {MTIME_RANGE})")
+    try:
+        if when.tzinfo is None:
+            when = when.astimezone()  # the searching machine's local time
+        since = when - _EPOCH  # exact, where timestamp()'s float is not at int64's ends
+    except (ValueError, OverflowError, OSError):  # year 0 or 10000 after the zone shift, or past time_t
+        raise out_of_range from None
+    ns = (since.days * 86_400 + since.seconds) * 1_000_000_000 + since.microseconds * 1000
+    if not INT64_MIN <= ns <= INT64_MAX:
+        raise out_of_range
+    return ns
 
 
 def parse_where(text: str) -> Node:
@@ -337,10 +376,41 @@ def _sql_value(x: Ref | Lit, column: str, modality: str) -> str:
         # the table's file modality: a second backend's table ("cavmae_audio") holds sounds too
         return _quote(table_modality(modality)) if x.name == "modality" else COLUMNS[x.name].stored
     if column == "mtime":
-        return str(to_ns(str(x.value)))
+        return _int_sql(to_ns(str(x.value)))
     if isinstance(x.value, str):
         return _quote(x.value.strip().lstrip(".").lower() if column == "ext" else x.value)
-    return repr(float(x.value)) if isinstance(x.value, float) else str(int(x.value))
+    if COLUMNS[column].kind == NUMBER and COLUMNS[column].bits and float(x.value).is_integer():
+        return _int_sql(int(x.value))  # 1e6 on an integer column: LanceDB takes no float literal there
+    if isinstance(x.value, int) and INT64_MIN < x.value <= INT64_MAX:
+        return str(x.value)
+    return repr(float(x.value))  # a float, or a whole number past int64 for a float column (checked to fit)
+
+
+def _int_sql(n: int) -> str:
+    # SQL reads -9223372036854775808 as minus an unsigned 9223372036854775808, a float LanceDB refuses
+    return "(-9223372036854775807 - 1)" if n == INT64_MIN else str(n)
+
+
+def _fraction(x: Ref | Lit, column: str) -> float | None:
+    """The literal when it is a fraction (1.5) compared with an integer column, else None."""
+    col = COLUMNS[column]
+    if isinstance(x, Ref) or not isinstance(x.value, float) or col.kind != NUMBER or not col.bits:
+        return None
+    return None if x.value.is_integer() else x.value
+
+
+def _no_row(col: str, negated: bool = False) -> str:
+    """False (negated: true) on every row with a value; NULL stays NULL for a row without one, as a
+    comparison's would (so NOT around it keeps SQL's meaning)."""
+    return f"({col} {'=' if negated else '<>'} {col})"
+
+
+def _whole_cmp(col: str, op: str, x: float) -> str:
+    """`col op x` for an integer column and a fraction x, exactly, with an integer literal: col > 1.5 is
+    col >= 2, col <= 1.5 is col < 2; col = 1.5 holds for no row."""
+    if op in ("=", "<>"):
+        return _no_row(col, negated=op == "<>")
+    return f"({col} {'>=' if op in ('>', '>=') else '<'} {math.ceil(x)})"
 
 
 def render(node: Node, modality: str) -> str:
@@ -352,14 +422,25 @@ def render(node: Node, modality: str) -> str:
     left: Ref = node.args[0]
     col = _sql_value(left, left.name, modality)
     if node.op == "cmp":
+        fraction = _fraction(node.args[2], left.name)
+        if fraction is not None:
+            return _whole_cmp(col, node.args[1], fraction)
         return f"({col} {node.args[1]} {_sql_value(node.args[2], left.name, modality)})"
     if node.op == "in":
-        values = ", ".join(_sql_value(v, left.name, modality) for v in node.args[1])
+        kept = [v for v in node.args[1] if _fraction(v, left.name) is None]  # a fraction equals no integer
+        if not kept:
+            return _no_row(col, negated=node.args[2])
+        values = ", ".join(_sql_value(v, left.name, modality) for v in kept)
         return f"({col} {'NOT IN' if node.args[2] else 'IN'} ({values}))"
     if node.op == "like":
         return f"({col} {'NOT LIKE' if node.args[2] else 'LIKE'} {_sql_value(node.args[1], 'path', modality)})"
     if node.op == "between":
-        low, high = (_sql_value(v, left.name, modality) for v in node.args[1:3])
+        bounds = [(v, _fraction(v, left.name)) for v in node.args[1:3]]
+        # a fraction between integers: BETWEEN 1.5 AND 3.5 is BETWEEN 2 AND 3 on an integer column
+        low, high = (
+            _sql_value(v, left.name, modality) if f is None else _int_sql(rounding(f))
+            for (v, f), rounding in zip(bounds, (math.ceil, math.floor), strict=True)
+        )
         return f"({'NOT ' if node.args[3] else ''}({col} BETWEEN {low} AND {high}))"
     if node.op == "null":
         return f"({col} IS {'NOT NULL' if node.args[1] else 'NULL'})"
@@ -384,9 +465,9 @@ def _until(value: str) -> str:
     """--until D: through the end of day D when D is a bare date, else through D itself."""
     try:
         day = date.fromisoformat(value.strip())
-    except ValueError:
+        return f"mtime < {_quote((day + timedelta(days=1)).isoformat())}"
+    except (ValueError, OverflowError):  # not a bare date, or 9999-12-31 (refused by the parser's range check)
         return f"mtime <= {_quote(value)}"
-    return f"mtime < {_quote((day + timedelta(days=1)).isoformat())}"
 
 
 @dataclass(frozen=True)

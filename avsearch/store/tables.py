@@ -35,7 +35,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
-from avsearch.errors import DamagedIndexError, IncompatibleError
+from avsearch.errors import DamagedIndexError, IncompatibleError, InputError
 from avsearch.media.metadata import FileMeta, MediaInfo
 from avsearch.media.walk import printable
 from avsearch.store.location import Location
@@ -160,6 +160,9 @@ def _matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
     return np.ascontiguousarray(flat.reshape(-1, dim), dtype=np.float32)
 
 
+_FILTER_REFUSED = "Error resolving filter expression"
+
+
 def _unreachable(exc: BaseException) -> bool:
     """Whether a Lance error says an object store did not answer or refused us (not damage)."""
     return any(m in str(exc) for m in _UNREACHABLE)
@@ -183,9 +186,13 @@ def _damage_named(method: F) -> F:
         try:
             return method(self, modality, *args, **kwargs)
         except (RuntimeError, OSError, ValueError) as exc:
+            detail = str(exc).splitlines()[0][:200]
+            if _FILTER_REFUSED in str(exc):
+                # a literal LanceDB cannot convert to its column's type: the filter's fault, not the table's
+                # (filters.py refuses such literals first; "rebuild the index" would be wrong advice)
+                raise InputError(f"filter on table {modality!r} cannot be evaluated ({detail})") from exc
             if "lance" not in str(exc).lower() and "not found" not in str(exc).lower():
                 raise
-            detail = str(exc).splitlines()[0][:200]
             if isinstance(self.index_dir, str) and _unreachable(exc):
                 raise _unreadable(f"{self.index_dir}: table {modality!r}", exc) from exc
             raise DamagedIndexError(
