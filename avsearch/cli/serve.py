@@ -46,6 +46,17 @@ def serve_command(
     warm: Annotated[
         bool, typer.Option("--warm", help="Load the text query's models at start, not on the first query.")
     ] = False,
+    max_connections: Annotated[
+        int | None, typer.Option("--max-connections", min=1, help="Open connections at once (configs/serve.toml).")
+    ] = None,
+    head_timeout: Annotated[
+        float | None,
+        typer.Option("--head-timeout", min=0.001, help="Seconds a client has to send a request's headers."),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option("--body-timeout", min=0.001, help="Seconds a client has to send a whole request body."),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs) and the web gallery (at /) over an index.
 
@@ -53,12 +64,16 @@ def serve_command(
     their files (with HTTP range requests) and thumbnails. Models load once and stay loaded; the server
     picks up each new commit of `avsearch index` on the same index while it runs.
     """
-    import uvicorn
+    import dataclasses
 
     from avsearch.serve.app import create_app
+    from avsearch.serve.config import load_serve_config
+    from avsearch.serve.run import run_server
     from avsearch.settings import load_settings
 
     settings = load_settings()
+    asked = {"max_connections": max_connections, "head_timeout": head_timeout, "body_timeout": body_timeout}
+    limits = dataclasses.replace(load_serve_config().connections, **{k: v for k, v in asked.items() if v is not None})
     app = create_app(
         index_location(index_dir, storage_option),
         weights_dir=weights_dir or settings.weights_dir,
@@ -75,7 +90,7 @@ def serve_command(
         )
     shown = f"[{host}]" if ":" in host else host
     err.print(f"avsearch: serving {where} at http://{shown}:{port}/ (API docs at /docs)", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    run_server(app, host, port, limits)
 
 
 def register(app: typer.Typer) -> None:

@@ -26,6 +26,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from avsearch import __version__
@@ -37,11 +38,14 @@ from avsearch.search.planner import ALL
 from avsearch.search.results import ResultSet
 from avsearch.serve.describe import describe_index
 from avsearch.serve.errors import NotFound, install_error_handlers
+from avsearch.serve.files import IndexedFileResponse
+from avsearch.serve.form_values import query_whole, whole_number
 from avsearch.serve.items import item_file, item_json, media_type, require_item
 from avsearch.serve.live import LiveIndex
 from avsearch.serve.localize_api import add_localize_routes
 from avsearch.serve.thumbnails import Thumbnails
 from avsearch.serve.uploads import FILE_FIELD, Upload, naming_the_upload, receive_upload, upload_kind
+from avsearch.store.config import load_search_config
 from avsearch.store.location import Location
 
 DEFAULT_MAX_UPLOAD = 64 * 2**20  # bytes
@@ -51,7 +55,8 @@ _MAX_TEXT = 2000  # characters of a text query, filter or glob
 # `where` expressions need SearchFilters.where (metadata filters); older engines take the glob only.
 WHERE_SUPPORTED = "where" in {f.name for f in dataclasses.fields(SearchFilters)}
 
-K = Annotated[int, Query(description=f"Results per target modality (1..{MAX_K}).")]
+# query_whole: ASCII digits only, as the upload form's k (pydantic alone takes ' 5', '5.0' and '1_000')
+K = Annotated[int, BeforeValidator(query_whole), Query(description=f"Results per target modality (1..{MAX_K}).")]
 Target = Annotated[str, Query(description="image, audio, pointcloud or all.")]
 Where = Annotated[str | None, Query(description="Metadata filter, e.g. \"duration > 5 and folder = 'field'\".")]
 Glob = Annotated[str | None, Query(description="Only paths matching this pattern, e.g. '*/birds/*'.")]
@@ -85,6 +90,7 @@ def create_app(
     except OSError:
         cache = None
     thumbnails = Thumbnails(cache)
+    links = load_search_config().ingest.follow_symlinks  # which files outside the roots may be served
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -154,20 +160,28 @@ def create_app(
 
     @app.get("/api/items/{item_id}/media", response_class=FileResponse)
     def media(item_id: str) -> FileResponse:
-        """The item's file; Range requests get 206 Partial Content (audio players seek)."""
-        _, record = require_item(live.current().index, item_id)
-        path = item_file(record)
-        name = printable(path.name)
-        return FileResponse(path, media_type=media_type(path), filename=name, content_disposition_type="inline")
+        """The item's file, only while it is the file indexed (404/409 otherwise: serve/files.py); Range
+        requests get 206 Partial Content (audio players seek)."""
+        snapshot = live.current()
+        _, record = require_item(snapshot.index, item_id)
+        opened = item_file(snapshot.index, record, links)
+        try:
+            kind = media_type(opened.real)
+        except BaseException:
+            opened.close()
+            raise
+        return IndexedFileResponse(opened, media_type=kind, filename=opened.name, content_disposition_type="inline")
 
     @app.get("/api/items/{item_id}/thumbnail", response_class=FileResponse)
     def thumbnail(item_id: str) -> FileResponse:
         """A JPEG preview: a picture scaled down, a point cloud drawn; made once, then cached."""
-        modality, record = require_item(live.current().index, item_id)
-        jpeg = thumbnails.get(item_id, modality, item_file(record))
+        snapshot = live.current()
+        modality, record = require_item(snapshot.index, item_id)
+        with item_file(snapshot.index, record, links) as opened:
+            jpeg = thumbnails.get(item_id, modality, opened)
         return FileResponse(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
-    add_localize_routes(app, live, max_upload_bytes)  # /api/localize, /api/match
+    add_localize_routes(app, live, max_upload_bytes, links)  # /api/localize, /api/match
 
     @app.get("/", include_in_schema=False)
     def gallery() -> FileResponse:
@@ -200,10 +214,8 @@ def _search_upload(live: LiveIndex, upload: Upload) -> dict:
     where, glob = fields.get("where") or None, fields.get("glob") or None
     target = fields.get("target") or ALL
     backend = fields.get("backend") or None
-    raw_k = fields.get("k") or "10"
-    if not raw_k.strip().isdigit():
-        raise InputError(f"k: expected a whole number, got {raw_k[:20]!r}")
-    k = int(raw_k)
+    raw_k = whole_number(fields.get("k"), "k")  # not isdigit(): it takes '²', which int() refuses
+    k = 10 if raw_k is None else raw_k
     _check(k)
     filters = _filters(where, glob)
     with naming_the_upload(upload):

@@ -12,6 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from avsearch.errors import (
     AvsearchError,
@@ -30,6 +32,10 @@ class NotFound(InputError):
     """No such item, file or page (404)."""
 
 
+class ChangedSinceIndexing(InputError):
+    """An item whose file is no longer the one indexed (409): not served until it is indexed again."""
+
+
 class UploadTooLarge(InputError):
     """An upload over the server's size limit (413)."""
 
@@ -41,6 +47,7 @@ class NotMedia(InputError):
 # Most specific first: DecodeError is an InputError, NotFound too.
 _STATUS: tuple[tuple[type[AvsearchError], int], ...] = (
     (NotFound, 404),
+    (ChangedSinceIndexing, 409),
     (UploadTooLarge, 413),
     (NotMedia, 415),
     (DecodeError, 400),
@@ -82,9 +89,36 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": one_line(str(exc.detail))}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _bug(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("internal error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, f"internal error in avsearch ({type(exc).__name__}); the server log has the details")
+class CatchBugs:
+    """ASGI middleware: a bug (any other exception) is logged once, with its traceback, and answered 500
+    {"error": ...}; a client that went away mid-request (ClientDisconnect) is logged as that, not as a
+    bug. (Starlette's own handler for Exception answers and then re-raises, so uvicorn logged each
+    500 a second time.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except ClientDisconnect:
+            log.info("the client went away during %s %s", scope["method"], scope["path"])
+        except Exception as exc:
+            log.error("internal error on %s %s", scope["method"], scope["path"], exc_info=exc)
+            if not started:  # else the client has part of an answer already: nothing more can be said
+                name = type(exc).__name__
+                bug = error_response(500, f"internal error in avsearch ({name}); the server log has the details")
+                await bug(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -92,4 +126,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AvsearchError, _library_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _bug)
+    app.add_middleware(CatchBugs)

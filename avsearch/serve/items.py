@@ -8,7 +8,6 @@ sends becomes part of a filesystem path.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from avsearch.media.detect import detect
 from avsearch.media.walk import printable
 from avsearch.serve.errors import NotFound
+from avsearch.serve.files import IndexedFile, open_indexed_file
 from avsearch.store.index import Index
 from avsearch.store.tables import FileRecord, is_key
 
@@ -80,16 +80,11 @@ def item_json(item_id: str, modality: str, record: FileRecord) -> dict[str, Any]
     return {"id": item_id, "path": path, "name": os.path.basename(path), "modality": modality, **extra}
 
 
-def item_file(record: FileRecord) -> Path:
-    """The item's file as it is on disk now; NotFound when it is gone or not a regular file (an item
-    indexed from vectors, `avsearch index --embeddings`, has no file)."""
-    path = Path(record.path)
-    try:
-        if stat.S_ISREG(path.stat().st_mode):
-            return path
-    except OSError:
-        pass
-    raise NotFound(f"{printable(record.path)}: the file of this item is not on disk (moved, deleted, or never was)")
+def item_file(index: Index, record: FileRecord, follow_symlinks: str) -> IndexedFile:
+    """The item's file, opened and checked against its row (serve/files.py: inside the index's roots,
+    unchanged since indexing); NotFound when it is gone, elsewhere or not a regular file (an item indexed
+    from vectors, `avsearch index --embeddings`, has no file), ChangedSinceIndexing when it changed."""
+    return open_indexed_file(record, index.manifest.roots, follow_symlinks)
 
 
 def media_type(path: Path) -> str:

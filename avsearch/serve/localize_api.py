@@ -23,11 +23,12 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from PIL import Image
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from avsearch.errors import IncompatibleError, InputError
-from avsearch.media.walk import printable
 from avsearch.modalities import AUDIO, CLAP, CLIP, IMAGE
+from avsearch.serve.form_values import finite_number, query_finite, query_whole, whole_number
 from avsearch.serve.items import item_file, require_item
 from avsearch.serve.live import LiveIndex
 from avsearch.serve.uploads import Upload, naming_the_upload, receive_upload, upload_kind
@@ -36,14 +37,19 @@ OVERLAY_SIDE = 512  # pixels, the longer side of the overlay sent back
 HEATS = ("max", "sum")
 
 ItemId = Annotated[str, Query(description="An indexed item's id (as search results carry it).")]
-Top = Annotated[int | None, Query(description="Only the best N proposals in the answer.")]
+# The validators hold query strings to the form fields' rule (pydantic alone takes ' 5' and 'nan').
+Top = Annotated[int | None, BeforeValidator(query_whole), Query(description="Only the best N proposals in the answer.")]
+Threshold = Annotated[
+    float | None, BeforeValidator(query_finite), Query(description="Confidence at or above which it belongs.")
+]
 Heat = Annotated[str, Query(description="Heat map: per-pixel max or score-weighted sum of proposals.")]
 
 
 class Localizing:
     """The server's Localizer (made on first use) and the lock its caches need."""
 
-    def __init__(self, live: LiveIndex) -> None:
+    def __init__(self, live: LiveIndex, links: str) -> None:
+        self.links = links  # configs/search.toml [ingest] follow_symlinks: which item files may be read
         self.live = live
         self._localizer: Any = None
         self._bridge: str | None = None
@@ -70,21 +76,22 @@ class Localizing:
         modality, record = require_item(self.live.current().index, image_id)
         if modality != IMAGE:
             raise InputError(f"image_id names a {modality} item, not a picture")
-        picture = item_file(record)
-        names = {"audio": audio_label, "image": printable(picture.name), "image_id": image_id}
+        with item_file(self.live.current().index, record, self.links) as opened:  # checked, then decoded
+            picture, name = opened.real, opened.name
+        names = {"audio": audio_label, "image": name, "image_id": image_id}
         return self.localizer(), picture, names
 
 
-def add_localize_routes(app: FastAPI, live: LiveIndex, max_upload_bytes: int) -> None:
-    """Register /api/localize and /api/match on the app."""
-    state = Localizing(live)
+def add_localize_routes(app: FastAPI, live: LiveIndex, max_upload_bytes: int, links: str) -> None:
+    """Register /api/localize and /api/match on the app (links: which files may be read, serve/files.py)."""
+    state = Localizing(live, links)
 
     def sound_item(audio_id: str) -> tuple[Path, str]:
         modality, record = require_item(live.current().index, audio_id)
         if modality != AUDIO:
             raise InputError(f"audio_id names a {modality} item, not a sound")
-        path = item_file(record)
-        return path, printable(path.name)
+        with item_file(live.current().index, record, links) as opened:
+            return opened.real, opened.name
 
     @app.get("/api/localize")
     def localize_items(audio_id: ItemId, image_id: ItemId, top: Top = None, heat: Heat = "max") -> dict:
@@ -97,13 +104,13 @@ def add_localize_routes(app: FastAPI, live: LiveIndex, max_upload_bytes: int) ->
         """The same for an uploaded sound (multipart `file`) and an indexed picture (`image_id`)."""
         async with receive_upload(request, max_upload_bytes) as upload:
             fields = upload.fields
-            top = _int(fields.get("top"), "top")
+            top = whole_number(fields.get("top"), "top")
             return await run_in_threadpool(
                 _on_upload, upload, lambda: _localize(state, upload.path, upload.name, _id(fields), top, _heat(fields))
             )
 
     @app.get("/api/match")
-    def match_items(audio_id: ItemId, image_id: ItemId, threshold: float | None = None) -> dict:
+    def match_items(audio_id: ItemId, image_id: ItemId, threshold: Threshold = None) -> dict:
         """Whether the indexed sound belongs in the indexed picture: confidence, whole-image score, verdict."""
         path, label = sound_item(audio_id)
         return _match(state, path, label, image_id, threshold)
@@ -112,7 +119,7 @@ def add_localize_routes(app: FastAPI, live: LiveIndex, max_upload_bytes: int) ->
     async def match_upload(request: Request) -> dict:
         """The same for an uploaded sound (multipart `file`) and an indexed picture (`image_id`)."""
         async with receive_upload(request, max_upload_bytes) as upload:
-            threshold = _float(upload.fields.get("threshold"), "threshold")
+            threshold = finite_number(upload.fields.get("threshold"), "threshold")
             return await run_in_threadpool(
                 _on_upload, upload, lambda: _match(state, upload.path, upload.name, _id(upload.fields), threshold)
             )
@@ -167,20 +174,3 @@ def _id(fields: dict[str, str]) -> str:
 
 def _heat(fields: dict[str, str]) -> str:
     return fields.get("heat") or "max"
-
-
-def _int(value: str | None, name: str) -> int | None:
-    if not value:
-        return None
-    if not value.strip().isdigit():
-        raise InputError(f"{name}: expected a whole number, got {value[:20]!r}")
-    return int(value)
-
-
-def _float(value: str | None, name: str) -> float | None:
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise InputError(f"{name}: expected a number, got {value[:20]!r}") from None

@@ -22,6 +22,7 @@ from avsearch.media.pointcloud import load_pointcloud
 from avsearch.media.preview import render_cloud
 from avsearch.modalities import IMAGE, POINTCLOUD
 from avsearch.serve.errors import NotFound
+from avsearch.serve.files import IndexedFile
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,11 @@ class Thumbnails:
         self.rendered = 0  # thumbnails made by this process (the cache serves the rest)
         self._lock = threading.Lock()
 
-    def get(self, item_id: str, modality: str, path: Path) -> Path:
-        """The cached JPEG of the item (id already checked: hex digits only) whose file is `path`."""
+    def get(self, item_id: str, modality: str, opened: IndexedFile) -> Path:
+        """The cached JPEG of the item (id already checked: hex digits only) whose file is `opened`."""
         if modality not in (IMAGE, POINTCLOUD):
             raise NotFound(f"no thumbnail for {modality} items")
-        st = path.stat()
+        st, path = opened.stat, opened.real
         shard = self.folder / item_id[:2]
         target = shard / f"{item_id}-{st.st_size}-{st.st_mtime_ns}-{self.size}.jpg"
         if target.is_file():

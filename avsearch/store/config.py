@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from avsearch.errors import ConfigError
+from avsearch.errors import ConfigError, InputError
 from avsearch.settings import load_sections
 
 CONFIG_NAME = "search.toml"
@@ -21,11 +21,21 @@ class IndexConfig:
 @dataclass(frozen=True)
 class IngestConfig:
     batch_size: int = 32  # files per encoder call and per committed write
-    follow_symlinks: bool = True
+    # Which symbolic links a walk follows: "inside" (targets inside the indexed folder), "anywhere",
+    # "never" (avsearch.media.walk.LINK_POLICIES; true/false, the older settings, mean anywhere/never).
+    follow_symlinks: str | bool = "inside"
     skip_hidden: bool = True
     decode: str = "auto"  # "auto", "threads" or "processes" (embedding/stream.py plan_decode)
     decode_workers: int = 0  # 0: auto (2 threads; processes: one per core but one, at most 16)
     prefetch_batches: int = 2  # batches decoded ahead of the one being encoded
+
+    def __post_init__(self) -> None:
+        from avsearch.media.walk import link_policy
+
+        try:
+            object.__setattr__(self, "follow_symlinks", link_policy(self.follow_symlinks))
+        except InputError as exc:
+            raise ConfigError(f"[ingest] {exc}") from None
 
 
 @dataclass(frozen=True)

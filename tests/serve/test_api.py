@@ -13,6 +13,7 @@ from PIL import Image
 
 from avsearch import __version__
 from avsearch.errors import DecodeError
+from avsearch.indexing.pipeline import index_folder
 from avsearch.media.failures import NOT_MEDIA
 from avsearch.search.engine import SearchEngine
 from avsearch.serve import app as app_module
@@ -208,8 +209,8 @@ def test_thumbnails_of_pictures_and_point_clouds(client: TestClient, library: Li
     assert (r.status_code, r.json()) == (404, {"error": "no thumbnail for audio items"})
 
 
-def test_thumbnail_made_once_and_remade_when_the_file_changes(own_library: Library) -> None:
-    app = app_module.create_app(own_library.index, encoder_loader=FakeLoader())
+def test_thumbnail_made_once_and_remade_when_the_file_changes(own_library: Library, bridges: list[Path]) -> None:
+    app = app_module.create_app(own_library.index, encoder_loader=FakeLoader(), reload_interval=0)
     thumbs = app.state.thumbnails
     picture = own_library.images[0]
     url = f"/api/items/{own_library.id(picture)}/thumbnail"
@@ -220,6 +221,10 @@ def test_thumbnail_made_once_and_remade_when_the_file_changes(own_library: Libra
         assert c.get(url).content == first and thumbs.rendered == 1
         assert cached.stat().st_mtime_ns == made
         Image.new("RGB", (40, 20), (200, 10, 10)).save(picture, format="PNG")  # the file changes on disk
+        stale = c.get(url)  # no longer the file indexed: not decoded until it is indexed again
+        assert stale.status_code == 409 and "changed since it was indexed" in stale.json()["error"]
+        assert thumbs.rendered == 1
+        index_folder(own_library.root, own_library.index, bridges, encoder_loader=FakeLoader())
         changed = c.get(url)
         assert thumbs.rendered == 2 and changed.content != first
         assert Image.open(io.BytesIO(changed.content)).size == (40, 20)
