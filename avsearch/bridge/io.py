@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from avsearch.bridge.model import Bridge, BridgeMeta, Side
 from avsearch.checkpoints import is_refusal, loading, refusal
 from avsearch.errors import InputError
 from avsearch.timings import timed
+
+log = logging.getLogger(__name__)
 
 META_KEY = "avsearch.bridge"  # header key holding the JSON metadata
 FORMAT_VERSION = 1
@@ -60,10 +64,12 @@ def save_bridge(bridge: Bridge, path: str | Path) -> str:
 
 @timed("load bridge")
 def open_bridge(path: str | Path, device: str | torch.device | None = None) -> Bridge:
-    """A bridge from either format: a .safetensors bridge file, or a released C-MCR .pt checkpoint."""
+    """A bridge from either format: a .safetensors bridge file, or a released C-MCR .pt checkpoint (with
+    the score calibrations of its sidecar file, when one was made for these weights)."""
     path = Path(path)
     if path.suffix == ".pt":
         bridge = import_released(path)
+        bridge.meta = replace(bridge.meta, calibrations=_sidecar_calibrations(path, bridge.fingerprint))
         return bridge.to(device) if device is not None else bridge
     return load_bridge(path, device)
 
@@ -72,7 +78,7 @@ def read_bridge_meta(path: str | Path) -> tuple[BridgeMeta, str]:
     """Metadata and fingerprint of a bridge file (cheap for .safetensors: no tensors are loaded)."""
     path = Path(path)
     if path.suffix == ".pt":
-        bridge = import_released(path)
+        bridge = open_bridge(path)
         return bridge.meta, bridge.fingerprint
     header = _read_header(path)
     try:
@@ -80,6 +86,44 @@ def read_bridge_meta(path: str | Path) -> tuple[BridgeMeta, str]:
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: bridge metadata is malformed ({exc})") from exc
     return meta, header.get("fingerprint", "")
+
+
+def calibration_sidecar(path: str | Path) -> Path:
+    """Where the score calibrations of a released .pt bridge are kept (a .pt file holds no metadata)."""
+    path = Path(path)
+    return path.with_name(path.name + ".calibration.json")
+
+
+def save_calibrations(path: str | Path, bridge: Bridge) -> Path:
+    """Store `bridge.meta.calibrations` with the bridge at `path` (rewritten atomically: same weights, same
+    fingerprint, so indexes made with it stay valid; a .pt bridge gets a sidecar JSON). Returns the file
+    written."""
+    path = Path(path)
+    if path.suffix != ".pt":
+        save_bridge(bridge, path)
+        return path
+    sidecar = calibration_sidecar(path)
+    data = {"fingerprint": bridge.fingerprint, "calibrations": bridge.meta.calibrations}
+    tmp = sidecar.with_name(sidecar.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, sidecar)
+    return sidecar
+
+
+def _sidecar_calibrations(path: Path, fingerprint: str) -> dict[str, Any]:
+    """The calibrations of a .pt bridge's sidecar, if it was made for these very weights."""
+    sidecar = calibration_sidecar(path)
+    if not sidecar.is_file():
+        return {}
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        stored, calibrations = data["fingerprint"], dict(data["calibrations"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{sidecar}: malformed calibration file ({exc})") from None
+    if stored != fingerprint:
+        log.warning("%s was made for other weights (%s, not %s): ignored", sidecar, stored, fingerprint)
+        return {}
+    return calibrations
 
 
 def load_bridge(path: str | Path, device: str | torch.device | None = None) -> Bridge:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avsearch.bridge.calibration import recalibrate
+from avsearch.bridge.confidence import Calibration, pair_key
 from avsearch.bridge.heads import HeadSpec, build_head
 from avsearch.errors import IncompatibleError, InputError
 
@@ -38,6 +39,13 @@ class BridgeMeta:
     metrics: dict[str, Any] = field(default_factory=dict)  # final losses, training time
     source: str = "trained"  # "trained" or "imported:<file name>"
     package_version: str = ""
+    # Score calibrations by modality pair ("audio|image": bridge/confidence.py Calibration.to_dict()).
+    calibrations: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def calibration(self, a: str, b: str) -> Calibration | None:
+        """The score calibration of modality pair (a, b), or None when the bridge holds none."""
+        stored = self.calibrations.get(pair_key(a, b))
+        return Calibration.from_dict(stored) if stored else None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -60,6 +68,7 @@ class BridgeMeta:
             metrics=dict(d.get("metrics", {})),
             source=d.get("source", "trained"),
             package_version=d.get("package_version", ""),
+            calibrations=dict(d.get("calibrations", {})),
         )
 
     @property

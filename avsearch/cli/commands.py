@@ -10,6 +10,7 @@ COMMAND_MODULES = (
     "weights",  # list model weight files
     "embed",  # media/captions -> {modality}.{space}.npy
     "train",  # fit a C-MCR bridge
+    "calibrate",  # a bridge's scores calibrated on real pairs
     "project",  # native embeddings -> shared space
     "index",  # build/update a search index over a media folder
     "query",  # cross-modal queries
