@@ -7,11 +7,23 @@ import torch.nn.functional as F
 
 
 def semantic_completion(
-    x: torch.Tensor, noise_var: float, *, noise: bool, renorm: bool, generator: torch.Generator | None
+    x: torch.Tensor,
+    noise_var: float,
+    *,
+    noise: bool,
+    renorm: bool,
+    generator: torch.Generator | None,
+    draw: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Eq. 3: add fresh zero-mean gaussian noise of variance noise_var, then re-normalise (x: (B, d))."""
+    """Eq. 3: add fresh zero-mean gaussian noise of variance noise_var, then re-normalise (x: (B, d)).
+
+    `draw`: a standard-normal tensor shaped like x to scale and add instead of a fresh one (a fixed
+    draw lets a test recompute a training step exactly).
+    """
     if noise:
-        x = x + torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * noise_var**0.5
+        if draw is None:
+            draw = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x = x + draw * noise_var**0.5
     return F.normalize(x, dim=-1) if renorm else x
 
 

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from avsearch import __version__
 from avsearch.bridge.checkpoint import TrainCheckpoint, load_checkpoint, save_checkpoint
+from avsearch.bridge.confidence import pair_key, pseudo_calibration
 from avsearch.bridge.config import TrainConfig
 from avsearch.bridge.consistency import ConsistencyReport, consistency_pass
 from avsearch.bridge.data import BridgeData, load_bridge_data
@@ -162,6 +163,44 @@ def loss_terms(
     return terms
 
 
+def completion(
+    config: TrainConfig, generator: torch.Generator | None, draws: Sequence[torch.Tensor] | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Eq. 3 as a training step applies it (noise and re-normalisation as the ablation switches say):
+    fresh noise from `generator` for each batch, or else the standard-normal `draws`, one per call in
+    the order loss_terms completes its batches (overlap 0, overlap 1, pseudo 0, pseudo 1)."""
+    method, abl = config.method, config.ablation
+    pending = list(draws) if draws is not None else None
+
+    def complete(x: torch.Tensor) -> torch.Tensor:
+        draw = pending.pop(0) if pending is not None else None
+        return semantic_completion(
+            x, method.noise_var, noise=abl.noise, renorm=abl.renorm, generator=generator, draw=draw
+        )
+
+    return complete
+
+
+def train_step(
+    bridge: Bridge,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    batch: list[torch.Tensor],
+    complete: Callable[[torch.Tensor], torch.Tensor],
+    lr: float,
+) -> dict[str, torch.Tensor]:
+    """One optimisation step on `batch` (eq. 3-10, then AdamW at learning rate `lr`); returns the loss
+    terms. The gradients stay in the parameters' .grad until the next step clears them."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    terms = loss_terms(bridge, config, batch, complete)
+    optimizer.zero_grad(set_to_none=True)
+    if terms["loss"].requires_grad:
+        terms["loss"].backward()
+        optimizer.step()
+    return terms
+
+
 @torch.no_grad()
 def evaluate_holdout(bridge: Bridge, config: TrainConfig, batches: _Batches, batch_size: int) -> dict[str, float]:
     """All loss terms on the held-out pairs, in eval mode and without noise (what inference sees)."""
@@ -257,8 +296,16 @@ def train_bridge(
         bridge.recalibrate(side.space, config.overlap, data.overlap[i])
     bridge.eval()
     samples_per_s = len(batches) * opt_cfg.epochs / run.train_s if run.train_s > 0 else 0.0
+    # 5. Score calibration from the held-out captions' pseudo pairs (bridge/confidence.py).
+    sides = config.sides
+    calibration = pseudo_calibration(
+        lambda i, x: bridge.project(sides[i].space, x, modality=sides[i].memory), pseudo, held_rows, opt_cfg.seed
+    )
+    if calibration is None:
+        log.warning("too few held-out captions (%d) for a score calibration: scores stay uncalibrated", held_rows.size)
     bridge.meta = replace(
         bridge.meta,
+        calibrations={pair_key(sides[0].memory, sides[1].memory): calibration.to_dict()} if calibration else {},
         data_fingerprint=data.fingerprint,
         package_version=__version__,
         metrics=_metrics(run, data, len(batches), len(held), samples_per_s, consistency_s, dev)
@@ -291,25 +338,17 @@ def _train_epoch(
     run: _Run, config: TrainConfig, batches: _Batches, batch_size: int, steps: int, bar: Any
 ) -> dict[str, float]:
     """One pass over the training pairs in a fresh order; returns the epoch's mean loss terms."""
-    opt_cfg, method, abl = config.optim, config.method, config.ablation
+    opt_cfg = config.optim
     total_steps = steps * opt_cfg.epochs
-
-    def complete(x: torch.Tensor) -> torch.Tensor:
-        return semantic_completion(x, method.noise_var, noise=abl.noise, renorm=abl.renorm, generator=run.noise_gen)
-
+    complete = completion(config, run.noise_gen)
     started = time.perf_counter()
     perm = torch.randperm(len(batches), generator=run.order_gen)
     sums: dict[str, float] = {}
     lr = opt_cfg.lr
     for b in range(steps):
         lr = cosine_lr(run.step, total_steps, opt_cfg.lr, opt_cfg.min_lr_ratio)
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
-        terms = loss_terms(run.bridge, config, batches.get(perm[b * batch_size : (b + 1) * batch_size]), complete)
-        run.optimizer.zero_grad(set_to_none=True)
-        if terms["loss"].requires_grad:
-            terms["loss"].backward()
-            run.optimizer.step()
+        batch = batches.get(perm[b * batch_size : (b + 1) * batch_size])
+        terms = train_step(run.bridge, run.optimizer, config, batch, complete, lr)
         run.step += 1
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + float(value.detach())

@@ -10,6 +10,10 @@ Known gaps (strict xfail: each turns red the day the world makes the method reje
 must then be removed): this world does not yet reward the intra-MCR term, both InfoNCE directions,
 completion noise, re-normalisation or L_avc over L_ttc alone; measured figures are in the notes of
 issue 10 and benchmarks/ablations.py shows the same rows.
+
+These are outcome-level checks only. Every broken trainer of the list is rejected at the level of the
+equations: applied to the product source (source_mutants.py), each turns tests of test_golden_step.py
+red (`python -m tests.bridge.run_mutants` prints which).
 """
 
 from __future__ import annotations
