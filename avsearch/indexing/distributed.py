@@ -208,6 +208,7 @@ class RayEmbedder:
             if index.manifest.record_encoder(name, row["encoder"]):
                 index.commit()
             fragments = [pickle.loads(f) for f in row["fragments"]]
+            index.check_lock()
             version = lance.dataset(layout.uri).version
             lance.LanceDataset.commit(layout.uri, lance.LanceOperation.Append(fragments), read_version=version)
         self.nodes[row["node"]] += row["written"]

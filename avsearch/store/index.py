@@ -35,7 +35,7 @@ from avsearch.store import ann_files
 from avsearch.store.ann_files import LoadedAnn
 from avsearch.store.config import load_search_config
 from avsearch.store.location import Location
-from avsearch.store.locks import writer_lock
+from avsearch.store.locks import WriterLock, writer_lock
 from avsearch.store.manifest import Manifest, load_manifest, save_manifest
 from avsearch.store.tables import TABLES_DIR, MediaStore
 
@@ -100,6 +100,7 @@ class Index:
         self.manifest = manifest
         self.writable = writable
         self.tables = MediaStore(self.location)
+        self.lock: WriterLock | None = None  # set by `update`: checked before every write
         loader = encoder_loader or default_loader(Path(weights_dir) if weights_dir else None, device)
         self.models = Models(
             manifest,
@@ -167,13 +168,14 @@ class Index:
         """
         location = Location.of(path)
         _make_folder(location)
-        with writer_lock(location):
+        with writer_lock(location) as lock:
             manifest = _writable_manifest(location, _as_list(bridges), default_bridges, weights_dir, backend)
             if rebuild:
                 _drop_contents(location, manifest)
             index = cls(
                 location, manifest, weights_dir=weights_dir, device=device, encoder_loader=encoder_loader, writable=True
             )
+            index.lock = index.tables.lock = lock
             index.commit()  # the index describes itself before any row is written
             for modality, entry in manifest.modalities.items():
                 index.tables.ensure_table(modality, entry.native_dim, manifest.shared_dims(modality))
@@ -181,10 +183,16 @@ class Index:
 
     # -- writing ---------------------------------------------------------------------------------------
 
+    def check_lock(self) -> None:
+        """Before a write: InputError when this run lost its writer lock (a lease taken over, store/locks.py)."""
+        if self.lock is not None:
+            self.lock.check()
+
     def commit(self) -> None:
         """Save the manifest (atomically)."""
         if not self.writable:
             raise RuntimeError("this Index was opened for reading")  # a bug in avsearch, not user input
+        self.check_lock()
         save_manifest(self.location, self.manifest)
 
     def add_root(self, root: Path) -> None:
@@ -208,6 +216,7 @@ class Index:
     def record_failed(self, failed: dict[str, FailedFile]) -> None:
         """Replace the list of failed files (atomically; surrogate-escaped names survive JSON's \\u escapes)."""
         text = json.dumps({p: asdict(f) for p, f in sorted(failed.items())}, indent=1)
+        self.check_lock()
         self.location.write_bytes(FAILED_NAME, text.encode("utf-8"))
 
     def cache_dir(self, name: str) -> Path:
@@ -233,9 +242,11 @@ class Index:
         return ann_files.read_ann_meta(self.location, name)
 
     def save_ann(self, name: str, index: Any, params: Any, paths: list[str], table_version: int) -> dict[str, Any]:
+        self.check_lock()
         return ann_files.save_ann(self.location, name, index, params, paths, table_version)
 
     def remove_ann(self, name: str) -> None:
+        self.check_lock()
         ann_files.remove_ann(self.location, name)
 
     # -- description -----------------------------------------------------------------------------------

@@ -10,6 +10,10 @@ so the lock there is a lease: the object <index>/.lock holds {host, pid, token, 
      token is there goes on (the store keeps the last PUT),
   3. renews it every LEASE_TTL/4 seconds from a background thread while it writes, and deletes it at the
      end if it is still its own.
+A writer whose lease was taken over (another run found it stale and wrote its own), or that could not
+renew it for LEASE_TTL seconds (another run may have taken it over since), has lost it: its next write
+(a table commit, the manifest, a FAISS file, the failed-files list: `WriterLock.check`) raises an
+InputError saying so, and the run stops instead of writing beside the new writer.
 A lease is stale, and taken over, when it was not renewed for LEASE_TTL seconds (a writer killed on
 another machine), or at once when it names this host and a process id that no longer runs (a writer
 killed here: the kill -9-then-resume case). This is a best-effort guard against two `avsearch index`
@@ -45,15 +49,22 @@ def busy(where: object, detail: str = "") -> InputError:
     return InputError(f"{where}: another `avsearch index` is writing this index{detail}")
 
 
+class WriterLock:
+    """What `writer_lock` holds. check(): call before each write; raises InputError once the lock is lost."""
+
+    def check(self) -> None:
+        """An flock is held until the process ends: never lost."""
+
+
 @contextlib.contextmanager
-def writer_lock(location: Location) -> Iterator[None]:
+def writer_lock(location: Location) -> Iterator[WriterLock]:
     """Hold the index's writer lock for the block (InputError when another writer holds it)."""
     if location.is_local:
         with _flock(Path(location.uri)):
-            yield
+            yield WriterLock()
     else:
-        with _lease(location):
-            yield
+        with _lease(location) as lease:
+            yield lease
 
 
 @contextlib.contextmanager
@@ -108,12 +119,17 @@ def _running(pid: int) -> bool:
     return True
 
 
-class _Lease:
+class _Lease(WriterLock):
     def __init__(self, location: Location) -> None:
         self.location = location
         self.token = uuid.uuid4().hex
         self.stop = threading.Event()
-        self.lost = False
+        self.lost: str | None = None  # why the lease was lost (None: still held)
+        self.renewed_at = time.monotonic()  # when the lease the store last took from us was written
+
+    def check(self) -> None:
+        if self.lost is not None:
+            raise InputError(f"{self.location}: this run stopped: {self.lost}")
 
     def body(self) -> bytes:
         lease = {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token, "renewed": time.time()}
@@ -125,13 +141,21 @@ class _Lease:
     def renew_until_stopped(self) -> None:
         while not self.stop.wait(LEASE_TTL / 4):
             try:
-                if not self.held():
-                    self.lost = True
-                    log.error("%s: the writer lease was taken over by another run", self.location)
-                    return
+                current = _read_lease(self.location) or {}
+                if current.get("token") != self.token:
+                    now = f"{current.get('host')} pid {current.get('pid')} holds it now" if current else "it is gone"
+                    return self._lose(f"the writer lease was taken over by another run ({now})")
+                stamp = time.monotonic()  # the lease written says "renewed now": others count from here
                 self.location.write_bytes(LOCK_NAME, self.body())
-            except Exception as exc:  # a missed renewal is retried; the lease lasts LEASE_TTL
+                self.renewed_at = stamp
+            except Exception as exc:  # a missed renewal is retried while the lease lasts (LEASE_TTL)
                 log.warning("%s: lease renewal failed: %s", self.location, exc)
+                if time.monotonic() - self.renewed_at > LEASE_TTL:
+                    return self._lose(f"the writer lease could not be renewed for {LEASE_TTL:g} s ({exc})")
+
+    def _lose(self, why: str) -> None:
+        self.lost = why
+        log.error("%s: %s; the run stops at its next write", self.location, why)
 
 
 def _refusal(location: Location, lease: dict[str, Any]) -> InputError:
@@ -144,7 +168,7 @@ def _refusal(location: Location, lease: dict[str, Any]) -> InputError:
 
 
 @contextlib.contextmanager
-def _lease(location: Location) -> Iterator[None]:
+def _lease(location: Location) -> Iterator[_Lease]:
     current = _read_lease(location)
     if current is not None and not lease_is_stale(current):
         raise _refusal(location, current)
@@ -159,10 +183,10 @@ def _lease(location: Location) -> Iterator[None]:
     renewer = threading.Thread(target=lease.renew_until_stopped, name="avsearch-lease", daemon=True)
     renewer.start()
     try:
-        yield
+        yield lease
     finally:
         lease.stop.set()
         renewer.join()
         with contextlib.suppress(Exception):  # a lease left behind goes stale by itself
-            if lease.held():
+            if lease.lost is None and lease.held():
                 location.delete(LOCK_NAME)

@@ -39,6 +39,7 @@ from avsearch.errors import DamagedIndexError, IncompatibleError, InputError
 from avsearch.media.metadata import FileMeta, MediaInfo
 from avsearch.media.walk import printable
 from avsearch.store.location import Location
+from avsearch.store.locks import WriterLock
 from avsearch.store.manifest import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -221,13 +222,19 @@ class MediaStore:
                 raise
             raise _unreadable(f"{location}: the tables", exc) from exc
         self._tables: dict[str, lancedb.table.Table] = {}
+        self.lock: WriterLock | None = None  # a writer's lock, checked before every commit (store/locks.py)
         self._pinned: dict[tuple[str, int], lancedb.table.Table] = {}  # (modality, version) -> table
 
     def modalities(self) -> list[str]:
         return sorted(self._db.list_tables(limit=1000).tables)
 
+    def _check_lock(self) -> None:
+        if self.lock is not None:
+            self.lock.check()
+
     def ensure_table(self, modality: str, native_dim: int, shared: dict[str, int]) -> None:
         """Create the modality's table if missing; refuse one whose vector widths differ."""
+        self._check_lock()
         listed = modality in self.modalities()
         if listed and self._phantom(modality):
             # a dropped table whose empty prefix the store still lists (SeaweedFS keeps empty folders)
@@ -366,6 +373,7 @@ class MediaStore:
         """Insert or replace rows by path in ONE commit. vectors: every vector column -> (N, width)."""
         if not records:
             return
+        self._check_lock()
         tbl = self._table(modality)
         for column in self.vector_columns(modality):
             if column not in vectors:
@@ -378,6 +386,7 @@ class MediaStore:
         """Delete rows by path (one commit per 512 paths); returns how many paths were asked for."""
         paths = list(paths)
         for chunk in _chunks(paths, _IN_CHUNK):
+            self._check_lock()
             self._table(modality).delete(_keys_in(chunk))
         return len(paths)
 
@@ -396,6 +405,7 @@ class MediaStore:
     def compact(self, modality: str) -> None:
         """Merge the small per-batch fragments, bring the key index up to date and drop old versions
         (after a completed run)."""
+        self._check_lock()
         try:
             tbl = self._table(modality)
             # Rows are found by key (hits, items, upserts, deletes): without a B-tree every lookup scans

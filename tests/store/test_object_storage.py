@@ -329,8 +329,79 @@ def test_a_writer_that_lost_the_lease_race_stops(s3_server, monkeypatch) -> None
         rival = {"host": "other-machine", "pid": 1, "token": "rival", "renewed": time.time()}
         where.write_bytes(locks.LOCK_NAME, json.dumps(rival).encode())
 
-    monkeypatch.setattr(locks, "time", types.SimpleNamespace(time=time.time, sleep=rival_writes_meanwhile))
+    monkeypatch.setattr(
+        locks, "time", types.SimpleNamespace(time=time.time, monotonic=time.monotonic, sleep=rival_writes_meanwhile)
+    )
     refused = pytest.raises(InputError, match=r"writing this index \(other-machine pid 1, lease renewed")
     with refused, locks.writer_lock(where):
         pytest.fail("both writers went on")
     assert json.loads(where.read_bytes(locks.LOCK_NAME))["token"] == "rival"  # the winner's lease stays
+
+
+def test_the_lease_is_renewed_while_the_run_holds_it(s3_server, monkeypatch) -> None:  # noqa: F811
+    import json
+
+    monkeypatch.setattr(locks, "LEASE_TTL", 0.8)  # renewed every 0.2 s
+    where = fresh(s3_server)
+    with locks.writer_lock(where) as lock:
+        first = json.loads(where.read_bytes(locks.LOCK_NAME))
+        time.sleep(1.2)  # longer than the lease lives without renewal
+        now = json.loads(where.read_bytes(locks.LOCK_NAME))
+        assert now["token"] == first["token"] and now["renewed"] - first["renewed"] >= 0.6
+        assert not locks.lease_is_stale(now)
+        refused = pytest.raises(InputError, match="another `avsearch index` is writing this index")
+        with refused, locks.writer_lock(where):  # a second writer finds a live lease, not a stale one
+            pytest.fail("a renewed lease was taken over")
+        lock.check()  # still held: the run goes on
+    assert where.read_bytes(locks.LOCK_NAME) is None  # released at the end
+
+
+def test_a_run_whose_lease_was_taken_over_stops(s3_server, bridge, tmp_path, monkeypatch) -> None:  # noqa: F811
+    import json
+
+    monkeypatch.setattr(locks, "LEASE_TTL", 0.4)  # renewed (and checked) every 0.1 s
+    root = tmp_path / "media"
+    media(root, images=5, sounds=0)
+    where = fresh(s3_server)
+    rival = {"host": "other-machine", "pid": 1, "token": "rival", "renewed": time.time()}
+    real = MediaStore.upsert
+    upserts: list[int] = []
+
+    def takeover_after_the_first_batch(self: MediaStore, modality: str, records, vectors) -> None:
+        real(self, modality, records, vectors)
+        upserts.append(len(records))
+        if len(upserts) == 1:  # another machine found our lease stale and took it over: it renews its own
+            for _ in range(12):  # (a renewal of ours that read just before a write of the rival's overwrites
+                where.write_bytes(locks.LOCK_NAME, json.dumps(rival).encode())  # it once; the next one sees it)
+                time.sleep(0.05)
+
+    monkeypatch.setattr(MediaStore, "upsert", takeover_after_the_first_batch)
+    # (SeaweedFS may answer "no such object" to a read racing two writes of it)
+    now = r"(other-machine pid 1 holds it now|it is gone)"
+    stopped = rf"this run stopped: the writer lease was taken over by another run \({now}\)"
+    with pytest.raises(InputError, match=rf"^{where.uri}: {stopped}$"):
+        index_folder(root, where, bridge, encoder_loader=FakeLoader(), batch_size=1)
+    assert upserts == [1]  # no batch was written after the loss was seen
+    monkeypatch.setattr(MediaStore, "upsert", real)
+    assert Index.open(where).tables.count("image") == 1
+    assert json.loads(where.read_bytes(locks.LOCK_NAME))["token"] == "rival"  # the new writer's lease stays
+
+
+def test_a_lease_that_cannot_be_renewed_is_lost(s3_server, monkeypatch) -> None:  # noqa: F811
+    monkeypatch.setattr(locks, "LEASE_TTL", 0.6)  # renewal tried every 0.15 s
+    monkeypatch.setattr(locks, "SETTLE", 0.05)
+    where = fresh(s3_server)
+    real = Location.write_bytes
+
+    def store_refuses_the_lease(self: Location, rel: str, data: bytes) -> None:
+        if rel == locks.LOCK_NAME:
+            raise OSError("the store does not answer")
+        real(self, rel, data)
+
+    with locks.writer_lock(where) as lock:
+        monkeypatch.setattr(Location, "write_bytes", store_refuses_the_lease)
+        time.sleep(0.2)  # renewals failing for less than LEASE_TTL: the lease is still ours
+        lock.check()
+        time.sleep(1.0)
+        with pytest.raises(InputError, match=r"could not be renewed for 0.6 s \(the store does not answer\)"):
+            lock.check()
