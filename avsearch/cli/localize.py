@@ -119,3 +119,5 @@ def match_command(
     out.print(f"confidence {result.confidence:.4f} (best box {result.localization.best.box.to_list()})", markup=False)
     out.print(f"whole image {result.localization.whole_image_score:.4f}", markup=False)
     out.print(f"threshold {result.threshold:.4f}: {result.threshold_source}", markup=False)
+    if result.probability is not None:
+        out.print(f"probability {result.probability:.2f} that the sound belongs (bridge calibration)", markup=False)

@@ -89,6 +89,16 @@ def query_command(
             ),
         ),
     ] = None,
+    min_score: Annotated[
+        str | None,
+        typer.Option(
+            "--min-score",
+            help=(
+                "Drop hits scoring below this: a number, or 'auto' (below the bridge's calibrated level where a "
+                "hit is more likely related than not; lists without a calibration keep every hit)."
+            ),
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON (for scripts).")] = False,
     paths_only: Annotated[bool, typer.Option("--paths-only", help="Print only the paths, one a line.")] = False,
     html_out: Annotated[
@@ -110,6 +120,7 @@ def query_command(
     """
     from avsearch.search.filters import SearchFilters
     from avsearch.search.query import query
+    from avsearch.search.results import apply_min_score, parse_min_score
     from avsearch.settings import load_settings
     from avsearch.store.index import Index
 
@@ -124,6 +135,7 @@ def query_command(
         since=since,
         until=until,
     )
+    cut = parse_min_score(min_score)
     settings = load_settings()
     index = Index.open(
         index_location(index_dir, storage_option),
@@ -145,6 +157,9 @@ def query_command(
     note = _backend_note(index, backend, audio, image, pointcloud, text, item)
     if note:
         err.print(note, markup=False, highlight=False)
+    if apply_min_score(results, cut):
+        lists = ", ".join(f"{r.query_modality} -> {r.target}" for r in results if r.calibration is None and r.hits)
+        err.print(f"--min-score auto: {lists} uncalibrated (no bridge calibration): every hit kept", highlight=False)
 
     if html_out is not None:
         from avsearch.search.html_report import write_html_report
@@ -179,13 +194,28 @@ def _table(r: ResultSet, with_backend: bool) -> Table:
     """One result list as a table; titled with its backend when several are shown."""
     label = f"{r.backend}: " if with_backend else ""
     table = Table(title=f"{label}{r.query_modality} -> {r.target} ({r.space}, {r.index_kind})")
-    for column, justify in (("#", "right"), ("score", "right"), ("path", "left")):
+    calibrated = r.calibration is not None
+    columns = (("#", "right"), ("score", "right")) + ((("p", "right"),) if calibrated else ()) + (("path", "left"),)
+    for column, justify in columns:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for hit in r.hits:
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", printable(hit.path))
+        p = (f"{hit.probability:.2f}",) if calibrated and hit.probability is not None else ("",) * calibrated
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", *p, printable(hit.path))
     if not r.hits:
-        table.add_row("", "", f"(no {r.target} in this index)")
+        table.add_row(
+            *[""] * (len(columns) - 1), f"(no {r.target} {'above --min-score' if r.weaker else 'in this index'})"
+        )
+    table.caption = _caption(r)
     return table
+
+
+def _caption(r: ResultSet) -> str:
+    """Whether the scores are calibrated (and from what), and how many hits a minimum score dropped."""
+    if r.calibration is None:
+        text = "scores uncalibrated: they rank this list, they do not say whether a hit is related"
+    else:
+        text = f"p: chance the hit belongs with the query, calibrated from {r.calibration['source']}"
+    return text + (f"; {r.weaker} weaker hits hidden" if r.weaker else "")
 
 
 def _backend_note(index: Index, backend: str | None, *given: object) -> str | None:

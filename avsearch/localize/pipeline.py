@@ -26,8 +26,6 @@ from avsearch.modalities import AUDIO, CLAP, CLIP, IMAGE
 
 log = logging.getLogger(__name__)
 
-BRIDGE_THRESHOLD_KEY = "match_threshold"  # a bridge file's metrics entry holding a calibrated threshold
-
 
 def upright_size(path: Path) -> tuple[int, int]:
     """(width, height) of a picture as shown (EXIF rotation applied), from its header."""
@@ -161,13 +159,17 @@ class Localizer:
         )
 
     def threshold(self, given: float | None = None) -> tuple[float, str]:
-        """The match threshold and where it came from: given, the bridge's calibration, or the config."""
+        """The match threshold and where it came from: given, the bridge's score calibration (its 0.5
+        level for sound-picture pairs: above it a pair is more likely related than not), or the config."""
         if given is not None:
             return float(given), "given"
-        calibrated = self.bridge.meta.metrics.get(BRIDGE_THRESHOLD_KEY)
-        if calibrated is not None:
-            return float(calibrated), "bridge calibration"
-        return self.config.match.threshold, "default (configs/localize.toml [match]; the bridge holds no calibration)"
+        calibration = self.bridge.meta.calibration(AUDIO, IMAGE)
+        if calibration is not None and calibration.score_at_50 is not None:
+            return calibration.score_at_50, f"bridge calibration (from {calibration.source})"
+        return (
+            self.config.match.threshold,
+            "default (configs/localize.toml [match]; uncalibrated: the bridge holds no calibration)",
+        )
 
     def match(
         self, audio: str | Path, image: str | Path, threshold: float | None = None, boxes: list[Box] | None = None
@@ -175,7 +177,9 @@ class Localizer:
         """Does the sound belong in the picture: the best proposal's score against the threshold."""
         found = self.localize(audio, image, boxes)
         value, source = self.threshold(threshold)
-        return MatchResult(found, value, source)
+        calibration = self.bridge.meta.calibration(AUDIO, IMAGE)
+        probability = None if calibration is None else float(calibration.probability(found.confidence))
+        return MatchResult(found, value, source, probability)
 
 
 def _existing(path: str | Path, what: str) -> Path:

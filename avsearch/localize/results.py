@@ -92,7 +92,8 @@ class MatchResult:
 
     localization: Localization
     threshold: float
-    threshold_source: str  # "given", "bridge calibration", or the config default (said so)
+    threshold_source: str  # "given", "bridge calibration (from ...)", or the config default (said so)
+    probability: float | None = None  # P(related | confidence) from the bridge's calibration; None: uncalibrated
 
     @property
     def confidence(self) -> float:
@@ -113,6 +114,7 @@ class MatchResult:
             "best": loc.best.to_dict(),
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
+            "probability": None if self.probability is None else round(self.probability, 4),
             "proposal_source": loc.proposal_source,
             "bridge": loc.bridge,
         }

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 
+from avsearch.bridge.confidence import Calibration
 from avsearch.errors import DecodeError, InputError
 from avsearch.media.detect import detect
 from avsearch.media.failures import NOT_MEDIA
@@ -23,6 +25,9 @@ from avsearch.store.ann_files import LoadedAnn, ann_name
 from avsearch.store.index import Index
 from avsearch.store.tables import path_key
 from avsearch.timings import timed
+
+if TYPE_CHECKING:
+    from avsearch.bridge.model import BridgeMeta
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ class SearchEngine:
         self.models = index.models
         self._ann: dict[str, LoadedAnn | None] = {}
         self._native: dict[tuple[str, str], tuple[tuple[str | None, Path | None], np.ndarray]] = {}
+        self._calibrations: dict[str, BridgeMeta] = {}  # bridge name -> its metadata (score calibrations)
         cfg = metadata_config().search
         # Filters keeping at most this many rows are searched exactly over those rows (pre-filtering).
         self.prefilter_max_rows = cfg.prefilter_max_rows
@@ -177,6 +183,14 @@ class SearchEngine:
         meta = self.store.lookup(route.target, [p for _, p in pairs])
         if delta is not None:
             pairs = [(s, p) for s, p in pairs if p in meta][:k]  # a row deleted since: gone
+        calibration = self._calibration(route, query_modality)
+        if calibration is not None:
+            result.calibration = {
+                "source": calibration.source,
+                "score_at_90": calibration.score_at_90,
+                "score_at_50": calibration.score_at_50,
+            }
+        probabilities = calibration.probability([s for s, _ in pairs]) if calibration is not None else None
         result.hits = [
             Hit(
                 rank,
@@ -186,10 +200,22 @@ class SearchEngine:
                 getattr(meta.get(p), "size", None),
                 getattr(meta.get(p), "mtime_ns", None),
                 path_key(p),
+                None if probabilities is None else round(float(probabilities[rank - 1]), 4),
             )
             for rank, (s, p) in enumerate(pairs, start=1)
         ]
         return result
+
+    def _calibration(self, route: Route, query_modality: str) -> Calibration | None:
+        """The score calibration of a route's bridge for (query modality, target modality), if it has one."""
+        if route.bridge is None or route.backend != CMCR:
+            return None
+        if route.bridge not in self._calibrations:
+            # the header only (no weights) when the query did not need the bridge (`--id`)
+            from avsearch.bridge.io import read_bridge_meta
+
+            self._calibrations[route.bridge] = read_bridge_meta(self.models.bridge_file(route.bridge))[0]
+        return self._calibrations[route.bridge].calibration(query_modality, route.target_modality)
 
     def _search_ann(
         self,

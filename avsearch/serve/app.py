@@ -35,7 +35,7 @@ from avsearch.errors import InputError
 from avsearch.media.walk import printable
 from avsearch.search.engine import SearchFilters
 from avsearch.search.planner import ALL
-from avsearch.search.results import ResultSet
+from avsearch.search.results import ResultSet, apply_min_score, parse_min_score
 from avsearch.serve.describe import describe_index
 from avsearch.serve.errors import NotFound, install_error_handlers
 from avsearch.serve.files import IndexedFileResponse
@@ -61,6 +61,10 @@ Target = Annotated[str, Query(description="image, audio, pointcloud or all.")]
 Where = Annotated[str | None, Query(description="Metadata filter, e.g. \"duration > 5 and folder = 'field'\".")]
 Glob = Annotated[str | None, Query(description="Only paths matching this pattern, e.g. '*/birds/*'.")]
 Backend = Annotated[str | None, Query(description="cmcr, cavmae or both (default: configs/backends.toml).")]
+MinScore = Annotated[
+    str | None,
+    Query(description="Drop hits below this score: a number, or 'auto' (the bridge's calibrated 0.5 level)."),
+]
 
 
 def create_app(
@@ -120,15 +124,22 @@ def create_app(
 
     @app.get("/api/search")
     def search_text(
-        text: str, k: K = 10, target: Target = ALL, where: Where = None, glob: Glob = None, backend: Backend = None
+        text: str,
+        k: K = 10,
+        target: Target = ALL,
+        where: Where = None,
+        glob: Glob = None,
+        backend: Backend = None,
+        min_score: MinScore = None,
     ) -> dict:
         """Search by text: images in CLIP's space, sounds in CLAP's, 3D through the 3D bridge."""
         filters = _filters(where, glob)
+        cut = parse_min_score(min_score)
         _check(k, text=text)
         with live.searching() as engine:
             results = engine.search_text(text, target, k, filters, backend or None)
         query = {"text": text, "k": k, "target": target, "where": where, "glob": glob, **_echo(backend)}
-        return _answer(query, results)
+        return _answer(query, results, cut)
 
     @app.post(
         "/api/search",
@@ -141,16 +152,23 @@ def create_app(
 
     @app.get("/api/items/{item_id}/similar")
     def similar(
-        item_id: str, k: K = 10, target: Target = ALL, where: Where = None, glob: Glob = None, backend: Backend = None
+        item_id: str,
+        k: K = 10,
+        target: Target = ALL,
+        where: Where = None,
+        glob: Glob = None,
+        backend: Backend = None,
+        min_score: MinScore = None,
     ) -> dict:
         """More like an indexed item: its stored vectors are the query (no model loads)."""
         filters = _filters(where, glob)
+        cut = parse_min_score(min_score)
         _check(k)
         with live.searching() as engine:
             modality, record = require_item(engine.index, item_id)
             results = engine.search_item(item_id, target, k, filters, backend or None)
         query = {"id": item_id, "path": printable(record.path), "modality": modality, "k": k, "target": target}
-        return _answer({**query, "where": where, "glob": glob, **_echo(backend)}, results)
+        return _answer({**query, "where": where, "glob": glob, **_echo(backend)}, results, cut)
 
     @app.get("/api/items/{item_id}")
     def item(item_id: str) -> dict[str, Any]:
@@ -204,6 +222,7 @@ _FORM = {
         "target": {"type": "string", "default": ALL},
         "where": {"type": "string"},
         "glob": {"type": "string"},
+        "min_score": {"type": "string", "description": "a number, or 'auto'"},
     },
 }
 
@@ -216,6 +235,7 @@ def _search_upload(live: LiveIndex, upload: Upload) -> dict:
     backend = fields.get("backend") or None
     raw_k = whole_number(fields.get("k"), "k")  # not isdigit(): it takes '²', which int() refuses
     k = 10 if raw_k is None else raw_k
+    cut = parse_min_score(fields.get("min_score"))
     _check(k)
     filters = _filters(where, glob)
     with naming_the_upload(upload):
@@ -224,7 +244,7 @@ def _search_upload(live: LiveIndex, upload: Upload) -> dict:
             results = engine.search_file(upload.path, kind, target, k, filters, backend)
     query = {"file": upload.name, "modality": kind, "k": k, "target": target, "where": where, "glob": glob}
     query.update(_echo(backend))
-    return _answer(query, results)
+    return _answer(query, results, cut)
 
 
 def _echo(backend: str | None) -> dict[str, str]:
@@ -252,5 +272,10 @@ def _check(k: int, text: str | None = None) -> None:
         raise InputError(f"the query text is longer than {_MAX_TEXT} characters")
 
 
-def _answer(query: dict[str, Any], results: list[ResultSet]) -> dict[str, Any]:
+def _answer(query: dict[str, Any], results: list[ResultSet], min_score: float | str | None = None) -> dict[str, Any]:
+    """The JSON of a search; with a minimum score, hits below it are dropped (each list counts them in
+    `weaker`) and the query echoes it."""
+    apply_min_score(results, min_score)
+    if min_score is not None:
+        query = {**query, "min_score": min_score}
     return {"query": query, "results": [r.to_dict() for r in results]}

@@ -4,6 +4,7 @@ built so the right answers are known (tests/localize/synthetic.py says how)."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -104,9 +105,32 @@ def test_cli_match_true_pairs_above_shuffled(world: World, cells_file: Path) -> 
     assert match(0, 0, "--threshold", str(max(shuffled)))["matches"] is True
     args = ["match", "--audio", str(world.sounds[0]), "--image", str(world.scenes[0]), "--boxes", str(cells_file)]
     text = runner.invoke(app, [*args, "--weights-dir", str(world.weights), "--device", "cpu"]).stdout
-    assert "configs/localize.toml [match]; the bridge holds no calibration" in text  # not eaten as markup
+    assert "configs/localize.toml [match]; uncalibrated: the bridge holds no calibration" in text  # not eaten as markup
     k_out = next(k for k in range(len(world.sounds)) if k not in world.placements[0])
     assert match(k_out, 0, "--threshold", str(min(true)))["matches"] is False
+
+
+def test_cli_match_takes_the_bridge_calibration(world: World, cells_file: Path, tmp_path: Path) -> None:
+    """A calibration stored with the bridge (here a released .pt: its sidecar) sets the threshold (its 0.5
+    level) and the probability; the config's 0.3 applies only without one."""
+    from avsearch.bridge.calibrate import with_calibration
+    from avsearch.bridge.confidence import fit_calibration
+    from avsearch.bridge.io import open_bridge, save_calibrations
+
+    bridge_copy = tmp_path / "clap_clip.pt"
+    shutil.copy(world.weights / "clap_clip.pt", bridge_copy)
+    rng = np.random.default_rng(0)
+    calibration = fit_calibration(rng.normal(0.8, 0.05, 200), rng.normal(0.2, 0.05, 2000), "200 real pairs")
+    save_calibrations(bridge_copy, with_calibration(open_bridge(bridge_copy), ("audio", "image"), calibration))
+    args = ["match", "--audio", str(world.sounds[0]), "--image", str(world.scenes[0]), "--boxes", str(cells_file)]
+    args += ["--bridge", str(bridge_copy), "--weights-dir", str(world.weights), "--device", "cpu", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["threshold"] == pytest.approx(calibration.score_at_50)
+    assert answer["threshold"] != pytest.approx(0.3, abs=0.01)
+    assert answer["threshold_source"] == "bridge calibration (from 200 real pairs)"
+    assert answer["probability"] == pytest.approx(float(calibration.probability(answer["confidence"])), abs=1e-4)
 
 
 def test_cli_eval_localize_and_counterfactual(world: World, cells_file: Path) -> None:

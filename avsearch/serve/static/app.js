@@ -256,20 +256,43 @@
       heading,
       el("p", { className: "muted small", text: `${via}, ${set.index_kind} index, ${set.engine}` }),
     );
+    // A calibrated list (the bridge says from which score a hit is more likely related than not) shows
+    // its strong hits; the weaker ones wait behind a button. An uncalibrated list shows every hit, and says so.
+    const level = set.calibration ? set.calibration.score_at_50 : null;
+    const strong = level === null ? hits : hits.filter((hit) => hit.score >= level);
+    const weak = hits.slice(strong.length);
+    node.append(
+      el("p", {
+        className: "muted small calibration",
+        text: set.calibration
+          ? `Scores calibrated from ${set.calibration.source}.`
+          : "Scores uncalibrated: they rank this list, they do not say whether a hit is related.",
+      }),
+    );
     if (!hits.length) {
       node.append(el("p", { className: "empty", text: "No matches." }));
-    } else {
-      const list = el("ol", { className: "grid" });
-      for (const hit of hits) list.append(card(hit));
-      node.append(list);
+      return node;
+    }
+    const list = el("ol", { className: "grid" });
+    for (const hit of strong) list.append(card(hit, false));
+    if (!strong.length) node.append(el("p", { className: "empty", text: "No strong matches." }));
+    node.append(list);
+    if (weak.length) {
+      const show = el("button", { type: "button", className: "more weaker", "aria-expanded": "false" });
+      show.textContent = `Show ${weak.length} weaker match${weak.length === 1 ? "" : "es"}`;
+      show.addEventListener("click", () => {
+        for (const hit of weak) list.append(card(hit, true));
+        show.remove();
+      }, { once: true });
+      node.append(show);
     }
     return node;
   }
 
-  function card(hit) {
+  function card(hit, weak) {
     const name = baseName(hit.path);
     const score = typeof hit.score === "number" ? hit.score.toFixed(3) : "?";
-    const item = el("li", { className: "card", "data-id": hit.id, "data-modality": hit.modality });
+    const item = el("li", { className: weak ? "card weak" : "card", "data-id": hit.id, "data-modality": hit.modality });
     if (hit.modality === "audio") {
       item.append(
         el("div", { className: "wave" }, svgIcon(WAVE)),
@@ -296,7 +319,13 @@
         { className: "meta" },
         el("span", { className: "rank", text: `#${hit.rank}` }),
         el("span", { className: "name", title: hit.path, text: name }),
-        el("span", { className: "score", title: "cosine similarity", text: score }),
+        el("span", {
+          className: "score",
+          title: typeof hit.probability === "number"
+            ? `cosine similarity; about ${Math.round(hit.probability * 100)}% likely to belong with the query`
+            : "cosine similarity (uncalibrated)",
+          text: typeof hit.probability === "number" ? `${score} · ${Math.round(hit.probability * 100)}%` : score,
+        }),
       ),
     );
     const more = el("button", { type: "button", className: "more", "aria-label": `More like ${name}` });
