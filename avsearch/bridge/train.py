@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from avsearch import __version__
@@ -203,7 +204,8 @@ def train_step(
 
 @torch.no_grad()
 def evaluate_holdout(bridge: Bridge, config: TrainConfig, batches: _Batches, batch_size: int) -> dict[str, float]:
-    """All loss terms on the held-out pairs, in eval mode and without noise (what inference sees)."""
+    """All loss terms on the held-out pairs as inference sees them: eval mode, no noise, inputs at unit
+    norm (Bridge.project normalises every input; pseudo embeddings from eq. 2 are shorter than 1)."""
     was_training = bridge.training
     bridge.eval()
     sums: dict[str, float] = {}
@@ -212,7 +214,7 @@ def evaluate_holdout(bridge: Bridge, config: TrainConfig, batches: _Batches, bat
         idx = torch.arange(start, min(start + batch_size, len(batches)))
         if len(idx) < 2:
             continue
-        terms = loss_terms(bridge, config, batches.get(idx), lambda x: x)
+        terms = loss_terms(bridge, config, batches.get(idx), lambda x: F.normalize(x, dim=-1))
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + float(value) * len(idx)
         count += len(idx)
