@@ -418,3 +418,54 @@ def test_where_is_it_shows_the_sound_in_a_picture_result(
         expect(card.locator("button.where")).to_have_text(f"Best box {best:.3f}")
         page.screenshot(path=str(root / "where.png"))
         page.context.close()
+
+
+def test_weaker_matches_wait_behind_a_button(browser: Browser, media: dict, tmp_path: Path) -> None:
+    """With a calibrated bridge, sound -> pictures shows the hits above the calibration's 0.5 level with
+    their percentage; the weaker ones appear (marked weak) only after "Show N weaker matches". An
+    uncalibrated list (text -> pictures, CLIP's own space) shows all and says so."""
+    import numpy as np
+
+    from avsearch.bridge.calibrate import with_calibration
+    from avsearch.bridge.confidence import fit_calibration
+    from avsearch.bridge.io import load_bridge, save_calibrations
+    from avsearch.search.query import query
+    from avsearch.serve.app import create_app
+    from avsearch.store.index import Index
+
+    bridges = [make_bridge(tmp_path / "av.safetensors"), make_3d_bridge(tmp_path / "3d.safetensors")]
+    index_folder(media["root"], tmp_path / "index", bridges, encoder_loader=FakeLoader())
+    opened = Index.open(tmp_path / "index", encoder_loader=FakeLoader())
+    [found] = query(opened, audio=media["snd1"], target="image", k=10)
+    scores = np.array([h.score for h in found.hits])
+    middle, spread = float(np.median(scores)), max(float(scores.std()), 1e-3)
+    rng = np.random.default_rng(0)
+    calibration = fit_calibration(
+        rng.normal(middle + spread, spread / 4, 500), rng.normal(middle - spread, spread / 4, 500), "500 real pairs"
+    )
+    save_calibrations(bridges[0], with_calibration(load_bridge(bridges[0]), ("audio", "image"), calibration))
+    strong = sum(s >= calibration.score_at_50 for s in scores)
+    assert 0 < strong < len(scores)
+    with _serving(create_app(tmp_path / "index", encoder_loader=FakeLoader())) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.set_input_files("#file", str(media["snd1"]))
+        section = page.locator("section[data-target=image]")
+        expect(section.locator("li.card")).to_have_count(int(strong))
+        expect(section.locator(".calibration")).to_contain_text("calibrated from 500 real pairs")
+        expect(section.locator("li.card .score").first).to_contain_text("%")
+        button = section.locator("button.weaker")
+        expect(button).to_have_text(
+            f"Show {len(scores) - strong} weaker match{'' if len(scores) - strong == 1 else 'es'}"
+        )
+        button.click()
+        expect(section.locator("li.card")).to_have_count(len(scores))
+        expect(section.locator("li.card.weak")).to_have_count(len(scores) - int(strong))
+        page.fill("#text", "a red square")
+        page.press("#text", "Enter")
+        text_section = page.locator("section[data-target=image]")
+        expect(text_section.locator(".calibration")).to_contain_text("uncalibrated")
+        expect(text_section.locator("button.weaker")).to_have_count(0)
+        context.close()
