@@ -44,8 +44,9 @@ def serve_command(
         float, typer.Option("--max-upload-mb", min=0.001, help="Largest query upload accepted, in MiB.")
     ] = 64.0,
     warm: Annotated[
-        bool, typer.Option("--warm", help="Load the text query's models at start, not on the first query.")
-    ] = False,
+        bool,
+        typer.Option("--warm/--no-warm", help="Load the text query's models at start, not on the first query."),
+    ] = True,
     max_connections: Annotated[
         int | None, typer.Option("--max-connections", min=1, help="Open connections at once (configs/serve.toml).")
     ] = None,
@@ -68,18 +69,23 @@ def serve_command(
 
     from avsearch.serve.app import create_app
     from avsearch.serve.config import load_serve_config
-    from avsearch.serve.run import run_server
+    from avsearch.serve.run import run_server, set_search_threads
     from avsearch.settings import load_settings
 
     settings = load_settings()
     asked = {"max_connections": max_connections, "head_timeout": head_timeout, "body_timeout": body_timeout}
-    limits = dataclasses.replace(load_serve_config().connections, **{k: v for k, v in asked.items() if v is not None})
+    config = load_serve_config()
+    limits = dataclasses.replace(config.connections, **{k: v for k, v in asked.items() if v is not None})
+    parallel, threads = config.search.resolved()
+    set_search_threads(threads)
     app = create_app(
         index_location(index_dir, storage_option),
         weights_dir=weights_dir or settings.weights_dir,
         device=device or settings.device,
         max_upload_bytes=int(max_upload_mb * 2**20),
         warm=warm,
+        parallel=parallel,
+        announce=lambda line: err.print(line, markup=False, highlight=False),
     )
     where = app.state.live.index_dir
     if not is_loopback(host):

@@ -9,6 +9,7 @@ changed in place keeps its old vector until the run ends and the FAISS index is 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,8 +32,13 @@ class DeltaRows:
     def __init__(self, store: MediaStore, keep: int = 8) -> None:
         self.store, self.keep = store, keep
         self._cache: dict[tuple[str, str, int, int], Delta] = {}
+        self._lock = threading.Lock()  # concurrent searches: each delta computed once, the cache kept whole
 
     def of(self, modality: str, column: str, ann: LoadedAnn, version: int) -> Delta:
+        with self._lock:
+            return self._of(modality, column, ann, version)
+
+    def _of(self, modality: str, column: str, ann: LoadedAnn, version: int) -> Delta:
         key = (modality, column, id(ann), version)
         if key not in self._cache:
             _, path_bytes = self.store.row_ids(modality, version)

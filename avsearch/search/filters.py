@@ -24,6 +24,7 @@ import fnmatch
 import math
 import os
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -558,6 +559,7 @@ class RowSelector:
         self._map: dict[str, tuple[tuple[int, int], list[str], np.ndarray, np.ndarray]] = {}
         # (modality, version, id(paths), filters) -> (paths, positions); holding `paths` keeps its id unique
         self._cache: OrderedDict[tuple[Any, ...], tuple[list[str], np.ndarray | None]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def positions(
         self, modality: str, paths: list[str], version: int, filters: SearchFilters | None
@@ -567,9 +569,10 @@ class RowSelector:
         if filters is None or not filters.active:
             return None
         key = (modality, version, id(paths), filters)
-        if key in self._cache and self._cache[key][0] is paths:
-            self._cache.move_to_end(key)
-            return self._cache[key][1]
+        with self._lock:  # concurrent searches: the LRU order is one structure
+            if key in self._cache and self._cache[key][0] is paths:
+                self._cache.move_to_end(key)
+                return self._cache[key][1]
         keep = None
         if filters.parsed is not None:
             predicate = filters.predicate(modality, self.store.columns(modality))
@@ -577,9 +580,10 @@ class RowSelector:
         if filters.path_glob is not None:
             matched = glob_positions(paths, filters.path_glob)
             keep = matched if keep is None else np.intersect1d(keep, matched, assume_unique=True)
-        self._cache[key] = (paths, keep)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[key] = (paths, keep)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
         return keep
 
     def _where(self, modality: str, paths: list[str], version: int, predicate: str) -> np.ndarray:

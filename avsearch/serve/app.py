@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +36,7 @@ from avsearch.media.walk import printable
 from avsearch.search.engine import SearchFilters
 from avsearch.search.planner import ALL
 from avsearch.search.results import ResultSet, apply_min_score, parse_min_score
+from avsearch.serve.config import load_serve_config
 from avsearch.serve.describe import describe_index
 from avsearch.serve.errors import NotFound, install_error_handlers
 from avsearch.serve.files import IndexedFileResponse
@@ -77,6 +78,8 @@ def create_app(
     reload_interval: float = 0.5,
     warm: bool = False,
     static_dir: Path = STATIC_DIR,
+    parallel: int | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """The API over the index at `index_dir` (opened now: InputError when there is none): a folder, an
     s3:// URI or a Location with storage options; thumbnails of an object-store index are cached locally.
@@ -84,10 +87,18 @@ def create_app(
     encoder_loader: how encoders are loaded, as `Index.open` takes it (a test hook: tests pass a fake
     encoder; None loads the real models from `weights_dir`). reload_interval: at most how often (seconds)
     the server looks for a new index commit. warm: load the text query's models in the background at
-    start instead of on the first query.
+    start instead of on the first query (`announce` gets one line saying how long it took). parallel:
+    searches computed at once (default: configs/serve.toml).
     """
+    if parallel is None:
+        parallel = load_serve_config().search.resolved()[0]
     live = LiveIndex(
-        index_dir, weights_dir=weights_dir, device=device, encoder_loader=encoder_loader, check_interval=reload_interval
+        index_dir,
+        weights_dir=weights_dir,
+        device=device,
+        encoder_loader=encoder_loader,
+        check_interval=reload_interval,
+        parallel=parallel,
     )
     try:
         cache: Path | None = live.current().index.cache_dir("thumbnails")
@@ -99,7 +110,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if warm:
-            threading.Thread(target=live.warm, name="avsearch-warm", daemon=True).start()
+            threading.Thread(target=_warm, args=(live, announce), name="avsearch-warm", daemon=True).start()
         yield
 
     app = FastAPI(
@@ -225,6 +236,12 @@ _FORM = {
         "min_score": {"type": "string", "description": "a number, or 'auto'"},
     },
 }
+
+
+def _warm(live: LiveIndex, announce: Callable[[str], None] | None) -> None:
+    seconds = live.warm()
+    if seconds is not None and announce is not None:
+        announce(f"avsearch: models loaded in {seconds:.1f} s; the first search is warm")
 
 
 def _search_upload(live: LiveIndex, upload: Upload) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,26 @@ class ConnectionLimits:
 
 
 @dataclass(frozen=True)
+class SearchLimits:
+    parallel: int = 0  # searches computed at once; 0: one per CPU core
+    threads: int = 0  # FAISS and torch threads of each search; 0: the cores shared out (at least 1)
+
+    def __post_init__(self) -> None:
+        for name in ("parallel", "threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"[search] {name} = {getattr(self, name)}: expected 0 (auto) or more")
+
+    def resolved(self, cores: int | None = None) -> tuple[int, int]:
+        """(searches at once, threads per search) on a machine of `cores` cores (default: this one)."""
+        cores = cores or os.cpu_count() or 1
+        parallel = self.parallel or cores
+        return parallel, self.threads or max(1, cores // parallel)
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     connections: ConnectionLimits = ConnectionLimits()
+    search: SearchLimits = SearchLimits()
 
 
 def load_serve_config(path: str | Path | None = None) -> ServeConfig:

@@ -62,8 +62,8 @@ class LiveIndex:
     """The current Snapshot of one index folder; `current()` notices a new commit (checked at most every
     `check_interval` seconds, by reading manifest.json) and re-opens.
 
-    Searches go through `searching()`: SearchEngine keeps per-query state (the last query vector, lazily
-    loaded FAISS indexes) that is not safe to share between threads, so one search runs at a time.
+    Searches go through `searching()`: at most `parallel` at once (the engine is safe for concurrent use;
+    the bound keeps the cores from being shared among more searches than they can run).
     """
 
     def __init__(
@@ -74,6 +74,7 @@ class LiveIndex:
         device: str | None = None,
         encoder_loader: EncoderLoader | None = None,
         check_interval: float = 0.5,
+        parallel: int = 1,
     ) -> None:
         self.location = Location.of(index_dir)
         self.index_dir = self.location.local_path or self.location.uri  # shown to people
@@ -83,7 +84,7 @@ class LiveIndex:
         self.loader = SharedLoader(base)
         self.check_interval = check_interval
         self.reopened = 0  # how many times a new commit was picked up (for tests and logs)
-        self._search_lock = threading.Lock()
+        self._searches = threading.BoundedSemaphore(max(1, parallel))
         self._reopen_lock = threading.Lock()
         self._checked = time.monotonic()
         self._snapshot = self._open(self._read_stamp())
@@ -123,18 +124,24 @@ class LiveIndex:
 
     @contextlib.contextmanager
     def searching(self) -> Iterator[SearchEngine]:
-        """The current engine, held for one search."""
+        """The current engine, held for one search (waiting while `parallel` searches run)."""
         snapshot = self.current()
-        with self._search_lock:
+        with self._searches:
             yield snapshot.engine
 
-    def warm(self) -> None:
-        """Load what a text query needs (text encoders, bridges, FAISS indexes) by running one."""
+    def warm(self) -> float | None:
+        """Load what a text query needs (text encoders, bridges, FAISS indexes) by running one; the seconds
+        it took (logged), or None when it could not (the first real query then says why)."""
+        started = time.perf_counter()
         try:
             with self.searching() as engine:
                 engine.search_text("warm-up", k=1)
         except AvsearchError as exc:  # e.g. missing weights: the first real query reports it
             log.warning("warm-up skipped: %s", exc)
+            return None
+        seconds = time.perf_counter() - started
+        log.info("models loaded for text queries in %.1f s: the first search is warm", seconds)
+        return seconds
 
     def __str__(self) -> str:
         return str(self.index_dir)
