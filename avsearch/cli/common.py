@@ -113,4 +113,7 @@ def faiss_summary(p: dict[str, Any]) -> str:
     if p.get("heldout_recall") is not None:
         held = max(1, p.get("tuning_queries", 0) - p.get("tuning_queries", 0) // 2)
         text += f", recall@10 {p['heldout_recall']:.3f} on {held} held-out cross-modal queries"
+    passed = (p.get("extra") or {}).get("fell_back_from")
+    if passed:
+        text += f" ({', '.join(passed)} stayed below the recall target)"
     return text

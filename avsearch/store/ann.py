@@ -175,6 +175,12 @@ def to_cpu(index: faiss.Index) -> faiss.Index:
     return faiss.index_gpu_to_cpu(index) if "Gpu" in type(index).__name__ else index
 
 
+# When a kind's compressed codes cap recall below the target, the next kind of its chain is built: more
+# precise codes first (SQ8: a byte per dimension), then the full vectors in the lists (IVF-Flat), which
+# reach any recall given enough probes. Kinds whose full vectors do not fit memory have no fallback.
+FALLBACKS = {IVF_RABITQ_REFINE: (IVF_SQ8_REFINE, IVF_FLAT), IVF_SQ8_REFINE: (IVF_FLAT,)}
+
+
 def build_index(
     vectors: np.ndarray,
     cfg: AnnConfig,
@@ -188,11 +194,59 @@ def build_index(
     queries (M, d): cross-modal query vectors in the same space, used only for tuning IVF indexes.
     trained: the previous (CPU index, params) of this table; its trained lists are reused (an update,
     not a rebuild) while the kind is unchanged and the size is within a factor 2 of the trained size.
+    A kind whose held-out recall stays below the target is replaced by the next kind of its FALLBACKS
+    chain that reaches it (the best one is kept, with a warning, when none does), so no index ships under
+    its target while another kind would meet it; params.extra["fell_back_from"] lists the kinds passed.
     Returns the index (on GPU when FAISS has GPUs) and its parameters.
     """
     vectors = np.ascontiguousarray(vectors, np.float32)
+    first = choose_kind(len(vectors), vectors.shape[1], cfg)
+    chain = (first, *FALLBACKS.get(first, ()))
+    if trained is not None and trained[1].kind in chain:  # an earlier build fell back: start where it ended
+        chain = chain[chain.index(trained[1].kind) :]
+    best: tuple[faiss.Index, AnnParams] | None = None
+    passed: list[str] = []
+    for kind in chain:
+        index, params = _build_kind(kind, vectors, cfg, queries, query_source, seed, trained)
+        if best is None or params.heldout_recall > best[1].heldout_recall:
+            best = (index, params)
+        if params.heldout_recall >= cfg.target_recall:
+            break
+        passed.append(kind)
+        if kind != chain[-1]:
+            log.warning(
+                "%s plateaus at recall@10 %.3f on held-out cross-modal queries (target %.2f): building %s",
+                kind,
+                params.heldout_recall,
+                cfg.target_recall,
+                chain[chain.index(kind) + 1],
+            )
+    assert best is not None
+    index, params = best
+    if passed and params.kind != chain[0]:
+        params.extra["fell_back_from"] = [k for k in passed if k != params.kind]
+    if params.heldout_recall < cfg.target_recall:
+        log.warning(
+            "%s over %d vectors reaches recall@10 %.3f on held-out cross-modal queries, below the target %.2f",
+            params.kind,
+            params.n,
+            params.heldout_recall,
+            cfg.target_recall,
+        )
+    return index, params
+
+
+def _build_kind(
+    kind: str,
+    vectors: np.ndarray,
+    cfg: AnnConfig,
+    queries: np.ndarray | None,
+    query_source: str,
+    seed: int,
+    trained: tuple[faiss.Index, AnnParams] | None,
+) -> tuple[faiss.Index, AnnParams]:
+    """Build and tune one index of `kind` (build_index's steps for one kind)."""
     n, dim = vectors.shape
-    kind = choose_kind(n, dim, cfg)
     if kind == FLAT:
         index, on_gpu = maybe_gpu(faiss.IndexFlatIP(dim))
         index.add(vectors)
@@ -261,14 +315,6 @@ def _tuned(
     params.tuned_recall, params.heldout_recall = tuned, heldout
     params.tuning_queries, params.tuning_source = len(queries), query_source
     configure(index, params)
-    if heldout < cfg.target_recall:
-        log.warning(
-            "%s over %d vectors reaches recall@10 %.3f on held-out cross-modal queries, below the target %.2f",
-            params.kind,
-            params.n,
-            heldout,
-            cfg.target_recall,
-        )
     return index, params
 
 
