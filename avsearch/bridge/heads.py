@@ -15,28 +15,15 @@ normalises an image with image-kind statistics, exactly as training did; "shared
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avsearch.bridge.meta import HeadSpec as HeadSpec  # re-exported: bridge/meta.py holds it, torch-free
 from avsearch.errors import ConfigError
 
 INPUT_KINDS = ("overlap", "memory")  # what a batch holds: the shared modality, or a memory modality
 NORM_STATS = ("per_kind", "shared")
-
-
-@dataclass(frozen=True)
-class HeadSpec:
-    kind: str = "mlp"
-    in_dim: int = 512
-    hidden: int = 1024  # width of the middle layer (two-layer heads only)
-    out_dim: int = 512
-    norm_stats: str = "per_kind"  # BatchNorm running statistics: per input kind, or shared (upstream's)
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 class PerKindBatchNorm1d(nn.Module):

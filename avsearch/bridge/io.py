@@ -21,6 +21,13 @@ from safetensors.torch import save_file
 
 from avsearch import __version__
 from avsearch.bridge.heads import HeadSpec
+from avsearch.bridge.meta import (  # torch-free, re-exported here
+    META_KEY,
+    _first_line,
+    calibration_sidecar,
+    read_bridge_meta,
+)
+from avsearch.bridge.meta import sidecar_calibrations as _sidecar_calibrations
 from avsearch.bridge.model import Bridge, BridgeMeta, Side
 from avsearch.checkpoints import is_refusal, loading, refusal
 from avsearch.errors import InputError
@@ -28,7 +35,6 @@ from avsearch.timings import timed
 
 log = logging.getLogger(__name__)
 
-META_KEY = "avsearch.bridge"  # header key holding the JSON metadata
 FORMAT_VERSION = 1
 
 
@@ -74,26 +80,6 @@ def open_bridge(path: str | Path, device: str | torch.device | None = None) -> B
     return load_bridge(path, device)
 
 
-def read_bridge_meta(path: str | Path) -> tuple[BridgeMeta, str]:
-    """Metadata and fingerprint of a bridge file (cheap for .safetensors: no tensors are loaded)."""
-    path = Path(path)
-    if path.suffix == ".pt":
-        bridge = open_bridge(path)
-        return bridge.meta, bridge.fingerprint
-    header = _read_header(path)
-    try:
-        meta = BridgeMeta.from_dict(json.loads(header[META_KEY]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: bridge metadata is malformed ({exc})") from exc
-    return meta, header.get("fingerprint", "")
-
-
-def calibration_sidecar(path: str | Path) -> Path:
-    """Where the score calibrations of a released .pt bridge are kept (a .pt file holds no metadata)."""
-    path = Path(path)
-    return path.with_name(path.name + ".calibration.json")
-
-
 def save_calibrations(path: str | Path, bridge: Bridge) -> Path:
     """Store `bridge.meta.calibrations` with the bridge at `path` (rewritten atomically: same weights, same
     fingerprint, so indexes made with it stay valid; a .pt bridge gets a sidecar JSON). Returns the file
@@ -108,22 +94,6 @@ def save_calibrations(path: str | Path, bridge: Bridge) -> Path:
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(tmp, sidecar)
     return sidecar
-
-
-def _sidecar_calibrations(path: Path, fingerprint: str) -> dict[str, Any]:
-    """The calibrations of a .pt bridge's sidecar, if it was made for these very weights."""
-    sidecar = calibration_sidecar(path)
-    if not sidecar.is_file():
-        return {}
-    try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
-        stored, calibrations = data["fingerprint"], dict(data["calibrations"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{sidecar}: malformed calibration file ({exc})") from None
-    if stored != fingerprint:
-        log.warning("%s was made for other weights (%s, not %s): ignored", sidecar, stored, fingerprint)
-        return {}
-    return calibrations
 
 
 def load_bridge(path: str | Path, device: str | torch.device | None = None) -> Bridge:
@@ -144,19 +114,6 @@ def load_bridge(path: str | Path, device: str | torch.device | None = None) -> B
     return bridge
 
 
-def _read_header(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        raise InputError(f"{path}: bridge file not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types for corrupt headers
-        raise InputError(f"{path}: not a safetensors bridge file ({_first_line(exc)})") from exc
-    if META_KEY not in header:
-        raise InputError(f"{path}: safetensors file has no avsearch bridge metadata")
-    return header
-
-
 def _strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], context: str) -> None:
     """load_state_dict(strict=True), but the error names the missing, unexpected or mis-shaped keys."""
     expected = module.state_dict()
@@ -175,10 +132,6 @@ def _strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], contex
     if problems:
         raise InputError(f"{context} ({'; '.join(problems)})")
     module.load_state_dict(state, strict=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 # --- the released C-MCR checkpoints -------------------------------------------------------------

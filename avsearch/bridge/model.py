@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -11,86 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from avsearch.bridge.calibration import recalibrate
-from avsearch.bridge.confidence import Calibration, pair_key
-from avsearch.bridge.heads import HeadSpec, build_head
-from avsearch.errors import IncompatibleError, InputError
-
-
-@dataclass(frozen=True)
-class Side:
-    """One of the two connected spaces."""
-
-    space: str  # "clip", "clap", "ulip"
-    encoder: str  # encoder registry name whose embeddings this side expects
-    dim: int  # native embedding width
-    memory: str  # the non-overlap modality of this space ("image" for clip in the AV bridge)
-
-
-@dataclass
-class BridgeMeta:
-    """Everything about a bridge except its weights; stored as JSON beside the safetensors."""
-
-    name: str
-    overlap: str  # modality both spaces share ("text" for clip+clap, "image" for clip+ulip)
-    sides: tuple[Side, Side]
-    head: HeadSpec
-    hyper: dict[str, Any] = field(default_factory=dict)  # training hyper-parameters (empty if imported)
-    data_fingerprint: str | None = None  # sha256 over the training arrays
-    metrics: dict[str, Any] = field(default_factory=dict)  # final losses, training time
-    source: str = "trained"  # "trained" or "imported:<file name>"
-    package_version: str = ""
-    # Score calibrations by modality pair ("audio|image": bridge/confidence.py Calibration.to_dict()).
-    calibrations: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def calibration(self, a: str, b: str) -> Calibration | None:
-        """The score calibration of modality pair (a, b), or None when the bridge holds none."""
-        stored = self.calibrations.get(pair_key(a, b))
-        return Calibration.from_dict(stored) if stored else None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["sides"] = [asdict(s) for s in self.sides]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BridgeMeta:
-        sides = tuple(Side(**s) for s in d["sides"])
-        if len(sides) != 2:
-            raise InputError(f"a bridge connects exactly two spaces, metadata lists {len(sides)}")
-        return cls(
-            name=d["name"],
-            overlap=d["overlap"],
-            sides=sides,  # type: ignore[arg-type]
-            # Bridge files written before per-kind statistics existed hold plain BatchNorm layers.
-            head=HeadSpec(**({"norm_stats": "shared"} | d["head"])),
-            hyper=dict(d.get("hyper", {})),
-            data_fingerprint=d.get("data_fingerprint"),
-            metrics=dict(d.get("metrics", {})),
-            source=d.get("source", "trained"),
-            package_version=d.get("package_version", ""),
-            calibrations=dict(d.get("calibrations", {})),
-        )
-
-    @property
-    def spaces(self) -> tuple[str, str]:
-        return (self.sides[0].space, self.sides[1].space)
-
-    def side(self, space: str) -> Side:
-        for s in self.sides:
-            if s.space == space:
-                return s
-        raise IncompatibleError(f"bridge {self.name!r} connects {' and '.join(self.spaces)}, not {space!r}")
-
-    def input_kind(self, space: str, modality: str) -> str:
-        """Which kind of training batch ("overlap" or "memory") `modality` in `space` corresponds to."""
-        side = self.side(space)
-        if modality == self.overlap:
-            return "overlap"
-        if modality == side.memory:
-            return "memory"
-        raise IncompatibleError(
-            f"bridge {self.name!r} projects {self.overlap} or {side.memory} through its {space} side, not {modality!r}"
-        )
+from avsearch.bridge.heads import build_head
+from avsearch.bridge.meta import BridgeMeta, HeadSpec
+from avsearch.bridge.meta import Side as Side  # re-exported: bridge/meta.py holds it, torch-free
+from avsearch.errors import IncompatibleError
 
 
 class Bridge(nn.Module):
