@@ -21,9 +21,15 @@ class SlowEncoder:
         self.inner, self.seconds = inner, seconds
         self.name, self.space, self.modalities, self.dim = inner.name, inner.space, inner.modalities, inner.dim
 
+    def preparer(self, modality: str) -> Any:
+        return self.inner.preparer(modality)  # decoding is not slowed: the "model" is
+
+    def encode_prepared(self, modality: str, items: Sequence[Any]) -> np.ndarray:
+        time.sleep(self.seconds * len(items))
+        return self.inner.encode_prepared(modality, items)
+
     def encode_files(self, modality: str, paths: Sequence[Path]) -> np.ndarray:
-        time.sleep(self.seconds * len(paths))
-        return self.inner.encode_files(modality, paths)
+        return self.encode_prepared(modality, [self.inner.prepare(modality, Path(p)) for p in paths])
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         return self.inner.encode_text(texts)

@@ -4,6 +4,11 @@ It decodes files with the real avsearch.media decoders, so corrupt files fail ex
 encoders, and turns the decoded content into a deterministic unit vector (a fixed random projection of
 a downsampled signal). It lets tests index hundreds of files in seconds; the end-to-end tests use the
 real CLIP and CLAP architectures.
+
+Like the real encoders (CLIP, CLAP, ULIP-2, CAV-MAE) it has `preparer(modality)`, a picklable model-free
+decode step, and `encode_prepared(modality, items)`, so `index` and `embed` decode its files in the
+workers of avsearch/embedding/stream.py ahead of the "model", and a bad file fails there, as in a real
+run; `encode_files` (queries) is prepare + encode_prepared, as in the real encoders.
 """
 
 from __future__ import annotations
@@ -14,10 +19,29 @@ from pathlib import Path
 
 import numpy as np
 
+from avsearch.errors import ConfigError
 from avsearch.media.audio import load_audio
 from avsearch.media.image import load_image
 from avsearch.media.pointcloud import load_pointcloud
 from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD, TEXT
+
+
+class FakePreparer:
+    """The fake's decode step: one file -> a 256-value signal, by the real decoders (picklable, no model)."""
+
+    def __init__(self, modality: str) -> None:
+        self.modality = modality
+
+    def __call__(self, path: Path) -> np.ndarray:
+        if self.modality == IMAGE:
+            signal = np.asarray(load_image(path).convert("L").resize((16, 16)), np.float32).reshape(-1)
+        elif self.modality == AUDIO:
+            signal = np.resize(load_audio(path, 16_000), 256)
+        elif self.modality == POINTCLOUD:
+            signal = np.resize(np.sort(load_pointcloud(path), axis=0).reshape(-1), 256)
+        else:
+            raise ValueError(self.modality)
+        return signal - signal.mean() + 1e-3
 
 
 class FakeEncoder:
@@ -30,21 +54,22 @@ class FakeEncoder:
         v = x.astype(np.float32) @ self._proj
         return (v / max(float(np.linalg.norm(v)), 1e-9)).astype(np.float32)
 
+    def preparer(self, modality: str) -> FakePreparer:
+        if modality not in self.modalities:
+            raise ConfigError(f"{self.name} encodes {', '.join(self.modalities)} files, not {modality}")
+        return FakePreparer(modality)
+
+    def prepare(self, modality: str, path: Path) -> np.ndarray:
+        return self.preparer(modality)(path)
+
+    def encode_prepared(self, modality: str, items: Sequence[np.ndarray]) -> np.ndarray:
+        self.files_encoded += len(items)
+        if not items:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self._unit(x) for x in items])
+
     def encode_files(self, modality: str, paths: Sequence[Path]) -> np.ndarray:
-        rows = []
-        for p in paths:
-            if modality == IMAGE:
-                signal = np.asarray(load_image(p).convert("L").resize((16, 16)), np.float32).reshape(-1)
-            elif modality == AUDIO:
-                wave = load_audio(p, 16_000)
-                signal = np.resize(wave, 256)
-            elif modality == POINTCLOUD:
-                signal = np.resize(np.sort(load_pointcloud(p), axis=0).reshape(-1), 256)
-            else:
-                raise ValueError(modality)
-            rows.append(self._unit(signal - signal.mean() + 1e-3))
-        self.files_encoded += len(paths)
-        return np.stack(rows)
+        return self.encode_prepared(modality, [self.prepare(modality, Path(p)) for p in paths])
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         assert TEXT in self.modalities

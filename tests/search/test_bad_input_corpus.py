@@ -194,7 +194,7 @@ def test_files_changing_during_the_run(tmp_path, bridge_file) -> None:
 
         def __call__(self, name, towers):
             encoder = super().__call__(name, towers)
-            encode = encoder.encode_files
+            encode = encoder.encode_prepared
 
             def encode_and_change(modality, paths):
                 if not ChangingLoader.changed:
@@ -204,7 +204,7 @@ def test_files_changing_during_the_run(tmp_path, bridge_file) -> None:
                     write_image(media / "new.png", seed=77)  # appears after the scan
                 return encode(modality, paths)
 
-            encoder.encode_files = encode_and_change
+            encoder.encode_prepared = encode_and_change
             return encoder
 
     first = index_folder(media, tmp_path / "index", [bridge_file], encoder_loader=ChangingLoader(), batch_size=2)

@@ -182,11 +182,11 @@ def test_an_upload_cut_short_leaves_the_previous_build(s3_server, bridge, tmp_pa
 CHILD = r"""
 import sys, time
 from tests.search import fake_encoder
-real = fake_encoder.FakeEncoder.encode_files
-def slow(self, modality, paths):
-    time.sleep(float(sys.argv[4]) * len(paths))  # room for the parent to kill between commits
-    return real(self, modality, paths)
-fake_encoder.FakeEncoder.encode_files = slow
+real = fake_encoder.FakeEncoder.encode_prepared
+def slow(self, modality, items):
+    time.sleep(float(sys.argv[4]) * len(items))  # room for the parent to kill between commits
+    return real(self, modality, items)
+fake_encoder.FakeEncoder.encode_prepared = slow
 from avsearch.indexing.pipeline import index_folder
 index_folder(sys.argv[1], sys.argv[2], sys.argv[3], encoder_loader=fake_encoder.FakeLoader(), batch_size=1)
 """
