@@ -28,6 +28,13 @@ only total, CPU, imports and peak RSS. The child processes run the avsearch of t
     .venv/bin/python benchmarks/cold_start.py --kinds audio,text --repeat 5 --workdir /tmp/cold
     mkdir /tmp/before && git archive HEAD~3 | tar -x -C /tmp/before
     .venv/bin/python benchmarks/cold_start.py --checkout /tmp/before
+    .venv/bin/python benchmarks/cold_start.py --before /tmp/before --repeat 5   # before/after, same run
+
+With --before DIR, every kind is measured with that checkout and with --checkout (default: this one) on
+the same indexes, their runs interleaved, so both see the same machine; a ratio line follows. Before the
+measured runs each checkout answers each kind once (`first`: a query that exports its towers for ONNX
+Runtime, or converts a released bridge, pays for it there); the children share one cache folder per
+checkout inside the work folder (AVSEARCH_CACHE), never the user's.
 Numbers are machine-dependent; nothing here asserts a time.
 """
 
@@ -48,7 +55,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests/ helpers make the random weights and media
-CHECKOUT = {"root": ROOT}  # whose avsearch the children run (--checkout)
+CHECKOUT = {"root": ROOT, "cache": None}  # whose avsearch the children run (--checkout), their cache folder
 
 AVSEARCH = str(Path(sys.executable).with_name("avsearch"))
 KINDS = ("audio", "image", "text", "pointcloud")
@@ -131,7 +138,7 @@ def build(work: Path, kinds: list[str]) -> Setup:
     bridge = make_bridge(work / "av.safetensors")
     media = work / "media"
     images = [write_image(media / f"pictures/pic{i}.png", seed=i) for i in range(6)]
-    sounds = [write_audio(media / f"sounds/clip{i}.wav", seed=i, seconds=2.0) for i in range(6)]
+    sounds = [write_audio(media / f"sounds/clip{i}.wav", seed=i, seconds=10.0) for i in range(6)]  # 10 s clips
     _index(media, work / "index", [bridge], weights)
     setup = Setup(weights, work / "index", None, {})
     setup.queries["audio"] = ["--audio", str(sounds[1])]
@@ -163,6 +170,8 @@ def _env(**extra: str) -> dict[str, str]:
     """The children's environment: offline, this checkout first on the path, timings only when asked."""
     env = {k: v for k, v in os.environ.items() if k != "AVSEARCH_TIMINGS"}
     env |= {"HF_HUB_OFFLINE": "1", "AVSEARCH_OFFLINE": "1", **extra}
+    if CHECKOUT["cache"] is not None:
+        env["AVSEARCH_CACHE"] = str(CHECKOUT["cache"])
     env["PYTHONPATH"] = os.pathsep.join([str(CHECKOUT["root"]), *filter(None, [os.environ.get("PYTHONPATH")])])
     return env
 
@@ -261,6 +270,28 @@ def report(kind: str, runs: list[Run], imports: dict[str, float], out: list[str]
         out.append(f"{kind:<10} {blank} {wall:>6.2f} {cpu:>5.2f} {total_imports:>7.2f} {rss:>7.0f}")
 
 
+def _use(root: Path, cache: Path) -> None:
+    """The children from now on run the avsearch of `root`, with `cache` as their cache folder."""
+    CHECKOUT["root"], CHECKOUT["cache"] = root, cache
+
+
+def _info_lines(setup: Setup, checkouts: list[tuple[str, Path]], work: Path, repeat: int) -> list[str]:
+    """`avsearch info` on the audio-visual index, per checkout: median wall of `repeat` fresh processes."""
+    out = []
+    for label, root in checkouts:
+        _use(root, work / f"cache-{label or 'this'}")
+        walls = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            args = [AVSEARCH, "info", "--index-dir", str(setup.av_index)]
+            done = subprocess.run(args, capture_output=True, env=_env())
+            walls.append(time.perf_counter() - start)
+            if done.returncode != 0:
+                sys.exit(f"info failed: {done.stderr.decode(errors='replace')[-2000:]}")
+        out.append(f"info {label:<6} {statistics.median(walls):>6.2f} s")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated: audio,image,text,pointcloud")
@@ -272,6 +303,11 @@ def main() -> None:
         default=ROOT,
         help="run the avsearch of this checkout (e.g. `git archive` of the commit before a change), for a "
         "before/after comparison; the random weights and media are made by this one",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also run this checkout (the commit before a change) on the same indexes, interleaved",
     )
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)  # build_in_child's child
     args = parser.parse_args()
@@ -292,19 +328,45 @@ def main() -> None:
         t0 = time.perf_counter()
         setup = build_in_child(work, kinds)
         print(f"built the indexes in {time.perf_counter() - t0:.1f} s (CPU only, {os.cpu_count()} cores)")
-        print(f"avsearch of {CHECKOUT['root']}\n")
+        print(f"avsearch of {CHECKOUT['root']}" + (f", before: {args.before}" if args.before else "") + "\n")
         lines = [
             f"{'kind':<10} {'startup':>7} {'setup':>6}  {'model loads (s)':<34} "
             f"{'encode':>6} {'search':>6} {'total':>6} {'CPU':>5} {'imports':>7} {'RSS MB':>7}"
         ]
+        checkouts = [("", CHECKOUT["root"])]
+        if args.before is not None:
+            checkouts = [("before", args.before.resolve()), ("after", CHECKOUT["root"])]
         for kind in kinds:
             if kind in setup.skipped:
                 lines.append(f"{kind:<10} skipped: {setup.skipped[kind]}")
                 continue
             print(f"{kind}: {args.repeat} cold queries, then one under -X importtime", file=sys.stderr, flush=True)
-            runs = [run_query(setup, kind) for _ in range(args.repeat)]
-            imports = import_shares(run_query(setup, kind, importtime=True).stderr)
-            report(kind, runs, imports, lines)
+            runs: dict[str, list[Run]] = {label: [] for label, _ in checkouts}
+            first: dict[str, float] = {}
+            for label, root in checkouts:
+                _use(root, work / f"cache-{label or 'this'}")
+                first[label] = run_query(setup, kind).wall
+            for _ in range(args.repeat):
+                for label, root in checkouts:
+                    _use(root, work / f"cache-{label or 'this'}")
+                    runs[label].append(run_query(setup, kind))
+            walls = {}
+            for label, root in checkouts:
+                _use(root, work / f"cache-{label or 'this'}")
+                imports = import_shares(run_query(setup, kind, importtime=True).stderr)
+                name = f"{kind} {label}".strip()
+                report(name, runs[label], imports, lines)
+                walls[label] = statistics.median(r.wall for r in runs[label])
+                lines.append(f"{'':<10} first query of this checkout: {first[label]:.2f} s")
+            if args.before is not None:
+                rss = {k: statistics.median(r.rss_mb for r in v) for k, v in runs.items()}
+                lines.append(
+                    f"{'':<10} after/before: wall {walls['after'] / walls['before']:.2f}x "
+                    f"({walls['before']:.2f} -> {walls['after']:.2f} s), "
+                    f"RSS {rss['before']:.0f} -> {rss['after']:.0f} MB"
+                )
+        if args.before is not None:
+            lines.extend(_info_lines(setup, checkouts, work, args.repeat))
         print("\n".join(lines))
         print(
             "\nseconds, medians of",

@@ -15,5 +15,8 @@ os.environ.setdefault("AVSEARCH_OFFLINE", "1")
 # Caches (prompt embeddings, downloads) go to a throw-away folder, never the user's home.
 os.environ["AVSEARCH_CACHE"] = _CACHE = tempfile.mkdtemp(prefix="avsearch-test-cache-")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)  # one per test run; hundreds piled up in /tmp
+# Queries run their towers on torch in the suite (what most tests check); tests/encoders/test_onnx_towers.py
+# turns ONNX Runtime on where it tests it (an export costs about a minute per tower).
+os.environ.setdefault("AVSEARCH_ONNX", "0")
 
 pytest_plugins = ["tests.encoder_fixtures"]

@@ -137,6 +137,9 @@ def query_command(
     )
     cut = parse_min_score(min_score)
     settings = load_settings()
+    from avsearch.encoders.registry import use_onnx
+
+    use_onnx()  # exported towers answer on ONNX Runtime: a cold query imports no torch (encoders/onnx_towers.py)
     index = Index.open(
         index_location(index_dir, storage_option),
         weights_dir=weights_dir or settings.weights_dir,

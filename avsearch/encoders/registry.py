@@ -17,16 +17,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from avsearch.device import pick_device
 from avsearch.encoders.base import Encoder
 from avsearch.errors import ConfigError
 from avsearch.modalities import MODALITIES
 from avsearch.settings import configs_dir
 from avsearch.timings import stage
+
+if TYPE_CHECKING:  # torch loads with the first torch encoder: a tower on ONNX Runtime needs none
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,13 @@ def _import_factory(dotted: str, encoder: str) -> Callable[..., Encoder]:
 
 _cache: dict[tuple[str, tuple[str, ...], str, str], Encoder] = {}
 _lock = threading.Lock()
+_onnx = {"on": False}  # towers on ONNX Runtime where exported (encoders/onnx_towers.py): `avsearch query`
+
+
+def use_onnx(on: bool = True) -> None:
+    """Let single towers on the CPU run on ONNX Runtime from their cached export (and export a tower after
+    its torch load, for the next process). Queries turn it on; indexing keeps torch."""
+    _onnx["on"] = on
 
 
 def load_encoder(
@@ -127,12 +134,39 @@ def load_encoder(
     unknown = [m for m in wanted if m not in spec.modalities]
     if unknown:
         raise ConfigError(f"encoder {name!r} encodes {', '.join(spec.modalities)}, not {', '.join(unknown)}")
+    where = str(Path(weights_dir).expanduser()) if weights_dir else ""
+    if _onnx["on"]:
+        from avsearch.encoders import onnx_towers
+
+        key = (name, wanted, where, f"onnx:{device}")
+        with _lock:
+            if key not in _cache:
+                with stage(f"load {name} ({', '.join(wanted)})"):
+                    found = onnx_towers.load_onnx_encoder(spec, wanted, weights_dir, device)
+                if found is not None:
+                    _cache[key] = found
+            if key in _cache:
+                return _cache[key]
+    return _load_torch(spec, wanted, weights_dir, device, where)
+
+
+def _load_torch(
+    spec: EncoderSpec, wanted: tuple[str, ...], weights_dir: Path | str | None, device: Any, where: str
+) -> Encoder:
+    import torch
+
+    from avsearch.device import pick_device
+
     dev = device if isinstance(device, torch.device) else pick_device(device)
-    key = (name, wanted, str(Path(weights_dir).expanduser()) if weights_dir else "", str(dev))
+    key = (spec.name, wanted, where, str(dev))
     with _lock:
         if key not in _cache:
-            with stage(f"load {name} ({', '.join(wanted)})"):
+            with stage(f"load {spec.name} ({', '.join(wanted)})"):
                 _cache[key] = _build(spec, wanted, weights_dir, dev)
+                if _onnx["on"]:
+                    from avsearch.encoders.onnx_towers import export_after_load
+
+                    export_after_load(_cache[key], spec, wanted)
         return _cache[key]
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+from avsearch.encoders.identity import file_identity as file_identity  # re-exported (torch-free)
+from avsearch.encoders.identity import fingerprint as fingerprint  # re-exported (torch-free)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,26 +75,3 @@ def as_numpy(t: torch.Tensor, dim: int) -> np.ndarray:
     if t.numel() == 0:
         return np.zeros((0, dim), dtype=np.float32)
     return np.ascontiguousarray(t.numpy(), dtype=np.float32)
-
-
-def file_identity(path: Path) -> str:
-    """Cheap identity of a (possibly multi-GB) weight file: size + SHA256 of its first and last MiB."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with path.open("rb") as fh:
-        digest.update(fh.read(1 << 20))
-        if size > 2 << 20:
-            fh.seek(-(1 << 20), 2)
-            digest.update(fh.read(1 << 20))
-    return digest.hexdigest()[:16]
-
-
-def fingerprint(name: str, weight_paths: Sequence[Path], options: dict[str, Any]) -> str:
-    """Encoder fingerprint: registry name + weight identities + preprocessing options."""
-    payload = {
-        "name": name,
-        "weights": [file_identity(p) for p in weight_paths],
-        "options": options,
-    }
-    blob = json.dumps(payload, sort_keys=True, default=str).encode()
-    return f"{name}:{hashlib.sha256(blob).hexdigest()[:16]}"
