@@ -8,6 +8,7 @@ each bridge's when it is loaded.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,9 +127,17 @@ class Models:
         self.commit = commit  # saves the manifest; None for readers (queries never write it)
         self._encoders: dict[tuple[str, str], Encoder] = {}
         self._bridges: dict[str, Bridge] = {}
+        self._lock = threading.RLock()  # concurrent first queries load a model once
 
     def encoder(self, name: str, tower: str) -> Encoder:
         """Encoder `name` with `tower` loaded, checked against the fingerprint the index recorded."""
+        key = (name, tower)
+        if key in self._encoders:
+            return self._encoders[key]
+        with self._lock:
+            return self._load_encoder(name, tower)
+
+    def _load_encoder(self, name: str, tower: str) -> Encoder:
         key = (name, tower)
         if key not in self._encoders:
             enc = self.loader(name, (tower,))
@@ -144,13 +153,19 @@ class Models:
         return self.encoder(self.manifest.modalities[table].encoder, self.manifest.kind(table))
 
     def bridge(self, name: str) -> Bridge:
-        if name not in self._bridges:
-            from avsearch.bridge.io import open_bridge
+        if name in self._bridges:
+            return self._bridges[name]
+        with self._lock:
+            if name not in self._bridges:
+                if self.commit is None:  # a reader projects a query's vector: numpy, no torch
+                    from avsearch.bridge.fast import open_fast_bridge as open_bridge
+                else:
+                    from avsearch.bridge.io import open_bridge
 
-            bridge = open_bridge(self.bridge_file(name), self.device)
-            self.manifest.check_bridge(name, bridge.fingerprint, self.where)
-            self._bridges[name] = bridge
-        return self._bridges[name]
+                bridge = open_bridge(self.bridge_file(name), self.device)
+                self.manifest.check_bridge(name, bridge.fingerprint, self.where)
+                self._bridges[name] = bridge
+            return self._bridges[name]
 
     def bridge_file(self, name: str) -> Path:
         """Where bridge `name` is read from: the recorded path, else (a released bridge whose weights

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,7 +46,12 @@ def _labelled(result: ResultSet, route: Route) -> ResultSet:
 
 
 class SearchEngine:
-    """Queries against one `Index`. Models and FAISS indexes load on first use and stay loaded."""
+    """Queries against one `Index`. Models and FAISS indexes load on first use and stay loaded.
+
+    Safe for concurrent searches (the server's threads): what loads lazily loads once under a lock, the
+    last query's vectors are kept per thread, and the row caches lock their own updates. FAISS, torch and
+    numpy release the GIL while they compute, so searches from several threads run in parallel.
+    """
 
     def __init__(self, index: Index) -> None:
         self.index = index
@@ -53,7 +59,8 @@ class SearchEngine:
         self.store = index.tables
         self.models = index.models
         self._ann: dict[str, LoadedAnn | None] = {}
-        self._native: dict[tuple[str, str], tuple[tuple[str | None, Path | None], np.ndarray]] = {}
+        self._load_lock = threading.Lock()  # FAISS files and bridge metadata: loaded once, not once per thread
+        self._thread = threading.local()  # .native: this thread's last query vectors (one encode per query)
         self._calibrations: dict[str, BridgeMeta] = {}  # bridge name -> its metadata (score calibrations)
         cfg = metadata_config().search
         # Filters keeping at most this many rows are searched exactly over those rows (pre-filtering).
@@ -145,11 +152,13 @@ class SearchEngine:
     def _embed(self, route: Route, text: str | None = None, path: Path | None = None) -> np.ndarray:
         """The query vector (1, d) in the route's space; one encoder pass per query, reused by routes."""
         key = (route.encoder, route.tower)
-        if key not in self._native or self._native[key][0] != (text, path):
+        native: dict[tuple[str, str], tuple[tuple[str | None, Path | None], np.ndarray]]
+        native = self._thread.__dict__.setdefault("native", {})
+        if key not in native or native[key][0] != (text, path):
             enc = self.models.encoder(route.encoder, route.tower)
             vec = enc.encode_text([text]) if text is not None else enc.encode_files(route.tower, [path])
-            self._native[key] = ((text, path), vec)
-        q = self._native[key][1]
+            native[key] = ((text, path), vec)
+        q = native[key][1]
         return q if route.bridge is None else self.models.project(route.bridge, route.query_space, q, route.tower)
 
     @timed("search")
@@ -212,9 +221,11 @@ class SearchEngine:
             return None
         if route.bridge not in self._calibrations:
             # the header only (no weights) when the query did not need the bridge (`--id`)
-            from avsearch.bridge.io import read_bridge_meta
+            from avsearch.bridge.meta import read_bridge_meta  # torch-free
 
-            self._calibrations[route.bridge] = read_bridge_meta(self.models.bridge_file(route.bridge))[0]
+            with self._load_lock:
+                if route.bridge not in self._calibrations:
+                    self._calibrations[route.bridge] = read_bridge_meta(self.models.bridge_file(route.bridge))[0]
         return self._calibrations[route.bridge].calibration(query_modality, route.target_modality)
 
     def _search_ann(
@@ -262,8 +273,10 @@ class SearchEngine:
         way, or killed) still answers, with the rows added since searched exactly beside it."""
         name = ann_name(route.target, route.column)
         if name not in self._ann:
-            device = self.index.models.device  # --device cpu keeps FAISS off the GPU too
-            self._ann[name] = self.index.ann(name, use_gpu=device is None or device.startswith("cuda"))
+            with self._load_lock:
+                if name not in self._ann:
+                    device = self.index.models.device  # --device cpu keeps FAISS off the GPU too
+                    self._ann[name] = self.index.ann(name, use_gpu=device is None or device.startswith("cuda"))
         ann = self._ann[name]
         if version is None:
             version = self.store.version(route.target)
