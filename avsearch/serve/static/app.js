@@ -452,7 +452,6 @@
         counts.push([name, typeof x === "number" ? x : (x && (x.files ?? x.count ?? x.rows))]);
       }
     }
-    // Files per modality; a second backend's tables (cavmae_audio, ...) hold the same files again.
     return counts.filter(([name, n]) => name && typeof n === "number" && NOUNS[name]);
   }
 
@@ -472,9 +471,8 @@
       if (info.version) parts.push("avsearch " + info.version);
       box.textContent = parts.join(" · ") || "empty index";
       // The backend choice only where the index has a second one (CAV-MAE tables).
-      const m = info.modalities || [];
-      const tables = Array.isArray(m) ? m.map((x) => x.modality || x.name || "") : Object.keys(m);
-      $("backend-field").hidden = !tables.some((name) => name.startsWith("cavmae_"));
+      const backends = (info.backends || []).map((b) => b.backend);
+      $("backend-field").hidden = !backends.includes("cavmae");
       if (info.server && info.server.where === false) {
         // This server's engine has no metadata filters: say so instead of sending requests it refuses.
         $("where").disabled = true;
