@@ -1,7 +1,8 @@
 """`avsearch index --embeddings DIR`: index vectors someone already extracted, without their media.
 
 DIR holds `{modality}.{space}.npy` files, (N, dim) float32, as `avsearch embed` writes them (image.clip.npy,
-audio.clap.npy, pointcloud.ulip.npy), optionally with `{modality}.{space}.rows.jsonl` (one {"source": ...}
+audio.clap.npy, pointcloud.ulip.npy; audio.cavmae.npy and image.cavmae.npy for an index with the CAV-MAE
+backend), optionally with `{modality}.{space}.rows.jsonl` (one {"source": ...}
 per row, the item ids) and `embed_manifest.json` (the encoder fingerprint, checked against the index's).
 Rows go through the same bridges, tables and FAISS indexes as embedded files: only decoding and encoding
 are skipped. An item's id is its source from rows.jsonl, else `<file>#<row>`. A row of rows.jsonl may
@@ -47,10 +48,11 @@ def index_embeddings(
     fingerprints = _fingerprints(folder)
     for path in sorted(folder.glob("*.npy")):
         modality, _, space = path.name.removesuffix(".npy").partition(".")
-        entry = index.manifest.modalities.get(modality)
-        if entry is None or entry.space != space:
+        table = _table_of(index, modality, space)
+        if table is None:
             summary.failed.append((str(path), _why_not(modality, space, index)))
             continue
+        entry = index.manifest.modalities[table]
         vectors = np.load(path, mmap_mode="r", allow_pickle=False)
         if vectors.ndim != 2 or vectors.shape[1] != entry.native_dim:
             summary.failed.append((str(path), f"shape {vectors.shape}, expected (N, {entry.native_dim})"))
@@ -62,17 +64,17 @@ def index_embeddings(
                 index.commit()
         ids, metas = _rows(path, len(vectors))
         summary.scanned += len(ids)
-        stage = f"vectors {modality}"
+        stage = f"vectors {table}"
         progress.start(stage, len(ids))
         for start in range(0, len(ids), _CHUNK):
             native = np.asarray(vectors[start : start + _CHUNK], dtype=np.float32)
             native = native / np.maximum(np.linalg.norm(native, axis=1, keepdims=True), 1e-12)
-            stamp = index.manifest.bridge_stamp(modality)
+            stamp = index.manifest.bridge_stamp(table)
             records = [
                 FileRecord(i, 0, 0, _digest(v), fingerprint or EXTERNAL, stamp, m)
                 for i, v, m in zip(ids[start : start + _CHUNK], native, metas[start : start + _CHUNK], strict=True)
             ]
-            index.tables.upsert(modality, records, index.models.all_vectors(modality, native))
+            index.tables.upsert(table, records, index.models.all_vectors(table, native))
             summary.added += len(records)
             progress.advance(stage, len(records))
         progress.finish(stage)
@@ -128,9 +130,17 @@ def _fingerprints(folder: Path) -> dict[str, str]:
     return {name: out["fingerprint"] for name, out in outputs.items() if "fingerprint" in out}
 
 
+def _table_of(index: Index, modality: str, space: str) -> str | None:
+    """The table holding `modality` files' vectors of `space` (image.clip -> "image", audio.cavmae ->
+    "cavmae_audio"), or None when the index has none."""
+    manifest = index.manifest
+    return next((t for t, e in manifest.modalities.items() if e.space == space and manifest.kind(t) == modality), None)
+
+
 def _why_not(modality: str, space: str, index: Index) -> str:
-    holds = ", ".join(f"{m}.{e.space}.npy" for m, e in index.manifest.modalities.items())
-    return f"not vectors this index holds (it takes {holds})"
+    holds = ", ".join(f"{index.manifest.kind(t)}.{e.space}.npy" for t, e in index.manifest.modalities.items())
+    hint = " (CAV-MAE vectors need an index with that backend: --backend cavmae or both)" if space == "cavmae" else ""
+    return f"not vectors this index holds (it takes {holds}){hint}"
 
 
 def _digest(vector: np.ndarray) -> str:

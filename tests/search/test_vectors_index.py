@@ -81,3 +81,32 @@ def test_unknown_id_and_bad_arguments_are_one_line(vectors, bridge_file, tmp_pat
     assert missing.exit_code == 1 and missing.stderr.startswith("avsearch: error: nope: no such item in this index")
     both = _invoke("index", str(tmp_path), "--embeddings", vectors, "--index-dir", index)
     assert both.exit_code == 1 and "one of the two" in both.stderr
+
+
+def test_cavmae_vectors_go_to_the_cavmae_tables(bridge_file, tmp_path) -> None:
+    """{modality}.cavmae.npy fill an index's CAV-MAE tables (`--backend both`), found by id in CAV-MAE's
+    own space; an index without that backend lists them with the way to add it."""
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "cav"
+    folder.mkdir()
+    audio = rng.standard_normal((12, 768)).astype(np.float32)
+    audio /= np.linalg.norm(audio, axis=1, keepdims=True)
+    images = rng.standard_normal((20, 768)).astype(np.float32)
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    np.save(folder / "audio.cavmae.npy", audio)
+    np.save(folder / "image.cavmae.npy", images)
+    (folder / "audio.cavmae.rows.jsonl").write_text("".join(json.dumps({"source": f"s{i}"}) + "\n" for i in range(12)))
+    index = tmp_path / "index"
+    both = _invoke(
+        "index", "--embeddings", folder, "--bridge", bridge_file, "--backend", "both", "--index-dir", index, "-q"
+    )
+    assert both.exit_code == 0, both.output
+    out = _invoke(
+        "query", "--id", "s3", "--target", "image", "--backend", "cavmae", "-k", "4", "--index-dir", index, "--json"
+    )
+    assert out.exit_code == 0, out.output
+    [hits] = [r["hits"] for r in json.loads(out.stdout) if r["backend"] == "cavmae"]
+    order = np.argsort(-(images @ audio[3]))[:4]
+    assert [h["path"] for h in hits] == [f"{folder / 'image.cavmae.npy'}#{i}" for i in order]
+    plain = _invoke("index", "--embeddings", folder, "--bridge", bridge_file, "--index-dir", tmp_path / "plain", "-q")
+    assert plain.exit_code == 3 and "--backend cavmae or both" in plain.stderr
