@@ -26,6 +26,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
@@ -113,7 +114,7 @@ def create_app(
             threading.Thread(target=_warm, args=(live, announce), name="avsearch-warm", daemon=True).start()
         yield
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc serve Swagger UI's files from the package: no CDN, works off-line
         title="avsearch",
         version=__version__,
         summary="Cross-modal search over sound, pictures, text and 3D shapes.",

@@ -469,3 +469,27 @@ def test_weaker_matches_wait_behind_a_button(browser: Browser, media: dict, tmp_
         expect(text_section.locator(".calibration")).to_contain_text("uncalibrated")
         expect(text_section.locator("button.weaker")).to_have_count(0)
         context.close()
+
+
+def test_api_docs_render_with_the_network_blocked(browser: Browser, server: str) -> None:
+    """/docs draws Swagger UI from files the server holds: every request off 127.0.0.1 is refused here,
+    and the page still lists the endpoints."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    refused: list[str] = []
+
+    def only_loopback(route) -> None:  # noqa: ANN001 - playwright's Route
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_loopback)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server + "docs")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert any("/api/search" in p for p in paths) and any("/api/items/{item_id}/media" in p for p in paths)
+    assert not refused, refused  # nothing was asked of another host
+    context.close()
