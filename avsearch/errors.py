@@ -27,5 +27,10 @@ class DamagedIndexError(AvsearchError):
     """An index folder's files are damaged or missing (deleted table data, a table that will not open)."""
 
 
+class StorageError(AvsearchError):
+    """The storage an index lives on does not answer now (an object store down, refused credentials): nothing
+    is damaged and nothing needs rebuilding; try again later."""
+
+
 class DecodeError(InputError):
     """A media file cannot be decoded (empty, silent, truncated or of an unknown format)."""

@@ -22,6 +22,7 @@ from avsearch.errors import (
     DecodeError,
     IncompatibleError,
     InputError,
+    StorageError,
     WeightsMissingError,
 )
 
@@ -56,6 +57,7 @@ _STATUS: tuple[tuple[type[AvsearchError], int], ...] = (
     (IncompatibleError, 409),  # the index and its bridges or weights do not fit together
     (WeightsMissingError, 503),  # the server cannot answer this kind of query until weights are added
     (DamagedIndexError, 503),
+    (StorageError, 503),  # the object store does not answer now
 )
 
 

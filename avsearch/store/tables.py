@@ -35,7 +35,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
-from avsearch.errors import DamagedIndexError, IncompatibleError, InputError
+from avsearch.errors import DamagedIndexError, IncompatibleError, InputError, StorageError
 from avsearch.media.metadata import FileMeta, MediaInfo
 from avsearch.media.walk import printable
 from avsearch.store.location import Location
@@ -169,11 +169,10 @@ def _unreachable(exc: BaseException) -> bool:
     return any(m in str(exc) for m in _UNREACHABLE)
 
 
-def _unreadable(what: str, exc: BaseException) -> DamagedIndexError:
-    """A store that does not answer: nothing to rebuild, try again later. (The type stays DamagedIndexError,
-    the index cannot be read now: the server answers 503.)"""
+def _unreadable(what: str, exc: BaseException) -> StorageError:
+    """A store that does not answer: nothing damaged, nothing to rebuild, try again later (503)."""
     detail = str(exc).splitlines()[0][:160]
-    return DamagedIndexError(
+    return StorageError(
         f"{what} cannot be read from the store ({detail}); check the endpoint, the credentials and the network"
     )
 

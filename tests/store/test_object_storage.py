@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from avsearch.cli.app import app as cli_app
-from avsearch.errors import ConfigError, DamagedIndexError, InputError
+from avsearch.errors import ConfigError, InputError, StorageError
 from avsearch.indexing.pipeline import index_folder
 from avsearch.search.engine import SearchEngine
 from avsearch.serve.app import create_app
@@ -273,7 +273,7 @@ def test_one_writer_and_one_line_errors(s3_server, bridge, tmp_path) -> None:  #
     with pytest.raises(InputError, match=rf"^{where.uri}: .*does not answer"):
         Index.open(dead)
     dead_quick = Location(where.uri, {**dead.options, "client_max_retries": "0", "client_retry_timeout": "2"})
-    with pytest.raises(DamagedIndexError, match=rf"^{where.uri}: the tables cannot be read from the store \("):
+    with pytest.raises(StorageError, match=rf"^{where.uri}: the tables cannot be read from the store \("):
         MediaStore(dead_quick)  # a store that stopped answering after the check: no --rebuild advice
     result = CliRunner().invoke(
         cli_app, ["info", "--index-dir", "s3://no-such-bucket/x", *_cli_options(s3_server.options())]
