@@ -309,6 +309,7 @@ def main() -> None:
         type=Path,
         help="also run this checkout (the commit before a change) on the same indexes, interleaved",
     )
+    parser.add_argument("--reuse", action="store_true", help="--workdir holds an earlier run's indexes: use them")
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)  # build_in_child's child
     args = parser.parse_args()
     CHECKOUT["root"] = args.checkout.resolve()
@@ -322,12 +323,16 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="avsearch-cold-") as tmp:
         work = args.workdir or Path(tmp)
-        if work.exists() and any(work.iterdir()):
-            sys.exit(f"{work}: not empty; give an empty or new --workdir")
-        work.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        setup = build_in_child(work, kinds)
-        print(f"built the indexes in {time.perf_counter() - t0:.1f} s (CPU only, {os.cpu_count()} cores)")
+        if args.reuse and (work / SETUP_FILE).is_file():
+            setup = Setup.load(work / SETUP_FILE)
+            print(f"the indexes of an earlier run in {work} (--reuse)")
+        else:
+            if work.exists() and any(work.iterdir()):
+                sys.exit(f"{work}: not empty; give an empty or new --workdir (or --reuse its indexes)")
+            work.mkdir(parents=True, exist_ok=True)
+            t0 = time.perf_counter()
+            setup = build_in_child(work, kinds)
+            print(f"built the indexes in {time.perf_counter() - t0:.1f} s (CPU only, {os.cpu_count()} cores)")
         print(f"avsearch of {CHECKOUT['root']}" + (f", before: {args.before}" if args.before else "") + "\n")
         lines = [
             f"{'kind':<10} {'startup':>7} {'setup':>6}  {'model loads (s)':<34} "

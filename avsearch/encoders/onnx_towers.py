@@ -11,7 +11,8 @@ inputs, and an export whose vectors fall below cosine 0.9999 of torch's is kept 
 and that tower stays on torch.
 
 Only CPU queries use it (with a GPU, torch runs the towers); `AVSEARCH_ONNX=0` turns it off. Towers
-exported: CLIP ViT-B/32 text and image.
+exported: CLIP ViT-B/32 text and image, CLAP's text tower (RoBERTa + projection; tokens by the
+`tokenizers` library from the same vocab.json + merges.txt, equal to transformers' RobertaTokenizer).
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ EXPORT_VERSION = 1  # part of every export's name: a change here re-exports
 OPSET = 17
 MIN_COSINE = 0.9999  # an export below this (any test row, against torch) is not used
 CLIP_FACTORY = "avsearch.encoders.clip:load_clip_encoder"
-TOWERS = {CLIP_FACTORY: (TEXT, IMAGE)}  # encoder factory -> towers that can run on ONNX Runtime
+CLAP_FACTORY = "avsearch.encoders.clap:load_clap_encoder"
+# encoder factory -> towers that can run on ONNX Runtime
+TOWERS = {CLIP_FACTORY: (TEXT, IMAGE), CLAP_FACTORY: (TEXT,)}
+FINGERPRINT = "fingerprint.txt"  # in a CLAP export's folder: the torch encoder's fingerprint()
 
 
 def enabled() -> bool:
@@ -77,6 +81,18 @@ def clip_fingerprint(spec: Any, weights_dir: Path | str | None) -> tuple[str, Pa
     return fingerprint(spec.name, [path], _options(spec)), path
 
 
+def clap_key(spec: Any, weights_dir: Path | str | None) -> tuple[str, dict[str, Path]]:
+    """A name for CLAP's exports made without loading it (its fingerprint depends on code-side settings,
+    so the export keeps the real one beside it): identities of every file it reads + its options; and
+    those files by key."""
+    from avsearch import __version__
+    from avsearch.encoders.identity import fingerprint
+    from avsearch.encoders.weights import find_file, resolve_weight
+
+    paths = {key: resolve_weight(find_file(key).name, weights_dir) for key in spec.files}
+    return fingerprint(spec.name, list(paths.values()), _options(spec) | {"avsearch": __version__}), paths
+
+
 GRAPH = "model.onnx"  # in an export's folder, beside its weights (model.onnx.data, memory-mapped by ORT)
 
 
@@ -98,6 +114,12 @@ def load_onnx_encoder(spec: Any, wanted: tuple[str, ...], weights_dir: Path | st
     """The ONNX Runtime encoder for this tower when one was exported for these very weights; else None."""
     if not (enabled() and supported(spec, wanted) and on_cpu(device)):
         return None
+    if spec.factory == CLAP_FACTORY:
+        key, paths = clap_key(spec, weights_dir)
+        folder = export_path(key, TEXT)
+        if not (folder / GRAPH).is_file() or not (folder / FINGERPRINT).is_file():
+            return None
+        return OnnxClapTextEncoder(spec, (folder / FINGERPRINT).read_text().strip(), paths, folder / GRAPH)
     fingerprint, weight_path = clip_fingerprint(spec, weights_dir)
     graph = export_path(fingerprint, wanted[0]) / GRAPH
     if not graph.is_file():
@@ -208,13 +230,72 @@ class OnnxClipEncoder:
         return self.encode_prepared(modality, items)
 
 
+class OnnxClapTextEncoder:
+    """CLAP's text tower (RoBERTa + projection) on ONNX Runtime: ClapEncoder.encode_text's vectors."""
+
+    runtime = "onnx"
+
+    def __init__(self, spec: Any, fingerprint: str, paths: dict[str, Path], graph: Path) -> None:
+        from avsearch.encoders.clap_inputs import ClapTokenizer
+
+        self.name, self.space, self.dim = spec.name, spec.space, spec.dim
+        self.modalities = (TEXT,)
+        self._spec = spec
+        self._fingerprint = fingerprint
+        self.graph = graph
+        self._model = None
+        self._run = _session(graph)
+        self._tokenizer = ClapTokenizer(paths["roberta-vocab"], paths["roberta-merges"], spec.options["context_length"])
+        self.text_batch = spec.options["batch_text"]
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def encode_files(self, modality: str, paths: Sequence[Path]) -> np.ndarray:
+        raise ConfigError(f"{self.name} was loaded without its {modality} tower")
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        from avsearch.media.text import check_texts
+
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        check_texts(texts)  # refuse the whole call before any forward
+        rows = []
+        for start in range(0, len(texts), self.text_batch):
+            ids, mask = self._tokenizer(texts[start : start + self.text_batch])
+            rows.append(self._run.run(None, {"input_ids": ids, "attention_mask": mask})[0])
+        return _normalized(np.concatenate(rows)) if rows else np.zeros((0, self.dim), np.float32)
+
+
 # -- export (torch is loaded) -------------------------------------------------------------------------------
 
 
-def _clip_module(encoder: Any, tower: str) -> tuple[Any, Any]:
-    """(torch module whose forward is the tower's un-normalised output, example input) for export."""
+def _is_clap(encoder: Any) -> bool:
+    return encoder._spec.factory == CLAP_FACTORY
+
+
+def _clap_module(encoder: Any) -> tuple[Any, Any]:
     import torch
 
+    model = encoder._model
+
+    class Tower(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.model.get_text_embedding({"input_ids": input_ids, "attention_mask": attention_mask})
+
+    ids, mask = sample_inputs(encoder, TEXT)
+    return Tower().eval(), (torch.from_numpy(ids[:2]), torch.from_numpy(mask[:2]))
+
+
+def _clip_module(encoder: Any, tower: str) -> tuple[Any, Any]:
+    """(torch module whose forward is the tower's un-normalised output, example inputs) for export."""
+    import torch
+
+    if _is_clap(encoder):
+        return _clap_module(encoder)
     model = encoder._model
 
     class Tower(torch.nn.Module):
@@ -225,21 +306,20 @@ def _clip_module(encoder: Any, tower: str) -> tuple[Any, Any]:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.model.encode_text(x) if tower == TEXT else self.model.encode_image(x)
 
-    if tower == TEXT:
-        example = torch.from_numpy(sample_inputs(encoder, TEXT)[:2])
-    else:
-        example = torch.from_numpy(sample_inputs(encoder, IMAGE)[:2])
-    return Tower().eval(), example
+    return Tower().eval(), (torch.from_numpy(sample_inputs(encoder, tower)[:2]),)
 
 
-def sample_inputs(encoder: Any, tower: str) -> np.ndarray:
+def sample_inputs(encoder: Any, tower: str) -> Any:
     """Fixed inputs the export and its check run on: tokens of a few texts (one long enough to be
     truncated), or pixels of a few synthetic pictures (normalised as the encoder normalises them)."""
     from avsearch.encoders.clip_inputs import ClipTokenizer, normalize_pixels
 
     opts = encoder._spec.options
+    texts = ["a dog barking in the rain", "an orchestra tuning up", "x", " ".join(["long words"] * 60)]
+    if _is_clap(encoder):
+        ids, mask = encoder._tokens(texts)["input_ids"], encoder._tokens(texts)["attention_mask"]
+        return ids.numpy().astype(np.int64), mask.numpy().astype(np.int64)
     if tower == TEXT:
-        texts = ["a dog barking in the rain", "an orchestra tuning up", "x", " ".join(["long words"] * 60)]
         return ClipTokenizer(opts["context_length"])(texts)
     rng = np.random.default_rng(0)
     size = opts["image_size"]
@@ -248,21 +328,27 @@ def sample_inputs(encoder: Any, tower: str) -> np.ndarray:
     return normalize_pixels([*items, np.ascontiguousarray(gradient)], opts["mean"], opts["std"])
 
 
-def torch_forward(encoder: Any, tower: str, inputs: np.ndarray) -> np.ndarray:
+def torch_forward(encoder: Any, tower: str, inputs: Any) -> np.ndarray:
     """The torch encoder's vectors for the same inputs the graph gets (tokens or normalised pixels)."""
     import torch
 
     with torch.inference_mode():
-        if tower == TEXT:
+        if _is_clap(encoder):
+            data = {"input_ids": torch.from_numpy(inputs[0]), "attention_mask": torch.from_numpy(inputs[1])}
+            out = encoder._model.get_text_embedding(data)
+        elif tower == TEXT:
             out = encoder._model.encode_text(torch.from_numpy(inputs).to(encoder.device))
         else:
             out = encoder._model.encode_image(torch.from_numpy(inputs).to(encoder.device, encoder.dtype))
     return _normalized(out.float().cpu().numpy())
 
 
-def onnx_forward(graph: Path, inputs: np.ndarray) -> np.ndarray:
+def onnx_forward(graph: Path, inputs: Any) -> np.ndarray:
+    """The graph's vectors (normalised) for one input array, or a tuple of them in the graph's input order."""
     session = _session(graph)
-    return _normalized(session.run(None, {session.get_inputs()[0].name: inputs})[0])
+    arrays = inputs if isinstance(inputs, tuple) else (inputs,)
+    feed = {i.name: a for i, a in zip(session.get_inputs(), arrays, strict=True)}
+    return _normalized(session.run(None, feed)[0])
 
 
 def export_tower(encoder: Any, tower: str, path: Path) -> float:
@@ -285,14 +371,15 @@ def export_tower(encoder: Any, tower: str, path: Path) -> float:
     try:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+            names = ["input_ids", "attention_mask"] if _is_clap(encoder) else ["input"]
             torch.onnx.export(
                 module,
-                (example,),
+                example,
                 str(traced),
                 dynamo=False,
-                input_names=["input"],
+                input_names=names,
                 output_names=["embedding"],
-                dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+                dynamic_axes={**{n: {0: "batch"} for n in names}, "embedding": {0: "batch"}},
                 opset_version=OPSET,
                 do_constant_folding=True,
             )
@@ -310,6 +397,7 @@ def export_tower(encoder: Any, tower: str, path: Path) -> float:
             raise ConfigError(
                 f"the ONNX export of {encoder.name}'s {tower} tower is not faithful (cosine {cosine:.6f})"
             )
+        (folder / FINGERPRINT).write_text(encoder.fingerprint() + "\n")
         os.replace(folder, path)
         return cosine
     finally:
@@ -317,14 +405,17 @@ def export_tower(encoder: Any, tower: str, path: Path) -> float:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def export_after_load(encoder: Any, spec: Any, wanted: tuple[str, ...]) -> None:
+def export_after_load(encoder: Any, spec: Any, wanted: tuple[str, ...], weights_dir: Path | str | None = None) -> None:
     """After a torch load on the query path: export the tower for the next queries, once. Failures are
     logged (the query goes on with torch) and an unfaithful export is not tried again."""
     if not (enabled() and supported(spec, wanted)) or getattr(encoder, "device", None) is None:
         return
     if encoder.device.type != "cpu":
         return
-    path = export_path(encoder.fingerprint(), wanted[0])
+    if spec.factory == CLAP_FACTORY:
+        path = export_path(clap_key(spec, weights_dir)[0], wanted[0])
+    else:
+        path = export_path(encoder.fingerprint(), wanted[0])
     if (path / GRAPH).is_file() or path.with_name(path.name + ".unfaithful").exists():
         return
     try:

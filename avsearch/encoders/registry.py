@@ -166,7 +166,7 @@ def _load_torch(
                 if _onnx["on"]:
                     from avsearch.encoders.onnx_towers import export_after_load
 
-                    export_after_load(_cache[key], spec, wanted)
+                    export_after_load(_cache[key], spec, wanted, weights_dir)
         return _cache[key]
 
 
