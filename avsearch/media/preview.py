@@ -1,4 +1,4 @@
-"""A point cloud drawn as a small picture (thumbnails in the server, previews in HTML reports)."""
+"""Point clouds and sounds drawn as small pictures (thumbnails in the server, previews in HTML reports)."""
 
 from __future__ import annotations
 
@@ -34,3 +34,27 @@ def render_cloud(points: np.ndarray, size: int = 256) -> Image.Image:
     canvas = np.full((size * size, 3), 255, np.float32)
     canvas[pixel[first]] = _FAR + (_NEAR - _FAR) * near[first, None]
     return Image.fromarray(canvas.reshape(size, size, 3).astype(np.uint8), mode="RGB")
+
+
+_WAVE_INK, _WAVE_AXIS = np.array([30, 80, 190], np.uint8), np.array([215, 220, 232], np.uint8)
+
+
+def render_waveform(wave: np.ndarray, size: int = 256) -> Image.Image:
+    """A sound's waveform as its min/max envelope, one column per slice of the samples, on white: (size,
+    size // 2) RGB. Scaled to the sound's own peak, so quiet and loud sounds are both readable."""
+    width, height = size, max(8, size // 2)
+    wave = np.asarray(wave, np.float32).ravel()
+    if wave.size < width:  # fewer samples than columns: repeat each sample across its columns
+        wave = np.repeat(wave, -(-width // max(wave.size, 1)))
+    edges = np.linspace(0, wave.size, width + 1).astype(np.int64)
+    low = np.minimum.reduceat(wave, edges[:-1])
+    high = np.maximum.reduceat(wave, edges[:-1])
+    peak = max(float(np.abs(wave).max()), 1e-9)
+    middle = (height - 1) / 2.0
+    top = np.clip(np.rint(middle - high / peak * middle), 0, height - 1).astype(np.int64)
+    bottom = np.clip(np.rint(middle - low / peak * middle), 0, height - 1).astype(np.int64)
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    canvas[int(round(middle)), :] = _WAVE_AXIS
+    rows = np.arange(height)[:, None]
+    canvas[(rows >= top[None, :]) & (rows <= bottom[None, :])] = _WAVE_INK
+    return Image.fromarray(canvas, mode="RGB")

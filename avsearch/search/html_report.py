@@ -1,9 +1,10 @@
 """A self-contained HTML page of one query's results (`avsearch query --html out.html`): no server needed.
 
 Pictures and point clouds appear as small JPEG thumbnails inlined as data: URIs (made here with PIL; a
-cloud as a rendered dot preview), sounds as audio players whose src is the file's file:// URL, so the
-page stays small and plays the originals where they lie. Every piece of text from the index (file
-names can hold <, quotes, non-UTF-8 bytes) is made printable and HTML-escaped.
+cloud as a rendered dot preview), sounds as their waveform (inlined the same way) above an audio player
+whose src is the file's file:// URL, so the page stays small and plays the originals where they lie.
+Every piece of text from the index (file names can hold <, quotes, non-UTF-8 bytes) is made printable
+and HTML-escaped.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from pathlib import Path
 
 from avsearch.atomic import write_text
 from avsearch.errors import AvsearchError, InputError
+from avsearch.media.audio import load_audio
 from avsearch.media.image import load_image
 from avsearch.media.pointcloud import load_pointcloud
-from avsearch.media.preview import render_cloud
+from avsearch.media.preview import render_cloud, render_waveform
 from avsearch.media.walk import printable
 from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD
 from avsearch.search.results import Hit, ResultSet
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 THUMB_SIDE = 160  # pixels, the longer side of an inlined thumbnail
 JPEG_QUALITY = 75
 _LABELS = {IMAGE: "Pictures", AUDIO: "Sounds", POINTCLOUD: "Point clouds"}
+WAVEFORM_RATE = 8000  # Hz a sound is decoded at for its waveform picture
 
 
 def write_html_report(results: list[ResultSet], out: Path, query_label: str) -> Path:
@@ -94,7 +97,9 @@ def _card(hit: Hit) -> str:
     name = _e(shown.rsplit("/", 1)[-1])
     url = _e(_file_url(hit.path))
     if hit.modality == AUDIO:
-        media = f'<audio controls preload="none" src="{url}" aria-label="Play {name}"></audio>'
+        data = _thumbnail(hit.path, hit.modality)
+        wave = f'<img class="waveform" src="{data}" alt="Waveform of {name}">' if data else ""
+        media = f'{wave}<audio controls preload="none" src="{url}" aria-label="Play {name}"></audio>'
     else:
         data = _thumbnail(hit.path, hit.modality)
         inner = f'<img src="{data}" alt="{name}">' if data else '<span class="nothumb">no preview</span>'
@@ -119,6 +124,8 @@ def _thumbnail(path: str, modality: str) -> str | None:
             img.thumbnail((THUMB_SIDE, THUMB_SIDE))
         elif modality == POINTCLOUD:
             img = render_cloud(load_pointcloud(path), THUMB_SIDE)
+        elif modality == AUDIO:  # its waveform: a page of sounds can be told apart at a glance
+            img = render_waveform(load_audio(path, WAVEFORM_RATE), THUMB_SIDE)
         else:
             return None
     except (AvsearchError, OSError) as exc:
@@ -139,6 +146,7 @@ h1{font-size:1.3rem;margin:1rem 0 .2rem}.query{font-size:1.1rem;margin:.2rem 0;o
 .card{border:1px solid #ccd2d5;border-radius:8px;padding:.5rem;display:flex;flex-direction:column;gap:.35rem}
 .thumb{display:flex;align-items:center;justify-content:center;height:160px;overflow:hidden}
 .thumb img{max-width:100%;max-height:100%}.nothumb{color:#6b7479;font-size:.8rem}audio{width:100%}
+img.waveform{width:100%;height:64px;display:block}
 .meta{display:flex;gap:.4rem;margin:0;font-size:.85rem;min-width:0}
 .name{flex:1;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}.score{font-variant-numeric:tabular-nums}
 """

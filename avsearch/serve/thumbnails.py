@@ -1,4 +1,5 @@
-"""Thumbnails: pictures scaled down, point clouds drawn as a small depth-shaded picture; JPEG, made once.
+"""Thumbnails: pictures scaled down, point clouds drawn as a small depth-shaded picture, sounds as their
+waveform; JPEG, made once.
 
 Files are decoded by avsearch's own readers (media/image.py, media/pointcloud.py), so the decoding limits
 of configs/media.toml hold here as they do for indexing. A thumbnail is cached under the index's cache
@@ -17,16 +18,18 @@ from pathlib import Path
 from PIL import Image
 
 from avsearch.atomic import write_bytes
+from avsearch.media.audio import load_audio
 from avsearch.media.image import load_image
 from avsearch.media.pointcloud import load_pointcloud
-from avsearch.media.preview import render_cloud
-from avsearch.modalities import IMAGE, POINTCLOUD
+from avsearch.media.preview import render_cloud, render_waveform
+from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD
 from avsearch.serve.errors import NotFound
 from avsearch.serve.files import IndexedFile
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 256  # px, the longer side
+WAVEFORM_RATE = 8000  # Hz a sound is decoded at for its waveform: 256 columns need no more
 _QUALITY = 85
 
 
@@ -44,14 +47,19 @@ class Thumbnails:
 
     def get(self, item_id: str, modality: str, opened: IndexedFile) -> Path:
         """The cached JPEG of the item (id already checked: hex digits only) whose file is `opened`."""
-        if modality not in (IMAGE, POINTCLOUD):
+        if modality not in (IMAGE, POINTCLOUD, AUDIO):
             raise NotFound(f"no thumbnail for {modality} items")
         st, path = opened.stat, opened.real
         shard = self.folder / item_id[:2]
         target = shard / f"{item_id}-{st.st_size}-{st.st_mtime_ns}-{self.size}.jpg"
         if target.is_file():
             return target
-        picture = load_image(path) if modality == IMAGE else render_cloud(load_pointcloud(path), self.size)
+        if modality == IMAGE:
+            picture = load_image(path)
+        elif modality == POINTCLOUD:
+            picture = render_cloud(load_pointcloud(path), self.size)
+        else:  # a sound: its waveform, so a page of sounds can be told apart at a glance
+            picture = render_waveform(load_audio(path, WAVEFORM_RATE), self.size)
         picture.thumbnail((self.size, self.size), Image.Resampling.LANCZOS, reducing_gap=3.0)
         data = io.BytesIO()
         picture.save(data, format="JPEG", quality=_QUALITY)

@@ -115,10 +115,12 @@ def test_audio_players_point_at_the_files(tmp_path: Path) -> None:
 
     audios = page.all("audio")
     assert [a["preload"] for a in audios] == ["none", "none"] and all("controls" in a for a in audios)
+    waves = [img for img in page.all("img") if img.get("class") == "waveform"]  # each sound drawn inline
+    assert len(waves) == 2 and all(w["src"].startswith("data:image/jpeg;base64,") for w in waves)
+    assert waves[0]["src"] != waves[1]["src"]
     for attrs, path in zip(audios, [plain, odd], strict=True):
         url = urlparse(attrs["src"])
         assert url.scheme == "file" and unquote_to_bytes(url.path) == os.fsencode(path)
-    assert not page.all("img")  # sounds get no thumbnail
 
 
 def test_counts_per_modality_from_a_real_search(tmp_path: Path, bridge_file: Path) -> None:

@@ -3,11 +3,15 @@ encoder (tests/search/fake_encoder.py: real decoders, not a model; see conftest.
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
+import numpy as np
 import pytest
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -72,17 +76,14 @@ def test_bad_search_parameters_are_400(client: TestClient, params: dict, reason:
     assert reason in r.json()["error"]
 
 
-def test_where_is_passed_to_the_engine_or_refused(client: TestClient) -> None:
-    r = client.get("/api/search", params={"text": "x", "where": "duration > 1"})
-    if not app_module.WHERE_SUPPORTED:
-        assert (r.status_code, r.json()) == (400, {"error": "where filters are not available in this version"})
-    else:  # every tone lasts 0.25 s
-        assert app_module._filters("duration > 1", "*/a/*").where == "duration > 1"  # type: ignore[union-attr]
-        for where, hits in (("duration > 1", 0), ("duration < 1", 3)):
-            r = client.get("/api/search", params={"text": "x", "target": "audio", "where": where})
-            assert len(r.json()["results"][0]["hits"]) == hits
-        r = client.get("/api/search", params={"text": "x", "where": "duration >"})
-        assert r.status_code == 400 and r.json()["error"].startswith("filter 'duration >'")
+def test_where_filters_reach_the_engine(client: TestClient) -> None:
+    assert client.get("/api/info").json()["server"]["where"] is True
+    for where, hits in (("duration > 1", 0), ("duration < 1", 3)):  # every tone lasts 0.25 s
+        r = client.get("/api/search", params={"text": "x", "target": "audio", "where": where})
+        assert r.status_code == 200 and r.json()["query"]["where"] == where
+        assert len(r.json()["results"][0]["hits"]) == hits
+    r = client.get("/api/search", params={"text": "x", "where": "duration >"})
+    assert r.status_code == 400 and r.json()["error"].startswith("filter 'duration >'")
 
 
 # -- uploads -----------------------------------------------------------------------------------------------
@@ -205,8 +206,12 @@ def test_thumbnails_of_pictures_and_point_clouds(client: TestClient, library: Li
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     drawn = Image.open(io.BytesIO(r.content)).convert("L")
     assert drawn.size == (256, 256) and drawn.getextrema()[0] < 128  # points drawn on white
-    r = client.get(f"/api/items/{library.id(library.sounds[0])}/thumbnail")
-    assert (r.status_code, r.json()) == (404, {"error": "no thumbnail for audio items"})
+    # sounds: their waveform, so two sounds look different
+    waves = [client.get(f"/api/items/{library.id(s)}/thumbnail") for s in library.sounds[:2]]
+    assert all(w.status_code == 200 and w.headers["content-type"] == "image/jpeg" for w in waves)
+    drawn = [np.asarray(Image.open(io.BytesIO(w.content)).convert("L"), np.float32) for w in waves]
+    assert drawn[0].shape == (128, 256) and drawn[0].min() < 128  # ink on white
+    assert np.abs(drawn[0] - drawn[1]).mean() > 2.0  # two different sounds, two different pictures
 
 
 def test_thumbnail_made_once_and_remade_when_the_file_changes(own_library: Library, bridges: list[Path]) -> None:
@@ -268,6 +273,51 @@ def _hostile_ids(library: Library) -> list[str]:
     ]
 
 
+def raw_get(app: FastAPI, target: str) -> tuple[int, bytes]:
+    """GET a request target exactly as written, the way a server hands it to the app (uvicorn: `path` is the
+    percent-decoded target, `raw_path` the bytes): httpx, under TestClient, would first resolve `../` and `./`
+    segments, so "/api/items/../../etc/passwd" would arrive as "/etc/passwd". (status, body)"""
+    raw_path, _, query = target.partition("?")
+    replies: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        replies.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": unquote(raw_path),
+        "raw_path": raw_path.encode("ascii"),
+        "query_string": query.encode("ascii"),
+        "root_path": "",
+        "headers": [(b"host", b"test")],
+        "client": ("127.0.0.1", 1234),
+        "server": ("test", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    status = next(m["status"] for m in replies if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in replies if m["type"] == "http.response.body")
+
+
+def test_raw_get_sends_dot_segments_as_written() -> None:
+    echo = FastAPI()
+
+    @echo.get("/{rest:path}")
+    def path(rest: str, request: Request) -> dict:
+        return {"path": request.scope["path"]}
+
+    assert json.loads(raw_get(echo, "/api/items/../../etc/passwd")[1]) == {"path": "/api/items/../../etc/passwd"}
+    assert json.loads(raw_get(echo, "/api/items/./x/%2e%2e/media")[1]) == {"path": "/api/items/./x/../media"}
+    with TestClient(echo) as c:  # what the TestClient would have sent instead
+        assert c.get("/api/items/../../etc/passwd").json() == {"path": "/etc/passwd"}
+
+
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_hostile_ids_are_404_and_read_no_file(
     client: TestClient, library: Library, endpoint: str, monkeypatch: pytest.MonkeyPatch
@@ -277,10 +327,10 @@ def test_hostile_ids_are_404_and_read_no_file(
     fetch = tables.fetch
     monkeypatch.setattr(tables, "fetch", lambda modality, ids: asked.extend(ids) or fetch(modality, ids))
     for hostile in _hostile_ids(library):
-        r = client.get(f"/api/items/{hostile}{endpoint}")
-        assert r.status_code in (404, 405), (hostile, r.status_code)
-        assert set(r.json()) == {"error"}, hostile
-        assert b"root:" not in r.content and b"RIFF" not in r.content, hostile
+        status, body = raw_get(client.app, f"/api/items/{hostile}{endpoint}")
+        assert status in (404, 405), (hostile, status)
+        assert set(json.loads(body)) == {"error"}, hostile
+        assert b"root:" not in body and b"RIFF" not in body, hostile
     assert set(asked) == {"0" * 32}  # only an id of the right form is ever looked up
 
 
@@ -305,8 +355,9 @@ def test_hostile_requests_never_500(client: TestClient, library: Library) -> Non
         ("GET", "/api/search?text=a&target=../../etc", None),
         ("GET", f"/api/items/{real}/similar?k=0", None),
         ("GET", f"/api/items/{real}/similar?target=text", None),
-        ("GET", "/static/../../../etc/passwd", None),
-        ("GET", "/static/%2e%2e/%2e%2e/etc/passwd", None),
+        ("GET", "/static/" + "../" * 16 + "etc/passwd", None),  # deep enough to reach / from any install
+        ("GET", "/static/" + "%2e%2e/" * 16 + "etc/passwd", None),
+        ("GET", "/static/" + "..%2F" * 16 + "etc/passwd", None),
         ("GET", "/nowhere", None),
         ("DELETE", f"/api/items/{real}", None),
         ("POST", "/api/search", {"content": b"--xx\r\n", "headers": {"content-type": "multipart/form-data"}}),
@@ -318,10 +369,15 @@ def test_hostile_requests_never_500(client: TestClient, library: Library) -> Non
         ("POST", "/api/search", {"content": b"{}", "headers": {"content-type": "application/json"}}),
     ]
     for method, url, extra in requests:
-        r = client.request(method, url, **(extra or {}))
-        assert r.status_code < 500, (url, r.status_code, r.text)
-        if r.status_code >= 400:
-            assert set(r.json()) == {"error"}, url
+        if method == "GET":  # as written: ../ and %2e%2e/ reach the server unresolved
+            status, body = raw_get(client.app, url)
+        else:
+            r = client.request(method, url, **(extra or {}))
+            status, body = r.status_code, r.content
+        assert status < 500, (url, status, body)
+        assert b"root:" not in body, url
+        if status >= 400:
+            assert set(json.loads(body)) == {"error"}, url
 
 
 # -- pages -------------------------------------------------------------------------------------------------
@@ -332,8 +388,17 @@ def test_openapi_docs_and_gallery(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/info", "/api/search", "/api/items/{item_id}", "/api/items/{item_id}/media"} <= set(paths)
     assert "multipart/form-data" in paths["/api/search"]["post"]["requestBody"]["content"]
-    page = client.get("/")
-    if (app_module.STATIC_DIR / "index.html").is_file():
-        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    else:
-        assert page.status_code == 404 and "gallery" in page.json()["error"]
+    page = client.get("/")  # the gallery ships with avsearch
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.content == (app_module.STATIC_DIR / "index.html").read_bytes()
+
+
+def test_a_missing_gallery_is_404_and_the_api_still_answers(library: Library, tmp_path: Path) -> None:
+    (tmp_path / "static").mkdir()  # an installation whose static files are gone
+    app = app_module.create_app(library.index, encoder_loader=FakeLoader(), static_dir=tmp_path / "static")
+    with TestClient(app) as c:
+        page = c.get("/")
+        assert page.status_code == 404 and page.json() == {
+            "error": "the web gallery is not installed (avsearch/serve/static/index.html); the API is at /api"
+        }
+        assert c.get("/api/info").status_code == 200

@@ -493,3 +493,30 @@ def test_api_docs_render_with_the_network_blocked(browser: Browser, server: str)
     assert any("/api/search" in p for p in paths) and any("/api/items/{item_id}/media" in p for p in paths)
     assert not refused, refused  # nothing was asked of another host
     context.close()
+
+
+def test_sounds_show_their_waveforms(page: Page, seen: Seen, server: str) -> None:
+    """Each sound's card shows its waveform (drawn by the server, cached like a thumbnail); two different
+    sounds give two different pictures, compared pixel by pixel in the page."""
+    page.goto(server + "?text=a+dog&target=audio")
+    _wait_results(page)
+    waves = page.locator("section[data-target=audio] li.card img.waveform")
+    expect(waves).to_have_count(3)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img.waveform')].every(i => i.complete && i.naturalWidth)"
+    )
+    differ = page.evaluate(
+        """() => {
+            const pixels = [...document.querySelectorAll('img.waveform')].slice(0, 2).map((img) => {
+                const c = document.createElement('canvas');
+                c.width = img.naturalWidth; c.height = img.naturalHeight;
+                const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+                return g.getImageData(0, 0, c.width, c.height).data;
+            });
+            let changed = 0;
+            for (let i = 0; i < pixels[0].length; i += 4) changed += Math.abs(pixels[0][i] - pixels[1][i]) > 64;
+            return changed;
+        }"""
+    )
+    assert differ > 200, differ
+    assert not seen.problems, seen.problems

@@ -29,3 +29,21 @@ def test_preview_is_the_requested_size_and_shows_the_shape() -> None:
     assert picture.shape == (128, 128, 3)
     drawn = picture.sum(axis=2) < 3 * 255
     assert drawn[64, 64] and not drawn[0, 0] and not drawn[127, 127]  # a disc in the middle, margins empty
+
+
+def test_waveform_is_the_sounds_envelope() -> None:
+    """A sound silent in its first half and loud in its second: a flat line on the left, ink from the top
+    row to the bottom row on the right (scaled to its own peak)."""
+    import numpy as np
+
+    from avsearch.media.preview import render_waveform
+
+    t = np.arange(16_000) / 8000.0
+    wave = np.where(t >= 1.0, 0.2 * np.sin(2 * np.pi * 440 * t), 0.0).astype(np.float32)
+    picture = np.asarray(render_waveform(wave, 256).convert("L"))
+    assert picture.shape == (128, 256)
+    ink = picture < 128
+    assert not ink[:60, :120].any() and not ink[68:, :120].any()  # silence: a flat line at the middle only
+    assert ink[0, 140:].all() and ink[-1, 140:].all()  # the loud half spans the full height
+    quiet = np.asarray(render_waveform(wave * 0.01, 256).convert("L"))
+    assert np.array_equal(quiet, picture)  # scaled to its own peak

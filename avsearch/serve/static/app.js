@@ -294,8 +294,12 @@
     const score = typeof hit.score === "number" ? hit.score.toFixed(3) : "?";
     const item = el("li", { className: weak ? "card weak" : "card", "data-id": hit.id, "data-modality": hit.modality });
     if (hit.modality === "audio") {
+      // Its waveform (a thumbnail like a picture's), the generic icon where none can be drawn.
+      const wave = el("img", { className: "waveform", src: itemUrl(hit.id, "thumbnail"), alt: `Waveform of ${name}`, loading: "lazy" });
+      const box = el("div", { className: "wave" }, wave);
+      wave.addEventListener("error", () => wave.replaceWith(svgIcon(WAVE)), { once: true });
       item.append(
-        el("div", { className: "wave" }, svgIcon(WAVE)),
+        box,
         el("audio", { controls: true, preload: "none", src: itemUrl(hit.id, "media"), "aria-label": `Play ${name}` }),
       );
     } else {
