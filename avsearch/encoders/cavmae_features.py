@@ -117,10 +117,21 @@ def normalise(fbank: torch.Tensor) -> torch.Tensor:
     return (fbank - NORM_MEAN) / NORM_STD
 
 
+_QUANTIZE_CHUNK = 1 << 20  # samples a step: a long clip is not copied in float64 whole
+
+
 def quantize_pcm16(wave: np.ndarray) -> np.ndarray:
-    """Float samples -> the 16-bit PCM values upstream's .wav files hold, read back as k / 32768."""
-    as_int = np.clip(np.rint(wave.astype(np.float64) * 32768.0), -32768, 32767)
-    return (as_int / 32768.0).astype(np.float32)
+    """Float samples -> the 16-bit PCM values upstream's .wav files hold, read back as k / 32768.
+
+    Element by element, a chunk at a time: the result plus a few MB of float64 temporaries.
+    """
+    wave = np.asarray(wave)
+    out = np.empty(wave.shape, np.float32)
+    flat, flat_out = wave.reshape(-1), out.reshape(-1)
+    for start in range(0, flat.size, _QUANTIZE_CHUNK):
+        chunk = flat[start : start + _QUANTIZE_CHUNK].astype(np.float64)
+        flat_out[start : start + _QUANTIZE_CHUNK] = np.clip(np.rint(chunk * 32768.0), -32768, 32767) / 32768.0
+    return out
 
 
 def load_first_channel(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -131,7 +142,7 @@ def load_first_channel(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.n
     """
     path = Path(path)
     require(path, AUDIO)
-    data, rate = _decode(path)  # (samples, channels) float32
+    data, rate = _decode(path, sample_rate)  # (samples, channels) float32; header checked first
     if data.size == 0:
         raise DecodeError(f"{path}: audio file holds no samples")
     if not np.isfinite(data).all():
@@ -143,7 +154,7 @@ def load_first_channel(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.n
         import librosa
 
         wave = librosa.resample(wave, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
-    return quantize_pcm16(np.clip(wave, -1.0, 1.0))
+    return quantize_pcm16(np.clip(wave, -1.0, 1.0, out=wave))  # wave: this call's own array
 
 
 def window_starts(frames: int, target: int, max_windows: int) -> list[int]:

@@ -29,11 +29,22 @@ from typing import Any
 import numpy as np
 import torch
 
+_QUANTIZE_CHUNK = 1 << 20  # samples a step: an hour of audio is not copied five times over at once
+
 
 def quantize_int16(wave: np.ndarray) -> np.ndarray:
-    """Round-trip through int16 exactly as laion_clap does before every audio embedding."""
-    as_int = (np.clip(wave, -1.0, 1.0) * 32767.0).astype(np.int16)
-    return (as_int / 32767.0).astype(np.float32)
+    """Round-trip through int16 exactly as laion_clap does before every audio embedding.
+
+    Element by element, so it runs a chunk at a time: the result plus a few MB, not five full copies
+    (float64 among them) of a long clip.
+    """
+    wave = np.asarray(wave)
+    out = np.empty(wave.shape, np.float32)
+    flat, flat_out = wave.reshape(-1), out.reshape(-1)
+    for start in range(0, flat.size, _QUANTIZE_CHUNK):
+        as_int = (np.clip(flat[start : start + _QUANTIZE_CHUNK], -1.0, 1.0) * 32767.0).astype(np.int16)
+        flat_out[start : start + _QUANTIZE_CHUNK] = as_int / 32767.0
+    return out
 
 
 def _hz_to_mel(freq: float) -> float:

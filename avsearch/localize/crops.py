@@ -17,6 +17,7 @@ from PIL import Image
 
 from avsearch.errors import IncompatibleError
 from avsearch.localize.proposals import Box
+from avsearch.media.image import bounded_crop
 from avsearch.modalities import IMAGE
 
 
@@ -38,7 +39,8 @@ class CropEmbedder:
         """One crop as CLIP's input before scaling: (3, size, size) uint8."""
         left, top = int(np.floor(box.x0)), int(np.floor(box.y0))
         right, bottom = max(left + 1, int(np.ceil(box.x1))), max(top + 1, int(np.ceil(box.y1)))
-        crop = self._geometry(image.crop((left, top, right, bottom)))
+        # a thin box would resize to gigabytes; its middle, all the centre crop keeps, is cut out instead
+        crop = self._geometry(image.crop(bounded_crop(left, top, right, bottom)))
         return torch.from_numpy(np.asarray(crop, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
     def embed(self, image: Image.Image, boxes: Sequence[Box]) -> np.ndarray:

@@ -4,7 +4,9 @@ Decoding uses soundfile (libsndfile: wav, flac, ogg/vorbis/opus, mp3, aiff, ...)
 librosa/audioread (ffmpeg or the platform decoders, where installed) for other containers. Whether a
 file is a sound at all is decided by its content, as everywhere (media/detect.py).
 Resampling uses soxr (librosa's default "soxr_hq"), which is deterministic, so one file always gives
-the same samples.
+the same samples. The header's sample rate and length are checked before any sample is read
+(configs/media.toml [audio]): a few bytes declaring a rate of 0, or hours at a rate resampled 48,000
+times up, are refused in one line rather than divided by or allocated.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from avsearch.errors import DecodeError
+from avsearch.media.config import media_config
 from avsearch.media.detect import require
 from avsearch.modalities import AUDIO
 
@@ -25,27 +28,112 @@ log = logging.getLogger(__name__)
 
 # A waveform whose peak is below one 16-bit step is silence to CLAP (it quantises input to int16).
 SILENCE_PEAK = 1.0 / 32767.0
+_BLOCK = 1 << 20  # frames read at a time when channels are averaged while reading (4 MiB a channel)
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """(samples, channels) float32 and the file's sample rate."""
+def _duration(frames: int, rate: int) -> str:
+    seconds = frames / rate
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes = int(seconds // 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min {int(seconds % 60)} s"
+
+
+def _check_rate(path: Path, rate: float) -> int:
+    """The header's sample rate, or DecodeError when it is not one (0 divided the resampler by zero)."""
+    limit = media_config().audio.max_sample_rate
+    if not rate > 0:
+        raise DecodeError(f"{path}: sample rate {rate:g} Hz in the header: a rate must be positive")
+    if rate > limit:
+        raise DecodeError(
+            f"{path}: sample rate {rate:,.0f} Hz exceeds the {limit:,} Hz limit (max_sample_rate, configs/media.toml)"
+        )
+    return int(rate)
+
+
+def _max_frames(path: Path, rate: int, channels: int, sample_rate: int) -> int:
+    """The most frames a file at `rate` with `channels` kept may hold: its decoded array and the waveform
+    resampled to `sample_rate` each stay within max_samples (configs/media.toml [audio])."""
+    if channels < 1:
+        raise DecodeError(f"{path}: {channels} channels in the header")
+    limit = media_config().audio.max_samples
+    return min(limit // channels, limit * rate // sample_rate)
+
+
+def _check_length(path: Path, frames: int, rate: int, channels: int, sample_rate: int) -> None:
+    """DecodeError, before any sample is read, when `frames` (of `channels` kept) would not fit the limit."""
+    if frames <= _max_frames(path, rate, channels, sample_rate):
+        return
+    limit = media_config().audio.max_samples
+    held, resampled = frames * channels, math.ceil(frames * sample_rate / rate)
+    if held > limit:
+        size = f"{held:,} samples" + (f" ({channels} channels kept)" if channels > 1 else "")
+    else:
+        size = f"{resampled:,} samples when resampled to {sample_rate:,} Hz"
+    raise DecodeError(
+        f"{path}: audio of {_duration(frames, rate)} at {rate:,} Hz decodes to {size}, over the {limit:,} "
+        "sample limit (max_samples, configs/media.toml)"
+    )
+
+
+def _decode(path: Path, sample_rate: int, mono: bool = False) -> tuple[np.ndarray, int]:
+    """(samples, channels) float32 and the file's sample rate; mono: (samples, 1), the channels averaged
+    block by block as they are read, so a many-channel file never sits in memory whole.
+
+    The header's rate and length are checked against configs/media.toml [audio] before any sample is
+    read (sample_rate: the rate the caller resamples to, which bounds the resampled length too).
+    """
     import soundfile as sf
 
     try:
         # bytes, not str: soundfile encodes a str path strictly and fails on non-UTF-8 file names
-        data, rate = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
-        return data, int(rate)
+        with sf.SoundFile(os.fsencode(path)) as sound:
+            rate = _check_rate(path, sound.samplerate)
+            channels = 1 if mono else sound.channels
+            _check_length(path, sound.frames, rate, channels, sample_rate)
+            if not mono or sound.channels == 1:
+                return sound.read(dtype="float32", always_2d=True), rate
+            out = np.empty((sound.frames, 1), np.float32)
+            done = 0
+            while done < sound.frames:
+                block = sound.read(min(_BLOCK, sound.frames - done), dtype="float32", always_2d=True)
+                if len(block) == 0:
+                    break
+                out[done : done + len(block), 0] = block.mean(axis=1, dtype=np.float64)  # as a whole-array mean
+                done += len(block)
+            return out[:done], rate
     except sf.LibsndfileError as sf_exc:
         first_error = sf_exc
     except RuntimeError as sf_exc:  # older soundfile raises RuntimeError
         first_error = sf_exc
+    return _decode_other(path, sample_rate, first_error)
+
+
+def _decode_other(path: Path, sample_rate: int, first_error: Exception) -> tuple[np.ndarray, int]:
+    """librosa/audioread for what libsndfile cannot read: the header is checked as above, and the read
+    stops one frame past the limit (a container's duration may be missing or wrong)."""
     try:
+        import audioread
         import librosa
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # librosa warns when it falls back to audioread
-            mono, rate = librosa.load(str(path), sr=None, mono=True)
-        return mono.astype(np.float32)[:, None], int(rate)
+            reader = audioread.audio_open(str(path))
+            with reader:
+                rate = _check_rate(path, reader.samplerate)
+                channels = int(reader.channels)
+                most = _max_frames(path, rate, channels, sample_rate)
+                # librosa reads int(rate * duration) frames: two over the limit survive its rounding
+                mono, _ = librosa.load(reader, sr=None, mono=True, duration=(most + 2) / rate)
+        if len(mono) > most:  # only the first most + 1 frames were read: say "more than"
+            raise DecodeError(
+                f"{path}: audio at {rate:,} Hz runs past {_duration(most, rate)} ({most:,} frames x {channels} "
+                f"channel(s)), over the {media_config().audio.max_samples:,} sample limit (max_samples, "
+                "configs/media.toml)"
+            )
+        return mono.astype(np.float32)[:, None], rate
+    except DecodeError:
+        raise
     except Exception as exc:
         raise DecodeError(f"{path}: not a decodable audio file ({first_error})") from exc
 
@@ -54,14 +142,16 @@ def load_audio(path: Path | str, sample_rate: int = 48_000) -> np.ndarray:
     """Decode `path` to a mono float32 waveform (T,) in [-1, 1] at `sample_rate` Hz.
 
     Raises DecodeError naming the file when it is missing, not a sound (by content: media/detect.py),
-    undecodable, empty, non-finite or silent.
+    undecodable, empty, non-finite or silent, or when its header announces a sample rate or a length
+    over the limits of configs/media.toml [audio] (checked before any sample is read).
     """
     path = Path(path)
     require(path, AUDIO)
-    data, rate = _decode(path)
+    data, rate = _decode(path, sample_rate, mono=True)
     if data.size == 0 or data.shape[0] == 0:
         raise DecodeError(f"{path}: audio file holds no samples")
-    wave = data.mean(axis=1, dtype=np.float64).astype(np.float32)  # down-mix channels
+    wave = data[:, 0]  # one column: the channels were averaged while reading
+    del data
     if not np.isfinite(wave).all():
         raise DecodeError(f"{path}: audio holds NaN or infinite samples")
     if rate != sample_rate:
@@ -71,9 +161,9 @@ def load_audio(path: Path | str, sample_rate: int = 48_000) -> np.ndarray:
         wave = np.ascontiguousarray(wave, dtype=np.float32)
     if wave.size == 0:
         raise DecodeError(f"{path}: audio too short to resample to {sample_rate} Hz")
-    if float(np.abs(wave).max()) < SILENCE_PEAK:
+    if max(float(wave.max()), -float(wave.min())) < SILENCE_PEAK:  # the peak without an |wave| copy
         raise DecodeError(f"{path}: audio is silent (peak below one 16-bit step)")
-    return np.clip(wave, -1.0, 1.0)
+    return np.clip(wave, -1.0, 1.0, out=wave if wave.flags.writeable else None)
 
 
 def make_windows(wave: np.ndarray, window: int, max_windows: int) -> np.ndarray:

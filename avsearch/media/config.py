@@ -12,21 +12,45 @@ from avsearch.settings import load_sections
 CONFIG_NAME = "media.toml"
 
 
+def _positive_ints(section: object, table: str) -> None:
+    for f in fields(section):  # type: ignore[arg-type]
+        value = getattr(section, f.name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"media [{table}] {f.name} must be a positive integer, got {value!r}")
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     max_pixels: int = 178_956_970  # decompression-bomb guard, on the decoded (possibly reduced) size
     reduced_side: int = 2048  # large pictures decode reduced, shorter side kept at least this
+    max_aspect_ratio: int = 32  # longer side / shorter side: bounds every short-side resize (N x S^2 pixels)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"media [image] {f.name} must be a positive integer, got {value!r}")
+        _positive_ints(self, "image")
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    max_sample_rate: int = 768_000  # Hz; the highest PCM rate in use, anything above is a corrupt header
+    max_samples: int = 134_217_728  # stored (frames x kept channels) and resampled samples, 512 MiB float32
+
+    def __post_init__(self) -> None:
+        _positive_ints(self, "audio")
+
+
+@dataclass(frozen=True)
+class PointCloudLimits:
+    max_points: int = 20_000_000  # points a file may announce or hold; mesh faces twice this
+
+    def __post_init__(self) -> None:
+        _positive_ints(self, "pointcloud")
 
 
 @dataclass(frozen=True)
 class MediaConfig:
     image: ImageLimits = ImageLimits()
+    audio: AudioLimits = AudioLimits()
+    pointcloud: PointCloudLimits = PointCloudLimits()
 
 
 def load_media_config(path: str | Path | None = None) -> MediaConfig:

@@ -6,6 +6,8 @@ those are decoded reduced (JPEG DCT scaling, else a box reduction after decoding
 `reduced_side`), so a 100 MP scan decodes in a fraction of its full memory. The decompression-bomb
 guard (`max_pixels`, one limit in configs/media.toml) applies to the size a picture decodes to; PIL's
 own declared-size guard, which would refuse pictures that decode reduced well within it, is not used.
+The shape is bounded too (`max_aspect_ratio`), from the header: every encoder resizes the shorter side
+to its input size, so a 1 x 100000 strip of a few hundred bytes would otherwise become gigabytes.
 """
 
 from __future__ import annotations
@@ -87,13 +89,64 @@ def _reduce(img: Image.Image, side: int) -> Image.Image:
     return img.reduce(factor) if factor >= 2 else img
 
 
-def load_image(path: Path | str, max_pixels: int | None = None, reduced_side: int | None = None) -> Image.Image:
+def _ratio(value: float) -> str:
+    """An aspect ratio as people write it: 100000:1, 33.3:1."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}".removesuffix(".0")
+
+
+def shape_problem(width: int, height: int, max_aspect_ratio: int | None = None) -> str | None:
+    """Why a picture of this declared size is refused before decoding (one line), or None.
+
+    The aspect limit is what bounds the encoders' shorter-side resize: a picture within N:1 becomes at
+    most N x S^2 pixels at input size S, whatever its own size.
+    """
+    limit = media_config().image.max_aspect_ratio if max_aspect_ratio is None else max_aspect_ratio
+    if width < 1 or height < 1:
+        return f"image of {width}x{height} pixels holds no pixels"
+    ratio = max(width, height) / min(width, height)
+    if ratio > limit:
+        return (
+            f"image of {width}x{height} pixels: aspect ratio {_ratio(ratio)}:1 exceeds the {limit}:1 limit "
+            "(max_aspect_ratio, configs/media.toml)"
+        )
+    return None
+
+
+def bounded_crop(
+    left: int, top: int, right: int, bottom: int, max_aspect_ratio: int | None = None
+) -> tuple[int, int, int, int]:
+    """A crop box (left, top, right, bottom) whose longer side is cut, about its centre, to at most
+    max_aspect_ratio times its shorter side (media.toml [image] by default).
+
+    For crops of a decoded picture (localisation boxes, a user's own included): the encoders' shorter-side
+    resize and centre crop keep only the middle of a long thin box anyway, and a 1-pixel-wide box
+    across a large picture would otherwise resize to gigabytes.
+    """
+    limit = media_config().image.max_aspect_ratio if max_aspect_ratio is None else max_aspect_ratio
+    width, height = right - left, bottom - top
+    short = max(1, min(width, height))
+    if width > limit * short:
+        left += (width - limit * short) // 2
+        right = left + limit * short
+    elif height > limit * short:
+        top += (height - limit * short) // 2
+        bottom = top + limit * short
+    return left, top, right, bottom
+
+
+def load_image(
+    path: Path | str,
+    max_pixels: int | None = None,
+    reduced_side: int | None = None,
+    max_aspect_ratio: int | None = None,
+) -> Image.Image:
     """Decode an image file to an upright RGB image (H, W, 3 uint8 as a PIL image).
 
-    max_pixels / reduced_side: default from configs/media.toml [image]. Large pictures come back
-    reduced (shorter side at least reduced_side). Raises DecodeError naming the file when it is not a
-    picture (by content: media/detect.py), truncated, empty, has no installed decoder, or would decode
-    to more than max_pixels pixels.
+    max_pixels / reduced_side / max_aspect_ratio: default from configs/media.toml [image]. Large
+    pictures come back reduced (shorter side at least reduced_side). Raises DecodeError naming the file
+    when it is not a picture (by content: media/detect.py), truncated, empty, has no installed decoder,
+    would decode to more than max_pixels pixels, or is longer than max_aspect_ratio times its width (or
+    the other way round; judged from the header, before any pixel is decoded).
     """
     path = Path(path)
     limits = media_config().image
@@ -103,6 +156,9 @@ def load_image(path: Path | str, max_pixels: int | None = None, reduced_side: in
     try:
         with open_image(path) as img:
             declared = img.size
+            problem = shape_problem(*declared, max_aspect_ratio)
+            if problem is not None:
+                raise DecodeError(f"{path}: {problem}")
             img.seek(0)  # first frame of animations
             _draft(img, side)
             width, height = img.size

@@ -2,7 +2,8 @@
 
 Detection (media/detect.py) and the point-cloud reader (media/pointcloud.py) share these rules, so a
 .npy gets one verdict everywhere, and an array is judged by its header before any of it is loaded: a
-header that claims 1e10 rows is refused from its 100 bytes, not after a 120 GB allocation.
+header that claims 1e10 rows is refused from its 100 bytes, not after a 120 GB allocation, and so is
+one that claims more rows than configs/media.toml [pointcloud] max_points, whatever the file holds.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import warnings
 from typing import BinaryIO
 
 import numpy as np
+
+from avsearch.media.config import media_config
 
 MAGIC = b"\x93NUMPY"
 # Columns an array of points may have: x y z, then colours, normals, intensity... A wider array (an
@@ -39,10 +42,13 @@ def read_npy_header(fh: BinaryIO) -> tuple[tuple[int, ...], np.dtype, int]:
     return tuple(int(n) for n in shape), dtype, fh.tell()
 
 
-def points_problem(shape: tuple[int, ...], dtype: np.dtype, data_bytes: int) -> str | None:
+def points_problem(
+    shape: tuple[int, ...], dtype: np.dtype, data_bytes: int, max_points: int | None = None
+) -> str | None:
     """Why an array of this header is not a cloud of points (one line), or None when it can be one.
 
-    data_bytes: what the file holds after the header; a header announcing more is refused.
+    data_bytes: what the file holds after the header; a header announcing more is refused, as is one
+    announcing more than max_points rows (default: configs/media.toml [pointcloud]).
     A pickled 0-d object array (np.save of a dict, as in C-MCR's assets) passes: its content is judged
     when it is unpickled.
     """
@@ -60,4 +66,7 @@ def points_problem(shape: tuple[int, ...], dtype: np.dtype, data_bytes: int) -> 
     need = math.prod(shape) * dtype.itemsize
     if need > data_bytes:
         return f"the header announces a {shape} {dtype} array ({need:,} bytes) but the file holds {data_bytes:,}"
+    limit = media_config().pointcloud.max_points if max_points is None else max_points
+    if points[0] > limit:
+        return f"the header announces {points[0]:,} points, over the {limit:,} limit (max_points, configs/media.toml)"
     return None

@@ -2,7 +2,9 @@
 
 No maintained pure-Python PCD reader exists beside heavy stacks (open3d), and the format is a short
 text header followed by a table, so it is parsed here. `binary_compressed` (LZF) is refused with a
-message saying how to convert the file.
+message saying how to convert the file. The point count the header announces (POINTS, else WIDTH x
+HEIGHT), and the rows of ASCII data, are held to configs/media.toml [pointcloud] max_points before the
+table is parsed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from avsearch.errors import DecodeError
+from avsearch.media.config import media_config
 
 _TYPES = {("F", 4): "<f4", ("F", 8): "<f8", ("I", 1): "<i1", ("I", 2): "<i2", ("I", 4): "<i4",
           ("I", 8): "<i8", ("U", 1): "<u1", ("U", 2): "<u2", ("U", 4): "<u4", ("U", 8): "<u8"}  # fmt: skip
@@ -48,7 +51,18 @@ def read_pcd(path: Path) -> np.ndarray:
         n_points = int(header["POINTS"][0])
     else:
         n_points = int(header.get("WIDTH", ["0"])[0]) * int(header.get("HEIGHT", ["1"])[0])
+    limit = media_config().pointcloud.max_points
+    if n_points > limit:
+        raise DecodeError(
+            f"{path}: PCD header announces {n_points:,} points, over the {limit:,} limit "
+            "(max_points, configs/media.toml)"
+        )
     if data_kind == "ascii":
+        rows = raw.count(b"\n", offset) + (not raw.endswith(b"\n"))  # counted on the bytes: nothing parsed yet
+        if rows > limit:
+            raise DecodeError(
+                f"{path}: PCD data has {rows:,} lines, over the {limit:,} point limit (max_points, configs/media.toml)"
+            )
         text = raw[offset:].decode("ascii", errors="strict")
         table = np.loadtxt(text.splitlines(), dtype=np.float64, ndmin=2)
         cols = np.cumsum([0, *counts])

@@ -19,13 +19,16 @@ from __future__ import annotations
 import logging
 import pickle
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from avsearch.errors import DecodeError
+from avsearch.media.config import media_config
 from avsearch.media.detect import require, split_row, xyz_header_columns
+from avsearch.media.meshheader import check_declared
 from avsearch.media.npyfile import points_problem, read_npy_header
 from avsearch.media.pcd import read_pcd
 from avsearch.modalities import POINTCLOUD
@@ -37,6 +40,7 @@ MESH_EXTENSIONS = (".obj", ".off", ".stl")
 POINTCLOUD_EXTENSIONS = (".ply", ".npy", ".npz", ".pcd", ".xyz", ".txt", ".csv", *MESH_EXTENSIONS)
 _MESH_FORMATS = ("obj", "off", "stl")
 XYZ_KEYS = ("xyz", "points", "pos", "pc")  # accepted names of the coordinates in .npz / dict .npy
+_TEXT_CHUNK = 65_536  # text rows turned into numbers at a time (their Python strings cost ~200 B a row)
 
 
 @dataclass(frozen=True)
@@ -62,9 +66,15 @@ def load_pointcloud(path: str | Path, cfg: PointCloudConfig = DEFAULT) -> np.nda
 
 
 def read_xyz(path: Path, cfg: PointCloudConfig = DEFAULT) -> np.ndarray:
-    """The raw coordinates of a file, by its content: (N, 3) (meshes: surface samples)."""
+    """The raw coordinates of a file, by its content: (N, 3) (meshes: surface samples).
+
+    Counts a header announces (PLY, OFF, STL, PCD, .npy/.npz) and the rows of text files are held to
+    configs/media.toml [pointcloud] max_points before the data is parsed; what a file holds without
+    announcing it (OBJ, ASCII STL, a pickled dict) is held to it after.
+    """
     fmt = require(path, POINTCLOUD).format
     try:
+        check_declared(path, fmt)
         if fmt == "npy":
             arr = _read_npy(path)
         elif fmt == "npz":
@@ -82,7 +92,13 @@ def read_xyz(path: Path, cfg: PointCloudConfig = DEFAULT) -> np.ndarray:
     except Exception as exc:  # parsers raise many types for malformed files; report them as one
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DecodeError(f"{path}: cannot read .{fmt} file ({reason})") from exc
-    return _as_xyz(arr, path)
+    xyz = _as_xyz(arr, path)
+    limit = media_config().pointcloud.max_points
+    if len(xyz) > limit:
+        raise DecodeError(
+            f"{path}: holds {len(xyz):,} points, over the {limit:,} limit (max_points, configs/media.toml)"
+        )
+    return xyz
 
 
 def prepare_points(xyz: np.ndarray, cfg: PointCloudConfig = DEFAULT, source: str = "array") -> np.ndarray:
@@ -211,22 +227,70 @@ def _read_npz(path: Path) -> np.ndarray:
             return np.lib.format.read_array(fh, allow_pickle=False)
 
 
+def _text_lines(path: Path) -> Iterator[str]:
+    """The file's lines as str.splitlines gives them, read a line at a time (strict UTF-8, a BOM dropped):
+    a text file is never held whole, only its numbers are."""
+    with path.open("rb") as fh:
+        encoding = "utf-8-sig"
+        for raw in fh:
+            yield from raw.decode(encoding, errors="strict").splitlines()
+            encoding = "utf-8"
+
+
+def _text_rows(path: Path) -> Iterator[list[str]]:
+    for line in _text_lines(path):
+        if not line.lstrip().startswith(("#", "//")):
+            row = split_row(line)
+            if row:
+                yield row
+
+
 def _read_text(path: Path) -> np.ndarray:
-    text = path.read_text(encoding="utf-8-sig", errors="strict")
-    rows = [split_row(ln) for ln in text.splitlines() if not ln.lstrip().startswith(("#", "//"))]
-    rows = [r for r in rows if r]
-    columns = xyz_header_columns(rows[0]) if rows else None
-    if columns is not None:
-        rows = rows[1:]  # a header line naming the columns, as in a CSV export
+    """Rows of numbers, in two passes: the first counts rows (held to max_points before anything is
+    kept) and finds the narrowest, the second fills an (N, 3) array _TEXT_CHUNK rows at a time."""
+    limit = media_config().pointcloud.max_points
+    columns, count, narrowest = None, 0, 0
+    for number, row in enumerate(_text_rows(path)):
+        if number == 0:
+            columns = xyz_header_columns(row)
+            if columns is not None:
+                continue  # a header line naming the columns, as in a CSV export
+        count += 1
+        if count > limit:
+            raise DecodeError(
+                f"{path}: more than {limit:,} rows of points, over the limit (max_points, configs/media.toml)"
+            )
+        narrowest = len(row) if count == 1 else min(narrowest, len(row))
+    header = columns is not None
     columns = columns or (0, 1, 2)
-    if not rows:
+    if count == 0:
         raise DecodeError(f"{path}: the file holds no points")
-    if min(len(r) for r in rows) <= max(columns):
+    if narrowest <= max(columns):
         raise DecodeError(f"{path}: a line has fewer than 3 columns (x y z expected)")
+    out = np.empty((count, 3), np.float64)
+    done, chunk = 0, []
+    rows = _text_rows(path)
+    if header:
+        next(rows)
+    for row in rows:
+        chunk.append([row[i] for i in columns])
+        if len(chunk) == _TEXT_CHUNK:
+            done = _put_rows(out, done, chunk, path)
+            chunk = []
+    done = _put_rows(out, done, chunk, path)
+    if done != count:
+        raise DecodeError(f"{path}: the file changed while it was read")
+    return out
+
+
+def _put_rows(out: np.ndarray, done: int, chunk: list[list[str]], path: Path) -> int:
+    if done + len(chunk) > len(out):
+        raise DecodeError(f"{path}: the file changed while it was read")
     try:
-        return np.array([[r[i] for i in columns] for r in rows], dtype=np.float64)
+        out[done : done + len(chunk)] = np.array(chunk, dtype=np.float64).reshape(-1, 3)
     except ValueError as exc:
         raise DecodeError(f"{path}: non-numeric coordinate ({exc})") from exc
+    return done + len(chunk)
 
 
 def _read_trimesh(path: Path, fmt: str, cfg: PointCloudConfig) -> np.ndarray:
