@@ -47,10 +47,38 @@ class PointCloudLimits:
 
 
 @dataclass(frozen=True)
+class VideoLimits:
+    max_duration_s: int = 36_000  # seconds a video may last (10 h), from its header
+    max_pixels: int = 35_389_440  # pixels a frame may declare (8192 x 4320, 8K), before any frame is decoded
+    max_aspect_ratio: int = 32  # longer side / shorter side of a frame, as [image]
+    max_fps: int = 1000  # declared frame rates above this (or 0) are a corrupt header
+    frame_side: int = 720  # sampled frames are scaled down so their shorter side is at most this
+    sample_fps: float = 1.0  # frames kept per second of video
+    dedupe_threshold: float = 2.0  # mean |difference| (0-255) of 32x32 RGB thumbnails: at or under, one item
+    window_s: float = 10.0  # sound segment length (CLAP's window)
+    hop_s: float = 5.0  # seconds between sound segment starts
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ConfigError(f"media [video] {f.name} must be a non-negative number, got {value!r}")
+            if f.type == "int" and not isinstance(value, int):
+                raise ConfigError(f"media [video] {f.name} must be an integer, got {value!r}")
+            if f.name != "dedupe_threshold" and value == 0:
+                raise ConfigError(f"media [video] {f.name} must be positive, got {value!r}")
+        if self.hop_s > self.window_s:
+            raise ConfigError(
+                f"media [video] hop_s {self.hop_s} exceeds window_s {self.window_s}: segments would leave gaps"
+            )
+
+
+@dataclass(frozen=True)
 class MediaConfig:
     image: ImageLimits = ImageLimits()
     audio: AudioLimits = AudioLimits()
     pointcloud: PointCloudLimits = PointCloudLimits()
+    video: VideoLimits = VideoLimits()
 
 
 def load_media_config(path: str | Path | None = None) -> MediaConfig:
