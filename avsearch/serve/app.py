@@ -17,7 +17,6 @@ Searches return {"query": {...}, "results": [ResultSet.to_dict(), ...]}; errors 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -54,8 +53,6 @@ DEFAULT_MAX_UPLOAD = 64 * 2**20  # bytes
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_K = 1000
 _MAX_TEXT = 2000  # characters of a text query, filter or glob
-# `where` expressions need SearchFilters.where (metadata filters); older engines take the glob only.
-WHERE_SUPPORTED = "where" in {f.name for f in dataclasses.fields(SearchFilters)}
 
 # query_whole: ASCII digits only, as the upload form's k (pydantic alone takes ' 5', '5.0' and '1_000')
 K = Annotated[int, BeforeValidator(query_whole), Query(description=f"Results per target modality (1..{MAX_K}).")]
@@ -131,7 +128,7 @@ def create_app(
         snapshot = live.current()
         if snapshot.info is None:
             snapshot.info = describe_index(snapshot.index)
-        limits = {"max_upload_bytes": max_upload_bytes, "max_k": MAX_K, "where": WHERE_SUPPORTED}
+        limits = {"max_upload_bytes": max_upload_bytes, "max_k": MAX_K, "where": True}
         return {**snapshot.info, "version": __version__, "server": limits}
 
     @app.get("/api/search")
@@ -276,11 +273,9 @@ def _filters(where: str | None, glob: str | None) -> SearchFilters | None:
     for name, value in (("where", where), ("glob", glob)):
         if value is not None and len(value) > _MAX_TEXT:
             raise InputError(f"{name}: longer than {_MAX_TEXT} characters")
-    if where is not None and not WHERE_SUPPORTED:
-        raise InputError("where filters are not available in this version")
     if where is None and glob is None:
         return None
-    return SearchFilters(path_glob=glob, where=where) if where is not None else SearchFilters(path_glob=glob)  # type: ignore[call-arg]
+    return SearchFilters(path_glob=glob, where=where)
 
 
 def _check(k: int, text: str | None = None) -> None:

@@ -279,9 +279,15 @@ def raw_get(app: FastAPI, target: str) -> tuple[int, bytes]:
     segments, so "/api/items/../../etc/passwd" would arrive as "/etc/passwd". (status, body)"""
     raw_path, _, query = target.partition("?")
     replies: list[dict] = []
+    requested = False
 
     async def receive() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(60)  # the client stays: a file response waits here for a disconnect until it is sent
+        return {"type": "http.disconnect"}
 
     async def send(message: dict) -> None:
         replies.append(message)
