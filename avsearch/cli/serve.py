@@ -67,6 +67,10 @@ def serve_command(
     """
     import dataclasses
 
+    from avsearch.allocator import limit_malloc_arenas
+
+    limit_malloc_arenas()  # first, before any thread allocates: RSS stays flat under load (avsearch/allocator.py)
+
     from avsearch.serve.app import create_app
     from avsearch.serve.config import load_serve_config
     from avsearch.serve.run import run_server, set_search_threads
