@@ -63,29 +63,55 @@ class Trial:
     answered: bool  # query and info worked on the interrupted index
 
 
-def kill_and_resume(cmd: list[str], index: Path, delay: float, reference: dict, probe: Path) -> Trial:
-    """Run cmd, SIGKILL it after `delay` s, query the interrupted index, resume it, compare with `reference`."""
+def kill_and_resume(
+    cmd: list[str], index: Path, delay: float, reference: dict, probe: Path, at_rows: int | None = None
+) -> Trial:
+    """Run cmd, SIGKILL it after `delay` s (at_rows: as soon as that many image rows are committed, within
+    `delay` s), query the interrupted index, resume it, compare with `reference`."""
     shutil.rmtree(index, ignore_errors=True)
     env = child_env()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(delay)
+    if at_rows is None:
+        time.sleep(delay)
+    else:
+        deadline = time.monotonic() + delay
+        while _rows(index) < at_rows and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
     finished = proc.poll() is not None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    try:
-        rows = Index.open(index).tables.count("image")
-    except Exception:  # killed before the index described itself or made its table
-        rows = -1
+    rows = _rows(index)
     answered = True
     if rows >= 0:
         base = ["--index-dir", str(index)]
-        for args in (["query", "--id", str(probe), "--target", "image", *base], ["info", *base]):
-            done = subprocess.run([AVSEARCH, *args], env=env, capture_output=True, text=True, timeout=300)
-            # --id answers 1 ("no such item") while the probe's row is not committed yet: still an answer
-            answered &= done.returncode in (0, 1) and "Traceback" not in done.stderr
+        committed = str(probe) in Index.open(index).tables.bookkeeping("image")
+        query = subprocess.run(
+            [AVSEARCH, "query", "--id", str(probe), "--target", "image", *base],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if committed:
+            answered &= query.returncode == 0 and query.stdout.strip() != "" and "Traceback" not in query.stderr
+        else:  # the probe's row is not committed yet: the one-line "no such item" answer, nothing else
+            answered &= query.returncode == 1 and query.stderr.startswith(
+                f"avsearch: error: {probe}: no such item in this index"
+            )
+            answered &= len(query.stderr.strip().splitlines()) == 1
+        info = subprocess.run([AVSEARCH, "info", *base], env=env, capture_output=True, text=True, timeout=300)
+        answered &= info.returncode == 0 and f"index      {index}" in info.stdout and "Traceback" not in info.stderr
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     identical = resumed.returncode == 0 and snapshot(index) == reference
     return Trial(delay, rows, finished, identical, answered)
+
+
+def _rows(index: Path) -> int:
+    """Image rows committed (-1: the index has not described itself or made its table yet)."""
+    try:
+        return Index.open(index).tables.count("image")
+    except Exception:
+        return -1
 
 
 def reference_run(cmd: list[str], index: Path) -> tuple[dict, float]:

@@ -16,11 +16,12 @@ def test_kill_9_then_resume_gives_the_uninterrupted_index(tmp_path, av_weights_d
     )
     assert len(reference["image"]) == len(images)
     cmd = index_command(root, tmp_path / "index", bridge_file, av_weights_dir)
-    trials = []
-    for delay in (0.45 * seconds, 0.8 * seconds):  # while the model loads or embeds, and later
-        trials.append(kill_and_resume(cmd, tmp_path / "index", delay, reference, images[0]))
-        assert trials[-1].answered and trials[-1].identical, trials[-1]
-    assert not all(t.finished_first for t in trials), trials  # at least one kill interrupted the run
+    # mid-ingest: killed as soon as 3 of the 10 rows are committed (batch size 1: one commit per picture)
+    mid = kill_and_resume(cmd, tmp_path / "index", 3 * seconds, reference, images[0], at_rows=3)
+    assert not mid.finished_first and 3 <= mid.rows_at_kill < len(images), mid
+    assert mid.answered and mid.identical, mid
+    late = kill_and_resume(cmd, tmp_path / "index", 0.8 * seconds, reference, images[0])  # embedding or FAISS
+    assert late.answered and late.identical, late
 
 
 def test_a_second_writer_is_refused_and_queries_answer_during_a_run(tmp_path, av_weights_dir, bridge_file) -> None:
