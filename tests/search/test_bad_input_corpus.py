@@ -7,9 +7,14 @@ encoder (real decoders), real LanceDB tables and FAISS indexes."""
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import errno
+import io
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +32,34 @@ from tests.search.conftest import make_3d_bridge
 from tests.search.fake_encoder import FakeLoader
 from tests.search.media_factory import write_image
 
-ROOT_CAN_READ_ANYTHING = os.geteuid() == 0  # permission bits do not stop root
+
+@contextlib.contextmanager
+def permission_denied(files: set[str], folders: set[str]) -> Iterator[None]:
+    """Opening one of `files` or listing one of `folders` raises PermissionError (EACCES) in this process,
+    as for a user without read permission: chmod 0 alone does not stop root, who runs CI and this machine.
+    Covers Python's opens (builtins, io, os: PIL, numpy, pathlib, the hasher) and os.scandir (the walk)."""
+    real = {"open": builtins.open, "io_open": io.open, "os_open": os.open, "scandir": os.scandir}
+
+    def denied(path: object, names: set[str]) -> bool:
+        return isinstance(path, (str, bytes, os.PathLike)) and os.path.abspath(os.fsdecode(path)) in names
+
+    def refuse(path: object) -> PermissionError:
+        return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(path))  # type: ignore[arg-type]
+
+    def guarded(name: str, names: set[str]):  # noqa: ANN202
+        def call(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            if denied(path, names):
+                raise refuse(path)
+            return real[name](path, *args, **kwargs)
+
+        return call
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(builtins, "open", guarded("open", files))
+        mp.setattr(io, "open", guarded("io_open", files))
+        mp.setattr(os, "open", guarded("os_open", files))
+        mp.setattr(os, "scandir", guarded("scandir", folders))
+        yield
 
 
 def _wav(path: Path, samples: np.ndarray, rate: int = 16000) -> None:
@@ -52,11 +84,9 @@ def _folder_only_kinds(root: Path) -> dict[str, str]:
     (extra / "loop").symlink_to(root, target_is_directory=True)
     (extra / "dangling.png").symlink_to(extra / "nowhere.png")
     (extra / "link to original.png").symlink_to(good)
-    locked = write_image(extra / "locked.png", seed=6)
-    locked.chmod(0)
+    write_image(extra / "locked.png", seed=6)  # unreadable, and "closed" cannot be listed: see `hostile`
     (extra / "closed").mkdir()
     write_image(extra / "closed" / "inside.png", seed=7)
-    (extra / "closed").chmod(0)
     t = np.arange(16000) / 16000
     _wav(extra / "silent.wav", np.zeros(16000))
     _wav(extra / "nan.wav", np.where(t > 0.5, np.nan, np.sin(2 * np.pi * 300 * t)))
@@ -78,9 +108,9 @@ def _folder_only_kinds(root: Path) -> dict[str, str]:
         "pipe.wav": "failed",
         "socket.png": "failed",
         "dangling.png": "failed",
-        "locked.png": "any" if ROOT_CAN_READ_ANYTHING else "failed",
-        "closed": "any" if ROOT_CAN_READ_ANYTHING else "failed",
-        "closed/inside.png": "any" if ROOT_CAN_READ_ANYTHING else "absent",
+        "locked.png": "failed",
+        "closed": "failed",
+        "closed/inside.png": "absent",
         "silent.wav": "failed",
         "nan.wav": "failed",
         "blip.wav": "any",
@@ -104,9 +134,9 @@ def hostile(tmp_path: Path):
     bad = {str(p) for p in write_all(root / "bad", BAD).values()}
     plain = {str(p) for p in write_all(root / "other", PLAIN).values()}
     extra = _folder_only_kinds(root)
-    yield root, good, bad, plain, extra
-    for folder in (root / "extra" / "closed",):  # let pytest clean up
-        folder.chmod(0o755)
+    locked, closed = str(root / "extra" / "locked.png"), str(root / "extra" / "closed")
+    with permission_denied({locked}, {closed}):
+        yield root, good, bad, plain, extra
 
 
 def test_every_file_is_indexed_or_listed_and_a_rerun_changes_nothing(hostile, tmp_path, bridge_file) -> None:
@@ -132,6 +162,8 @@ def test_every_file_is_indexed_or_listed_and_a_rerun_changes_nothing(hostile, tm
     for path, verdict in extra.items():
         where = "indexed" if path in indexed else "failed" if path in failed else "absent"
         assert verdict in ("any", where), (path, where, failed.get(path))
+    assert failed[str(root / "extra" / "locked.png")] == "cannot read: Permission denied"
+    assert failed[str(root / "extra" / "closed")] == "cannot list folder: Permission denied"
 
     second = index_folder(root, tmp_path / "index", encoder_loader=loader)
     assert second.added == second.removed == second.touched == 0 and second.unchanged == len(indexed)
@@ -149,7 +181,8 @@ def test_the_cli_reports_the_hostile_folder_without_a_traceback(hostile, tmp_pat
     args += ["--bridge", str(make_3d_bridge(tmp_path / "3d.safetensors")), "-q", "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 3, result.output
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert isinstance(result.exception, SystemExit)  # the exit code, not an exception that escaped
+    assert "Traceback" not in result.output and "Traceback" not in result.stderr
     report = json.loads(result.stdout)
     assert len(report["failed"]) >= len(bad) and all(f["reason"] for f in report["failed"])
     shown = {f["path"] for f in report["failed"]}
@@ -190,25 +223,28 @@ def test_files_changing_during_the_run(tmp_path, bridge_file) -> None:
     pictures = [write_image(media / f"p{i:02d}.png", seed=i) for i in range(12)]
 
     class ChangingLoader(FakeLoader):  # test-only: changes the folder when the first batch is encoded
-        changed = False
+        def __init__(self) -> None:
+            super().__init__()
+            self.changed = False  # this run's own (a class attribute stayed True for a second run)
 
         def __call__(self, name, towers):
             encoder = super().__call__(name, towers)
             encode = encoder.encode_prepared
 
-            def encode_and_change(modality, paths):
-                if not ChangingLoader.changed:
-                    ChangingLoader.changed = True
+            def encode_and_change(modality, items):
+                if not self.changed:
+                    self.changed = True
                     write_image(pictures[10], seed=99)  # rewritten after the scan saw it
                     pictures[11].unlink()  # gone after the scan listed it
                     write_image(media / "new.png", seed=77)  # appears after the scan
-                return encode(modality, paths)
+                return encode(modality, items)
 
             encoder.encode_prepared = encode_and_change
             return encoder
 
-    first = index_folder(media, tmp_path / "index", [bridge_file], encoder_loader=ChangingLoader(), batch_size=2)
-    assert ChangingLoader.changed and [p for p, _ in first.failed] == [str(pictures[11])]  # vanished mid-run
+    loader = ChangingLoader()
+    first = index_folder(media, tmp_path / "index", [bridge_file], encoder_loader=loader, batch_size=2)
+    assert loader.changed and [p for p, _ in first.failed] == [str(pictures[11])]  # vanished mid-run
     rows = Index.open(tmp_path / "index").tables.bookkeeping("image")
     assert str(pictures[11]) not in rows and str(media / "new.png") not in rows and len(rows) == 11
     second = index_folder(media, tmp_path / "index", encoder_loader=FakeLoader())
