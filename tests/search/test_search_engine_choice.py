@@ -1,13 +1,15 @@
 """Which engine answers a search, and the GPU path's fallback: results say "faiss-cpu", "faiss-gpu" or
 "numpy"; --device cpu keeps FAISS off the GPU; a GPU index that fails falls back to the CPU with one
-warning and the same answer. (This machine has no GPU: the GPU index is a test-only stand-in that
-fails, or that answers through the CPU index while reporting itself as a GPU copy.)"""
+warning and the same answer. Each test sets the GPUs FAISS and torch see (none, unless it says otherwise),
+so the tests hold on a machine with a GPU as on one without; the GPU index is a test-only stand-in that
+fails, or that answers through the CPU index while reporting itself as a GPU copy."""
 
 from __future__ import annotations
 
 import logging
 
 import numpy as np
+import pytest
 
 from avsearch.indexing.pipeline import index_folder
 from avsearch.search.engine import SearchEngine
@@ -15,6 +17,14 @@ from avsearch.store import ann as ann_module
 from avsearch.store.index import Index
 from tests.search.fake_encoder import FakeLoader
 from tests.search.media_factory import write_audio, write_image
+
+
+@pytest.fixture(autouse=True)
+def no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FAISS and torch see no GPU, whatever this machine has (a test that wants one says so)."""
+    monkeypatch.setattr("avsearch.store.ann.gpu_count", lambda: 0)
+    monkeypatch.setattr("avsearch.store.ann_files.torch_gpu", lambda: None)
+    monkeypatch.setattr("avsearch.store.torch_search.torch_gpu", lambda: None)
 
 
 class _FailingGpuIndex:  # test-only stand-in for a FAISS GPU index whose search fails
@@ -63,7 +73,6 @@ def test_device_cpu_never_moves_indexes_to_a_gpu(tmp_path, bridge_file, monkeypa
     assert cpu.search_file(sound, "audio", "image", k=2)[0].engine == "faiss-cpu" and moved == []
     gpu = SearchEngine(Index.open(tmp_path / "index", device="cuda", encoder_loader=FakeLoader()))
     assert gpu.search_item(str(images[0]), "image", k=2)[0].engine == "faiss-gpu" and moved == ["gpu"]
-    assert ann_module.gpu_count() == 0  # this machine: the real transfer would have kept the CPU index
 
 
 def test_torch_exact_search_agrees_with_faiss_flat() -> None:
@@ -107,5 +116,7 @@ def test_info_says_which_engine_will_search(tmp_path, bridge_file, monkeypatch) 
     assert "search     faiss-cpu (no GPU)" in CliRunner().invoke(app, args).stdout
     monkeypatch.setattr("avsearch.store.torch_search.torch_gpu", lambda: "cuda")
     assert "search     torch-cuda (FAISS sees no GPU; torch does)" in CliRunner().invoke(app, args).stdout
+    monkeypatch.setattr(ann_module, "gpu_count", lambda: 2)
+    assert "search     faiss-gpu (2 GPU)" in CliRunner().invoke(app, args).stdout
     monkeypatch.setenv("AVSEARCH_DEVICE", "cpu")
     assert "search     faiss-cpu (--device/AVSEARCH_DEVICE asks for the CPU)" in CliRunner().invoke(app, args).stdout
