@@ -83,6 +83,61 @@ def _clip_transform(size: int, mean: tuple, std: tuple, interpolation: str) -> A
     )
 
 
+def text_pool_positions(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Per row of `tokens` (N, 77), the position whose output the text tower pools (the end-of-text token).
+
+    open_clip's CLIP pools the EOT token: 'argmax' (OpenAI's tokenizer gives EOT the highest id, padding
+    is 0) or 'eos' (the first `text_eos_id`). Other pooling ('last', 'first', none) reads a position
+    that is not the EOT token: all rows then count as full length.
+    """
+    pool = getattr(model, "text_pool_type", None)
+    if pool == "argmax":
+        return tokens.argmax(dim=-1)
+    if pool == "eos" and getattr(model, "text_eos_id", None) is not None:
+        return (tokens == model.text_eos_id).int().argmax(dim=-1)
+    return torch.full(tokens.shape[:1], tokens.shape[-1] - 1, dtype=torch.long, device=tokens.device)
+
+
+def _is_causal(mask: torch.Tensor | None, length: int) -> bool:
+    """True when `mask` (L, L) hides every later position from every earlier one (-inf above the diagonal)."""
+    if mask is None or mask.dim() != 2 or mask.shape[0] < length or mask.shape[1] < length:
+        return False
+    upper = torch.ones(mask.shape, dtype=torch.bool, device=mask.device).triu(1)
+    return bool(torch.isneginf(mask[upper]).all() and (mask[~upper] == 0).all())
+
+
+def encode_text_tokens(model: torch.nn.Module, tokens: torch.Tensor, *, full_context: bool = False) -> torch.Tensor:
+    """open_clip `CLIP.encode_text(tokens)` (unnormalised), run only up to the batch's last EOT token.
+
+    CLIP's text tower is causal (its attention mask hides every later position) and its output is the
+    EOT token's: padding after a row's EOT never reaches that row's output. So the batch is cut after its
+    furthest EOT (L = max position + 1): token ids, positional embedding and attention mask are sliced to
+    L and upstream's own steps run unchanged (transformer, ln_final, pooling, projection). The pooled
+    vectors equal the 77-token ones up to float rounding (matmuls of another shape), for about L/77 of
+    the work. A model this does not hold for (no causal mask, pooling another position, another class)
+    gets upstream's `encode_text`, as does `full_context=True`.
+    """
+    needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "attn_mask")
+    if full_context or not all(getattr(model, name, None) is not None for name in needed):
+        return model.encode_text(tokens)
+    context = tokens.shape[-1]
+    length = int(text_pool_positions(model, tokens).max()) + 1
+    if length >= context or not _is_causal(model.attn_mask, context):
+        return model.encode_text(tokens)
+    tokens = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    eos = getattr(model, "text_eos_id", None)
+    x = _open_clip("transformer").text_global_pool(x, tokens, model.text_pool_type, eos_token_id=eos)
+    projection = model.text_projection
+    if projection is not None:
+        x = projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+    return x
+
+
 class ClipImagePreparer:
     """Decode one image file into CLIP's input before scaling: (3, size, size) uint8.
 
@@ -181,18 +236,32 @@ class ClipEncoder:
 
     # -- text ------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        """Texts -> (N, 512) float32 normalised; truncated to 77 tokens; empty text is an InputError."""
+    def encode_text(self, texts: Sequence[str], *, full_context: bool = False) -> np.ndarray:
+        """Texts -> (N, 512) float32 normalised; truncated to 77 tokens; empty text is an InputError.
+
+        The text tower runs only up to each batch's furthest end-of-text token (`encode_text_tokens`),
+        and texts are batched shortest first (output in input order), so a batch of short prompts costs
+        a fraction of the 77-token forward. `full_context=True` runs upstream's 77-token forward in
+        input order instead (the reference the tests and benchmarks/clip_text.py compare with).
+        """
         require_tower(self, TEXT)
         cleaned = check_texts(texts)
         if not cleaned:
             return np.zeros((0, self.dim), dtype=np.float32)
         tokens = self.tokenizer(cleaned)
+        if full_context:
+            order = None
+        else:  # similar lengths share a batch, so each batch is cut short as far as it can be
+            order = torch.argsort(text_pool_positions(self._model, tokens), stable=True)
+            tokens = tokens[order]
 
         def forward(batch: torch.Tensor) -> torch.Tensor:
-            return self._model.encode_text(batch.to(self.device))
+            return encode_text_tokens(self._model, batch.to(self.device), full_context=full_context)
 
-        return as_numpy(run_batched(forward, tokens, self.text_batch), self.dim)
+        out = run_batched(forward, tokens, self.text_batch)
+        if order is not None:
+            out = out[torch.argsort(order)]
+        return as_numpy(out, self.dim)
 
     def fingerprint(self) -> str:
         opts = {k: v for k, v in self._spec.options.items() if not k.startswith("batch")}
