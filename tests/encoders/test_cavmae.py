@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -298,7 +299,34 @@ def test_encoder_protocol(encoder: Encoder, embedded: dict[str, np.ndarray], med
     with pytest.raises(ConfigError, match="not pointcloud"):
         encoder.preparer("pointcloud")
     assert encoder.encode_prepared("audio", []).shape == (0, 768)
-    assert encoder.fingerprint() == encoder.fingerprint() and encoder.fingerprint().startswith(f"{NAME}:")
+
+
+def test_fingerprint_names_the_weights_content_and_the_preprocessing(encoder: Encoder, tmp_path: Path) -> None:
+    """Same weights and settings: the same fingerprint, whatever the instance, path or batch sizes; other
+    weight bytes or another window count (other vectors): another one."""
+    from dataclasses import replace
+
+    from avsearch.encoders.cavmae import CavMaeEncoder
+
+    spec = encoder._spec  # type: ignore[attr-defined]
+
+    def fingerprint(options: dict | None = None, path: Path | None = None) -> str:
+        changed = replace(spec, options={**spec.options, **(options or {})})
+        path = path or encoder._weight_path  # type: ignore[attr-defined]
+        return CavMaeEncoder(changed, encoder._model, encoder.modalities, encoder.device, path).fingerprint()  # type: ignore[attr-defined]
+
+    mine = encoder.fingerprint()
+    assert re.fullmatch(rf"{NAME}:[0-9a-f]{{16}}", mine)
+    assert fingerprint() == mine  # another encoder over the same file and settings
+    assert fingerprint({"batch_audio": 1, "batch_image": 1}) == mine  # batch sizes change no vector
+    assert fingerprint({"max_windows": int(spec.options.get("max_windows", 6)) + 1}) != mine
+    a, b, twin = tmp_path / "a.pth", tmp_path / "b.pth", tmp_path / "elsewhere" / "a.pth"
+    twin.parent.mkdir()
+    a.write_bytes(bytes(4096))
+    b.write_bytes(bytes(4095) + b"\x01")  # the same size, one byte apart
+    twin.write_bytes(bytes(4096))
+    assert fingerprint(path=a) != fingerprint(path=b) and fingerprint(path=a) == fingerprint(path=twin)
+    assert mine not in (fingerprint(path=a), fingerprint(path=b))
 
 
 def test_short_or_silent_audio_is_a_decode_error(encoder: Encoder, tmp_path: Path) -> None:
