@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,22 +18,33 @@ from avsearch.cli.app import app
 from avsearch.localize.config import load_localize_config
 from avsearch.localize.pipeline import Localizer, get_localizer
 from avsearch.localize.proposals import Box, grid_boxes
-from tests.localize.synthetic import CELL, SIDE, World, build_world, link_av_weights, make_detector_weights
+from tests.fixture_guard import unchanged
+from tests.localize.synthetic import SIDE, World, build_world, link_av_weights, make_detector_weights
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow  # loads CLIP and CLAP (random weights) and embeds about 40 crops on CPU
 
 
 @pytest.fixture(scope="module")
-def world(av_weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(av_weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("localize")
-    return build_world(root / "media", link_av_weights(av_weights_dir, root / "weights"))
+    made = build_world(root / "media", link_av_weights(av_weights_dir, root / "weights"))
+    with unchanged(root, "the localisation world (media and weights)"):
+        yield made
+
+
+def own_weights(world: World, folder: Path) -> Path:
+    """A weights folder of the test's own: links to the world's files, so a file added there stays there."""
+    folder.mkdir()
+    for entry in world.weights.iterdir():
+        (folder / entry.name).symlink_to(entry.resolve())
+    return folder
 
 
 @pytest.fixture(scope="module")
-def cells_file(world: World) -> Path:
+def cells_file(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A --boxes file giving each scene four cells of its 3 x 3 grid: its two patches and two empty cells."""
-    path = world.scenes[0].parent / "cells.json"
+    path = tmp_path_factory.mktemp("cells") / "cells.json"
     cells = [b.to_list() for b in grid_boxes(SIDE, SIDE, (3,))]
     per_scene = {}
     for scene, placed in zip(world.scenes, world.placements, strict=True):
@@ -133,8 +145,11 @@ def test_cli_match_takes_the_bridge_calibration(world: World, cells_file: Path, 
     assert answer["probability"] == pytest.approx(float(calibration.probability(answer["confidence"])), abs=1e-4)
 
 
-def test_cli_eval_localize_and_counterfactual(world: World, cells_file: Path) -> None:
-    data = world.scenes[0].parent
+def test_cli_eval_localize_and_counterfactual(world: World, cells_file: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"  # the world's pictures and sounds, and annotations.json beside them
+    data.mkdir()
+    for file in [*world.scenes, *world.sounds]:
+        (data / file.name).symlink_to(file)
     rows = []
     for s, scene in enumerate(world.scenes):
         for k in range(len(world.sounds)):
@@ -183,15 +198,15 @@ def test_missing_weights_is_one_line(tmp_path: Path, world: World) -> None:
 def test_detector_proposals_from_the_published_file(world: World, tmp_path: Path) -> None:
     cfg = load_localize_config()
     small = replace(cfg, detector=replace(cfg.detector, min_size=256, max_size=256, score_threshold=0.0))
-    assert Localizer(weights_dir=world.weights, device="cpu", config=small)._source_name.startswith("selective")
-    make_detector_weights(world.weights)
-    loc = Localizer(weights_dir=world.weights, device="cpu", config=small)  # auto: the file is there now
+    weights = own_weights(world, tmp_path / "weights")
+    assert Localizer(weights_dir=weights, device="cpu", config=small)._source_name.startswith("selective")
+    make_detector_weights(weights)
+    loc = Localizer(weights_dir=weights, device="cpu", config=small)  # auto: the file is there now
     assert loc._source_name == "detector fasterrcnn_resnet50_fpn_v2"
     boxes = loc._source(Image.open(world.scenes[0]).convert("RGB"))
     assert boxes and all(b.source == "detector" and b.label and b.det_score is not None for b in boxes)
     assert [b.det_score for b in boxes] == sorted((b.det_score for b in boxes), reverse=True)
     assert all(0 <= b.x0 <= b.x1 <= SIDE and 0 <= b.y0 <= b.y1 <= SIDE for b in boxes)
-    assert CELL == SIDE // 3
 
 
 def test_crops_embed_like_whole_pictures(world: World, tmp_path: Path) -> None:
