@@ -40,7 +40,7 @@ def labelled(tmp_path_factory: pytest.TempPathFactory, make_cloud) -> tuple[Path
         (root / cls / "train").mkdir()
         np.save(root / cls / "train" / f"{cls}_0002.npy", make_cloud(600, seed=20 + i))
     (root / "lamp" / "test" / "lamp_0003.ply").write_text("broken")
-    labels = root.parent / "labels.txt"
+    labels = tmp_path_factory.mktemp("labels") / "labels.txt"  # not beside root: that is the session's folder
     labels.write_text("# candidates\n" + "\n".join(LABELS) + "\n")
     return root, labels
 
@@ -71,7 +71,7 @@ def test_split_filter(labelled) -> None:
     assert len(test_files) == 5 and {c for _, c in test_files} == {"chair", "flower_pot", "lamp", "table"}
 
 
-def test_eval_reports_topk(labelled, ulip_weights_dir: Path, prompts: Path) -> None:
+def test_eval_reports_topk(labelled, ulip_weights_dir: Path, prompts: Path, tmp_path: Path) -> None:
     root, labels = labelled
     report = evaluate_classify3d(root, labels, "test", weights_dir=ulip_weights_dir, device="cpu", templates=prompts)
     assert report.n_files == 4 and report.labels == LABELS
@@ -80,7 +80,7 @@ def test_eval_reports_topk(labelled, ulip_weights_dir: Path, prompts: Path) -> N
     assert 0.0 <= report.topk[1] <= report.topk[3] <= report.topk[5] <= 1.0
     assert sum(n for _, n in report.per_class.values()) == 4
     with pytest.raises(ConfigError, match="flower_pot"):  # folders must be among the candidates
-        other = labelled[0].parent / "few.txt"
+        other = tmp_path / "few.txt"
         other.write_text("chair\ntable\nlamp\n")
         evaluate_classify3d(root, other, "test", weights_dir=ulip_weights_dir, device="cpu", templates=prompts)
 

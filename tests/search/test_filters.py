@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from avsearch.search.filters import parse_where, render
 from avsearch.search.query import query
 from avsearch.store.config import AnnConfig, SearchConfig
 from avsearch.store.index import Index
+from tests.fixture_guard import unchanged
 from tests.search.fake_encoder import FakeLoader
 from tests.search.media_factory import write_audio, write_cloud, write_image
 
@@ -223,7 +226,8 @@ def _routes(engine: SearchEngine):
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Shared by the module's tests and never changed by them (a test that edits files edits its own_copy)."""
     root = tmp_path_factory.mktemp("media")
     for i, (w, folder) in enumerate([(24, "field"), (40, "field/dawn"), (64, "studio")]):
         write_image(root / folder / f"pic{i}.png", i, size=w)
@@ -233,7 +237,13 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "avsearch-tags.csv").write_text("path,tags\nfield/clip0.wav,bird;dawn\nfield/clip1.wav,frog\n")
     old = datetime(2020, 6, 1).timestamp()
     os.utime(root / "studio" / "clip2.wav", (old, old))
-    return root
+    with unchanged(root, "the metadata tests' media"):
+        yield root
+
+
+def own_copy(media: Path, tmp_path: Path) -> Path:
+    """The shared media copied (with their mtimes) for a test that changes files."""
+    return Path(shutil.copytree(media, tmp_path / "media"))
 
 
 def _paths(results, root: Path) -> set[str]:
@@ -241,6 +251,7 @@ def _paths(results, root: Path) -> set[str]:
 
 
 def test_index_stores_metadata_and_filters_find_it(media: Path, bridge_file: Path, tmp_path: Path) -> None:
+    media = own_copy(media, tmp_path)  # its tags file is edited below
     loader = FakeLoader()
     index_dir = tmp_path / "index"
     index_folder(media, index_dir, bridge_file, encoder_loader=loader)
@@ -287,6 +298,7 @@ def test_index_stores_metadata_and_filters_find_it(media: Path, bridge_file: Pat
 def test_an_index_made_before_metadata_columns_searches_and_asks_for_a_rebuild(
     media: Path, bridge_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    media = own_copy(media, tmp_path)  # a file is added below
     loader = FakeLoader()
     index_dir = tmp_path / "index"
     legacy = tables.table_schema
@@ -294,10 +306,8 @@ def test_an_index_made_before_metadata_columns_searches_and_asks_for_a_rebuild(
         m.setattr(tables, "table_schema", lambda dim, shared, metadata=True: legacy(dim, shared, False))
         index_folder(media, index_dir, bridge_file, encoder_loader=loader)
     write_audio(media / "later" / "new.wav", 9)  # an update keeps the old layout
-    try:
-        index_folder(media, index_dir, encoder_loader=loader)
-    finally:
-        (media / "later" / "new.wav").unlink()
+    index_folder(media, index_dir, encoder_loader=loader)
+    (media / "later" / "new.wav").unlink()
     engine = SearchEngine(Index.open(index_dir, encoder_loader=loader))
     assert "tags" not in engine.store.columns("audio")
     assert len(query(engine, text="x", target="audio", k=20)[0].hits) == 4

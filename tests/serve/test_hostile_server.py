@@ -18,13 +18,14 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.fixture_guard import unchanged
 from tests.serve.conftest import UPLOAD_LIMIT, Library, make_library
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,7 +109,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, bridges: list[Path]) -> Ite
             pass
         assert time.monotonic() < deadline, f"the server did not answer in 120 s:\n{srv.log_text()}"
         time.sleep(0.2)
-    yield srv
+    with unchanged(library.root, "the hostile server's media (a case changes a file through `changing`)"):
+        yield srv
     srv._stop.set()
     process.terminate()
     try:
@@ -124,6 +126,26 @@ def alive_and_bounded(server: Server) -> Iterator[None]:
     assert not server.killed_for_memory, f"server RSS passed {RSS_LIMIT >> 20} MiB"
     assert server.process.poll() is None, f"the server died:\n{server.log_text()[-3000:]}"
     assert server.get("/api/info").status_code == 200
+
+
+@pytest.fixture
+def changing() -> Iterator[Callable[[Path], Path]]:
+    """changing(path): a file of the shared library this case swaps, rewrites or adds; after the case it is
+    put back as it was (bytes and times: the row's size and mtime match again) or removed if it was new."""
+    saved: list[tuple[Path, bytes | None, os.stat_result | None]] = []
+
+    def keep(path: Path) -> Path:
+        there = path.is_file() and not path.is_symlink()
+        saved.append((path, path.read_bytes() if there else None, path.stat() if there else None))
+        return path
+
+    yield keep
+    for path, data, st in reversed(saved):
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        if data is not None and st is not None:
+            path.write_bytes(data)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _one_line_error(r: httpx.Response, status: int | tuple[int, ...]) -> str:
@@ -142,8 +164,8 @@ def _swap_for_link(path: Path, target: Path) -> None:
 # -- files outside the collection -------------------------------------------------------------------------
 
 
-def test_sound_swapped_for_a_link_to_a_secret_is_not_served(server: Server) -> None:
-    sound = server.library.sounds[0]
+def test_sound_swapped_for_a_link_to_a_secret_is_not_served(server: Server, changing) -> None:
+    sound = changing(server.library.sounds[0])
     item = server.id(sound)
     assert server.get(f"/api/items/{item}/media").status_code == 200
     _swap_for_link(sound, server.outside / "secret.txt")
@@ -156,8 +178,8 @@ def test_sound_swapped_for_a_link_to_a_secret_is_not_served(server: Server) -> N
     _one_line_error(r, 404)
 
 
-def test_point_cloud_swapped_for_a_link_to_etc_passwd_is_not_served(server: Server) -> None:
-    cloud = server.library.clouds[0]
+def test_point_cloud_swapped_for_a_link_to_etc_passwd_is_not_served(server: Server, changing) -> None:
+    cloud = changing(server.library.clouds[0])
     item = server.id(cloud)
     _swap_for_link(cloud, Path("/etc/passwd"))
     for route in ("media", "thumbnail"):
@@ -166,9 +188,9 @@ def test_point_cloud_swapped_for_a_link_to_etc_passwd_is_not_served(server: Serv
         _one_line_error(r, 404)
 
 
-def test_picture_swapped_for_a_link_to_an_identical_copy_elsewhere_is_not_served(server: Server) -> None:
+def test_picture_swapped_for_a_link_to_an_identical_copy_elsewhere_is_not_served(server: Server, changing) -> None:
     """Same bytes, size and mtime as the indexed file: only the place tells it apart."""
-    picture = server.library.images[0]
+    picture = changing(server.library.images[0])
     item = server.id(picture)
     copy = server.outside / picture.name
     shutil.copy2(picture, copy)
@@ -177,8 +199,8 @@ def test_picture_swapped_for_a_link_to_an_identical_copy_elsewhere_is_not_served
         _one_line_error(server.get(f"/api/items/{item}/{route}"), 404)
 
 
-def test_picture_swapped_for_another_indexed_picture_is_409(server: Server) -> None:
-    picture, other = server.library.images[1], server.library.images[2]
+def test_picture_swapped_for_another_indexed_picture_is_409(server: Server, changing) -> None:
+    picture, other = changing(server.library.images[1]), server.library.images[2]
     item = server.id(picture)
     _swap_for_link(picture, other)  # inside the folder, but not the file this row was made from
     for route in ("media", "thumbnail"):
@@ -187,10 +209,10 @@ def test_picture_swapped_for_another_indexed_picture_is_409(server: Server) -> N
         assert "changed since it was indexed" in _one_line_error(r, 409)
 
 
-def test_links_to_a_fifo_are_never_opened(server: Server) -> None:
-    sound = server.library.sounds[1]
+def test_links_to_a_fifo_are_never_opened(server: Server, changing) -> None:
+    sound = changing(server.library.sounds[1])
     item = server.id(sound)
-    for fifo in (server.outside / "pipe", sound.parent / "pipe"):
+    for fifo in (server.outside / "pipe", changing(sound.parent / "pipe")):
         if not fifo.exists():
             os.mkfifo(fifo)
         _swap_for_link(sound, fifo)
@@ -200,8 +222,8 @@ def test_links_to_a_fifo_are_never_opened(server: Server) -> None:
         _one_line_error(r, 404)
 
 
-def test_changed_file_is_409_and_touched_file_is_served(server: Server) -> None:
-    sound = server.library.sounds[2]
+def test_changed_file_is_409_and_touched_file_is_served(server: Server, changing) -> None:
+    sound = changing(server.library.sounds[2])
     item = server.id(sound)
     data = sound.read_bytes()
     os.utime(sound, ns=(time.time_ns(), time.time_ns() + 10**9))  # touched: same content
