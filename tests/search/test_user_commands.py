@@ -4,6 +4,7 @@ all with random weights made by tests/weights_factory.py (the documented weights
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from avsearch.store.tables import MediaStore
 from tests.search.media_factory import write_audio, write_image
 from tests.weights_factory import make_full_weights
 
@@ -70,6 +72,25 @@ def test_the_three_commands_work_as_typed(user_folder) -> None:
     assert {p for p in found if p.endswith(".png")} == {p for p in indexed if p.endswith(".png")}, query.stdout
     assert {p for p in found if p.endswith(".wav")} == {p for p in indexed if p.endswith(".wav")}, query.stdout
     assert "shared:audio_visual" in query.stdout
+
+    # k below the number of files: the right ones, in the right order. Expected from the vectors the index
+    # stores (numpy dot products), the query being an indexed sound (its fresh vector is its stored one).
+    ranked = _run("avsearch query --audio media/sound_1.wav -k 2 --json", home, env)
+    assert ranked.returncode == 0, ranked.stderr
+    lists = {r["target"]: r for r in json.loads(ranked.stdout)}
+    store = MediaStore(home / "indexes" / "default")
+    sound = str(home / "media" / "sound_1.wav")
+    for target, column in (("image", "proj_audio_visual"), ("audio", "native")):
+        sounds, sound_vectors, _ = store.vectors("audio", column)
+        paths, vectors, _ = store.vectors(target, column)
+        scores = vectors @ sound_vectors[sounds.index(sound)]
+        order = np.argsort(-scores, kind="stable")
+        top = scores[order]
+        assert len(top) > 2 and min(top[0] - top[1], top[1] - top[2]) > 4e-3, top  # a clear order (seeded media)
+        hits = lists[target]["hits"]
+        assert [h["path"] for h in hits] == [paths[i] for i in order[:2]], (target, hits, top)
+        np.testing.assert_allclose([h["score"] for h in hits], top[:2], atol=2e-3)
+    assert lists["audio"]["hits"][0]["path"] == sound  # a sound finds itself first
 
     classify = _run("avsearch classify3d model.ply", home, env)
     assert classify.returncode == 0, classify.stderr
