@@ -157,3 +157,11 @@ def test_pairs_csv_and_sides(tmp_path: Path, trained: Path) -> None:
     csv_file.write_text("sound,picture\na,b\n")
     with pytest.raises(InputError, match="header"):
         read_csv_pairs(csv_file)
+
+
+def test_cli_calibrate_needs_exactly_one_source_of_pairs(trained: Path, tmp_path: Path) -> None:
+    for extra in ([], ["--pairs", str(tmp_path / "p.csv"), "--embeddings", str(tmp_path)]):
+        r = CliRunner().invoke(app, ["calibrate", "--bridge", str(trained), *extra])
+        assert r.exit_code == 1 and r.output.strip().splitlines() == [
+            "avsearch: error: give the real pairs as --pairs CSV or as --embeddings FOLDER (one of them)"
+        ], r.output

@@ -477,11 +477,6 @@
       // The backend choice only where the index has a second one (CAV-MAE tables).
       const backends = (info.backends || []).map((b) => b.backend);
       $("backend-field").hidden = !backends.includes("cavmae");
-      if (info.server && info.server.where === false) {
-        // This server's engine has no metadata filters: say so instead of sending requests it refuses.
-        $("where").disabled = true;
-        $("where").placeholder = "not available on this server";
-      }
     } catch (err) {
       box.textContent = "index info unavailable: " + oneLine(err.message || err);
     }
