@@ -13,6 +13,10 @@ TEXT = "text"
 POINTCLOUD = "pointcloud"
 MODALITIES = (AUDIO, IMAGE, TEXT, POINTCLOUD)
 FILE_MODALITIES = (IMAGE, AUDIO, POINTCLOUD)  # what a media file can be (text is typed, not indexed)
+# A video is a file kind, not a modality of its own: its frames go to the image tables and its sound track
+# to the audio tables, each row with its time range (avsearch/indexing/moments.py).
+VIDEO = "video"
+VIDEO_PARTS = (IMAGE, AUDIO)
 
 CLIP = "clip"
 CLAP = "clap"

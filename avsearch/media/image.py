@@ -13,7 +13,6 @@ to its input size, so a 1 x 100000 strip of a few hundred bytes would otherwise 
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from avsearch.errors import DecodeError
 from avsearch.media.config import media_config
 from avsearch.media.detect import require
+from avsearch.media.pil_open import open_image
 from avsearch.modalities import IMAGE
 
 log = logging.getLogger(__name__)
@@ -29,22 +29,6 @@ log = logging.getLogger(__name__)
 _ALPHA_BACKGROUND = (255, 255, 255)
 # Formats PIL has no decoder for, and what would read them (said in the reason, nothing is installed).
 _NO_DECODER = {"exr": "OpenEXR (the OpenEXR package)", "heif": "HEIF (the pillow-heif package)"}
-_PIL_GUARD = threading.Lock()
-
-
-def open_image(path: Path) -> Image.Image:
-    """PIL's Image.open (header only, lazy) without PIL's own size guard: ours applies after reduction.
-
-    PIL's guard is a process-wide setting; it is switched off only while the header is read, under a
-    lock, so concurrent decodes (the encoders decode in threads) never restore each other's value.
-    """
-    with _PIL_GUARD:
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            return Image.open(path)
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _to_8bit_grey(img: Image.Image) -> Image.Image:

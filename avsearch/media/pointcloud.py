@@ -27,10 +27,11 @@ import numpy as np
 
 from avsearch.errors import DecodeError
 from avsearch.media.config import media_config
-from avsearch.media.detect import require, split_row, xyz_header_columns
+from avsearch.media.detect import require
 from avsearch.media.meshheader import check_declared
 from avsearch.media.npyfile import points_problem, read_npy_header
 from avsearch.media.pcd import read_pcd
+from avsearch.media.signatures import split_row, xyz_header_columns
 from avsearch.modalities import POINTCLOUD
 
 logger = logging.getLogger(__name__)

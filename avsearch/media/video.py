@@ -31,22 +31,16 @@ from PIL import Image
 from avsearch.errors import DecodeError
 from avsearch.media.config import media_config
 from avsearch.media.image import to_rgb
+from avsearch.media.signatures import VIDEO_HEAD, is_video
 
 log = logging.getLogger(__name__)
 
 SILENCE_PEAK = 1.0 / 32767.0  # as media/audio.py: below one 16-bit step is silence
 _THUMB = 32  # side of the colour thumbnails compared to collapse near-identical frames (grey would miss
 # changes of colour alone: a red square on grey of the same luma is invisible in grey)
-_HEAD = 64  # bytes `is_video` looks at
 _MAX_CHANNELS = 64
 _THREADS = "AUTO"  # FFmpeg's decoding threads (frame and slice)
 _EPS = 1e-3  # seconds: a frame whose time is within this of a sampled time is on screen at it
-# ISO base media brands that are pictures or sounds, not videos (HEIF/AVIF, Canon raw, iTunes audio)
-_NOT_VIDEO_BRANDS = {
-    b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis",
-    b"crx ", b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B ",
-}  # fmt: skip
-_QUICKTIME_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}  # older .mov files start with these
 # FFmpeg demuxers that read a video container (mov: MP4/MOV/M4V/3GP; matroska: MKV/WebM)
 _CONTAINER_FORMATS = {"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi"}
 
@@ -65,20 +59,6 @@ class VideoInfo:
     container: str  # FFmpeg's demuxer name ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi")
 
 
-def is_video(head: bytes) -> bool:
-    """Whether the first bytes of a file are a video container's: an ISO base media file (MP4, MOV, M4V,
-    3GP) other than a picture's or a sound's brand, an older QuickTime file, Matroska/WebM (EBML), AVI."""
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        size = int.from_bytes(head[:4], "big")
-        return size >= 16 and head[8:12] not in _NOT_VIDEO_BRANDS
-    if len(head) >= 8 and head[4:8] in _QUICKTIME_ATOMS:
-        size = int.from_bytes(head[:4], "big")
-        return size == 1 or size >= 8  # 1: a 64-bit size follows
-    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: Matroska or WebM (an audio-only .mka too)
-        return b"matroska" in head[:_HEAD] or b"webm" in head[:_HEAD] or len(head) < _HEAD
-    return head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX")
-
-
 def _text_like(head: bytes) -> bool:
     try:
         text = head.decode("utf-8")
@@ -94,7 +74,7 @@ def _open(path: Path):
     try:
         size = os.stat(path).st_size
         with open(path, "rb") as f:
-            head = f.read(_HEAD)
+            head = f.read(VIDEO_HEAD)
     except FileNotFoundError as exc:
         raise DecodeError(f"{path}: no such file") from exc
     except OSError as exc:

@@ -1,0 +1,72 @@
+"""Videos made by the tests with PyAV, with known events at known times: a red square on a grey static
+shot from 12 to 18 s, a 440 Hz tone in the sound from 30 to 35 s (media, indexing and search tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+W, H, FPS, SECONDS = 64, 48, 10, 40.0
+SQUARE = (12.0, 18.0)
+TONE = (30.0, 35.0)
+GREY = (90, 90, 90)
+RED = (230, 30, 30)  # the same luma as GREY: only colour tells them apart
+
+
+def make_video(
+    path: Path,
+    seconds: float = SECONDS,
+    fps: int = FPS,
+    size: tuple[int, int] = (W, H),
+    square: tuple[float, float] | None = SQUARE,
+    tone: tuple[float, float] | None = TONE,
+    video: bool = True,
+    audio: bool = True,
+    codec: str = "libx264",
+    options: dict[str, str] | None = None,
+    container_options: dict[str, str] | None = None,
+    rate: int = 44_100,
+) -> Path:
+    """A video of a static grey shot with a red square in the middle during `square` (seconds), and a
+    stereo sound track silent but for a 440 Hz tone (peak 0.5) on its left channel during `tone`."""
+    width, height = size
+    with av.open(str(path), "w", options=container_options or {}) as out:
+        if audio:  # every stream is added before the first packet is written
+            sound = out.add_stream("aac", rate=rate)
+            sound.layout = "stereo"
+        if video:
+            stream = out.add_stream(codec, rate=fps)
+            stream.width, stream.height = width, height
+            stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+            if codec == "libx264":
+                stream.options = {"preset": "ultrafast", **(options or {})}
+            plain = np.full((height, width, 3), GREY, np.uint8)
+            marked = plain.copy()
+            marked[height // 4 : height // 4 + height // 2, width // 4 : width // 4 + width // 2] = RED
+            for i in range(round(seconds * fps)):
+                shown = marked if square and square[0] <= i / fps < square[1] else plain
+                frame = av.VideoFrame.from_ndarray(shown, format="rgb24")
+                frame.pts = i
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+        if audio:
+            t = np.arange(round(seconds * rate)) / rate
+            wave = np.zeros_like(t, dtype=np.float32)
+            if tone:
+                on = (t >= tone[0]) & (t < tone[1])
+                wave[on] = 0.5 * np.sin(2 * np.pi * 440 * t[on])
+            both = np.stack([wave, np.zeros_like(wave)])  # the tone on the left only: mono is half of it
+            for start in range(0, len(t), 1024):
+                frame = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(both[:, start : start + 1024]), format="fltp", layout="stereo"
+                )
+                frame.sample_rate, frame.pts = rate, start
+                for packet in sound.encode(frame):
+                    out.mux(packet)
+            for packet in sound.encode(None):
+                out.mux(packet)
+    return path
