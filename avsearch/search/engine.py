@@ -18,9 +18,10 @@ from avsearch.media.failures import NOT_MEDIA
 from avsearch.media.metadata import metadata_config
 from avsearch.modalities import CMCR, TEXT
 from avsearch.search.delta import Delta, DeltaRows
-from avsearch.search.filters import RowSelector, SearchFilters, glob_positions
+from avsearch.search.filters import SearchFilters
 from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
+from avsearch.search.selection import RowSelector, glob_positions
 from avsearch.store.ann import search_parameters
 from avsearch.store.ann_files import LoadedAnn, ann_name
 from avsearch.store.index import Index
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-__all__ = ["SearchEngine", "SearchFilters"]  # SearchFilters lives in search/filters.py; imported from here too
+__all__ = ["SearchEngine", "SearchFilters"]  # SearchFilters lives in search/filters/; imported from here too
 
 
 def _labelled(result: ResultSet, route: Route) -> ResultSet:

@@ -1,6 +1,6 @@
 """Bad numbers and dates over HTTP: every one a 400 with {"error": one line}, never a 500 or a 503, and never
 quietly read as something else (' 5' and '٣' as 5 and 3, threshold=nan as null). Covers `where` literals
-past their columns' types (filters.py), the numeric parameters k, top and threshold from query strings and
+past their columns' types (search/filters/checks.py), the numeric parameters k, top and threshold from query strings and
 from multipart forms (serve/form_values.py). The index is made with the test-only FAKE encoder
 (conftest.py); localize/match are only asked to parse their parameters: a valid value reaches the unknown
 picture id and gets 404, which shows it was accepted without loading a model."""
