@@ -53,6 +53,30 @@ class SlowLoader(FakeLoader):
         return encoder
 
 
+class BarrierLoader(FakeLoader):
+    """Encoders whose encode waits until `parties` encodes are under way at once: a server that runs
+    searches one at a time never gets there, and the wait breaks (BrokenBarrierError, a 500) after
+    `timeout` seconds. No timing is measured: two searches either meet inside the encoder or fail."""
+
+    def __init__(self, parties: int = 2, timeout: float = 10.0) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=timeout)
+
+    def __call__(self, name: str, towers: tuple[str, ...]):  # noqa: ANN204 - the fake encoder
+        encoder = super().__call__(name, towers)
+        encode_text, encode_files = encoder.encode_text, encoder.encode_files
+
+        def meeting(fn):  # noqa: ANN001, ANN202
+            def run(*args):  # noqa: ANN002, ANN202
+                self.barrier.wait()
+                return fn(*args)
+
+            return run
+
+        encoder.encode_text, encoder.encode_files = meeting(encode_text), meeting(encode_files)
+        return encoder
+
+
 def _answers(engine: SearchEngine, library: Library, jobs: Sequence[tuple[str, object]]) -> list[list[tuple]]:
     out = []
     for kind, arg in jobs:
@@ -88,6 +112,27 @@ def test_the_server_runs_searches_in_parallel(library: Library) -> None:
     with TestClient(app) as c, ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda t: c.get("/api/search", params={"text": t, "k": 3}), TEXTS[:4]))
     assert serial.most == 1
+
+
+def test_two_searches_are_inside_the_encoder_at_once(library: Library) -> None:
+    """Both kinds of search endpoint (a sync one in the threadpool, the async upload one handing its
+    search to a thread) compute at the same time: each encode of a pair waits for the other's. Pairs:
+    two texts, two uploads, a text and an upload. Red with parallel=1, with the text endpoint run on the
+    event loop (async def) or with the upload's search done on the loop."""
+    app = create_app(library.index, encoder_loader=BarrierLoader(2), parallel=2, reload_interval=0)
+    picture = library.images[0].read_bytes()
+
+    def text(c: TestClient, n: int) -> int:
+        return c.get("/api/search", params={"text": f"meet me {n}", "k": 2, "target": "image"}).status_code
+
+    def upload(c: TestClient, n: int) -> int:
+        files = {"file": (f"q{n}.png", picture)}
+        return c.post("/api/search", files=files, data={"k": "2", "target": "image"}).status_code
+
+    with TestClient(app) as c, ThreadPoolExecutor(2) as pool:
+        for pair in ((text, text), (upload, upload), (text, upload)):
+            answers = [pool.submit(call, c, n) for n, call in enumerate(pair)]
+            assert [a.result() for a in answers] == [200, 200], pair
 
 
 def test_search_limits_share_the_cores() -> None:
