@@ -17,8 +17,8 @@ COMMAND_MODULES = (
     "info",  # what an index holds
     "serve",  # HTTP API and web gallery over an index
     "classify3d",  # zero-shot 3D classification
-    "localize",  # where a sound is in a picture, does it belong (also `eval localize/counterfactual`)
-    "evaluate",  # `avsearch eval ...`
+    "localize",  # where a sound is in a picture, does it belong
+    "evaluate",  # `avsearch eval ...` (retrieval, localize, counterfactual, classify3d)
 )
 
 

@@ -1,6 +1,6 @@
 """`avsearch eval localize` and `avsearch eval counterfactual`: the paper's tables 2 and 3.
 
-Registered on the `avsearch eval` group by avsearch/cli/localize.py.
+Registered on the `avsearch eval` group by avsearch/cli/evaluate.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from avsearch.cli.common import DeviceOption, WeightsDirOption, err, out, user_errors
-from avsearch.cli.localize import BoxesOption, BridgeOption, ProposalsOption
+from avsearch.cli.localize_options import BoxesOption, BridgeOption, ProposalsOption
 
 DataOption = Annotated[
     Path,

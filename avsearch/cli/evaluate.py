@@ -1,4 +1,5 @@
-"""`avsearch eval ...`: evaluation commands (retrieval here; classify3d from its own module)."""
+"""`avsearch eval ...`: evaluation commands (retrieval here; localize, counterfactual and classify3d from
+their own modules)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ eval_app = typer.Typer(help="Evaluate embeddings and bridges.", no_args_is_help=
 
 
 def register(app: typer.Typer) -> None:
-    from avsearch.cli.eval_classify3d import register_eval
+    from avsearch.cli import eval_classify3d, eval_localize
 
+    eval_localize.register_eval(eval_app)  # first, as `avsearch eval --help` has always listed them
     eval_app.command("retrieval")(retrieval_command)
-    register_eval(eval_app)
+    eval_classify3d.register_eval(eval_app)
     app.add_typer(eval_app, name="eval")
 
 

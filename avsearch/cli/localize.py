@@ -1,6 +1,6 @@
 """`avsearch localize` and `avsearch match`: where the sound is in a picture, and whether it belongs there.
 
-Registers `eval localize` and `eval counterfactual` too (avsearch/cli/eval_localize.py), on the eval group.
+`avsearch eval localize` / `eval counterfactual` live in cli/eval_localize.py (registered by cli/evaluate.py).
 """
 
 from __future__ import annotations
@@ -14,34 +14,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from avsearch.cli.common import DeviceOption, WeightsDirOption, err, out, user_errors
-
-AudioOption = Annotated[Path, typer.Option("--audio", "-a", help="The sound (any audio file avsearch reads).")]
-ImageOption = Annotated[Path, typer.Option("--image", "-i", help="The picture.")]
-# Shared with `avsearch eval localize` / `eval counterfactual`.
-BridgeOption = Annotated[
-    Path | None, typer.Option("--bridge", help="Audio-image bridge (default: the released clap_clip.pt).")
-]
-ProposalsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--proposals",
-        help="auto (a COCO detector when its weights are present, else search), search (selective search + "
-        "grid) or detector (default: configs/localize.toml).",
-    ),
-]
-BoxesOption = Annotated[
-    Path | None,
-    typer.Option("--boxes", help="JSON boxes from any detector: [[x0, y0, x1, y1, label?], ...] or {picture: [...]}"),
-]
+from avsearch.cli.localize_options import AudioOption, BoxesOption, BridgeOption, ImageOption, ProposalsOption
 
 
 def register(app: typer.Typer) -> None:
-    from avsearch.cli.eval_localize import register_eval
-    from avsearch.cli.evaluate import eval_app
-
     app.command("localize")(localize_command)
     app.command("match")(match_command)
-    register_eval(eval_app)
 
 
 @user_errors
