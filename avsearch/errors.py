@@ -19,6 +19,22 @@ class WeightsMissingError(AvsearchError):
     """Model weights are not found locally and cannot be downloaded; the message says where to get them."""
 
 
+class DownloadError(WeightsMissingError):
+    """A weight file could not be downloaded whole (HTTP error, connection cut more often than the retries
+    allow, a size that does not match); the message names the file and the reason."""
+
+
+class ChecksumMismatchError(DownloadError):
+    """A downloaded file's SHA-256 is not the published one (the file has been deleted)."""
+
+    def __init__(self, name: str, expected: str, actual: str, source: str) -> None:
+        super().__init__(
+            f"{name}: SHA-256 mismatch after download from {source}: expected {expected}, got {actual} "
+            "(the file was deleted)"
+        )
+        self.name, self.expected, self.actual = name, expected, actual
+
+
 class IncompatibleError(AvsearchError):
     """Two artefacts do not fit together (bridge vs index, encoder vs bridge, dimensions)."""
 

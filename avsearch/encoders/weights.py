@@ -5,25 +5,26 @@ Resolution order for a file (its published name, e.g. "630k-fusion-best.pt"):
 2. the usual caches: the Hugging Face hub cache (also one copied from a connected machine), open_clip's
    ~/.cache/clip, laion_clap's package folder, avsearch's own ~/.cache/avsearch;
 3. a download by the upstream mechanism (hub download into the hub cache, else the URL into
-   ~/.cache/avsearch), unless the machine is marked off-line (HF_HUB_OFFLINE=1 or AVSEARCH_OFFLINE=1);
+   ~/.cache/avsearch, resumable: avsearch.encoders.fetch), unless the machine is marked off-line
+   (HF_HUB_OFFLINE=1 or AVSEARCH_OFFLINE=1);
 4. otherwise WeightsMissingError naming the file and where to get it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import shutil
-import tempfile
 import tomllib
-import urllib.request
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from avsearch.errors import ConfigError, InputError, WeightsMissingError
 from avsearch.settings import ENV_WEIGHTS, configs_dir, load_settings
+
+if TYPE_CHECKING:
+    from avsearch.encoders.fetch import DownloadSettings
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +156,13 @@ def locate(wf: WeightFile, weights_dir: Path | str | None = None) -> WeightStatu
     return WeightStatus(wf, None, "missing")
 
 
-def download(wf: WeightFile) -> Path:
+def download(wf: WeightFile, *, progress: bool | None = None, settings: DownloadSettings | None = None) -> Path:
     """Fetch a file by its upstream mechanism into the usual cache; returns its path.
 
-    Hub files go through huggingface_hub (the hub cache); plain URLs into ~/.cache/avsearch, checked
-    against the SHA256 when one is known. Raises OSError (or a hub error) on network failure.
+    Hub files go through huggingface_hub (the hub cache, with the hub's own progress bars and resume); plain
+    URLs through avsearch.encoders.fetch into $AVSEARCH_CACHE: progress on stderr when it is a terminal
+    (`progress` forces it on or off), resumed after a cut connection, checked against the size and SHA-256
+    when known. Raises DownloadError (ChecksumMismatchError), OSError or a hub error on failure.
     """
     if wf.hf_repo:
         from huggingface_hub import hf_hub_download
@@ -167,22 +170,10 @@ def download(wf: WeightFile) -> Path:
         return Path(hf_hub_download(repo_id=wf.hf_repo, filename=(wf.hf_files or (wf.name,))[0]))
     if not wf.url:
         raise OSError(f"no download source for {wf.name}")
+    from avsearch.encoders.fetch import fetch_url  # only on a first run: keeps tqdm off the query path
+
     target = load_settings().cache_dir / wf.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    # Download to a temporary file and move it into place only when complete and verified.
-    with (
-        tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp,
-        urllib.request.urlopen(wf.url, timeout=60) as resp,
-    ):
-        while chunk := resp.read(1 << 20):
-            digest.update(chunk)
-            tmp.write(chunk)
-    if wf.sha256 and digest.hexdigest() != wf.sha256:
-        os.unlink(tmp.name)
-        raise OSError(f"{wf.name}: SHA256 mismatch after download from {wf.url}")
-    shutil.move(tmp.name, target)
-    return target
+    return fetch_url(wf.url, target, sha256=wf.sha256, size=wf.size_bytes, progress=progress, settings=settings)
 
 
 def _missing_message(wf: WeightFile, folder: Path | None, why: str) -> str:
