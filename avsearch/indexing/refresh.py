@@ -15,10 +15,13 @@ import numpy as np
 from avsearch.embedding.models import Models
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.modalities import TEXT
-from avsearch.store.ann import FLAT, build_index, choose_kind
-from avsearch.store.ann_files import ann_name
+from avsearch.store.ann import FLAT, build_index, choose_kind, vectors_on_disk
+from avsearch.store.ann_files import ann_name, new_vectors_file
+from avsearch.store.ann_stream import build_streamed
+from avsearch.store.ann_update import update_in_place
 from avsearch.store.config import AnnConfig
 from avsearch.store.index import Index
+from avsearch.store.table_chunks import TableChunks
 from avsearch.store.tables import NATIVE, MediaStore
 
 log = logging.getLogger(__name__)
@@ -44,17 +47,45 @@ def refresh_indexes(index: Index, cfg: AnnConfig, progress: Progress | None = No
                 continue
             stage = f"index {name}"
             progress.start(stage, None)
+            n, dim = store.count(modality), store.dim(modality, column)
+            if vectors_on_disk(n, dim, cfg):
+                out[name] = _streamed(index, cfg, modality, column, version, n)
+                progress.finish(stage)
+                continue
             paths, vectors, version = store.vectors(modality, column)
             queries, source = None, ""
             if choose_kind(len(paths), vectors.shape[1], cfg) != FLAT:
                 queries, source = tuning_queries(store, models, cfg, modality, column)
             previous = index.ann(name, use_gpu=False)
             trained = (previous.index, previous.params) if previous is not None else None
+            if previous is not None and previous.params.vectors_on_disk:
+                trained = None  # its codes stay, its vectors are not in the index: a fresh build
             built, params = build_index(vectors, cfg, queries, source, trained=trained)
             out[name] = index.save_ann(name, built, params, paths, version)
             progress.finish(stage)
             log.info("FAISS %s: %s over %d vectors", name, params.kind, params.n)
     return out
+
+
+def _streamed(index: Index, cfg: AnnConfig, modality: str, column: str, version: int, n: int) -> dict[str, Any]:
+    """Build (or update) the index of one column too large for memory from the table in chunks, the full
+    vectors into a file beside it (store/ann_stream.py); returns the saved JSON."""
+    name = ann_name(modality, column)
+    source = TableChunks(index.tables, modality, column, version, n, cfg.stream_chunk_rows)
+    previous = index.ann(name, use_gpu=False)
+    trained = None
+    if previous is not None and previous.params.vectors_on_disk and previous.params.dim == source.dim:
+        updated = update_in_place(previous.index, previous.params, previous.paths, source)
+        if updated is not None:  # the rows added, removed or changed since, into the same lists
+            built, params, paths = updated
+            return index.save_ann(name, built, params, paths, version)
+        trained = (previous.index, previous.params)
+    queries, query_source = tuning_queries(index.tables, index.models, cfg, modality, column)
+    built, params = build_streamed(
+        source, cfg, new_vectors_file(index.location, name), queries, query_source, trained=trained
+    )
+    log.info("FAISS %s: %s over %d vectors (streamed, vectors on disk)", name, params.kind, params.n)
+    return index.save_ann(name, built, params, source.paths, version)
 
 
 def tuning_queries(

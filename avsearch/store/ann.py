@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
+from avsearch.store.ann_disk import DiskRefine
 from avsearch.store.config import AnnConfig
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class AnnParams:
     tuning_queries: int = 0
     tuning_source: str = ""  # where the cross-modal queries came from
     gpu: bool = False
+    # refined kinds: the full vectors for re-ranking are in a file beside the index (ann_disk.DiskRefine),
+    # not in the index (IndexRefineFlat), so the index in RAM holds only the codes
+    vectors_on_disk: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -86,6 +90,12 @@ def choose_kind(n: int, dim: int, cfg: AnnConfig, gpu: bool | None = None) -> st
     return IVF_PQ
 
 
+def vectors_on_disk(n: int, dim: int, cfg: AnnConfig) -> bool:
+    """Whether n vectors of width dim are indexed with their full vectors on disk (ann_stream.build_streamed):
+    above the exact size and the memory budget, when the config allows it."""
+    return cfg.vectors_on_disk and n > cfg.exact_max_vectors and n * dim * 4 > cfg.memory_budget_gb * 1024**3
+
+
 def _nlist(n: int, cfg: AnnConfig) -> int:
     # FAISS's guidance is 4-16 sqrt(n) lists. Finer lists need far fewer probes for cross-modal
     # queries (measured: 200k vectors, recall@10 0.97 at 16 of 1788 lists vs 165 of 447), never
@@ -93,13 +103,15 @@ def _nlist(n: int, cfg: AnnConfig) -> int:
     return max(1, min(int(cfg.lists_per_sqrt_n * math.sqrt(n)), n // cfg.min_points_per_list))
 
 
-def factory_string(kind: str, dim: int, nlist: int, cfg: AnnConfig) -> str:
-    """The FAISS index_factory description of an IVF kind with nlist lists (e.g. "IVF16384_HNSW32,RaBitQ,RFlat")."""
+def factory_string(kind: str, dim: int, nlist: int, cfg: AnnConfig, on_disk: bool = False) -> str:
+    """The FAISS index_factory description of an IVF kind with nlist lists (e.g. "IVF16384_HNSW32,RaBitQ,RFlat").
+    on_disk: a refined kind whose full vectors stay in a file (ann_disk.DiskRefine): the codes only."""
     coarse = f"IVF{nlist}" + ("_HNSW32" if nlist >= cfg.hnsw_coarse_min_lists else "")
     if kind == IVF_PQ:
         # one byte per 8 dimensions (64 bytes for 512-d): 16x smaller than float32
         return f"{coarse},PQ{max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0)}"
-    return f"{coarse},{_CODES[kind]}"
+    codes = _CODES[kind]
+    return f"{coarse},{codes.removesuffix(',RFlat') if on_disk else codes}"
 
 
 def search_parameters(
@@ -127,11 +139,14 @@ def configure(index: faiss.Index, params: AnnParams) -> None:
     """Set the tuned nprobe (and k_factor) on a built or loaded index, so plain searches use them."""
     if params.kind == FLAT:
         return
+    if isinstance(index, DiskRefine):  # codes in RAM, re-ranked from the vectors file
+        index.k_factor = float(params.k_factor or 1)
+        index = index.base
     set_nprobe(index, params.nprobe)
     if params.coarse == "hnsw":  # CPU only: refined kinds are never moved to a GPU
         quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
         quantizer.hnsw.efSearch = max(HNSW_EF_SEARCH, params.nprobe)
-    if params.k_factor:
+    if params.k_factor and not params.vectors_on_disk:
         faiss.downcast_index(index).k_factor = float(params.k_factor)
 
 
@@ -262,32 +277,47 @@ def _build_kind(
         return _tuned(index, built, vectors, cfg, queries, query_source, seed)
 
     nlist = _nlist(n, cfg)
-    spec = factory_string(kind, dim, nlist, cfg)
-    cpu = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
-    ivf = faiss.extract_index_ivf(cpu)
-    ivf.cp.seed = seed
-    ivf.cp.niter = 10  # coarse lists need no more (FAISS's own IVF default); keeps 1M builds in minutes
-    ivf.cp.min_points_per_centroid = 5  # the training sample is capped on purpose (max_train_points)
-    if nlist >= cfg.hnsw_coarse_min_lists:
-        # k-means must assign exactly: trained through the HNSW graph itself (FAISS's default when the
-        # quantizer is not flat) some lists end up unreachable (measured: recall stuck at 0.97 at 100k
-        # vectors; through an HNSW clustering index, 0.05). The graph only serves searches, wide enough
-        # that nprobe lists come back.
-        clustering = faiss.IndexFlatIP(dim)  # held here: FAISS does not own it, and train() runs below
-        ivf.clustering_index = clustering
+    cpu, spec, keep = empty_index(kind, dim, nlist, cfg, seed)
     pq_m = int(spec.rsplit("PQ", 1)[1]) if kind == IVF_PQ else 0
     index, on_gpu = maybe_gpu(cpu)
-    rng = np.random.default_rng(seed)
-    # PQ codebooks (256 centroids each) want about 10k training points as well
-    floor = max(nlist * cfg.min_points_per_list, 64 * nlist, 10_000 if kind == IVF_PQ else 0)
-    n_train = min(n, floor, cfg.max_train_points)
-    train = vectors[np.sort(rng.choice(n, n_train, replace=False))] if n_train < n else vectors
+    take = training_rows(n, nlist, kind, cfg, seed)
+    train = vectors if take is None else vectors[take]
     log.info("training %s (%s): %d vectors on %d training points", kind, spec, n, len(train))
     index.train(train)
     index.add(vectors)
     coarse = "hnsw" if "_HNSW" in spec else "flat"
     built = AnnParams(kind=kind, n=n, dim=dim, nlist=nlist, pq_m=pq_m, coarse=coarse, gpu=on_gpu)
     return _tuned(index, built, vectors, cfg, queries, query_source, seed)
+
+
+def empty_index(
+    kind: str, dim: int, nlist: int, cfg: AnnConfig, seed: int, on_disk: bool = False
+) -> tuple[faiss.Index, str, object]:
+    """An untrained IVF index of `kind` with its k-means settings: (index, factory string, an object the
+    caller holds until train() has run). on_disk: as factory_string."""
+    spec = factory_string(kind, dim, nlist, cfg, on_disk)
+    cpu = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.extract_index_ivf(cpu)
+    ivf.cp.seed = seed
+    ivf.cp.niter = 10  # coarse lists need no more (FAISS's own IVF default); keeps 1M builds in minutes
+    ivf.cp.min_points_per_centroid = 5  # the training sample is capped on purpose (max_train_points)
+    clustering = None
+    if nlist >= cfg.hnsw_coarse_min_lists:
+        # k-means must assign exactly: trained through the HNSW graph itself (FAISS's default when the
+        # quantizer is not flat) some lists end up unreachable (measured: recall stuck at 0.97 at 100k
+        # vectors; through an HNSW clustering index, 0.05). The graph only serves searches, wide enough
+        # that nprobe lists come back.
+        clustering = faiss.IndexFlatIP(dim)  # FAISS does not own it: the caller holds it through train()
+        ivf.clustering_index = clustering
+    return cpu, spec, clustering
+
+
+def training_rows(n: int, nlist: int, kind: str, cfg: AnnConfig, seed: int) -> np.ndarray | None:
+    """Sorted rows of the k-means training sample of n vectors (None: all of them)."""
+    # PQ codebooks (256 centroids each) want about 10k training points as well
+    floor = max(nlist * cfg.min_points_per_list, 64 * nlist, 10_000 if kind == IVF_PQ else 0)
+    n_train = min(n, floor, cfg.max_train_points)
+    return np.sort(np.random.default_rng(seed).choice(n, n_train, replace=False)) if n_train < n else None
 
 
 def _reusable(old: AnnParams, kind: str, n: int, dim: int) -> bool:
@@ -302,7 +332,11 @@ def _tuned(
     queries: np.ndarray | None,
     query_source: str,
     seed: int,
+    exact: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> tuple[faiss.Index, AnnParams]:
+    """Tune a built index (its nprobe, k_factor and recalls set in params). exact(queries, k): the exact
+    top-k ids over every indexed vector, for an index whose vectors are not all in `vectors` (a streamed
+    build passes its training sample there, for synthetic queries)."""
     rng = np.random.default_rng(seed + 1)
     if queries is None or len(queries) == 0:
         queries, query_source = _synthetic_gap_queries(vectors, cfg.max_tuning_queries, rng), "synthetic-gap"
@@ -310,7 +344,7 @@ def _tuned(
     queries = np.ascontiguousarray(queries, np.float32)
     if len(queries) > cfg.max_tuning_queries:
         queries = queries[rng.choice(len(queries), cfg.max_tuning_queries, replace=False)]
-    setting, tuned, heldout = tune(index, params, vectors, queries, cfg, rng)
+    setting, tuned, heldout = tune(index, params, vectors, queries, cfg, rng, exact)
     params.nprobe, params.k_factor = setting
     params.tuned_recall, params.heldout_recall = tuned, heldout
     params.tuning_queries, params.tuning_source = len(queries), query_source
@@ -335,6 +369,7 @@ def tune(
     queries: np.ndarray,
     cfg: AnnConfig,
     rng: np.random.Generator,
+    exact: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> tuple[tuple[int, int], float, float]:
     """The cheapest (nprobe, k_factor) reaching target + margin on the tuning half of the queries:
     ((nprobe, k_factor), tuned recall, held-out recall). k_factor is 0 for kinds without re-ranking.
@@ -345,8 +380,11 @@ def tune(
     order = rng.permutation(len(queries))
     half = len(order) // 2
     tune_q, held_q = (queries[order[:half]], queries[order[half:]]) if half >= 10 else (queries, queries)
-    k = min(RECALL_K, len(vectors))
-    truth_tune, truth_held = exact_topk(vectors, tune_q, k), exact_topk(vectors, held_q, k)
+    k = min(RECALL_K, params.n)
+    if exact is None:
+        truth_tune, truth_held = exact_topk(vectors, tune_q, k), exact_topk(vectors, held_q, k)
+    else:
+        truth_tune, truth_held = exact(tune_q, k), exact(held_q, k)
     goal = min(1.0, cfg.target_recall + cfg.tuning_margin)
     refined = params.kind in (IVF_RABITQ_REFINE, IVF_SQ8_REFINE)
 

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from avsearch.store.ann import IVF_FLAT, AnnParams, configure, maybe_gpu, search_parameters, set_nprobe, to_cpu
+from avsearch.store.ann_disk import DiskRefine, VectorFile
 from avsearch.store.location import Location
 from avsearch.store.torch_search import TorchExact, torch_gpu
 
@@ -94,21 +95,36 @@ def read_ann_meta(index_dir: str | Path | Location, name: str) -> dict[str, Any]
     return None if data is None else json.loads(data.decode("utf-8"))
 
 
+def new_vectors_file(index_dir: str | Path | Location, name: str) -> Path:
+    """A fresh path for the full vectors of a streamed build of `name` (ann_disk.VectorFile): under ann/
+    for a local index, in the local cache for one on an object store (save_ann uploads it)."""
+    location = Location.of(index_dir)
+    folder = Path(location.uri, ANN_DIR) if location.is_local else cache_folder(location)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}-{uuid.uuid4().hex[:12]}{VECTORS_SUFFIX}"
+
+
+VECTORS_SUFFIX = ".vectors.f32"
+
+
 def save_ann(
     index_dir: str | Path | Location,
     name: str,
-    index: faiss.Index,
+    index: faiss.Index | DiskRefine,
     params: AnnParams,
     paths: list[str],
     table_version: int,
 ) -> dict[str, Any]:
     """Write index + paths under a fresh build id, then point ann/<name>.json at them; returns the JSON.
+    A DiskRefine index's vectors file (new_vectors_file, written by its build) is named in the JSON and
+    kept while a build uses it (an incremental update appends to its predecessor's).
 
     On an object store the files are written into the local cache (where a reader in this process
     finds them) and uploaded from there."""
     location = Location.of(index_dir)
     build = uuid.uuid4().hex[:12]
     faiss_name, paths_name = _files(name, build)
+    vectors_name = index.vectors.path.name if isinstance(index, DiskRefine) else None
     folder = Path(location.uri, ANN_DIR) if location.is_local else cache_folder(location)
     folder.mkdir(parents=True, exist_ok=True)
     if location.is_local:
@@ -116,13 +132,15 @@ def save_ann(
     else:
         local_faiss = folder / _cached(faiss_name, build, table_version)
         local_paths = folder / _cached(paths_name, build, table_version)
-    faiss.write_index(to_cpu(index), str(local_faiss))
+    faiss.write_index(index.base if isinstance(index, DiskRefine) else to_cpu(index), str(local_faiss))
     table = pa.table({"path_bytes": pa.array([os.fsencode(p) for p in paths], pa.binary())})  # any file name
     with ipc.new_file(str(local_paths), table.schema) as writer:
         writer.write_table(table)
     if not location.is_local:
         location.upload(local_faiss, f"{ANN_DIR}/{faiss_name}")
         location.upload(local_paths, f"{ANN_DIR}/{paths_name}")
+        if vectors_name is not None:
+            location.upload(folder / vectors_name, f"{ANN_DIR}/{vectors_name}")
     meta = {
         "name": name,
         "build": build,
@@ -130,12 +148,14 @@ def save_ann(
         "built_at": time.time(),
         "params": asdict(params),
     }
+    if vectors_name is not None:
+        meta["vectors"] = vectors_name
     location.write_bytes(f"{ANN_DIR}/{name}.json", json.dumps(meta, indent=2, sort_keys=True).encode())
     for old, _ in location.list(ANN_DIR):  # earlier builds (and leftovers of killed ones)
-        if old.startswith(f"{name}-") and build not in old:
+        if old.startswith(f"{name}-") and build not in old and old != vectors_name:
             location.delete(f"{ANN_DIR}/{old}")
     if not location.is_local:
-        _evict(folder, name, build)
+        _evict(folder, name, build, vectors_name)
     return meta
 
 
@@ -153,34 +173,46 @@ def _cached(file_name: str, build: str, table_version: int) -> str:
     return file_name.replace(f"-{build}.", f"-{build}-v{table_version}.", 1)
 
 
-def _evict(folder: Path, name: str, keep_build: str) -> None:
+def _evict(folder: Path, name: str, keep_build: str, keep_vectors: str | None) -> None:
     """Drop cached files of other builds of `name` (they are never read again)."""
     for old in folder.glob(f"{name}-*"):
-        if keep_build not in old.name:
+        if keep_build not in old.name and old.name != keep_vectors:
             old.unlink(missing_ok=True)
 
 
-def _local_files(location: Location, name: str, meta: dict[str, Any]) -> tuple[Path, Path] | None:
-    """The build's two files on this machine: in the folder of a local index, else in the cache (fetched
-    once per build and table version); None when the build's files are missing."""
+def _local_files(location: Location, name: str, meta: dict[str, Any]) -> tuple[Path, Path, Path | None] | None:
+    """The build's files on this machine (FAISS, paths, and the vectors file of a DiskRefine build): in the
+    folder of a local index, else in the cache (fetched once per build and table version; the vectors
+    file once per name); None when the build's files are missing."""
     faiss_name, paths_name = _files(name, meta["build"])
+    vectors_name = meta.get("vectors")
     if location.is_local:
         folder = Path(location.uri, ANN_DIR)
-        found = folder / faiss_name, folder / paths_name
-        return found if all(f.is_file() for f in found) else None
+        found = [folder / faiss_name, folder / paths_name] + ([folder / vectors_name] if vectors_name else [])
+        return (found[0], found[1], found[2] if vectors_name else None) if all(f.is_file() for f in found) else None
     folder = cache_folder(location)
     version = int(meta["table_version"])
     wanted = []
-    for remote in (faiss_name, paths_name):
-        local = folder / _cached(remote, meta["build"], version)
-        if not local.is_file():
+    remotes = [(faiss_name, _cached(faiss_name, meta["build"], version))]
+    remotes.append((paths_name, _cached(paths_name, meta["build"], version)))
+    if vectors_name:
+        remotes.append((vectors_name, vectors_name))
+    for remote, cached in remotes:
+        local = folder / cached
+        if not local.is_file() or (remote == vectors_name and not _same_size(location, remote, local)):
             try:
                 location.download(f"{ANN_DIR}/{remote}", local)
             except FileNotFoundError:
                 return None
         wanted.append(local)
-    _evict(folder, name, meta["build"])
-    return wanted[0], wanted[1]
+    _evict(folder, name, meta["build"], vectors_name)
+    return wanted[0], wanted[1], wanted[2] if vectors_name else None
+
+
+def _same_size(location: Location, remote: str, local: Path) -> bool:
+    """Whether a cached vectors file is as long as the stored one (an incremental update appends to it)."""
+    sizes = dict(location.list(ANN_DIR))
+    return sizes.get(remote) == local.stat().st_size
 
 
 def load_ann(index_dir: str | Path | Location, name: str, use_gpu: bool = True) -> LoadedAnn | None:
@@ -193,14 +225,16 @@ def load_ann(index_dir: str | Path | Location, name: str, use_gpu: bool = True) 
     if found is None:
         log.warning("FAISS index %s is incomplete; searching exactly instead", name)
         return None
-    faiss_file, paths_file = found
+    faiss_file, paths_file, vectors_file = found
     index = faiss.read_index(str(faiss_file))
     with ipc.open_file(str(paths_file)) as reader:
         paths = [os.fsdecode(b) for b in reader.read_all().column("path_bytes").to_pylist()]
     params = AnnParams(**meta["params"])
+    if vectors_file is not None:
+        index = DiskRefine(index, VectorFile(vectors_file, params.dim))
     configure(index, params)
     gpu_index = None
-    if use_gpu and params.kind in ("flat", IVF_FLAT):
+    if use_gpu and params.kind in ("flat", IVF_FLAT) and vectors_file is None:
         moved, on_gpu = maybe_gpu(index)
         if on_gpu:
             gpu_index = moved

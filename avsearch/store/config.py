@@ -50,6 +50,10 @@ class AnnConfig:
     max_train_points: int = 200_000
     refined_codes: str = "rabitq"  # IVF list codes re-ranked on the full vectors: "rabitq", "sq8", "none" (IVF-Flat)
     k_factors: tuple[int, ...] = (2, 4, 8, 16)  # re-ranking depths (x k) tried when tuning refined kinds
+    # Above memory_budget_gb of full vectors: refined codes in RAM, re-ranked on the full vectors read from a
+    # file on disk, built from the table in chunks of stream_chunk_rows (store/ann_stream.py). Off: IVF-SQ8/PQ.
+    vectors_on_disk: bool = True
+    stream_chunk_rows: int = 65_536
     hnsw_coarse_min_lists: int = 1_000_000_000  # an HNSW coarse quantizer from this many lists (off: search.toml)
     tuning_captions: tuple[str, ...] = ()
 

@@ -1,0 +1,124 @@
+"""IVF codes in RAM, exact re-ranking on full vectors read from a file on disk (issue 26, goal 2).
+
+IndexRefineFlat keeps every full-precision vector in memory (10M x 512 float32 = 20 GB). `DiskRefine`
+keeps only the IVF lists of compact codes in memory and re-ranks the best k x k_factor candidates on
+vectors read from a memory-mapped float32 file kept beside the index: a query touches k x k_factor rows
+of it (160 rows = 320 kB at k 10, k_factor 16), which the page cache serves.
+
+It answers `search(x, k, params)` as a FAISS index does, with the same parameters (an
+IndexRefineSearchParameters carries k_factor and the IVF's own nprobe and row selector), so the code that
+searches and tunes refined indexes searches it unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+
+
+class VectorFile:
+    """Row-major float32 vectors (N, dim) in a raw file: appended in chunks, read by row through a memory map."""
+
+    def __init__(self, path: str | Path, dim: int) -> None:
+        self.path, self.dim = Path(path), dim
+        self._map: np.ndarray | None = None
+        self._fd: int | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.path.stat().st_size // (4 * self.dim) if self.path.exists() else 0
+
+    def append(self, chunk: np.ndarray) -> None:
+        with open(self.path, "ab") as f:
+            f.write(np.ascontiguousarray(chunk, np.float32).tobytes())
+        self._map = None  # the file grew: map it again on the next read
+
+    def matrix(self) -> np.ndarray:
+        """The vectors, memory-mapped read-only (no copy in RAM; pages are read when rows are touched)."""
+        if self._map is None or len(self._map) != self.rows:
+            n = self.rows
+            self._map = np.memmap(self.path, np.float32, "r", shape=(n, self.dim)) if n else np.zeros((0, self.dim))
+        return self._map
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of the given rows (any order, repeats allowed), read with pread into a fresh array.
+
+        Not through the memory map: pages a process touched through a map count in its resident memory
+        (a query process would grow towards the file's size), pages read with pread stay in the page cache,
+        shared and reclaimable (measured in benchmarks/search.py --scale)."""
+        rows = np.asarray(rows, np.int64)
+        unique, back = np.unique(rows, return_inverse=True)
+        if len(unique) and (unique[0] < 0 or unique[-1] >= self.rows):
+            raise IndexError(f"{self.path}: rows {unique[0]}..{unique[-1]} outside 0..{self.rows - 1}")
+        out = np.empty((len(unique), self.dim), np.float32)
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        width = 4 * self.dim
+        runs = np.split(np.arange(len(unique)), np.flatnonzero(np.diff(unique) != 1) + 1)
+        for run in runs:
+            if len(run):
+                a, b = int(run[0]), int(run[-1]) + 1
+                view = memoryview(out[a:b]).cast("B")
+                if os.preadv(self._fd, [view], int(unique[a]) * width) != len(view):
+                    raise OSError(f"{self.path}: short read at row {unique[a]}")
+        return out if len(back) == len(unique) and (back == np.arange(len(back))).all() else out[back]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class DiskRefine:
+    """An IVF index of compact codes whose candidates are re-ranked exactly on a VectorFile."""
+
+    def __init__(self, base: faiss.Index, vectors: VectorFile, k_factor: float = 1.0) -> None:
+        self.base, self.vectors, self.k_factor = base, vectors, float(k_factor)
+        self.d = base.d
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.base.ntotal)
+
+    def search(
+        self, x: np.ndarray, k: int, params: faiss.SearchParameters | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (M, k), ids (M, k)) by exact inner product over the IVF's k x k_factor best candidates;
+        ids -1 where fewer than k came back (a selector, too few probed rows)."""
+        x = np.ascontiguousarray(x, np.float32)
+        k_factor, base_params = self.k_factor, params
+        if isinstance(params, faiss.IndexRefineSearchParameters):
+            k_factor, base_params = params.k_factor, params.base_index_params
+        depth = max(k, int(k * k_factor))
+        _, cand = self.base.search(x, depth, params=base_params)
+        scores = np.full((len(x), k), -np.inf, np.float32)
+        ids = np.full((len(x), k), -1, np.int64)
+        found = cand[cand >= 0]
+        if found.size == 0:
+            return scores, ids
+        rows = np.unique(found)  # every query's candidates read once, in file order
+        block = self.vectors.take(rows)
+        for i, c in enumerate(cand):
+            c = c[c >= 0]
+            if c.size == 0:
+                continue
+            s = block[np.searchsorted(rows, c)] @ x[i]
+            top = np.argsort(-s, kind="stable")[:k]
+            scores[i, : len(top)], ids[i, : len(top)] = s[top], c[top]
+        return scores, ids
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Codes into the lists and the full vectors onto the end of the file (ids continue from ntotal)."""
+        self.base.add(np.ascontiguousarray(vectors, np.float32))
+        self.vectors.append(vectors)
+
+    def reset(self) -> None:
+        """Empty lists (the trained quantizer and codebooks stay); the file is the caller's to replace."""
+        self.base.reset()

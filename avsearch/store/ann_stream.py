@@ -1,0 +1,215 @@
+"""Streamed IVF builds: an index over more vectors than fit in memory (issue 26, goal 2).
+
+The vectors come in chunks from a `ChunkSource` (a LanceDB column read batch by batch, or an array) and
+are read in a few passes, never all at once: one pass gathers the k-means training sample (the same rows
+an in-memory build trains on) and computes the exact top-k of the tuning queries (a running top-k over
+the chunks); one pass per kind adds each chunk's codes to the IVF lists and, on the first, writes the
+chunk's full vectors to the index's vectors file (ann_disk.VectorFile), which re-ranks candidates.
+
+What stays in memory: the codes (RaBitQ: 64 bytes + 8 for the id per 512-d vector), the training sample
+(at most max_train_points rows), one chunk, and the tuning queries' top-k.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import faiss
+import numpy as np
+
+from avsearch.store.ann import (
+    FALLBACKS,
+    IVF_FLAT,
+    IVF_SQ8_REFINE,
+    REFINED,
+    AnnParams,
+    _nlist,
+    _tuned,
+    empty_index,
+    training_rows,
+)
+from avsearch.store.ann_disk import DiskRefine, VectorFile
+from avsearch.store.config import AnnConfig
+
+log = logging.getLogger(__name__)
+
+
+class ChunkSource(Protocol):
+    """n vectors of width dim, readable from the start any number of times, in chunks of rows."""
+
+    n: int
+    dim: int
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        """(rows, dim) float32 chunks in row order, covering rows 0..n-1 once."""
+        ...
+
+
+@dataclass
+class ArrayChunks:
+    """A ChunkSource over an array (or a memory map): for tests and benchmarks."""
+
+    array: np.ndarray
+    rows: int = 65_536
+
+    @property
+    def n(self) -> int:
+        return len(self.array)
+
+    @property
+    def dim(self) -> int:
+        return self.array.shape[1]
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        for s in range(0, self.n, self.rows):
+            yield np.ascontiguousarray(self.array[s : s + self.rows], np.float32)
+
+
+def stream_kind(cfg: AnnConfig) -> str:
+    """The refined kind a streamed build starts with (IVF-Flat holds every vector in RAM: SQ8 stands in)."""
+    return REFINED.get(cfg.refined_codes, IVF_SQ8_REFINE)
+
+
+def build_streamed(
+    source: ChunkSource,
+    cfg: AnnConfig,
+    vectors_path: str | Path,
+    queries: np.ndarray | None = None,
+    query_source: str = "",
+    seed: int = 0,
+    trained: tuple[DiskRefine, AnnParams] | None = None,
+) -> tuple[DiskRefine, AnnParams]:
+    """A tuned refined IVF index over source's vectors, with the full vectors written to vectors_path.
+
+    The kinds are tried as build_index tries them (a kind under the recall target gives way to the next
+    of its FALLBACKS chain that fits: IVF-Flat never does here). trained: the previous build of this
+    column, whose trained lists are reused when the kind and size allow (as build_index does).
+    """
+    n, dim = source.n, source.dim
+    vectors = VectorFile(vectors_path, dim)
+    if vectors.rows:
+        raise FileExistsError(f"{vectors_path}: a streamed build writes a new vectors file")
+    first = stream_kind(cfg)
+    chain = tuple(k for k in (first, *FALLBACKS.get(first, ())) if k != IVF_FLAT)
+    if trained is not None and trained[1].kind in chain:
+        chain = chain[chain.index(trained[1].kind) :]
+    reuse = trained is not None and trained[1].dim == dim and trained[1].n // 2 <= n <= trained[1].n * 2
+    nlist = trained[1].nlist if reuse else _nlist(n, cfg)
+    take = training_rows(n, nlist, chain[0], cfg, seed)
+    sample, exact = _sample_and_exact(source, take, queries, cfg)
+    best: tuple[DiskRefine, AnnParams] | None = None
+    for kind in chain:
+        if reuse and trained[1].kind == kind:
+            index, old = trained[0], trained[1]
+            index.reset()
+            index.vectors = vectors
+            params = AnnParams(kind=kind, n=n, dim=dim, nlist=old.nlist, coarse=old.coarse, vectors_on_disk=True)
+            log.info("updating %s in place: %d vectors, %d lists", kind, n, old.nlist)
+        else:
+            cpu, spec, _keep = empty_index(kind, dim, nlist, cfg, seed, on_disk=True)
+            log.info("training %s (%s): %d vectors on %d training points", kind, spec, n, len(sample))
+            cpu.train(sample)
+            index = DiskRefine(cpu, vectors)
+            coarse = "hnsw" if "_HNSW" in spec else "flat"
+            params = AnnParams(kind=kind, n=n, dim=dim, nlist=nlist, coarse=coarse, vectors_on_disk=True)
+        _add_chunks(index, source, write=vectors.rows == 0)
+        index, params = _tuned(index, params, sample, cfg, queries, query_source, seed, exact)
+        if best is None or params.heldout_recall > best[1].heldout_recall:
+            best = (index, params)
+        if params.heldout_recall >= cfg.target_recall:
+            break
+        if kind != chain[-1]:
+            log.warning(
+                "%s plateaus at recall@10 %.3f on held-out cross-modal queries (target %.2f): building %s",
+                kind,
+                params.heldout_recall,
+                cfg.target_recall,
+                chain[chain.index(kind) + 1],
+            )
+    assert best is not None
+    index, params = best
+    passed = [k for k in chain[: chain.index(params.kind)]]
+    if passed:
+        params.extra["fell_back_from"] = passed
+    if params.heldout_recall < cfg.target_recall:
+        log.warning(
+            "%s over %d vectors reaches recall@10 %.3f on held-out cross-modal queries, below the target %.2f",
+            params.kind,
+            n,
+            params.heldout_recall,
+            cfg.target_recall,
+        )
+    return index, params
+
+
+def _add_chunks(index: DiskRefine, source: ChunkSource, write: bool) -> None:
+    """Every chunk's codes into the lists (and, when `write`, its vectors onto the vectors file)."""
+    added = 0
+    for chunk in source.chunks():
+        index.base.add(chunk)
+        if write:
+            index.vectors.append(chunk)
+        added += len(chunk)
+    if added != source.n or index.vectors.rows != source.n:
+        held = index.vectors.rows
+        raise RuntimeError(f"the source gave {added} rows and the vectors file holds {held}, not {source.n}")
+
+
+def _sample_and_exact(
+    source: ChunkSource, take: np.ndarray | None, queries: np.ndarray | None, cfg: AnnConfig
+) -> tuple[np.ndarray, Callable[[np.ndarray, int], np.ndarray]]:
+    """One pass: the training sample (rows `take`; every row when None) and the exact top-k of every
+    possible tuning query (the queries given, capped as tuning caps them later), as a lookup."""
+    from avsearch.store.ann import RECALL_K
+
+    q = None if queries is None or len(queries) == 0 else np.ascontiguousarray(queries, np.float32)
+    k = min(RECALL_K, source.n)
+    heap = None if q is None else faiss.ResultHeap(len(q), k, keep_max=True)
+    parts: list[np.ndarray] = []
+    start = 0
+    for chunk in source.chunks():
+        end = start + len(chunk)
+        if take is None:
+            parts.append(chunk.copy())
+        else:
+            lo, hi = np.searchsorted(take, [start, end])
+            parts.append(chunk[take[lo:hi] - start].copy())
+        if heap is not None:
+            scores = q @ chunk.T
+            top = min(k, len(chunk))
+            part = np.argpartition(-scores, top - 1, axis=1)[:, :top]
+            heap.add_result(np.take_along_axis(scores, part, 1), part + start)
+        start = end
+    sample = np.concatenate(parts) if parts else np.zeros((0, source.dim), np.float32)
+    if heap is None:
+        # no queries: tuning makes synthetic ones from the sample; their truth is over the sample's rows only
+        # when the sample is every row, else one more pass
+        return sample, lambda qs, kk: _exact_pass(source, qs, kk)
+    heap.finalize()
+    truth = {row.tobytes(): ids for row, ids in zip(q, heap.I, strict=True)}
+
+    def exact(qs: np.ndarray, kk: int) -> np.ndarray:
+        if all(r.tobytes() in truth for r in qs):
+            return np.stack([truth[r.tobytes()][:kk] for r in qs])
+        return _exact_pass(source, qs, kk)
+
+    return sample, exact
+
+
+def _exact_pass(source: ChunkSource, q: np.ndarray, k: int) -> np.ndarray:
+    """Exact top-k ids of queries q over the source, one pass."""
+    q = np.ascontiguousarray(q, np.float32)
+    heap = faiss.ResultHeap(len(q), k, keep_max=True)
+    start = 0
+    for chunk in source.chunks():
+        scores = q @ chunk.T
+        top = min(k, len(chunk))
+        part = np.argpartition(-scores, top - 1, axis=1)[:, :top]
+        heap.add_result(np.take_along_axis(scores, part, 1), part + start)
+        start += len(chunk)
+    heap.finalize()
+    return heap.I
