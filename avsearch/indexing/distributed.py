@@ -1,14 +1,20 @@
 """`avsearch index FOLDER --ray ADDRESS`: the run of pipeline.py, with the embedding on a Ray cluster.
 
 This process (the driver) walks, plans, reuses, deletes, records failures and refreshes the FAISS
-indexes exactly as a local run does (pipeline.index_folder); only the files to embed go to Ray. Ray Data
-streams them, one block per batch, to a pool of actors (ray_embed.py: one per GPU of the cluster, else one
-per 4 CPUs) that load the encoders and bridges once, embed a batch, build its rows in the table's schema
-and write them as a Lance fragment next to the table (lance_ray.LanceFragmentWriter). The driver commits
+indexes exactly as a local run does (pipeline.index_folder); only the files to embed go to Ray. They go,
+one block per batch, to a pool of plain Ray actors (ray_embed.py: one per GPU of the cluster, else one per
+4 CPUs) that load the encoders and bridges once, embed a batch, build its rows in the table's schema and
+write them as a Lance fragment next to the table (lance_ray.LanceFragmentWriter). The driver commits
 each batch's fragment as one Lance append, in batch order, so a killed run keeps every committed batch,
 as a local run does, and the next run (local or Ray) plans from the tables. An append cannot replace a
 row, so each batch deletes its changed files' old rows just before it commits (a local run replaces them
 in one commit): a run killed in between re-embeds those files next time.
+
+Not Ray Data: its actor pools restart a dead actor and retry its batch without end (a batch that kills its
+worker would loop), log an error line per actor about those restarts (ray issue 53727; the knob that turns
+them off, map_batches(max_restarts=...), is deprecated in Ray 2.60), and take their settings from the
+process-wide DataContext. A handful of actors fed blocks of paths in order needs none of that: a worker
+that dies stops the run with Ray's error, and the next run embeds what was not committed.
 
 Every node reads the media, weights and bridge files and writes the index folder at the same paths
 (one machine, or a shared filesystem); the index folder is local (s3:// is refused).
@@ -40,9 +46,9 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = "--ray needs Ray and lance-ray: pip install avsearch[ray]"
 LOCAL = "local"  # --ray local: start a Ray instance on this machine for the run (stopped after it)
-RAY_ADVICE = "\nFailed to apply UDF transform"  # what Ray Data adds to a worker's error message
 CPUS_PER_ACTOR = 4  # on CPU-only nodes: threads per embedding actor (fewer where a node has fewer)
 ACTOR_START_S = 600  # how long the embedding actors may take to start (a node may be busy or still joining)
+IN_FLIGHT = 2  # batches queued on each actor: it starts the next as soon as it is done with one
 
 
 def index_folder_ray(
@@ -129,9 +135,7 @@ class RayEmbedder:
     ) -> int:
         if not items:
             return 0
-        import ray
-
-        from avsearch.indexing.ray_embed import EmbedActor, batch_blocks
+        from avsearch.indexing.ray_embed import batch_blocks
 
         groups: dict[str, list[Item]] = defaultdict(list)
         for it in items:
@@ -148,36 +152,21 @@ class RayEmbedder:
         blocks = [b for table, group in sorted(groups.items()) for b in batch_blocks(table, group, batch)]
         actors, resources = _pool(self.actors, len(blocks))
         log.info("embedding %d files in %d batches on %d Ray actors", len(items), len(blocks), actors)
-        # Ray Data's notes (execution plans, progress bars off) would cut the CLI's bars; its errors still show.
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
-        context = ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = True  # commits in batch order, as a local run writes
-        context.enable_progress_bars = False  # the CLI draws its own
-        context.raise_original_map_exception = True  # a worker's error as itself (ours: typed), not wrapped
-        # Start every actor before the first batch, so the work spreads over all of them; a cluster that
-        # cannot host the pool says so instead of waiting forever.
-        context.wait_for_min_actors_s = ACTOR_START_S
         models = index.models
-        results = ray.data.from_arrow(blocks).map_batches(
-            EmbedActor,
-            fn_constructor_kwargs={
-                "manifest": index.manifest,
-                "index_dir": str(index.path),
-                "loader": models.loader,
-                "device": models.device,
-                "weights_dir": str(models.weights_dir) if models.weights_dir else None,
-                "describe": describe,
-                "tables": layouts,
-            },
-            batch_size=None,  # a block is one batch
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            **resources,
-        )
+        setup = {
+            "manifest": index.manifest,
+            "index_dir": str(index.path),
+            "loader": models.loader,
+            "device": models.device,
+            "weights_dir": str(models.weights_dir) if models.weights_dir else None,
+            "describe": describe,
+            "tables": layouts,
+        }
         written = 0
-        for out in _surfaced(results.iter_batches(batch_size=None, batch_format="pyarrow")):
-            for row in out.to_pylist():
-                written += self._commit(index, row, layouts[row["table"]], stale[row["table"]], failed, progress)
+        with _surfaced(), _workers(setup, actors, resources) as workers:
+            for out in _embedded(workers, blocks):
+                for row in out.to_pylist():
+                    written += self._commit(index, row, layouts[row["table"]], stale[row["table"]], failed, progress)
         for table in sorted(groups):
             progress.finish(f"embed {table}")
         return written
@@ -218,6 +207,78 @@ class RayEmbedder:
         return int(row["written"])
 
 
+class EmbedWorker:
+    """The Ray actor: ray_embed.EmbedActor, made from the run's setup (one object for all the actors)."""
+
+    def __init__(self, setup: dict[str, Any]) -> None:
+        from avsearch.indexing.ray_embed import EmbedActor
+
+        self.error: AvsearchError | None = None
+        try:
+            self.actor = EmbedActor(**setup)
+        except AvsearchError as exc:  # kept for the calls: an error of a call reaches the driver as itself
+            self.error = exc
+
+    def node(self) -> str:
+        """The Ray node it runs on; answered once the actor is made, so it also says "ready"."""
+        if self.error:
+            raise self.error
+        return self.actor.node
+
+    def embed(self, block: pa.Table) -> pa.Table:
+        if self.error:
+            raise self.error
+        return self.actor(block)
+
+
+@contextlib.contextmanager
+def _workers(setup: dict[str, Any], actors: int, resources: dict[str, float]) -> Iterator[list[Any]]:
+    """`actors` EmbedWorkers, spread over the nodes, all started (within ACTOR_START_S: a cluster that
+    cannot host the pool says so instead of waiting forever); stopped after the block."""
+    import ray
+
+    shared = ray.put(setup)  # serialised once, not once per actor
+    make = ray.remote(EmbedWorker).options(scheduling_strategy="SPREAD", **resources)
+    workers = [make.remote(shared) for _ in range(actors)]
+    try:
+        started = [w.node.remote() for w in workers]
+        _, late = ray.wait(started, num_returns=len(started), timeout=ACTOR_START_S)
+        if late:
+            raise ConfigError(
+                f"the Ray cluster started {len(started) - len(late)} of {actors} embedding actors "
+                f"({', '.join(f'{k}={v:g}' for k, v in resources.items())} each) in {ACTOR_START_S} s"
+            )
+        ray.get(started)  # an actor that could not be made says why
+        yield workers
+    finally:
+        for w in workers:
+            ray.kill(w)  # now, so the next backend's actors get the resources
+
+
+def _embedded(workers: list[Any], blocks: list[pa.Table]) -> Iterator[pa.Table]:
+    """Each block embedded on the least busy worker (up to IN_FLIGHT queued on each); the results in block
+    order, each as soon as the blocks before it are done."""
+    import ray
+
+    busy = [0] * len(workers)
+    running: dict[Any, tuple[int, int]] = {}  # result ref -> (block, worker)
+    done: dict[int, pa.Table] = {}
+    queued = iter(range(len(blocks)))
+    following = 0
+    while following < len(blocks):
+        while min(busy) < IN_FLIGHT and (i := next(queued, None)) is not None:
+            w = busy.index(min(busy))
+            running[workers[w].embed.remote(blocks[i])] = (i, w)
+            busy[w] += 1
+        ready, _ = ray.wait(list(running), num_returns=1)
+        i, w = running.pop(ready[0])
+        busy[w] -= 1
+        done[i] = ray.get(ready[0])
+        while following in done:
+            yield done.pop(following)
+            following += 1
+
+
 def _layout(index: Index, table: str) -> _Table:
     import lance
 
@@ -246,18 +307,20 @@ def _pool(wanted: int | None, batches: int) -> tuple[int, dict[str, float]]:
     return max(1, min(wanted or slots, slots, batches)), {"num_cpus": each}
 
 
-def _surfaced(batches: Iterator[pa.Table]) -> Iterator[pa.Table]:
-    """Ray's error for a failed actor, with an avsearch error inside (missing weights on a node, another
-    index's encoder) raised as that error, so the CLI names it in one line; anything else (a bug) surfaces
-    as it is, with the worker's traceback."""
+@contextlib.contextmanager
+def _surfaced() -> Iterator[None]:
+    """Ray's error for a failed actor call, with an avsearch error inside (missing weights on a node, another
+    index's encoder) raised as that error, so the CLI names it in one line; anything else (a bug, a worker
+    that died) surfaces as it is, with the worker's traceback."""
     try:
-        yield from batches
+        yield
     except Exception as exc:
         seen: BaseException | None = exc
         while seen is not None:
             inner = getattr(seen, "cause", None)  # a RayTaskError holds the worker's exception here
             if isinstance(seen, AvsearchError) and inner is None:
-                # Ray Data appends its retry advice to the message: the user's line is ours alone
-                raise type(seen)(str(seen).split(RAY_ADVICE, 1)[0]) from exc
+                if seen is exc:
+                    raise  # the driver's own
+                raise type(seen)(str(seen)) from exc
             seen = inner if isinstance(inner, BaseException) else seen.__cause__
         raise
