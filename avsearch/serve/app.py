@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,6 +45,7 @@ from avsearch.serve.items import item_file, item_json, media_type, require_item
 from avsearch.serve.live import LiveIndex
 from avsearch.serve.localize_api import add_localize_routes
 from avsearch.serve.thumbnails import Thumbnails
+from avsearch.serve.towers import serve_loader
 from avsearch.serve.uploads import FILE_FIELD, Upload, naming_the_upload, receive_upload, upload_kind
 from avsearch.store.config import load_search_config
 from avsearch.store.location import Location
@@ -78,6 +79,7 @@ def create_app(
     static_dir: Path = STATIC_DIR,
     parallel: int | None = None,
     announce: Callable[[str], None] | None = None,
+    onnx_towers: Collection[str] | None = None,
 ) -> FastAPI:
     """The API over the index at `index_dir` (opened now: InputError when there is none): a folder, an
     s3:// URI or a Location with storage options; thumbnails of an object-store index are cached locally.
@@ -86,10 +88,16 @@ def create_app(
     encoder; None loads the real models from `weights_dir`). reload_interval: at most how often (seconds)
     the server looks for a new index commit. warm: load the text query's models in the background at
     start instead of on the first query (`announce` gets one line saying how long it took). parallel:
-    searches computed at once (default: configs/serve.toml).
+    searches computed at once (default: configs/serve.toml). onnx_towers: "<encoder>:<tower>" run on ONNX
+    Runtime (serve/towers.py; default: configs/serve.toml), loaded at the warm start too.
     """
+    search_limits = load_serve_config().search
     if parallel is None:
-        parallel = load_serve_config().search.resolved()[0]
+        parallel = search_limits.resolved()[0]
+    if onnx_towers is None:
+        onnx_towers = search_limits.onnx_towers
+    if encoder_loader is None:
+        encoder_loader = serve_loader(weights_dir, device, onnx_towers)
     live = LiveIndex(
         index_dir,
         weights_dir=weights_dir,
@@ -97,6 +105,7 @@ def create_app(
         encoder_loader=encoder_loader,
         check_interval=reload_interval,
         parallel=parallel,
+        warm_towers=onnx_towers,
     )
     try:
         cache: Path | None = live.current().index.cache_dir("thumbnails")

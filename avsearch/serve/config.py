@@ -31,11 +31,16 @@ class ConnectionLimits:
 class SearchLimits:
     parallel: int = 0  # searches computed at once; 0: one per CPU core
     threads: int = 0  # FAISS and torch threads of each search; 0: the cores shared out (at least 1)
+    onnx_towers: tuple[str, ...] = ()  # "<encoder>:<tower>" run on ONNX Runtime (serve/towers.py)
 
     def __post_init__(self) -> None:
         for name in ("parallel", "threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"[search] {name} = {getattr(self, name)}: expected 0 (auto) or more")
+        for tower in self.onnx_towers:
+            encoder, _, part = str(tower).partition(":")
+            if not encoder or not part:
+                raise ConfigError(f"[search] onnx_towers: {tower!r}: expected '<encoder>:<tower>'")
 
     def resolved(self, cores: int | None = None) -> tuple[int, int]:
         """(searches at once, threads per search) on a machine of `cores` cores (default: this one)."""

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 from avsearch.embedding.models import EncoderLoader, default_loader
 from avsearch.encoders.base import Encoder
 from avsearch.errors import AvsearchError
+from avsearch.modalities import TEXT
 from avsearch.search.engine import SearchEngine
 from avsearch.store.index import Index
 from avsearch.store.location import Location
@@ -75,6 +76,7 @@ class LiveIndex:
         encoder_loader: EncoderLoader | None = None,
         check_interval: float = 0.5,
         parallel: int = 1,
+        warm_towers: Collection[str] = (),
     ) -> None:
         self.location = Location.of(index_dir)
         self.index_dir = self.location.local_path or self.location.uri  # shown to people
@@ -83,6 +85,7 @@ class LiveIndex:
         base = encoder_loader or default_loader(Path(weights_dir) if weights_dir else None, device)
         self.loader = SharedLoader(base)
         self.check_interval = check_interval
+        self.warm_towers = tuple(warm_towers)  # "<encoder>:<tower>" warm() loads beside the text query's
         self.reopened = 0  # how many times a new commit was picked up (for tests and logs)
         self._searches = threading.BoundedSemaphore(max(1, parallel))
         self._reopen_lock = threading.Lock()
@@ -130,12 +133,18 @@ class LiveIndex:
             yield snapshot.engine
 
     def warm(self) -> float | None:
-        """Load what a text query needs (text encoders, bridges, FAISS indexes) by running one; the seconds
-        it took (logged), or None when it could not (the first real query then says why)."""
+        """Load what a text query needs (text encoders, bridges, FAISS indexes) by running one, and the
+        `warm_towers` of encoders this index uses (an ONNX Runtime tower is exported then, if it has not
+        been: serve/towers.py); the seconds it took (logged), or None when it could not (the first real
+        query then says why)."""
         started = time.perf_counter()
         try:
             with self.searching() as engine:
                 engine.search_text("warm-up", k=1)
+                used = {entry.encoder for entry in engine.manifest.modalities.values()}
+                for name, _, tower in (t.partition(":") for t in self.warm_towers):
+                    if name in used and tower != TEXT:  # text towers: loaded by the search above, if used
+                        engine.models.encoder(name, tower)
         except AvsearchError as exc:  # e.g. missing weights: the first real query reports it
             log.warning("warm-up skipped: %s", exc)
             return None
