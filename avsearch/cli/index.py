@@ -142,8 +142,8 @@ def index_command(
     Unchanged files are skipped, changed ones re-embedded, deleted ones removed and renames recognised
     by content hash. Work is committed in batches: after an interruption, run the same command again.
     Each file's metadata (folder, extension, duration, sample rate, picture size, point count, tags) is
-    stored for `avsearch query --where`; an index made before that searches as before, and its metadata
-    filters ask for `--rebuild`.
+    stored for `avsearch query --where`; an index made before that gets it on its next run, from the
+    files' headers, without re-embedding.
 
     Exit code: 0 when every media file is indexed, 3 when some could not be (each listed with its
     reason on stderr, and in --json), 1 for bad input or usage.
@@ -240,6 +240,12 @@ def _print_summary(summary: IndexSummary) -> None:
     for modality, count in summary.counts.items():
         table.add_row(f"{modality} in index", str(count))
     out.print(table)
+    for name, rows in summary.metadata_added.items():  # an index made before the metadata columns
+        out.print(
+            f"table {name}: metadata columns added ({rows} rows filled from the files' headers, "
+            "nothing re-embedded); --where filters on them now work",
+            markup=False,
+        )
     for name, meta in summary.indexes.items():
         p = meta["params"]
         out.print(f"FAISS {name}: {p['n']} vectors, {faiss_summary(p)}")

@@ -7,7 +7,8 @@ deleted, so an interruption can leave a stale row for a moment but never lose a 
 Each row also gets its filterable metadata (media/metadata.py): folder and extension from the path,
 duration, sample rate, picture size or point count from the file's header, and tags from the run's
 sidecar. The sidecar is the truth for the files under the run's root: an unchanged file whose tags (or
-folder relative to the root) differ from its row is re-stamped without re-embedding.
+folder relative to the root) differ from its row is re-stamped without re-embedding. Tables made before
+the metadata columns get them, filled the same way, also without re-embedding (metadata_pass.py).
 
 An index may hold several search backends (C-MCR, CAV-MAE), each with its own tables: the folder is
 walked once, and each backend's tables are diffed and brought up to date on their own (detection and
@@ -32,6 +33,7 @@ from avsearch.embedding.models import EncoderLoader, Models
 from avsearch.embedding.stream import encode_batches
 from avsearch.errors import ConfigError, InputError
 from avsearch.indexing.hashing import content_hash
+from avsearch.indexing.metadata_pass import add_metadata_columns
 from avsearch.indexing.plan import Item, Plan, make_plan, under
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.indexing.refresh import refresh_indexes
@@ -66,6 +68,7 @@ class IndexSummary:
     renamed: int = 0
     copied: int = 0
     retagged: int = 0  # unchanged files whose tags or folder changed (metadata rewritten, no re-embedding)
+    metadata_added: dict[str, int] = field(default_factory=dict)  # table -> rows given the metadata columns
     removed: int = 0
     ignored: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -187,6 +190,8 @@ def update_index(
     todo = [f for f in scanned if f.path not in skip]
     summary = IndexSummary(str(root), str(index.path), scanned=len(scanned), failed_before=len(known_bad))
     summary.failed += problems + [(f.path, remembered[f.path].reason) for f in known_bad]
+    # Tables made before the metadata columns get them first, from the files' headers (no encoder).
+    summary.metadata_added = add_metadata_columns(index, root, describe, progress)
     # 2. Per backend: diff its tables, reuse stored vectors where the content is known, embed the rest,
     # then delete. The first backend's plan gives the run's counts.
     detect_once, hash_once = functools.cache(detect), functools.cache(content_hash)

@@ -159,6 +159,16 @@ def save_ann(
     return meta
 
 
+def redate_ann(index_dir: str | Path | Location, name: str, table_version: int) -> None:
+    """Record that the current build of `name` is that of table version `table_version` too: for a
+    commit that changed no row, path or vector (columns added: store/index.py add_missing_columns)."""
+    location = Location.of(index_dir)
+    meta = read_ann_meta(location, name)
+    if meta is not None:
+        meta["table_version"] = table_version
+        location.write_bytes(f"{ANN_DIR}/{name}.json", json.dumps(meta, indent=2, sort_keys=True).encode())
+
+
 def remove_ann(index_dir: str | Path | Location, name: str) -> None:
     """Forget an index (its table became empty): the JSON first, so no reader sees a half-removed one."""
     location = Location.of(index_dir)

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from avsearch.embedding.models import (
     EncoderLoader,
     Models,
@@ -37,7 +39,7 @@ from avsearch.store.config import load_search_config
 from avsearch.store.location import Location
 from avsearch.store.locks import WriterLock, writer_lock
 from avsearch.store.manifest import Manifest, load_manifest, save_manifest
-from avsearch.store.tables import TABLES_DIR, MediaStore
+from avsearch.store.tables import TABLES_DIR, ColumnFill, MediaStore
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +196,22 @@ class Index:
             raise RuntimeError("this Index was opened for reading")  # a bug in avsearch, not user input
         self.check_lock()
         save_manifest(self.location, self.manifest)
+
+    def add_missing_columns(self, table: str, fields: Sequence[pa.Field], fill: ColumnFill | None = None) -> list[str]:
+        """Append the nullable columns of `fields` that `table` lacks (MediaStore.add_missing_columns: one
+        commit, no existing column rewritten); a FAISS build that was current stays current, re-dated to
+        the new table version, since its rows and vectors did not change. Returns the names added."""
+        before = self.tables.version(table)
+        added = self.tables.add_missing_columns(table, fields, fill)
+        if added:
+            after = self.tables.version(table)
+            for column in self.tables.vector_columns(table):
+                name = ann_files.ann_name(table, column)
+                meta = self.ann_meta(name)
+                if meta is not None and meta["table_version"] == before:
+                    self.check_lock()
+                    ann_files.redate_ann(self.location, name, after)
+        return added
 
     def add_root(self, root: Path) -> None:
         if str(root) not in self.manifest.roots:

@@ -13,10 +13,19 @@ ever reaches a SQL predicate (the predicates hold hex digits and nothing else).
 
 Filterable metadata (avsearch.media.metadata.FileMeta) sits in nullable columns: `folder`, `ext`,
 `tags` (list<string>: filtered with DataFusion's array_has), `duration`, `sample_rate`, `width`,
-`height`, `points`. Tables made before these columns existed open, search and update as they are;
-their rows carry no metadata (FileRecord.meta None) until `avsearch index FOLDER --rebuild`.
+`height`, `points`. Tables made before these columns existed open and search as they are (their rows
+carry no metadata: FileRecord.meta None); the next `avsearch index FOLDER` adds the columns, filled from
+the files' headers without re-embedding (indexing/metadata_pass.py).
+
 `filter_rows` and `filtered_vectors` run a predicate that avsearch.search.filters rendered from a
 parsed filter (names and re-quoted literals only), on the table as of a given version.
+
+New nullable columns reach existing tables by one migration, `MediaStore.add_missing_columns(table,
+fields, fill)` (on an index: `Index.add_missing_columns`, which also keeps its FAISS builds current): the
+columns of `fields` a table lacks are appended in ONE Lance commit that rewrites no existing column (keys,
+paths, vectors and Lance row ids unchanged), their values from `fill(paths)` batch by batch, or null. A run
+killed before the commit leaves the table as it was, and the next run adds them again. Columns may thus
+stand in any order: layouts are compared by column, not by position.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ from avsearch.store.manifest import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
+# MediaStore.add_missing_columns: the paths of a batch of rows -> new column name -> one value per path
+ColumnFill = Callable[[list[str]], dict[str, pa.Array]]
 
 TABLES_DIR = "tables"
 NATIVE = "native"  # column of encoder embeddings (the encoder's own space)
@@ -142,7 +153,12 @@ def _record(row: dict) -> FileRecord:
 
 def _meta_arrays(records: Sequence[FileRecord]) -> dict[str, pa.Array]:
     """The metadata columns of `records` (nulls where a record has no metadata, tags [] then)."""
-    metas = [r.meta or FileMeta() for r in records]
+    return meta_columns([r.meta for r in records])
+
+
+def meta_columns(metas: Sequence[FileMeta | None]) -> dict[str, pa.Array]:
+    """Metadata as the META_FIELDS columns, one row each (nulls for None, tags [] then)."""
+    metas = [m or FileMeta() for m in metas]
     data = {
         "folder": pa.array([m.folder for m in metas], pa.string()),
         "ext": pa.array([m.ext for m in metas], pa.string()),
@@ -189,7 +205,7 @@ def _damage_named(method: F) -> F:
             detail = str(exc).splitlines()[0][:200]
             if _FILTER_REFUSED in str(exc):
                 # a literal LanceDB cannot convert to its column's type: the filter's fault, not the table's
-                # (filters.py refuses such literals first; "rebuild the index" would be wrong advice)
+                # (search/filters refuses such literals first; "rebuild the index" would be wrong advice)
                 raise InputError(f"filter on table {modality!r} cannot be evaluated ({detail})") from exc
             if "lance" not in str(exc).lower() and "not found" not in str(exc).lower():
                 raise
@@ -244,7 +260,7 @@ class MediaStore:
         if listed:
             have = self._table(modality).schema.remove_metadata()
             layouts = (table_schema(native_dim, shared), table_schema(native_dim, shared, metadata=False))
-            if all(have != want.remove_metadata() for want in layouts):
+            if not any(_same_columns(have, want) for want in layouts):
                 raise IncompatibleError(
                     f"table {modality!r} in {self.index_dir} has columns {have.names} and widths "
                     f"that do not match the encoders/bridge given: build a new index with --index-dir"
@@ -381,6 +397,38 @@ class MediaStore:
         tbl.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(batch)
 
     @_damage_named
+    def add_missing_columns(
+        self, modality: str, fields: Sequence[pa.Field], fill: ColumnFill | None = None
+    ) -> list[str]:
+        """Append those of `fields` the table lacks, nullable, in ONE Lance commit that rewrites no existing
+        column (keys, paths, vectors and row ids stay). fill(paths of a batch of rows) -> {column: values in
+        that order}; a column it leaves out, or every column without a fill, is null. Returns the names
+        added ([] when the table has them all)."""
+        have = set(self.columns(modality))
+        new = [f.with_nullable(True) for f in fields if f.name not in have]
+        if not new:
+            return []
+        self._check_lock()
+        dataset = self._table(modality).to_lance()
+        if fill is None or dataset.count_rows() == 0:
+            dataset.add_columns(new)  # all null: Lance writes no data for them
+            return [f.name for f in new]
+        import lance
+
+        schema = pa.schema(new)
+
+        @lance.batch_udf(output_schema=schema)
+        def values(batch: pa.RecordBatch) -> pa.RecordBatch:
+            self._check_lock()  # a writer that lost its lock stops before the commit
+            paths = [os.fsdecode(b) for b in batch.column("path_bytes").to_pylist()]
+            given = fill(paths)
+            columns = [given.get(f.name, pa.nulls(len(paths), f.type)) for f in new]
+            return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+        dataset.add_columns(values, read_columns=["path_bytes"])
+        return [f.name for f in new]
+
+    @_damage_named
     def delete(self, modality: str, paths: Iterable[str]) -> int:
         """Delete rows by path (one commit per 512 paths); returns how many paths were asked for."""
         paths = list(paths)
@@ -444,6 +492,12 @@ def rows_table(schema: pa.Schema, records: Sequence[FileRecord], vectors: dict[s
     for column, matrix in vectors.items():
         data[column] = _fixed(matrix, schema.field(column).type)
     return pa.table(data, schema=schema)
+
+
+def _same_columns(have: pa.Schema, want: pa.Schema) -> bool:
+    """Whether two layouts have the same columns (names, types, nullability) in whatever order: columns a
+    migration added stand after the vectors (MediaStore.add_missing_columns)."""
+    return dict(zip(have.names, have, strict=True)) == dict(zip(want.names, want, strict=True))
 
 
 def _fixed(matrix: np.ndarray, typ: pa.DataType) -> pa.Array:

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import lance
 import numpy as np
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
@@ -295,22 +297,27 @@ def test_index_stores_metadata_and_filters_find_it(media: Path, bridge_file: Pat
     assert _paths(query(engine, text="x", k=20, where="tag IN ('bird', 'cover')"), media) == {"studio/pic2.png"}
 
 
-def test_an_index_made_before_metadata_columns_searches_and_asks_for_a_rebuild(
+def _rows_as_stored(index_dir: Path, table: str) -> pa.Table:
+    """Keys, paths, Lance row ids and every vector column of a table, as stored."""
+    dataset = lance.dataset(str(index_dir / "tables" / f"{table}.lance"))
+    wanted = [c for c in dataset.schema.names if c in ("key", "path_bytes", "native") or c.startswith("proj_")]
+    return dataset.to_table(columns=wanted, with_row_id=True)
+
+
+def test_an_index_made_before_metadata_columns_gets_them_without_re_embedding(
     media: Path, bridge_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    media = own_copy(media, tmp_path)  # a file is added below
-    loader = FakeLoader()
+    """`avsearch index` on an index from before the metadata columns: one commit per table adds them, filled
+    from the headers, paths and tags (the values a new index gets); no encoder loads, rows, row ids and
+    vectors stay byte for byte, the FAISS builds stay current; filters on the new columns work."""
     index_dir = tmp_path / "index"
     legacy = tables.table_schema
-    with monkeypatch.context() as m:  # the table layout of avsearch before metadata filters
+    with monkeypatch.context() as m:  # the table layout of avsearch before metadata filters, and no pass
         m.setattr(tables, "table_schema", lambda dim, shared, metadata=True: legacy(dim, shared, False))
-        index_folder(media, index_dir, bridge_file, encoder_loader=loader)
-    write_audio(media / "later" / "new.wav", 9)  # an update keeps the old layout
-    index_folder(media, index_dir, encoder_loader=loader)
-    (media / "later" / "new.wav").unlink()
-    engine = SearchEngine(Index.open(index_dir, encoder_loader=loader))
+        m.setattr("avsearch.indexing.pipeline.add_metadata_columns", lambda *args: {})
+        index_folder(media, index_dir, bridge_file, encoder_loader=FakeLoader())
+    engine = SearchEngine(Index.open(index_dir, encoder_loader=FakeLoader()))
     assert "tags" not in engine.store.columns("audio")
-    assert len(query(engine, text="x", target="audio", k=20)[0].hits) == 4
     assert _paths(query(engine, text="x", k=20, where="size > 0 and path LIKE '%clip2%'"), media) == {
         "studio/clip2.wav"
     }
@@ -318,11 +325,40 @@ def test_an_index_made_before_metadata_columns_searches_and_asks_for_a_rebuild(
         query(engine, text="x", where="duration > 1")
     assert str(err.value) == (
         "this index has no 'duration' column (built before metadata filters): run "
-        "`avsearch index FOLDER --rebuild` to add it"
+        "`avsearch index FOLDER` to add it (from the files' headers, no re-embedding)"
     )
-    index_folder(media, index_dir, encoder_loader=loader, rebuild=True)
-    engine = SearchEngine(Index.open(index_dir, encoder_loader=loader))
+    stored = {t: _rows_as_stored(index_dir, t) for t in ("audio", "image")}
+    versions = {t: engine.store.version(t) for t in stored}
+    builds = {p.name: json.loads(p.read_text())["build"] for p in (index_dir / "ann").glob("*.json")}
+
+    loader = FakeLoader()  # what the command would load encoders with: nothing may be loaded
+    monkeypatch.setattr("avsearch.store.index.default_loader", lambda *args, **kwargs: loader)
+    run = CliRunner().invoke(app, ["index", str(media), "--index-dir", str(index_dir), "-q"])
+    assert run.exit_code == 3 and "shapes/c.npy: a pointcloud file" in run.stderr, run.output  # no 3D bridge
+    assert loader.loaded == {}
+    for table, rows in (("audio", 3), ("image", 3)):
+        assert (
+            f"table {table}: metadata columns added ({rows} rows filled from the files' headers, nothing "
+            "re-embedded); --where filters on them now work"
+        ) in run.stdout
+        assert _rows_as_stored(index_dir, table).equals(stored[table])
+        assert engine.store.version(table) == versions[table] + 1  # one commit
+    for p in (index_dir / "ann").glob("*.json"):  # the same builds, current for the new versions
+        meta = json.loads(p.read_text())
+        assert meta["build"] == builds[p.name] and meta["table_version"] == versions[p.name.split(".")[0]] + 1
+
+    fresh = tmp_path / "fresh"  # the metadata a new index stores
+    index_folder(media, fresh, bridge_file, encoder_loader=FakeLoader())
+    engine = SearchEngine(Index.open(index_dir, encoder_loader=FakeLoader()))
+    for table in ("audio", "image"):
+        want = {p: r.meta for p, r in Index.open(fresh).tables.bookkeeping(table).items()}
+        assert {p: r.meta for p, r in engine.store.bookkeeping(table).items()} == want
     assert _paths(query(engine, text="x", k=20, where="duration > 1"), media) == {"studio/clip2.wav"}
+    assert _paths(query(engine, text="x", k=20, where="tag = 'bird' or width >= 40"), media) == {
+        "field/clip0.wav",
+        "field/dawn/pic1.png",
+        "studio/pic2.png",
+    }
 
 
 def test_cli_filters(flat_index) -> None:

@@ -88,6 +88,6 @@ class SearchFilters:
             if col.stored and col.stored not in table_columns:
                 raise InputError(
                     f"this index has no {name!r} column (built before metadata filters): run "
-                    "`avsearch index FOLDER --rebuild` to add it"
+                    "`avsearch index FOLDER` to add it (from the files' headers, no re-embedding)"
                 )
         return render(self.parsed, modality)
