@@ -35,7 +35,7 @@ def add_metadata_columns(index: Index, root: Path, describe: Describe, progress:
     roots = sorted({Path(r) for r in index.manifest.roots} | {root}, key=lambda r: len(str(r)), reverse=True)
     filled: dict[str, int] = {}
     for table in index.manifest.modalities:
-        if table not in present or all(f.name in index.tables.columns(table) for f in META_FIELDS):
+        if table not in present or {f.name for f in META_FIELDS} <= set(index.tables.columns(table)):
             continue
         kind, stage = index.manifest.kind(table), f"metadata {table}"
         progress.start(stage, index.tables.count(table))
