@@ -41,9 +41,10 @@ def add_metadata_columns(index: Index, root: Path, describe: Describe, progress:
         progress.start(stage, index.tables.count(table))
 
         def fill(paths: list[str], kind: str = kind, stage: str = stage) -> dict[str, pa.Array]:
-            metas = [_meta(p, read_media_info(p, kind), root, roots, describe) for p in paths]
+            # the rows of one file (a video's moments) share its metadata: its header is read once a batch
+            metas = {p: _meta(p, read_media_info(p, kind), root, roots, describe) for p in set(paths)}
             progress.advance(stage, len(paths))
-            return meta_columns(metas)
+            return meta_columns([metas[p] for p in paths])
 
         if index.add_missing_columns(table, META_FIELDS, fill):
             filled[table] = index.tables.count(table)
