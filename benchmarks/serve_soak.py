@@ -1,10 +1,11 @@
 """Soak benchmark of `avsearch serve`: a mixed load for minutes while the server's RSS is sampled.
 
-Builds (or, with --reuse, reuses) under --work an index of a generated media folder (pictures and sounds:
-real files, so items, thumbnails and media fetches are answered) through `avsearch index FOLDER`, plus
---rows synthetic vectors through `avsearch index --embeddings` (the modality-gap vectors of
-benchmarks/search.py) so searches scan a realistic table; then starts the server in a subprocess on
-127.0.0.1 and runs --clients clients, each request one of (by weight):
+`benchmarks/serve.py --soak MINUTES` runs this load after its other phases, on its server; this script runs
+it alone, with the options to look into memory (--launcher, --tracemalloc, --env). Builds (or, with
+--reuse, reuses) under --work the index of benchmarks/serve.py (a generated media folder, real files so
+items, thumbnails and media fetches are answered, plus --rows synthetic vectors so searches scan a
+realistic table; serve.build), starts the server in a subprocess on 127.0.0.1 and runs --clients clients,
+each request one of (by weight):
   text search (distinct texts; one in four with a `where` filter of a distinct value), an item's row,
   /similar, a thumbnail, the item's file with an HTTP Range, an upload search (small WAV or PNG).
 It is bounded by --seconds and --max-requests. The server's VmRSS (and RssAnon, RssFile, threads) is read
@@ -35,7 +36,6 @@ import collections
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -47,100 +47,28 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests/ helpers (random weights in upstream layouts, bridges, media)
 sys.path.insert(0, str(ROOT / "benchmarks"))
-AVSEARCH = str(Path(sys.executable).with_name("avsearch"))
-PHRASES = ["a dog barking", "rain on a roof", "a red car", "birds at dawn", "a crowded street", "a piano"]
+from serve import PHRASES, index_options, prepare, serve, stop  # noqa: E402 - the shared start-up
+
 # request kind -> weight (out of 100)
 MIX = {"text": 30, "item": 15, "similar": 10, "thumbnail": 12, "media": 12, "upload_wav": 11, "upload_png": 10}
-
-
-# -- the index ----------------------------------------------------------------------------------------------
-
-
-def write_picture(path: Path, seed: int, width: int = 960, height: int = 720) -> Path:
-    """A photo-sized PNG (gradients plus noise: decoding and scaling it is real work)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = rng.uniform(0, 255, 3)
-    ramp = np.stack([x / width, y / height, (x + y) / (width + height)], axis=-1) * rng.uniform(-120, 120, 3)
-    pixels = np.clip(base + ramp + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, format="JPEG" if path.suffix == ".jpg" else "PNG")
-    return path
-
-
-def build(work: Path, weights: Path, pictures: int, sounds: int, rows: int, reuse: bool) -> tuple[Path, Path]:
-    """(index, media folder): the folder indexed through the CLI, then --rows vectors added."""
-    from search import gap_vectors
-
-    from tests.search.conftest import make_bridge
-    from tests.search.media_factory import write_audio
-
-    index, media, bridge = work / "index", (work / "media").resolve(), work / "bridge.safetensors"
-    if reuse and (index / "manifest.json").is_file():
-        print(f"reusing {index}")
-        return index, media
-    make_bridge(bridge)
-    for i in range(pictures):
-        write_picture(media / f"pictures/set{i % 4}/pic{i:03d}.{'jpg' if i % 2 else 'png'}", i)
-    for i in range(sounds):
-        write_audio(media / f"sounds/clip{i:03d}.wav", i, seconds=4.0, rate=48_000)
-    t = time.perf_counter()
-    _cli("index", media, "--index-dir", index, "--bridge", bridge, "--weights-dir", weights)
-    print(f"indexed {pictures} pictures and {sounds} sounds in {time.perf_counter() - t:.1f} s")
-    if rows:
-        emb = work / "emb"
-        emb.mkdir(parents=True, exist_ok=True)
-        n_image = int(rows * 0.6)
-        for name, n, seed in (("image.clip", n_image, 1), ("audio.clap", rows - n_image, 2)):
-            data, _, _ = gap_vectors(n, 1, 512, concepts=max(100, n // 100), seed=seed)
-            np.save(emb / f"{name}.npy", data)
-        t = time.perf_counter()
-        _cli("index", "--embeddings", emb, "--index-dir", index, "--weights-dir", weights)
-        print(f"added {rows:,} vector rows in {time.perf_counter() - t:.1f} s")
-    return index, media
-
-
-def _cli(*args: object) -> None:
-    cmd = [AVSEARCH, *map(str, args), "--device", "cpu", "--quiet"]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
 # -- the server ---------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(args: argparse.Namespace, index: Path, weights: Path) -> tuple[subprocess.Popen, str]:
-    import httpx
+    """`avsearch serve`, or with --launcher this script's instrumented one, with --env's variables."""
+    from serve import free_port, launch
 
-    port = _free_port()
-    if args.launcher:
-        cmd = [sys.executable, __file__, "--as-server", index, port, weights, str(args.tracemalloc)]
-    else:
-        cmd = [AVSEARCH, "serve", "--index-dir", index, "--port", port, "--weights-dir", weights, "--device", "cpu"]
     env = dict(os.environ)
     for pair in args.env:
         name, _, value = pair.partition("=")
         env[name] = value
-    log = (args.work / "server.log").open("w")
-    proc = subprocess.Popen(list(map(str, cmd)), stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited: {(args.work / 'server.log').read_text()}")
-        try:
-            httpx.get(url + "/api/info", timeout=5).raise_for_status()
-            return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not answer in 180 s")
+    if not args.launcher:
+        return serve(index, weights, args.work / "server.log", env)
+    port = free_port()
+    cmd = [sys.executable, __file__, "--as-server", index, port, weights, str(args.tracemalloc)]
+    return launch(cmd, port, args.work / "server.log", env), f"http://127.0.0.1:{port}"
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -348,11 +276,7 @@ def _trim(url: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "serve-soak")
-    ap.add_argument("--reuse", action="store_true", help="reuse the index under --work if it is there")
-    ap.add_argument("--pictures", type=int, default=48)
-    ap.add_argument("--sounds", type=int, default=24)
-    ap.add_argument("--rows", type=int, default=20_000, help="synthetic vector rows added to the index")
+    index_options(ap, ROOT / "runs" / "serve-soak", 20_000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=600.0)
     ap.add_argument("--max-requests", type=int, default=1_000_000)
@@ -362,47 +286,50 @@ def main() -> None:
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE in the server's environment")
     ap.add_argument("--launcher", action="store_true", help="this script's instrumented launcher, not the CLI")
     ap.add_argument("--tracemalloc", type=int, default=0, help="with --launcher: tracemalloc frames (0: off)")
-    ap.add_argument("--weights-dir", type=Path, default=os.environ.get("AVSEARCH_WEIGHTS"))
     args = ap.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    weights = args.weights_dir
-    if weights is None:
-        from tests.weights_factory import make_av_weights
-
-        weights = make_av_weights(args.work / "weights")
-        print("encoders: REAL CLIP ViT-B/32 and CLAP HTSAT architectures with RANDOM weights")
-    print(f"machine: {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}; server env {args.env or 'as is'}")
-    index, media = build(args.work, weights, args.pictures, args.sounds, args.rows, args.reuse)
-    requests = make_requests("", media, args.work)  # built once to fail early on a bad media folder
+    index, media, weights = prepare(args, f"; server env {args.env or 'as is'}")
+    make_requests("", media, args.work)  # once before the server starts: fails early on a bad media folder
     proc, url = start_server(args, index, weights)
     try:
-        requests = make_requests(url, media, args.work)
-        done: collections.Counter = collections.Counter()
-        sampler = Sampler(proc.pid, args.sample, done)
-        sampler.warmup, sampler.warmup_requests = args.warmup, args.warmup_requests
-        if args.launcher:  # the launcher's first /test-only/memory call is tracemalloc's baseline
-
-            def at_warm() -> None:
-                print("memory after warm-up:", _memory(url, 600), flush=True)
-                print(f"after warm-up, {_trim(url)} (what stays is in use)", flush=True)
-
-            sampler.at_warm = at_warm
-        start = sampler.sample()
-        sampler.start()
-        run = run_mixed(requests, args.clients, args.seconds, args.max_requests, sampler, done)
-        sampler.stop.set()
-        sampler.join()
-        sampler.sample()
-        report(run, sampler, start, url, args.launcher)
-        (args.work / "samples.json").write_text(json.dumps(sampler.samples))
+        soak(url, proc, media, args.work, args.clients, args.seconds, args)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    print(f"load avg at the end {os.getloadavg()[0]:.1f}; samples in {args.work / 'samples.json'}")
+        stop(proc)
+
+
+def soak(
+    url: str,
+    proc: subprocess.Popen,
+    media: Path,
+    work: Path,
+    clients: int,
+    seconds: float,
+    args: argparse.Namespace | None = None,
+) -> None:
+    """The mixed load on a running server, its RSS sampled; the report (and samples.json under `work`).
+    `args`: this script's options (warm-up, sampling, --launcher); None takes their defaults."""
+    warmup, warmup_requests, every = (args.warmup, args.warmup_requests, args.sample) if args else (60.0, 200, 2.0)
+    launcher, max_requests = (args.launcher, args.max_requests) if args else (False, 1_000_000)
+    print(f"\nmixed load: {clients} clients for {seconds:.0f} s (load avg {os.getloadavg()[0]:.1f})", flush=True)
+    requests = make_requests(url, media, work)
+    done: collections.Counter = collections.Counter()
+    sampler = Sampler(proc.pid, every, done)
+    sampler.warmup, sampler.warmup_requests = warmup, warmup_requests
+    if launcher:  # the launcher's first /test-only/memory call is tracemalloc's baseline
+
+        def at_warm() -> None:
+            print("memory after warm-up:", _memory(url, 600), flush=True)
+            print(f"after warm-up, {_trim(url)} (what stays is in use)", flush=True)
+
+        sampler.at_warm = at_warm
+    start = sampler.sample()
+    sampler.start()
+    run = run_mixed(requests, clients, seconds, max_requests, sampler, done)
+    sampler.stop.set()
+    sampler.join()
+    sampler.sample()
+    report(run, sampler, start, url, launcher)
+    (work / "samples.json").write_text(json.dumps(sampler.samples))
+    print(f"load avg at the end {os.getloadavg()[0]:.1f}; samples in {work / 'samples.json'}")
 
 
 # -- the instrumented launcher (--launcher) --------------------------------------------------------------------
