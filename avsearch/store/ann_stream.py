@@ -179,10 +179,7 @@ def _sample_and_exact(
             lo, hi = np.searchsorted(take, [start, end])
             parts.append(chunk[take[lo:hi] - start].copy())
         if heap is not None:
-            scores = q @ chunk.T
-            top = min(k, len(chunk))
-            part = np.argpartition(-scores, top - 1, axis=1)[:, :top]
-            heap.add_result(np.take_along_axis(scores, part, 1), part + start)
+            _chunk_topk(heap, q, chunk, k, start)
         start = end
     sample = np.concatenate(parts) if parts else np.zeros((0, source.dim), np.float32)
     if heap is None:
@@ -206,10 +203,13 @@ def _exact_pass(source: ChunkSource, q: np.ndarray, k: int) -> np.ndarray:
     heap = faiss.ResultHeap(len(q), k, keep_max=True)
     start = 0
     for chunk in source.chunks():
-        scores = q @ chunk.T
-        top = min(k, len(chunk))
-        part = np.argpartition(-scores, top - 1, axis=1)[:, :top]
-        heap.add_result(np.take_along_axis(scores, part, 1), part + start)
+        _chunk_topk(heap, q, chunk, k, start)
         start += len(chunk)
     heap.finalize()
     return heap.I
+
+
+def _chunk_topk(heap: faiss.ResultHeap, q: np.ndarray, chunk: np.ndarray, k: int, start: int) -> None:
+    """The chunk's top-k of every query into the running heap (FAISS's blocked search: no (M, rows) matrix)."""
+    scores, ids = faiss.knn(q, chunk, min(k, len(chunk)), metric=faiss.METRIC_INNER_PRODUCT)
+    heap.add_result(scores, ids + start)

@@ -1,0 +1,271 @@
+"""The --scale case of benchmarks/search.py (issue 26, goal 2): an index over more vectors than memory holds.
+
+Steps, each figure printed as it comes:
+1. the case's vectors written to <work>/vectors/image.clip.npy chunk by chunk (never all in memory),
+   with the tuning and test queries beside it, and the exact top-10 of the test queries (one pass);
+2. the streamed build (store/ann_stream.py) from that file in a child process: time and peak RSS (VmHWM);
+   with --ingest, `avsearch index --embeddings` of the folder instead (the product's path: LanceDB table,
+   bridge projections, a FAISS index per column): its time, peak RSS and disk use;
+3. queries in a fresh child process: RSS after loading the index and after the queries, recall@10 on the
+   test queries, single-query p50 CPU ms on one thread, batch-64 queries/s; re-ranking reads rows with
+   pread (the product) and, for comparison, through the memory map.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+DIM_NAME = "image.clip.npy"
+
+
+def proc_status() -> dict[str, int]:
+    """VmHWM, VmRSS, RssAnon, RssFile of this process, in MB."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
+            out[key] = int(value.split()[0]) // 1024
+    return out
+
+
+class NpyChunks:
+    """A ChunkSource over a float32 .npy file read with plain reads (not mapped: mapped pages would count
+    in the build's RSS)."""
+
+    def __init__(self, path: Path, rows: int = 65_536) -> None:
+        self.path, self.rows = path, rows
+        with open(path, "rb") as f:
+            np.lib.format.read_magic(f)
+            shape, _, _ = np.lib.format.read_array_header_1_0(f)
+            self.offset = f.tell()
+        self.n, self.dim = shape
+
+    def chunks(self):  # noqa: ANN201
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            for s in range(0, self.n, self.rows):
+                k = min(self.rows, self.n - s)
+                yield np.fromfile(f, np.float32, k * self.dim).reshape(k, self.dim)
+
+
+def write_case(work: Path, case: str, n: int, dim: int, m: int, seed: int) -> None:
+    """The case's vectors into work/vectors/image.clip.npy (+ rows file), queries and truth beside."""
+    from search import CASES, gap_chunks
+
+    spec = CASES[case]
+    folder = work / "vectors"
+    folder.mkdir(parents=True, exist_ok=True)
+    chunks, queries = gap_chunks(
+        n, m, dim, max(100, n // 100), seed, float(spec["noise"]), str(spec["structure"]), float(spec.get("gap", 1.0))
+    )
+    path = folder / DIM_NAME
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, dim)})
+        for chunk in chunks:
+            f.write(chunk.tobytes())
+    tune_q, test_q = queries()
+    np.save(work / "tune_q.npy", tune_q)
+    np.save(work / "test_q.npy", test_q)
+    np.save(work / "truth.npy", exact_topk_file(path, test_q, 10))
+
+
+def exact_topk_file(path: Path, q: np.ndarray, k: int) -> np.ndarray:
+    import faiss
+
+    heap = faiss.ResultHeap(len(q), k, keep_max=True)
+    start = 0
+    for chunk in NpyChunks(path).chunks():
+        scores, ids = faiss.knn(q, chunk, k, metric=faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(scores, ids + start)
+        start += len(chunk)
+    heap.finalize()
+    return heap.I
+
+
+def _child_build(work: str, overrides: dict, out: mp.Queue) -> None:
+    from dataclasses import replace
+
+    from avsearch.store.ann_files import new_vectors_file, save_ann
+    from avsearch.store.ann_stream import build_streamed
+    from avsearch.store.config import load_search_config
+
+    work_p = Path(work)
+    cfg = replace(load_search_config().ann, **overrides)
+    source = NpyChunks(work_p / "vectors" / DIM_NAME, cfg.stream_chunk_rows)
+    index_dir = work_p / "ann_index"
+    t = time.perf_counter()
+    index, params = build_streamed(
+        source, cfg, new_vectors_file(index_dir, "bench"), np.load(work_p / "tune_q.npy"), "bench"
+    )
+    build = time.perf_counter() - t
+    save_ann(index_dir, "bench", index, params, [str(i) for i in range(source.n)], 0)
+    out.put({"build_s": build, "params": params.__dict__, **proc_status()})
+
+
+def _child_query(work: str, mode: str, out: mp.Queue) -> None:
+    import faiss
+
+    from avsearch.store.ann import recall_at_k
+    from avsearch.store.ann_files import load_ann
+
+    work_p = Path(work)
+    test_q, truth = np.load(work_p / "test_q.npy"), np.load(work_p / "truth.npy")
+    before = proc_status()
+    ann = load_ann(work_p / "ann_index", "bench")
+    loaded = proc_status()
+    if mode == "mmap":  # rows read through the memory map instead of pread
+        vf = ann.index.vectors
+        vf.take = lambda rows: np.asarray(vf.matrix()[np.asarray(rows)], np.float32)
+    got = recall_at_k(ann.index.search(test_q, 10)[1], truth)
+    faiss.omp_set_num_threads(1)
+    cpu = []
+    for q in test_q[:300]:
+        c = time.process_time()
+        ann.index.search(q[None, :], 10)
+        cpu.append((time.process_time() - c) * 1e3)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    t = time.perf_counter()
+    for s in range(0, len(test_q), 64):
+        ann.index.search(test_q[s : s + 64], 10)
+    qps = len(test_q) / (time.perf_counter() - t)
+    out.put(
+        {
+            "mode": mode,
+            "recall": got,
+            "p50_cpu_ms": float(np.percentile(cpu, 50)),
+            "p99_cpu_ms": float(np.percentile(cpu, 99)),
+            "qps64": qps,
+            "rss_start_mb": before["VmRSS"],
+            "rss_loaded_mb": loaded["VmRSS"],
+            "after": proc_status(),
+        }
+    )
+
+
+def _in_child(target, *args) -> dict:  # noqa: ANN001
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=target, args=(*args, q))
+    p.start()
+    result = q.get()
+    p.join()
+    return result
+
+
+def _exact_p50(work: Path, rows: int = 1_000_000) -> tuple[float, int]:
+    """Single-query p50 CPU ms of IndexFlatIP on one thread over the first `rows` vectors (the whole set
+    may not fit memory; exact cost is linear in n)."""
+    import faiss
+
+    source = NpyChunks(work / "vectors" / DIM_NAME)
+    flat = faiss.IndexFlatIP(source.dim)
+    for chunk in source.chunks():
+        flat.add(chunk[: rows - flat.ntotal])
+        if flat.ntotal >= rows:
+            break
+    q = np.load(work / "test_q.npy")[:20]
+    faiss.omp_set_num_threads(1)
+    cpu = []
+    for x in q:
+        c = time.process_time()
+        flat.search(x[None, :], 10)
+        cpu.append((time.process_time() - c) * 1e3)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    return float(np.percentile(cpu, 50)), int(flat.ntotal)
+
+
+def _ingest(work: Path) -> dict:
+    """`avsearch index --embeddings` of the vectors folder (product path), time, peak RSS (polled) and disk."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.search.conftest import make_bridge
+
+    bridge = make_bridge(work / "bridge.safetensors")
+    cmd = [str(Path(sys.executable).parent / "avsearch"), "index", "--embeddings", str(work / "vectors")]
+    cmd += ["--index-dir", str(work / "index"), "--bridge", str(bridge)]
+    peak = [0]
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def poll() -> None:
+        while proc.poll() is None:
+            try:
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak[0] = max(peak[0], int(line.split()[1]) // 1024)
+            except OSError:
+                pass
+            time.sleep(1.0)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    output, _ = proc.communicate()
+    took = time.perf_counter() - t
+    disk = sum(f.stat().st_size for f in (work / "index").rglob("*") if f.is_file())
+    return {"rc": proc.returncode, "s": took, "peak_mb": peak[0], "disk_gb": disk / 1e9, "tail": output[-1500:]}
+
+
+def bench_scale(n: int, case: str, dim: int, m: int, work: Path, ingest: bool, keep: bool) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    if not (work / "truth.npy").is_file():
+        write_case(work, case, n, dim, m, seed=n)
+    print(
+        f"\nscale case {case}: n={n:,} dim={dim}, vectors written and truth computed in "
+        f"{time.perf_counter() - t:.0f} s ({n * dim * 4 / 1e9:.1f} GB file)",
+        flush=True,
+    )
+    exact, over = _exact_p50(work)
+    exact_n = exact * n / over
+    print(
+        f"exact IndexFlatIP p50 {exact:.1f} ms CPU over {over:,} rows -> {exact_n:.1f} ms at {n:,} (linear)", flush=True
+    )
+    if ingest:
+        got = _ingest(work)
+        print(
+            f"avsearch index --embeddings: rc {got['rc']}, {got['s']:.0f} s, peak RSS {got['peak_mb']} MB, "
+            f"index folder {got['disk_gb']:.1f} GB\n{got['tail']}",
+            flush=True,
+        )
+    else:
+        shutil.rmtree(work / "ann_index", ignore_errors=True)
+        got = _in_child(_child_build, str(work), {})
+        p = got["params"]
+        files = sum(f.stat().st_size for f in (work / "ann_index").rglob("*") if f.is_file())
+        print(
+            f"streamed build: {got['build_s']:.0f} s, peak RSS {got['VmHWM']} MB (end: anon {got['RssAnon']} "
+            f"MB, file {got['RssFile']} MB); {p['kind']} nlist {p['nlist']} nprobe {p['nprobe']} "
+            f"k_factor {p['k_factor']}, held-out recall {p['heldout_recall']:.3f}; ann/ {files / 1e9:.2f} GB",
+            flush=True,
+        )
+        for mode in ("pread", "mmap"):
+            r = _in_child(_child_query, str(work), mode)
+            print(
+                f"query ({mode}): recall@10 {r['recall']:.3f}, p50 {r['p50_cpu_ms']:.2f} ms CPU "
+                f"(p99 {r['p99_cpu_ms']:.2f}), {exact_n / r['p50_cpu_ms']:.0f}x exact, batch-64 "
+                f"{r['qps64']:.0f} q/s; RSS {r['rss_start_mb']} MB at start, {r['rss_loaded_mb']} MB loaded, "
+                f"{r['after']['VmRSS']} MB after (anon {r['after']['RssAnon']}, file {r['after']['RssFile']}), "
+                f"peak {r['after']['VmHWM']} MB",
+                flush=True,
+            )
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def parse_scale(text: str) -> int:
+    text = text.lower().replace("_", "")
+    mult = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
+    return int(float(text[:-1] if text[-1] in "km" else text) * mult)
+
+
+if __name__ == "__main__":
+    print(json.dumps(proc_status()))
