@@ -109,6 +109,19 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         _signal_group(proc, signal.SIGKILL)  # what is left of the group (a worker that ignored SIGTERM)
         proc.wait()
+    # The groups' other processes (raylet, object store, workers) may outlive their `ray start` by a moment,
+    # writing into the session folder: wait for them, or the folder's removal would leave it half there.
+    deadline = time.monotonic() + 10
+    while any(_group_alive(proc) for proc in procs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _group_alive(proc: subprocess.Popen) -> bool:
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
