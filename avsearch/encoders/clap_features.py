@@ -29,22 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-_QUANTIZE_CHUNK = 1 << 20  # samples a step: an hour of audio is not copied five times over at once
-
-
-def quantize_int16(wave: np.ndarray) -> np.ndarray:
-    """Round-trip through int16 exactly as laion_clap does before every audio embedding.
-
-    Element by element, so it runs a chunk at a time: the result plus a few MB, not five full copies
-    (float64 among them) of a long clip.
-    """
-    wave = np.asarray(wave)
-    out = np.empty(wave.shape, np.float32)
-    flat, flat_out = wave.reshape(-1), out.reshape(-1)
-    for start in range(0, flat.size, _QUANTIZE_CHUNK):
-        as_int = (np.clip(flat[start : start + _QUANTIZE_CHUNK], -1.0, 1.0) * 32767.0).astype(np.int16)
-        flat_out[start : start + _QUANTIZE_CHUNK] = as_int / 32767.0
-    return out
+# The numpy-only parts live with the ONNX query path's front end (clap_inputs.py); imported from here too.
+from avsearch.encoders.clap_inputs import FUSION_CHUNK_RULE, fusion_chunk_starts, quantize_int16  # noqa: F401
 
 
 def _hz_to_mel(freq: float) -> float:
@@ -126,20 +112,6 @@ def fusion_inputs(windows: torch.Tensor, audio_cfg: dict[str, Any]) -> list[dict
     return [
         {"mel_fusion": m.unsqueeze(0).expand(4, -1, -1).contiguous(), "longer": torch.tensor([False])} for m in mels
     ]
-
-
-FUSION_CHUNK_RULE = "evenly-spaced: first of first third, middle of middle third, last of last third"
-
-
-def fusion_chunk_starts(total_frames: int, chunk_frames: int) -> tuple[int, int, int]:
-    """Start frames of the three local crops of a clip whose mel has `total_frames` > chunk_frames.
-
-    Upstream splits the possible starts 0..total-chunk into thirds (np.array_split) and draws one start
-    from each at random; here the draws are fixed (FUSION_CHUNK_RULE), and a third that is empty for a
-    clip barely over 10 s falls back to start 0, as upstream does.
-    """
-    ranges = [list(r) or [0] for r in np.array_split(np.arange(total_frames - chunk_frames + 1), 3)]
-    return int(ranges[0][0]), int(ranges[1][len(ranges[1]) // 2]), int(ranges[2][-1])
 
 
 def shrink_mel(mel: torch.Tensor, frames: int) -> torch.Tensor:
