@@ -17,23 +17,9 @@ import networkx as nx  # a dependency of torch
 PACKAGE = Path(__file__).resolve().parent.parent / "avsearch"
 # Circles someone else is taking apart, each with its reason; nothing else may join one, and an entry whose
 # circle is gone fails the test (remove it). media/detect <-> media/image (issue 28) went with the video
-# work's media/pil_open.py (c8667ae), so it needs none.
-ALLOWED: set[frozenset[str]] = {
-    # not in issue 28's list, left to the bridge's owners: bridge/meta.read_bridge_meta opens a released .pt
-    # through bridge/fast (deferred), whose first conversion goes through bridge/io (deferred), which imports
-    # bridge/model, heads and meta. Moving the .pt branch into fast.py (its callers asking fast for a .pt's
-    # metadata) would break it.
-    frozenset(
-        {
-            "avsearch.bridge.calibration",
-            "avsearch.bridge.fast",
-            "avsearch.bridge.heads",
-            "avsearch.bridge.io",
-            "avsearch.bridge.meta",
-            "avsearch.bridge.model",
-        }
-    ),
-}
+# work's media/pil_open.py (c8667ae); bridge/meta -> fast -> io -> model/heads -> meta went when reading a
+# released .pt's metadata moved from meta.py to fast.py (read_bridge_meta).
+ALLOWED: set[frozenset[str]] = set()
 
 
 def module_names(root: Path = PACKAGE) -> dict[str, Path]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avsearch.bridge.meta import BridgeMeta
+from avsearch.bridge.meta import BridgeMeta, read_header_meta, sidecar_calibrations
 from avsearch.errors import IncompatibleError, InputError
 from avsearch.timings import timed
 
@@ -103,6 +103,16 @@ class NumpyBridge:
         return out
 
 
+def read_bridge_meta(path: str | Path) -> tuple[BridgeMeta, str]:
+    """Metadata and fingerprint of a bridge file of either format: a .safetensors file's header (no tensors
+    are loaded), or a released .pt's cached conversion (made with torch the first time)."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        bridge = open_fast_bridge(path)
+        return bridge.meta, bridge.fingerprint
+    return read_header_meta(path)
+
+
 @timed("load bridge")
 def open_fast_bridge(path: str | Path, device: object = None) -> NumpyBridge:
     """A bridge file (.safetensors, or a released .pt through its cached conversion) as a NumpyBridge.
@@ -118,9 +128,7 @@ def open_fast_bridge(path: str | Path, device: object = None) -> NumpyBridge:
 def _load_safetensors(path: Path) -> NumpyBridge:
     from safetensors import safe_open
 
-    from avsearch.bridge.meta import read_bridge_meta
-
-    meta, stored_fp = read_bridge_meta(path)
+    meta, stored_fp = read_header_meta(path)
     with safe_open(str(path), framework="numpy") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     fingerprint = numpy_fingerprint(state)
@@ -157,8 +165,6 @@ def _released(path: Path) -> NumpyBridge:
         raise InputError(f"{path}: checkpoint not found")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
     cached = released_cache_dir() / f"{path.stem}-{digest}.safetensors"
-    from avsearch.bridge.meta import sidecar_calibrations
-
     bridge = _load_safetensors(cached) if cached.is_file() else _convert_released(path, cached)
     bridge.meta = replace(bridge.meta, calibrations=sidecar_calibrations(path, bridge.fingerprint))
     return bridge

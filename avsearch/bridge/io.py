@@ -25,7 +25,7 @@ from avsearch.bridge.meta import (  # torch-free, re-exported here
     META_KEY,
     _first_line,
     calibration_sidecar,
-    read_bridge_meta,
+    read_header_meta,
 )
 from avsearch.bridge.meta import sidecar_calibrations as _sidecar_calibrations
 from avsearch.bridge.model import Bridge, BridgeMeta, Side
@@ -99,7 +99,7 @@ def save_calibrations(path: str | Path, bridge: Bridge) -> Path:
 def load_bridge(path: str | Path, device: str | torch.device | None = None) -> Bridge:
     """Load a bridge file written by `save_bridge`; the weights must match the metadata exactly."""
     path = Path(path)
-    meta, stored_fp = read_bridge_meta(path)
+    meta, stored_fp = read_header_meta(path)
     with safe_open(str(path), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     bridge = Bridge(meta)

@@ -109,14 +109,10 @@ class BridgeMeta:
 # --- the bridge file's header, read without torch -------------------------------------------------
 
 
-def read_bridge_meta(path: str | Path) -> tuple[BridgeMeta, str]:
-    """Metadata and fingerprint of a bridge file (cheap for .safetensors: no tensors are loaded)."""
+def read_header_meta(path: str | Path) -> tuple[BridgeMeta, str]:
+    """Metadata and fingerprint of a .safetensors bridge file, from its header (no tensors are loaded). A
+    released .pt holds none: bridge/fast.py read_bridge_meta reads either format."""
     path = Path(path)
-    if path.suffix == ".pt":  # its cached conversion (bridge/fast.py), made with torch the first time
-        from avsearch.bridge.fast import open_fast_bridge
-
-        bridge = open_fast_bridge(path)
-        return bridge.meta, bridge.fingerprint
     header = _read_header(path)
     try:
         meta = BridgeMeta.from_dict(json.loads(header[META_KEY]))

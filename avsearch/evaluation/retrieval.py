@@ -122,7 +122,8 @@ def pair_vectors(
         return _batched(encoder, AUDIO, audio), _batched(encoder, IMAGE, image)
     if backend != CMCR:
         raise InputError(f"unknown backend {backend!r}; valid: {CMCR}, {CAVMAE}")
-    from avsearch.bridge.io import open_bridge, read_bridge_meta
+    from avsearch.bridge.fast import read_bridge_meta
+    from avsearch.bridge.io import open_bridge
     from avsearch.encoders.weights import resolve_weight
 
     file = Path(bridge) if bridge is not None else resolve_weight("clap_clip.pt", weights_dir)

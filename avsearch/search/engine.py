@@ -222,7 +222,7 @@ class SearchEngine:
             return None
         if route.bridge not in self._calibrations:
             # the header only (no weights) when the query did not need the bridge (`--id`)
-            from avsearch.bridge.meta import read_bridge_meta  # torch-free
+            from avsearch.bridge.fast import read_bridge_meta  # torch-free
 
             with self._load_lock:
                 if route.bridge not in self._calibrations:

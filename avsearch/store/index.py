@@ -362,7 +362,7 @@ def _add_bridges(
 ) -> None:
     """The C-MCR backend: a manifest without it gets the bridges given (or the defaults) and their
     modalities; one with it checks the bridges given against its own."""
-    from avsearch.bridge.io import read_bridge_meta
+    from avsearch.bridge.fast import read_bridge_meta
 
     has_cmcr = bool(manifest.file_modalities())
     if not bridges:

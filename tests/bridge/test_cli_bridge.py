@@ -62,7 +62,7 @@ def test_train_project_eval_round_trip(bridge_file, preset_synthetic_dir, tmp_pa
 
 
 def test_ablation_flags_reach_the_saved_hyper_parameters(preset_synthetic_dir, tmp_path):
-    from avsearch.bridge.io import read_bridge_meta
+    from avsearch.bridge.fast import read_bridge_meta
 
     out = tmp_path / "f.safetensors"
     result = _run(

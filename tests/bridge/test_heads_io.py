@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from avsearch.bridge.fast import read_bridge_meta
 from avsearch.bridge.heads import HeadSpec, build_head
-from avsearch.bridge.io import import_released, load_bridge, read_bridge_meta, save_bridge
+from avsearch.bridge.io import import_released, load_bridge, save_bridge
 from avsearch.bridge.model import Bridge, BridgeMeta, Side
 from avsearch.errors import ConfigError, IncompatibleError, InputError
 
