@@ -34,7 +34,7 @@ def info_command(
     out.print(f"updated    {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(m.updated))}")
     out.print(f"search     {planned_engine(load_settings().device)}")
     table = Table()
-    for column in ("modality", "files", "size", "encoder", "vectors", "FAISS index"):
+    for column in ("modality", "files", "moments", "size", "encoder", "vectors", "FAISS index"):
         table.add_column(column)
     for mi in info.modalities:
         columns = {"native": mi.native_dim, **mi.shared}
@@ -47,6 +47,7 @@ def info_command(
         table.add_row(
             mi.modality,
             str(mi.files),
+            str(mi.moments),  # a video's frames and sound segments, a long recording's segments
             _mb(mi.bytes),
             f"{mi.encoder}\n{(mi.encoder_fingerprint or 'not yet used').rsplit(':', 1)[-1]}",
             "\n".join(c for c, _ in cells),

@@ -24,7 +24,7 @@ from avsearch.cli.common import (
 from avsearch.media.walk import printable
 
 if TYPE_CHECKING:
-    from avsearch.search.results import ResultSet
+    from avsearch.search.results import Hit, ResultSet
     from avsearch.store.index import Index
 
 
@@ -175,9 +175,11 @@ def query_command(
         out.print_json(json.dumps([r.to_dict() for r in results]))
         return
     if paths_only:
+        from avsearch.search.moments import fragment
+
         for r in results:
             for hit in r.hits:
-                typer.echo(printable(hit.path))
+                typer.echo(fragment(printable(hit.path), hit.start, hit.end))  # a moment: path#t=83.0,93.0
         return
     backends = {r.backend for r in results}
     tables = [_table(r, len(backends) > 1) for r in results]
@@ -203,13 +205,23 @@ def _table(r: ResultSet, with_backend: bool) -> Table:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for hit in r.hits:
         p = (f"{hit.probability:.2f}",) if calibrated and hit.probability is not None else ("",) * calibrated
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", *p, printable(hit.path))
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", *p, _where(hit))
     if not r.hits:
         table.add_row(
             *[""] * (len(columns) - 1), f"(no {r.target} {'above --min-score' if r.weaker else 'in this index'})"
         )
     table.caption = _caption(r)
     return table
+
+
+def _where(hit: Hit) -> str:
+    """A hit's path, and for a moment its range (`walk.mp4  01:23-01:33`) and how many more of its file."""
+    if hit.start is None or hit.end is None:
+        return printable(hit.path)
+    from avsearch.search.moments import clock
+
+    more = f"  (+{hit.more} more)" if hit.more else ""
+    return f"{printable(hit.path)}  {clock(hit.start, hit.end)}{more}"
 
 
 def _caption(r: ResultSet) -> str:

@@ -193,10 +193,18 @@ class CavMaeAudioPreparer:
     sample_rate: int = SAMPLE_RATE
 
     def __call__(self, path: Path) -> torch.Tensor:
-        wave = load_first_channel(path, self.sample_rate)
+        return self.from_samples(self.load(path), path, quantized=True)
+
+    def load(self, path: Path) -> np.ndarray:
+        """The file's first channel at the model's rate, 16-bit quantised."""
+        return load_first_channel(path, self.sample_rate)
+
+    def from_samples(self, wave: np.ndarray, path: Path | str = "audio", quantized: bool = False) -> torch.Tensor:
+        """A mono waveform at the model's rate (a whole file, or one segment of a long one; `quantized`:
+        already 16-bit quantised, as `load` gives it)."""
         if wave.shape[0] < int(self.sample_rate * _FRAME_LENGTH_MS / 1000):
             raise DecodeError(f"{path}: audio shorter than one 25 ms frame")
-        return audio_inputs(wave, self.max_windows, self.sample_rate)
+        return audio_inputs(wave if quantized else quantize_pcm16(wave), self.max_windows, self.sample_rate)
 
 
 class CavMaeImagePreparer:
@@ -211,6 +219,10 @@ class CavMaeImagePreparer:
         return {"size": self.size, "_steps": None}
 
     def __call__(self, path: Path) -> torch.Tensor:
+        return self.from_image(load_image(path))
+
+    def from_image(self, image: Any) -> torch.Tensor:
+        """An upright 8-bit RGB PIL image (a decoded file, or a video's frame) -> the crop."""
         if self._steps is None:  # torchvision imported in the process that decodes, on first use
             from torchvision import transforms
 
@@ -218,7 +230,7 @@ class CavMaeImagePreparer:
             self._steps = transforms.Compose(
                 [transforms.Resize(self.size, interpolation=bicubic), transforms.CenterCrop(self.size)]
             )
-        crop = self._steps(load_image(path))
+        crop = self._steps(image)
         return torch.from_numpy(np.asarray(crop, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 

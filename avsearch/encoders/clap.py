@@ -83,7 +83,15 @@ class ClapAudioPreparer:
     long_clip: LongClip
 
     def __call__(self, path: Path) -> FusionInput | np.ndarray:
-        return self.from_wave(quantize_int16(load_audio(path, self.sample_rate)))
+        return self.from_samples(self.load(path))
+
+    def load(self, path: Path) -> np.ndarray:
+        """The file's mono waveform at the model's rate (a long one is cut into moments by the caller)."""
+        return load_audio(path, self.sample_rate)
+
+    def from_samples(self, wave: np.ndarray) -> FusionInput | np.ndarray:
+        """A mono float waveform at the model's rate (a whole file, or one segment of a long one)."""
+        return self.from_wave(quantize_int16(wave))
 
     def from_wave(self, wave: np.ndarray) -> FusionInput | np.ndarray:
         if self.long_clip is LongClip.FUSION:

@@ -153,6 +153,10 @@ class ClipImagePreparer:
         return {"args": self.args, "_steps": None}
 
     def __call__(self, path: Path) -> torch.Tensor:
+        return self.from_image(load_image(path))
+
+    def from_image(self, image: Any) -> torch.Tensor:
+        """An upright 8-bit RGB PIL image (a decoded file, or a video's frame) -> (3, size, size) uint8."""
         if self._steps is None:  # built on first use, in the process that decodes
             from torchvision.transforms import Compose
 
@@ -160,7 +164,7 @@ class ClipImagePreparer:
             if [type(t).__name__ for t in steps[-2:]] != ["MaybeToTensor", "Normalize"]:
                 raise IncompatibleError(f"open_clip's image transform changed: {steps}")
             self._steps = Compose(steps[:-2])
-        image = self._steps(load_image(path))
+        image = self._steps(image)
         return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 
 from avsearch.embedding.models import EncoderLoader, Models
-from avsearch.embedding.stream import encode_batches
 from avsearch.errors import ConfigError, InputError
 from avsearch.indexing.hashing import content_hash
 from avsearch.indexing.metadata_pass import add_metadata_columns
-from avsearch.indexing.plan import Item, Plan, make_plan, under
+from avsearch.indexing.moments import WHOLE, Span, encode_moments
+from avsearch.indexing.plan import Item, Plan, files, make_plan, under
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.indexing.refresh import refresh_indexes
 from avsearch.media.detect import detect
@@ -50,7 +50,7 @@ from avsearch.media.metadata import (
 from avsearch.media.walk import ScannedFile, walk_folder
 from avsearch.store.config import SearchConfig, load_search_config
 from avsearch.store.index import BridgeFiles, FailedFile, Index
-from avsearch.store.tables import FileRecord
+from avsearch.store.tables import MOMENT_FIELDS, FileRecord
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,10 @@ def update_index(
     summary.failed += problems + [(f.path, remembered[f.path].reason) for f in known_bad]
     # Tables made before the metadata columns get them first, from the files' headers (no encoder).
     summary.metadata_added = add_metadata_columns(index, root, describe, progress)
+    # ... and the moment columns (null: their rows are whole files), so videos join them without --rebuild
+    for table in index.manifest.modalities:
+        if table in index.tables.modalities() and not index.tables.has_moments(table):
+            index.add_missing_columns(table, MOMENT_FIELDS)
     # 2. Per backend: diff its tables, reuse stored vectors where the content is known, embed the rest,
     # then delete. The first backend's plan gives the run's counts.
     detect_once, hash_once = functools.cache(detect), functools.cache(content_hash)
@@ -204,8 +208,8 @@ def update_index(
         plan = make_plan(str(root), todo, stored, detect_once, hash_once, tables, progress)
         retag = _retag(todo, stored, describe)
         if number == 0:
-            summary.unchanged, summary.touched, summary.renamed = plan.unchanged, len(plan.touched), plan.renamed
-            summary.copied, summary.ignored = len(plan.reuse) - plan.renamed, len(plan.ignored)
+            summary.unchanged, summary.touched, summary.renamed = plan.unchanged, files(plan.touched), plan.renamed
+            summary.copied, summary.ignored = files(plan.reuse) - plan.renamed, len(plan.ignored)
             summary.retagged = len(retag)
         excused = {p for p, _ in plan.failed if _taken_elsewhere(detect_once(p), tables, takes)}
         _add_failures(summary.failed, plan.failed, excused)
@@ -314,11 +318,19 @@ def _reuse(index: Index, tables: dict[str, str], items: Sequence[Item], describe
             chunk = group[start : start + 512]
             sources = [it.file.path if own else it.source for it in chunk]
             records, vectors = index.tables.fetch(tables[modality], sorted(set(sources)))
-            row = {r.path: i for i, r in enumerate(records)}
-            keep = [(it, row[s]) for it, s in zip(chunk, sources, strict=True) if s in row]
+            rows: dict[str, list[int]] = defaultdict(list)  # a path's rows: one, or its moments
+            for i, r in enumerate(records):
+                rows[r.path].append(i)
+            keep = [(it, i) for it, s in zip(chunk, sources, strict=True) for i in rows.get(s, [])]
             # the content is the stored one: its media info is copied, the path fields and tags are this path's
             new = [
-                _record(it, records[i].encoder, records[i].bridge, describe(it.file.path, _info(records[i])))
+                _record(
+                    it,
+                    records[i].encoder,
+                    records[i].bridge,
+                    describe(it.file.path, _info(records[i])),
+                    (records[i].start, records[i].end),
+                )
                 for it, i in keep
             ]
             idx = [i for _, i in keep]
@@ -335,11 +347,12 @@ def _embed_all(
     describe: _Describer,
 ) -> int:
     """Embed new or changed files into their tables (modality -> table of one backend), one committed
-    upsert per batch; returns how many were written."""
+    upsert per batch (a file's moments together); returns how many files were written."""
     groups: dict[str, list[Item]] = defaultdict(list)
     for it in items:
         groups[it.modality].append(it)
-    written = 0
+    written: set[str] = set()
+    listed = {p for p, _ in failed}  # a video fails once, not once per table
     for modality, group in sorted(groups.items()):
         table = tables[modality]
         stage = f"embed {table}"
@@ -347,33 +360,50 @@ def _embed_all(
         chunks = [group[start : start + batch] for start in range(0, len(group), batch)]
         encoder = index.models.file_encoder(table)
         with_meta = "tags" in index.tables.columns(table)  # an older table has no metadata columns
-        results = encode_batches(encoder, modality, [[it.file.path for it in chunk] for chunk in chunks])
-        for chunk, (ok, native, bad) in zip(chunks, results, strict=True):
-            failed.extend(bad)
+        results = encode_moments(encoder, modality, [[it.file.path for it in chunk] for chunk in chunks])
+        for chunk, (ok, native, bad, spans) in zip(chunks, results, strict=True):
+            failed.extend((p, why) for p, why in bad if p not in listed)
+            listed.update(p for p, _ in bad)
             # A file that changed into something undecodable loses its old row: the vectors no longer
             # describe it. Files that were never indexed have nothing to remove.
             if bad:
                 index.tables.delete(table, [p for p, _ in bad])
             if ok:
                 records, vectors = embedded_rows(
-                    index.models, table, [chunk[i] for i in ok], native, describe, with_meta
+                    index.models, table, [chunk[i] for i in ok], native, describe, with_meta, spans
                 )
                 index.tables.upsert(table, records, vectors)
-                written += len(ok)
+                # rows left from the files' earlier content (moments past a changed video's new end), and
+                # the rows of files with nothing for this table now (a film that lost its sound)
+                index.tables.delete_stale(table, records)
+                nothing = [chunk[i].file.path for i, s in zip(ok, spans, strict=True) if not s]
+                if nothing:
+                    index.tables.delete(table, nothing)
+                written.update(chunk[i].file.path for i in ok)
             progress.advance(stage, len(chunk))
         progress.finish(stage)
-    return written
+    return len(written)
 
 
 def embedded_rows(
-    models: Models, table: str, items: Sequence[Item], native: np.ndarray, describe: _Describer, with_meta: bool
+    models: Models,
+    table: str,
+    items: Sequence[Item],
+    native: np.ndarray,
+    describe: _Describer,
+    with_meta: bool,
+    spans: Sequence[Sequence[Span]] | None = None,
 ) -> tuple[list[FileRecord], dict[str, np.ndarray]]:
-    """The rows of freshly embedded files (`native`: their vectors (N, d), in the order of `items`): records
-    stamped with the encoder's and bridges' fingerprints, and every vector column of the table (column ->
-    (N, width)). Local and Ray runs (ray_embed.py) both make their rows here."""
+    """The rows of freshly embedded files (`native`: their vectors (N, d), in the order of `items`, and of
+    each item's `spans` when given: a row per moment): records stamped with the encoder's and bridges'
+    fingerprints, and every vector column of the table (column -> (N, width)). Local and Ray runs
+    (ray_embed.py) both make their rows here."""
     entry = models.manifest.modalities[table]
     stamp = models.manifest.bridge_stamp(table)
-    records = [_record(it, entry.encoder_fingerprint or "", stamp, _meta(it, describe, with_meta)) for it in items]
+    records = []
+    for it, times in zip(items, spans if spans is not None else [[WHOLE]] * len(items), strict=True):
+        meta = _meta(it, describe, with_meta) if times else None
+        records += [_record(it, entry.encoder_fingerprint or "", stamp, meta, span) for span in times]
     return records, models.all_vectors(table, native)
 
 
@@ -386,6 +416,6 @@ def _info(record: FileRecord) -> MediaInfo:
     return record.meta.info if record.meta is not None else MediaInfo()
 
 
-def _record(item: Item, encoder: str, bridge: str, meta: FileMeta | None) -> FileRecord:
+def _record(item: Item, encoder: str, bridge: str, meta: FileMeta | None, span: Span = WHOLE) -> FileRecord:
     f = item.file
-    return FileRecord(f.path, f.size, f.mtime_ns, item.hash, encoder, bridge, meta)
+    return FileRecord(f.path, f.size, f.mtime_ns, item.hash, encoder, bridge, meta, *span)

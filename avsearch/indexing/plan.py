@@ -4,7 +4,8 @@
 - touched: same path and content hash, new mtime: only the bookkeeping is rewritten;
 - reuse: content already stored under another path (a rename when that path is gone, else a copy):
   its vectors are copied, nothing is re-embedded;
-- embed: new or changed content, with the modality detected from the bytes;
+- embed: new or changed content, with the modality detected from the bytes (a video: an item for the
+  image table, its frames, and one for the audio table, its sound);
 - delete: stored paths under the scanned root that are gone, changed modality or stopped being media.
 """
 
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.media.detect import Detected
 from avsearch.media.walk import ScannedFile
+from avsearch.modalities import VIDEO, VIDEO_PARTS
 from avsearch.store.tables import FileRecord
 
 log = logging.getLogger(__name__)
@@ -44,61 +47,68 @@ class Plan:
     @property
     def renamed(self) -> int:
         gone = {p for _, p in self.delete}
-        return sum(1 for it in self.reuse if it.source in gone)
+        return len({it.file.path for it in self.reuse if it.source in gone})
+
+
+def files(items: Collection[Item]) -> int:
+    """How many files `items` are about (a video has an item per table it fills: frames and sound)."""
+    return len({it.file.path for it in items})
 
 
 def _plan_file(
     plan: Plan,
     f: ScannedFile,
-    old: tuple[str, FileRecord] | None,
-    by_hash: dict[str, tuple[str, str]],
+    old: list[tuple[str, FileRecord]],
+    by_hash: dict[str, list[tuple[str, str]]],
     detect: Callable[[str], Detected],
     hasher: Callable[[str], str],
     supported: Collection[str],
 ) -> None:
-    """Decide for one new or changed file (old: its stored (modality, record), if any)."""
+    """Decide for one new or changed file (old: its stored (modality, record) per table holding it)."""
     # New files are typed first (reads a few bytes), so non-media files are never hashed.
-    modality = None
-    if old is None:
-        modality = _media_kind(plan, f.path, detect(f.path), supported)
-        if modality is None:
+    modalities: list[str] = []
+    if not old:
+        modalities = _media_kinds(plan, f.path, detect(f.path), supported)
+        if not modalities:
             return
     try:
         digest = hasher(f.path)
     except OSError as exc:
         plan.failed.append((f.path, f"cannot read: {exc.strerror or exc}"))
         return
-    if old is not None and old[1].hash == digest:
-        plan.touched.append(Item(old[0], f, digest))
+    if old and old[0][1].hash == digest:
+        plan.touched += [Item(m, f, digest) for m, _ in old]
         return
     if digest in by_hash:
-        source_modality, source = by_hash[digest]
-        plan.reuse.append(Item(source_modality, f, digest, source))
-        if old is not None and old[0] != source_modality:
-            plan.delete.append((old[0], f.path))
+        source = by_hash[digest][0][1]
+        stored = [m for m, p in by_hash[digest] if p == source]  # every table holding the source's rows
+        plan.reuse += [Item(m, f, digest, source) for m in stored]
+        plan.delete += [(m, f.path) for m, _ in old if m not in stored]
         return
-    if old is not None:
-        modality = _media_kind(plan, f.path, detect(f.path), supported)
-        if modality is None:  # it was media before: its vectors no longer describe the file
-            plan.delete.append((old[0], f.path))
+    if old:
+        modalities = _media_kinds(plan, f.path, detect(f.path), supported)
+        if not modalities:  # it was media before: its vectors no longer describe the file
+            plan.delete += [(m, f.path) for m, _ in old]
             return
-    plan.embed.append(Item(modality, f, digest))
-    if old is not None and old[0] != modality:
-        plan.delete.append((old[0], f.path))
+    plan.embed += [Item(m, f, digest) for m in modalities]
+    plan.delete += [(m, f.path) for m, _ in old if m not in modalities]
 
 
-def _media_kind(plan: Plan, path: str, found: Detected, supported: Collection[str]) -> str | None:
-    """The file's modality when this index takes it; else None, with the file listed as failed (media
-    that cannot be read, or of a kind no bridge of this index takes) or ignored (not media)."""
+def _media_kinds(plan: Plan, path: str, found: Detected, supported: Collection[str]) -> list[str]:
+    """The tables' modalities the file goes to when this index takes it (a video: frames to the image
+    table, sound to the audio table); else none, with the file listed as failed (media that cannot be read,
+    or of a kind no bridge of this index takes) or ignored (not media)."""
     if found.failed:
         plan.failed.append((path, str(found.reason)))
-    elif found.kind is None:
+        return []
+    if found.kind is None:
         plan.ignored.append(path)
-    elif found.kind not in supported:
+        return []
+    kinds = [m for m in VIDEO_PARTS if m in supported] if found.kind == VIDEO else [found.kind]
+    kinds = [m for m in kinds if m in supported]
+    if not kinds:
         plan.failed.append((path, f"a {found.kind} file; this index holds {', '.join(sorted(supported))} only"))
-    else:
-        return found.kind
-    return None
+    return kinds
 
 
 def under(path: str, root: str) -> bool:
@@ -118,13 +128,17 @@ def make_plan(
     hash."""
     progress = progress or NoProgress()
     plan = Plan()
-    where = {p: (m, r) for m, rows in stored.items() for p, r in rows.items()}
-    by_hash = {r.hash: (m, p) for m, rows in stored.items() for p, r in rows.items()}
+    where: dict[str, list[tuple[str, FileRecord]]] = defaultdict(list)  # path -> its tables (a video: two)
+    by_hash: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for m, rows in stored.items():
+        for p, r in rows.items():
+            where[p].append((m, r))
+            by_hash[r.hash].append((m, p))
     on_disk = {f.path for f in scanned}
     todo = []
     for f in scanned:
         old = where.get(f.path)
-        if old is not None and old[1].size == f.size and old[1].mtime_ns == f.mtime_ns:
+        if old and old[0][1].size == f.size and old[0][1].mtime_ns == f.mtime_ns:
             plan.unchanged += 1
         else:
             todo.append(f)
@@ -132,10 +146,10 @@ def make_plan(
     progress.start("hash", len(todo))
     for f in todo:
         progress.advance("hash")
-        _plan_file(plan, f, where.get(f.path), by_hash, detect, hasher, supported)
+        _plan_file(plan, f, where.get(f.path, []), by_hash, detect, hasher, supported)
     progress.finish("hash")
 
-    plan.delete += [(m, p) for p, (m, _) in where.items() if p not in on_disk and under(p, root)]
+    plan.delete += [(m, p) for p, held in where.items() for m, _ in held if p not in on_disk and under(p, root)]
     log.info(
         "plan: %d unchanged, %d touched, %d reused, %d to embed, %d to delete, %d ignored",
         plan.unchanged,

@@ -57,6 +57,8 @@ class VideoLimits:
     dedupe_threshold: float = 2.0  # mean |difference| (0-255) of 32x32 RGB thumbnails: at or under, one item
     window_s: float = 10.0  # sound segment length (CLAP's window)
     hop_s: float = 5.0  # seconds between sound segment starts
+    max_moments_per_file: int = 3  # moments of one file in one result list (the rest counted)
+    merge_score_gap: float = 0.05  # hits of one file that touch merge when within this score of the moment's best
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -65,7 +67,7 @@ class VideoLimits:
                 raise ConfigError(f"media [video] {f.name} must be a non-negative number, got {value!r}")
             if f.type == "int" and not isinstance(value, int):
                 raise ConfigError(f"media [video] {f.name} must be an integer, got {value!r}")
-            if f.name != "dedupe_threshold" and value == 0:
+            if f.name not in ("dedupe_threshold", "merge_score_gap") and value == 0:
                 raise ConfigError(f"media [video] {f.name} must be positive, got {value!r}")
         if self.hop_s > self.window_s:
             raise ConfigError(

@@ -40,6 +40,7 @@ _THUMB = 32  # side of the colour thumbnails compared to collapse near-identical
 # changes of colour alone: a red square on grey of the same luma is invisible in grey)
 _MAX_CHANNELS = 64
 _THREADS = "AUTO"  # FFmpeg's decoding threads (frame and slice)
+_TAIL_S = 0.5  # seconds of sound after the last whole window that move it instead of adding one
 _EPS = 1e-3  # seconds: a frame whose time is within this of a sampled time is on screen at it
 # FFmpeg demuxers that read a video container (mov: MP4/MOV/M4V/3GP; matroska: MKV/WebM)
 _CONTAINER_FORMATS = {"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi"}
@@ -452,7 +453,8 @@ def sound_segments(
 ) -> list[tuple[float, float, np.ndarray]]:
     """(start s, end s, samples) windows of window_s seconds, a new one every hop_s (configs/media.toml
     [video]: CLAP's 10 s, 5 s), covering the whole recording: the last window ends at its last sample
-    (starting less than a hop after the one before when the length is not a whole number of hops), and
+    (starting less than a hop after the one before when the length is not a whole number of hops; moved
+    there instead when under half a second is left over, a codec's padding), and
     a recording no longer than one window is one segment, whole. The samples are views of `wave`.
     """
     limits = media_config().video
@@ -469,5 +471,11 @@ def sound_segments(
         return [(0.0, n / rate, wave)]
     starts = list(range(0, n - window + 1, hop))
     if starts[-1] + window < n:
-        starts.append(n - window)
+        # a tail shorter than _TAIL_S (an audio codec's padding: AAC adds tens of ms) moves the last window
+        # to the end rather than adding a near-copy of it, where the window before still covers what it leaves
+        tail = n - window - starts[-1]
+        if len(starts) > 1 and tail <= min(_TAIL_S * rate, window - hop):
+            starts[-1] = n - window
+        else:
+            starts.append(n - window)
     return [(s / rate, (s + window) / rate, wave[s : s + window]) for s in starts]

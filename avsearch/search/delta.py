@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from avsearch.store.ann_files import LoadedAnn
-from avsearch.store.tables import MediaStore
+from avsearch.store.tables import MediaStore, row_ref, split_ref
 
 
 @dataclass(frozen=True)
 class Delta:
     version: int  # the table version it describes
-    paths: list[str]  # rows added since the FAISS index's version
+    paths: list[str]  # rows added since the FAISS index's version (row names: store/tables.py row_ref)
     vectors: np.ndarray  # (len(paths), d): their vectors in the route's column
     gone: frozenset[str]  # FAISS rows deleted since
 
@@ -44,13 +44,17 @@ class DeltaRows:
             _, path_bytes = self.store.row_ids(modality, version)
             current = [os.fsdecode(b) for b in path_bytes.to_pylist()]
             indexed = set(ann.paths)
-            added = [p for p in current if p not in indexed]
-            records, vectors = self.store.fetch(modality, added) if added else ([], {})
+            added = [p for p in current if p not in indexed]  # row names: a moment's carry its times
+            files = sorted({split_ref(p)[0] for p in added})
+            records, vectors = self.store.fetch(modality, files) if files else ([], {})
             width = self.store.dim(modality, column)
+            names = [row_ref(r.path, r.start, r.end) for r in records]
+            new = set(added)
+            keep = [i for i, name in enumerate(names) if name in new]  # a file's moments indexed before stay out
             self._cache[key] = Delta(
                 version,
-                [r.path for r in records],
-                vectors.get(column, np.zeros((0, width), np.float32)),
+                [names[i] for i in keep],
+                vectors.get(column, np.zeros((0, width), np.float32))[keep],
                 frozenset(indexed - set(current)),
             )
             while len(self._cache) > self.keep:

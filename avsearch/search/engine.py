@@ -19,13 +19,14 @@ from avsearch.media.metadata import metadata_config
 from avsearch.modalities import CMCR, TEXT
 from avsearch.search.delta import Delta, DeltaRows
 from avsearch.search.filters import SearchFilters
+from avsearch.search.moments import merge_hits, rows_wanted
 from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
 from avsearch.search.selection import RowSelector, glob_positions
 from avsearch.store.ann import search_parameters
 from avsearch.store.ann_files import LoadedAnn, ann_name
 from avsearch.store.index import Index
-from avsearch.store.tables import path_key
+from avsearch.store.tables import split_ref
 from avsearch.timings import timed
 
 if TYPE_CHECKING:
@@ -122,14 +123,15 @@ class SearchEngine:
         """More like an indexed item (its path, or its id as results carry it): its stored vectors (of each
         backend asked for) are the query, so no model loads.
 
-        The item itself is left out of its own modality's results.
+        The item itself (its row: one moment of a video) is left out of its own modality's results.
         """
         tables = sorted(self.manifest.modalities, key=lambda t: self.manifest.modalities[t].backend != CMCR)
         present = set(self.store.modalities())
         for table in (t for t in tables if t in present):
             records, _ = self.store.fetch(table, [item])
             if records:
-                item, modality = records[0].path, self.manifest.kind(table)
+                # the row itself (a moment of a video, given by its id) is left out of its own list
+                item, row_key, modality = records[0].path, records[0].key, self.manifest.kind(table)
                 break
         else:
             raise InputError(f"{item}: no such item in this index (give a path or id as `avsearch query` prints it)")
@@ -138,13 +140,13 @@ class SearchEngine:
         for route in plan_routes(modality, target, self.manifest, backend):
             if route.backend not in stored:
                 table = self.manifest.tables_of(route.backend)[modality]
-                records, stored[route.backend] = self.store.fetch(table, [item]) if table in present else ([], {})
+                records, stored[route.backend] = self.store.fetch(table, [row_key]) if table in present else ([], {})
                 if not records:
                     raise InputError(f"{item}: not embedded by the {route.backend} backend yet (run `avsearch index`)")
             own = route.target_modality == modality
             result = self._run(route, item, modality, stored[route.backend][route.column][:1], k + own, filters)
             if own:
-                result.hits = [h for h in result.hits if h.path != item][:k]
+                result.hits = [h for h in result.hits if h.id != row_key][:k]
                 result.hits = [replace(h, rank=r) for r, h in enumerate(result.hits, start=1)]
             results.append(_labelled(result, route))
         return results
@@ -186,13 +188,16 @@ class SearchEngine:
         delta = None
         if ann is not None and ann.table_version != version:
             delta = self._delta.of(route.target, route.column, ann, version)
+        # a table with moments: more rows than k, merged into moments of their files (search/moments.py)
+        rows = rows_wanted(k) if self.store.has_moments(route.target) else k
         if ann is None:
-            pairs = self._exact(route, q, k, filters)
+            pairs = self._exact(route, q, rows, filters)
         else:
-            pairs = self._search_ann(route, ann, q, k, filters, result, delta)
-        meta = self.store.lookup(route.target, [p for _, p in pairs])
+            pairs = self._search_ann(route, ann, q, rows, filters, result, delta)
+        meta = self.store.lookup(route.target, sorted({split_ref(p)[0] for _, p in pairs}))
         if delta is not None:
-            pairs = [(s, p) for s, p in pairs if p in meta][:k]  # a row deleted since: gone
+            pairs = [(s, p) for s, p in pairs if split_ref(p)[0] in meta][:rows]  # a row deleted since: gone
+        found = merge_hits(pairs, k)
         calibration = self._calibration(route, query_modality)
         if calibration is not None:
             result.calibration = {
@@ -200,19 +205,22 @@ class SearchEngine:
                 "score_at_90": calibration.score_at_90,
                 "score_at_50": calibration.score_at_50,
             }
-        probabilities = calibration.probability([s for s, _ in pairs]) if calibration is not None else None
+        probabilities = calibration.probability([m.score for m in found]) if calibration is not None else None
         result.hits = [
             Hit(
                 rank,
-                p,
+                m.path,
                 route.target,
-                s,
-                getattr(meta.get(p), "size", None),
-                getattr(meta.get(p), "mtime_ns", None),
-                path_key(p),
+                m.score,
+                getattr(meta.get(m.path), "size", None),
+                getattr(meta.get(m.path), "mtime_ns", None),
+                m.key,
                 None if probabilities is None else round(float(probabilities[rank - 1]), 4),
+                m.start,
+                m.end,
+                m.more,
             )
-            for rank, (s, p) in enumerate(pairs, start=1)
+            for rank, m in enumerate(found, start=1)
         ]
         return result
 

@@ -21,6 +21,10 @@ class Hit:
     id: str = ""  # the row key (32 hex digits): names the item to `query --id` and the HTTP API, never a path
     # P(belongs with the query) from the bridge's score calibration (balanced set); None when uncalibrated
     probability: float | None = None
+    # a moment of a video or long recording: its range in seconds (None: the whole file; search/moments.py)
+    start: float | None = None
+    end: float | None = None
+    more: int = 0  # further moments of this file in the index's answer, not listed (on its best moment)
 
 
 @dataclass

@@ -71,6 +71,7 @@ class ModalityInfo:
     native_dim: int
     shared: dict[str, int]  # projected column -> width
     indexes: dict[str, dict[str, Any]] = field(default_factory=dict)  # column -> FAISS params (+ stale)
+    moments: int = 0  # rows that are moments (video frames, sound segments) rather than whole files
 
 
 @dataclass
@@ -274,10 +275,11 @@ class Index:
         present = self.tables.modalities()
         infos = []
         for modality, entry in self.manifest.modalities.items():
-            files, size, indexes = 0, 0, {}
+            files, size, indexes, moments = 0, 0, {}, 0
             if modality in present:
-                book = self.tables.bookkeeping(modality)
+                book = self.tables.bookkeeping(modality)  # one record per file, a video's moments too
                 files, size = len(book), sum(r.size for r in book.values())
+                moments = self.tables.count(modality) - sum(1 for r in book.values() if r.start is None)
                 version = self.tables.version(modality)
                 for column in self.tables.vector_columns(modality):
                     meta = self.ann_meta(ann_files.ann_name(modality, column))
@@ -294,6 +296,7 @@ class Index:
                     entry.native_dim,
                     self.manifest.shared_dims(modality),
                     indexes,
+                    moments,
                 )
             )
         return IndexInfo(str(self.path), self.manifest, infos, self.location.total_bytes(), self.failed_files())

@@ -3,12 +3,11 @@ store/ann_update.py), so a column larger than memory is never held whole."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import numpy as np
 
-from avsearch.store.tables import MediaStore
+from avsearch.store.tables import MediaStore, row_names
 
 
 class TableChunks:
@@ -28,8 +27,9 @@ class TableChunks:
     def path_chunks(self) -> Iterator[tuple[list[str], np.ndarray]]:
         """(paths, (<= rows, dim) float32) batch by batch, at most one batch read ahead."""
         dataset = self.store._at(self.modality, self.version).to_lance()  # the version the index is built from
+        timed = [c for c in ("start", "end") if c in dataset.schema.names]  # moments: named with their times
         batches = dataset.to_batches(
-            columns=["path_bytes", self.column],
+            columns=["path_bytes", *timed, self.column],
             batch_size=self.rows,
             batch_readahead=1,
             fragment_readahead=1,
@@ -37,5 +37,5 @@ class TableChunks:
         )
         for batch in batches:
             flat = batch.column(self.column).flatten().to_numpy(zero_copy_only=False)
-            paths = [os.fsdecode(b) for b in batch.column("path_bytes").to_pylist()]
+            paths = row_names(batch)  # a moment's row is named with its times (tables.py row_ref)
             yield paths, np.ascontiguousarray(flat.reshape(-1, self.dim), dtype=np.float32)

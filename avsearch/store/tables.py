@@ -11,6 +11,15 @@ File names are bytes on Linux and need not be UTF-8, so a row keeps its path thr
 shown as \\xNN) and `key` (hex digest of the bytes). Rows are matched by `key` only, so no file name
 ever reaches a SQL predicate (the predicates hold hex digits and nothing else).
 
+Moments: a video's sampled frames (image tables) and sound segments (audio tables), and the segments of a
+long recording, are rows of their own with `start`/`end` in seconds and `file_key` (the path's key); their
+`key` is derived from the path and the start (`moment_key`). A plain file keeps one row, its key the
+path's, `start`/`end` null. Everything done by path (lookup, fetch, delete) selects `key` or `file_key`, so
+a file's moments are found, copied and deleted together. Where a search needs one name per row, a moment
+row is named by `row_ref` (the path, a NUL, its times: no path holds a NUL) and `split_ref` reads it back.
+Tables made before moments open and search as they are; writing a moment into one raises
+IncompatibleError saying `--rebuild`.
+
 Filterable metadata (avsearch.media.metadata.FileMeta) sits in nullable columns: `folder`, `ext`,
 `tags` (list<string>: filtered with DataFusion's array_has), `duration`, `sample_rate`, `width`,
 `height`, `points`. Tables made before these columns existed open and search as they are (their rows
@@ -82,6 +91,13 @@ META_FIELDS = (
     pa.field("points", pa.int64()),
 )
 META_COLUMNS = tuple(f.name for f in META_FIELDS)
+# Moment columns (all nullable; null for a plain file's one row), absent from tables made before moments.
+MOMENT_FIELDS = (
+    pa.field("file_key", pa.string()),
+    pa.field("start", pa.float64()),
+    pa.field("end", pa.float64()),
+)
+_REF = "\x00"  # joins a path and a moment's times in a row name (a path never holds NUL)
 _INFO = ("duration", "sample_rate", "width", "height", "points")
 
 
@@ -96,11 +112,19 @@ class FileRecord:
     encoder: str  # encoder fingerprint the vectors came from
     bridge: str  # bridge fingerprint of the projected vector ("" when not projected)
     meta: FileMeta | None = None  # filterable metadata; None when read from a table without its columns
+    start: float | None = None  # a moment's time range in seconds (None: the whole file)
+    end: float | None = None
+
+    @property
+    def key(self) -> str:
+        """The row's key: the path's for a plain file, the moment's otherwise."""
+        return path_key(self.path) if self.start is None else moment_key(self.path, self.start)
 
 
-def table_schema(native_dim: int, shared: dict[str, int], metadata: bool = True) -> pa.Schema:
+def table_schema(native_dim: int, shared: dict[str, int], metadata: bool = True, moments: bool = True) -> pa.Schema:
     """Bookkeeping columns, the metadata columns (not with `metadata=False`: the layout of tables made
-    before them), the native vector column and one projected column per bridge (name -> width)."""
+    before them), the moment columns (not with `moments=False`, likewise), the native vector column and
+    one projected column per bridge (name -> width)."""
     fields = [
         pa.field("key", pa.string(), nullable=False),
         pa.field("path", pa.string(), nullable=False),
@@ -111,6 +135,7 @@ def table_schema(native_dim: int, shared: dict[str, int], metadata: bool = True)
         pa.field("encoder", pa.string()),
         pa.field("bridge", pa.string()),
         *(META_FIELDS if metadata else ()),
+        *(MOMENT_FIELDS if moments else ()),
         pa.field(NATIVE, pa.list_(pa.float32(), native_dim)),
     ]
     fields += [pa.field(column, pa.list_(pa.float32(), dim)) for column, dim in sorted(shared.items())]
@@ -122,17 +147,58 @@ def path_key(path: str) -> str:
     return hashlib.blake2b(os.fsencode(path), digest_size=16).hexdigest()
 
 
+def moment_key(path: str, start: float) -> str:
+    """The row key of a moment of `path` starting at `start` seconds (as path_key, over path and time)."""
+    return hashlib.blake2b(os.fsencode(path) + b"\x00" + repr(float(start)).encode(), digest_size=16).hexdigest()
+
+
+def row_ref(path: str, start: float | None, end: float | None) -> str:
+    """One name per row for searches: the path of a plain file's row; path, NUL, 'start,end' of a moment's."""
+    return path if start is None else f"{path}{_REF}{float(start)!r},{float(end)!r}"
+
+
+def split_ref(ref: str) -> tuple[str, float | None, float | None]:
+    """(path, start, end) of a row name made by `row_ref`."""
+    path, sep, times = ref.partition(_REF)
+    if not sep:
+        return ref, None, None
+    start, end = times.split(",")
+    return path, float(start), float(end)
+
+
+def row_names(arrow: pa.Table | pa.RecordBatch) -> list[str]:
+    """The row names (`row_ref`) of rows read with path_bytes (and start/end, where the table has them)."""
+    paths = [os.fsdecode(b) for b in arrow.column("path_bytes").to_pylist()]
+    if "start" not in arrow.column_names or arrow.column("start").null_count == arrow.num_rows:
+        return paths
+    starts, ends = arrow.column("start").to_pylist(), arrow.column("end").to_pylist()
+    return [row_ref(p, s, e) for p, s, e in zip(paths, starts, ends, strict=True)]
+
+
+def _ref_bytes(arrow: pa.Table) -> pa.Array:
+    """The row names of `row_names` as bytes (what filters match against os.fsencode of a name)."""
+    column = arrow.column("path_bytes").combine_chunks()
+    if "start" not in arrow.column_names or arrow.column("start").null_count == arrow.num_rows:
+        return column
+    return pa.array([os.fsencode(r) for r in row_names(arrow)], pa.binary())
+
+
 def is_key(text: str) -> bool:
     """Whether `text` has the form of a row key (32 lowercase hex digits): the id a result carries."""
     return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
 
-def _keys_in(paths: Sequence[str], ids: bool = False) -> str:
+def _keys_in(paths: Sequence[str], ids: bool = False, moments: bool = False) -> str:
     """A SQL predicate selecting `paths` by key: only hex digits inside the quotes, so nothing to inject.
     With `ids`, a text in the form of a key also selects the row with that key (an item named by its id; an
-    item whose own name looks like a key still matches by its name)."""
+    item whose own name looks like a key still matches by its name). With `moments` (a table with the
+    moment columns), a path also selects its moments' rows (by file_key)."""
     keys = [path_key(p) for p in paths] + [p for p in paths if ids and is_key(p)]
-    return f"key IN ({', '.join(map(repr, keys))})"
+    listed = ", ".join(map(repr, keys))
+    if not moments:
+        return f"key IN ({listed})"
+    files = ", ".join(repr(path_key(p)) for p in paths)
+    return f"(key IN ({listed}) OR file_key IN ({files}))"
 
 
 def _record(row: dict) -> FileRecord:
@@ -148,6 +214,8 @@ def _record(row: dict) -> FileRecord:
         row["encoder"],
         row["bridge"] or "",
         meta,
+        row.get("start"),
+        row.get("end"),
     )
 
 
@@ -259,7 +327,10 @@ class MediaStore:
             return
         if listed:
             have = self._table(modality).schema.remove_metadata()
-            layouts = (table_schema(native_dim, shared), table_schema(native_dim, shared, metadata=False))
+            # also the layouts of tables made before the metadata or the moment columns (a run adds them)
+            layouts = [
+                table_schema(native_dim, shared, metadata=m, moments=t) for m in (True, False) for t in (True, False)
+            ]
             if not any(_same_columns(have, want) for want in layouts):
                 raise IncompatibleError(
                     f"table {modality!r} in {self.index_dir} has columns {have.names} and widths "
@@ -300,9 +371,19 @@ class MediaStore:
         return list(self._table(modality).schema.names)
 
     def _book(self, modality: str) -> list[str]:
-        """Bookkeeping columns to read: _BOOK plus the metadata columns the table has."""
+        """Bookkeeping columns to read: _BOOK plus the metadata and moment columns the table has."""
         names = set(self._table(modality).schema.names)
-        return list(_BOOK) + [c for c in META_COLUMNS if c in names]
+        moments = [f.name for f in MOMENT_FIELDS if f.name in names]
+        return list(_BOOK) + [c for c in META_COLUMNS if c in names] + moments
+
+    def has_moments(self, modality: str) -> bool:
+        """Whether the table has the moment columns (tables made before videos do not)."""
+        return "file_key" in self._table(modality).schema.names
+
+    def _timed(self, modality: str, table: lancedb.table.Table | None = None) -> list[str]:
+        """path_bytes plus the moment times where the table has them: what `row_names` names rows from."""
+        names = (table or self._table(modality)).schema.names
+        return ["path_bytes"] + [c for c in ("start", "end") if c in names]
 
     def _at(self, modality: str, version: int) -> lancedb.table.Table:
         """The table as of `version` (a FAISS index's), so filters and the index see the same rows."""
@@ -317,8 +398,9 @@ class MediaStore:
     @_damage_named
     def row_ids(self, modality: str, version: int) -> tuple[np.ndarray, pa.Array]:
         """Every row's Lance row id (uint64) and path bytes, at `version`, in scan order."""
-        arrow = self._at(modality, version).search().select(["path_bytes"]).with_row_id(True).limit(None).to_arrow()
-        return arrow.column("_rowid").to_numpy(), arrow.column("path_bytes").combine_chunks()
+        table = self._at(modality, version)
+        arrow = table.search().select(self._timed(modality, table)).with_row_id(True).limit(None).to_arrow()
+        return arrow.column("_rowid").to_numpy(), _ref_bytes(arrow)
 
     @_damage_named
     def filter_rows(self, modality: str, predicate: str, version: int) -> np.ndarray:
@@ -330,11 +412,12 @@ class MediaStore:
     def filtered_vectors(
         self, modality: str, column: str, predicate: str, version: int
     ) -> tuple[list[str], np.ndarray]:
-        """Paths and one vector column of the rows passing a compiled filter predicate, at `version`."""
-        query = self._at(modality, version).search().where(predicate).select(["path_bytes", column])
+        """Row names (`row_ref`) and one vector column of the rows passing a compiled filter predicate, at
+        `version`."""
+        table = self._at(modality, version)
+        query = table.search().where(predicate).select([*self._timed(modality, table), column])
         arrow = query.limit(None).to_arrow()
-        paths = [os.fsdecode(b) for b in arrow.column("path_bytes").to_pylist()]
-        return paths, _matrix(arrow.column(column), self.dim(modality, column))
+        return row_names(arrow), _matrix(arrow.column(column), self.dim(modality, column))
 
     @_damage_named
     def version(self, modality: str) -> int:
@@ -353,10 +436,12 @@ class MediaStore:
 
     @_damage_named
     def lookup(self, modality: str, paths: Sequence[str]) -> dict[str, FileRecord]:
-        """Bookkeeping of those of `paths` that are present (no vectors read)."""
+        """Bookkeeping of those of `paths` that are present (no vectors read; one record of a file's moments)."""
         out: dict[str, FileRecord] = {}
+        moments = self.has_moments(modality)
         for chunk in _chunks(list(paths), _IN_CHUNK):
-            query = self._table(modality).search().where(_keys_in(chunk)).select(self._book(modality)).limit(None)
+            where = _keys_in(chunk, moments=moments)
+            query = self._table(modality).search().where(where).select(self._book(modality)).limit(None)
             for r in query.to_arrow().to_pylist():
                 record = _record(r)
                 out[record.path] = record
@@ -364,14 +449,15 @@ class MediaStore:
 
     @_damage_named
     def fetch(self, modality: str, paths: Sequence[str]) -> tuple[list[FileRecord], dict[str, np.ndarray]]:
-        """Rows of `paths` (those present; a path or its row key): records and column -> (N, width) vectors
-        in the same order."""
+        """Rows of `paths` (those present; a path, with every moment of it, or a row key): records and
+        column -> (N, width) vectors in the same order."""
         vector_cols = self.vector_columns(modality)
         book = self._book(modality)
+        moments = self.has_moments(modality)
         parts = [
             self._table(modality)
             .search()
-            .where(_keys_in(chunk, ids=True))
+            .where(_keys_in(chunk, ids=True, moments=moments))
             .select(book + vector_cols)
             .limit(None)
             .to_arrow()
@@ -430,24 +516,36 @@ class MediaStore:
 
     @_damage_named
     def delete(self, modality: str, paths: Iterable[str]) -> int:
-        """Delete rows by path (one commit per 512 paths); returns how many paths were asked for."""
+        """Delete rows by path, moments included (one commit per 512 paths); returns how many paths were
+        asked for."""
         paths = list(paths)
+        moments = self.has_moments(modality)
         for chunk in _chunks(paths, _IN_CHUNK):
             self._check_lock()
-            self._table(modality).delete(_keys_in(chunk))
+            self._table(modality).delete(_keys_in(chunk, moments=moments))
         return len(paths)
 
     @_damage_named
+    def delete_stale(self, modality: str, records: Sequence[FileRecord]) -> None:
+        """After an upsert of files' new rows (`records`): delete those files' other rows, left from their
+        earlier content (a changed video's moments past its new end, a long recording's segments when it
+        became short, its whole-file row when it became long). One commit; nothing to do on a table made
+        before moments (one row per file, replaced by the upsert)."""
+        if not records or not self.has_moments(modality):
+            return
+        self._check_lock()
+        paths = sorted({r.path for r in records})
+        keep = ", ".join(repr(r.key) for r in records)
+        self._table(modality).delete(f"{_keys_in(paths, moments=True)} AND key NOT IN ({keep})")
+
+    @_damage_named
     def vectors(self, modality: str, column: str) -> tuple[list[str], np.ndarray, int]:
-        """All paths and one vector column: (paths, (N, dim) float32, table version read)."""
+        """All row names (`row_ref`: paths, and a moment's times) and one vector column: (names, (N, dim)
+        float32, table version read)."""
         tbl = self._table(modality)
         version = int(tbl.version)
-        arrow = tbl.search().select(["path_bytes", column]).limit(None).to_arrow()
-        return (
-            [os.fsdecode(b) for b in arrow.column("path_bytes").to_pylist()],
-            _matrix(arrow.column(column), self.dim(modality, column)),
-            version,
-        )
+        arrow = tbl.search().select([*self._timed(modality, tbl), column]).limit(None).to_arrow()
+        return row_names(arrow), _matrix(arrow.column(column), self.dim(modality, column)), version
 
     def compact(self, modality: str) -> None:
         """Merge the small per-batch fragments, bring the key index up to date and drop old versions
@@ -480,8 +578,14 @@ class MediaStore:
 def rows_table(schema: pa.Schema, records: Sequence[FileRecord], vectors: dict[str, np.ndarray]) -> pa.Table:
     """Records and their vector columns as Arrow rows of a table with `schema`: what an upsert writes,
     and what a Ray worker writes as a Lance fragment (one layout for both)."""
+    if "file_key" not in schema.names and any(r.start is not None for r in records):
+        path = next(r.path for r in records if r.start is not None)
+        raise IncompatibleError(
+            f"{printable(path)}: its moments (a video, or a recording longer than one window) need an index "
+            "made for them; this one is older: `avsearch index FOLDER --rebuild` rebuilds it"
+        )
     data: dict[str, pa.Array] = {
-        "key": pa.array([path_key(r.path) for r in records], pa.string()),
+        "key": pa.array([r.key for r in records], pa.string()),
         "path": pa.array([printable(r.path) for r in records], pa.string()),
         "path_bytes": pa.array([os.fsencode(r.path) for r in records], pa.binary()),
     }
@@ -489,6 +593,10 @@ def rows_table(schema: pa.Schema, records: Sequence[FileRecord], vectors: dict[s
         data[name] = pa.array([getattr(r, name) for r in records], schema.field(name).type)
     if "tags" in schema.names:  # a table made before metadata filters keeps its own layout
         data.update(_meta_arrays(records))
+    if "file_key" in schema.names:  # likewise a table made before moments
+        data["file_key"] = pa.array([path_key(r.path) for r in records], pa.string())
+        data["start"] = pa.array([r.start for r in records], pa.float64())
+        data["end"] = pa.array([r.end for r in records], pa.float64())
     for column, matrix in vectors.items():
         data[column] = _fixed(matrix, schema.field(column).type)
     return pa.table(data, schema=schema)

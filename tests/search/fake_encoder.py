@@ -32,15 +32,29 @@ class FakePreparer:
     def __init__(self, modality: str) -> None:
         self.modality = modality
 
+    sample_rate = 16_000
+
     def __call__(self, path: Path) -> np.ndarray:
         if self.modality == IMAGE:
-            signal = np.asarray(load_image(path).convert("L").resize((16, 16)), np.float32).reshape(-1)
-        elif self.modality == AUDIO:
-            signal = np.resize(load_audio(path, 16_000), 256)
-        elif self.modality == POINTCLOUD:
+            return self.from_image(load_image(path))
+        if self.modality == AUDIO:
+            return self.from_samples(self.load(path))
+        if self.modality == POINTCLOUD:
             signal = np.resize(np.sort(load_pointcloud(path), axis=0).reshape(-1), 256)
         else:
             raise ValueError(self.modality)
+        return signal - signal.mean() + 1e-3
+
+    # as the real preparers: a video's frames and a long recording's segments (avsearch/indexing/moments.py)
+    def from_image(self, image) -> np.ndarray:
+        signal = np.asarray(image.convert("L").resize((16, 16)), np.float32).reshape(-1)
+        return signal - signal.mean() + 1e-3
+
+    def load(self, path: Path) -> np.ndarray:
+        return load_audio(path, self.sample_rate)
+
+    def from_samples(self, wave: np.ndarray) -> np.ndarray:
+        signal = np.resize(wave, 256)
         return signal - signal.mean() + 1e-3
 
 
