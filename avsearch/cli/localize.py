@@ -45,7 +45,8 @@ def localize_command(
     loc = get_localizer(bridge, weights_dir, device, proposals)
     found = loc.localize(audio, image, load_boxes(boxes, image))
     if out_png is not None:
-        found.save_overlay(out_png, heat or loc.config.heatmap.mode, loc.config.heatmap.alpha)
+        settings = loc.config.heatmap
+        found.save_overlay(out_png, heat or settings.mode, settings.alpha, settings.max_pixels)
     if as_json:
         payload = found.to_dict()
         payload["overlay"] = str(out_png) if out_png is not None else None

@@ -50,6 +50,7 @@ class CropConfig:
 class HeatmapConfig:
     mode: str = "max"
     alpha: float = 0.5
+    max_pixels: int = 16_777_216  # heat map and overlay size cap (configs/localize.toml says why)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ def load_localize_config(path: str | Path | None = None) -> LocalizeConfig:
     _choice(cfg.detector.name, DETECTORS, "[detector] name")
     _choice(cfg.heatmap.mode, HEAT_MODES, "[heatmap] mode")
     _choice(cfg.eval.ap, AP_PROTOCOLS, "[eval] ap")
+    if cfg.heatmap.max_pixels < 1:
+        raise ConfigError(f"{CONFIG_NAME}: [heatmap] max_pixels must be at least 1")
     if cfg.proposals.max_boxes < 1 or any(n < 1 for n in cfg.proposals.grid_scales):
         raise ConfigError(f"{CONFIG_NAME}: [proposals] max_boxes and grid_scales must be at least 1")
     return cfg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +16,14 @@ from avsearch.localize.proposals import Box
 # A perceptually ordered colour ramp (dark blue -> cyan -> yellow -> dark red), interpolated linearly.
 _RAMP_AT = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
 _RAMP_RGB = np.array([[48, 18, 59], [70, 134, 251], [27, 229, 181], [250, 186, 57], [122, 4, 3]], np.float64)
+
+
+def capped_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """(width, height) scaled down, shape kept, to at most `max_pixels` pixels; unchanged when within."""
+    if width * height <= max_pixels:
+        return width, height
+    scale = math.sqrt(max_pixels / (width * height))
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
 
 
 def heat(
@@ -49,14 +58,18 @@ def heat(
     low, high = (floor, float(s.max())) if mode == "max" else (0.0, float(acc.max()))
     if high - low <= 0:
         return np.zeros((height, width), np.float32)
-    return ((acc - low) / (high - low)).clip(0, 1).astype(np.float32)
+    acc -= low  # in place: no temporaries the size of the map
+    acc /= high - low
+    return np.clip(acc, 0, 1, out=acc).astype(np.float32)
 
 
 def colourise(values: np.ndarray) -> np.ndarray:
     """A [0, 1] map -> (H, W, 3) uint8 colours of the ramp."""
     v = np.clip(values, 0, 1)
-    channels = [np.interp(v, _RAMP_AT, _RAMP_RGB[:, c]) for c in range(3)]
-    return np.stack(channels, axis=-1).round().astype(np.uint8)
+    out = np.empty((*v.shape, 3), np.uint8)
+    for c in range(3):  # a channel at a time: one float64 map alive, not three stacked
+        out[..., c] = np.interp(v, _RAMP_AT, _RAMP_RGB[:, c]).round()
+    return out
 
 
 def overlay(

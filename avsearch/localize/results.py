@@ -50,26 +50,45 @@ class Localization:
         """The match confidence: the best proposal's score."""
         return self.best.score
 
-    def heatmap(self, mode: str = "max") -> np.ndarray:
-        """(height, width) float32 in [0, 1]: per-pixel max ("max") or score-weighted sum ("sum") of the
-        proposal scores, the whole-image score mapping to 0."""
+    def drawn_size(self, max_pixels: int | None = None) -> tuple[int, int]:
+        """(width, height) of the heat map and overlay: the picture as shown, scaled down to at most
+        `max_pixels` pixels (default: configs/localize.toml [heatmap] max_pixels). The size a header
+        declares is not bounded by decoding (a JPEG decodes at 1/8 scale), so the drawing must be."""
+        from avsearch.localize.config import load_localize_config
+        from avsearch.localize.heatmap import capped_size
+
+        cap = load_localize_config().heatmap.max_pixels if max_pixels is None else max_pixels
+        return capped_size(self.width, self.height, cap)
+
+    def _drawn_box(self, box: Box, size: tuple[int, int]) -> Box:
+        return box if size == (self.width, self.height) else box.scaled(size[0] / self.width, size[1] / self.height)
+
+    def heatmap(self, mode: str = "max", max_pixels: int | None = None) -> np.ndarray:
+        """(height, width) float32 in [0, 1] at drawn_size(max_pixels): per-pixel max ("max") or
+        score-weighted sum ("sum") of the proposal scores, the whole-image score mapping to 0."""
         from avsearch.localize.heatmap import heat
 
-        boxes, scores = [p.box for p in self.proposals], [p.score for p in self.proposals]
+        size = self.drawn_size(max_pixels)
+        boxes, scores = [self._drawn_box(p.box, size) for p in self.proposals], [p.score for p in self.proposals]
         # Only what scores above the whole picture lights up: a box the sound fits no better than the
         # whole picture says nothing about where the sound is.
-        return heat(boxes, scores, self.width, self.height, mode, floor=self.whole_image_score)
+        return heat(boxes, scores, size[0], size[1], mode, floor=self.whole_image_score)
 
-    def save_overlay(self, path: str | Path, mode: str = "max", alpha: float = 0.5) -> Path:
-        """Write a PNG of the picture with the heat map blended in and the best box drawn."""
+    def save_overlay(
+        self, path: str | Path, mode: str = "max", alpha: float = 0.5, max_pixels: int | None = None
+    ) -> Path:
+        """Write a PNG of the picture with the heat map blended in and the best box drawn, at
+        drawn_size(max_pixels)."""
         from avsearch.localize.heatmap import overlay, save_png
         from avsearch.media.image import load_image
 
+        size = self.drawn_size(max_pixels)
         picture = load_image(self.image)
-        if picture.size != (self.width, self.height):  # decoded reduced: draw on the size users see
-            picture = picture.resize((self.width, self.height))
+        if picture.size != size:  # decoded reduced, or drawn smaller than shown
+            picture = picture.resize(size)
         caption = f"{self.best.score:.3f}" + (f" {self.best.box.label}" if self.best.box.label else "")
-        return save_png(overlay(picture, self.heatmap(mode), self.best.box, caption, alpha), path)
+        best = self._drawn_box(self.best.box, size)
+        return save_png(overlay(picture, self.heatmap(mode, max_pixels), best, caption, alpha), path)
 
     def to_dict(self, top: int | None = None) -> dict[str, Any]:
         shown = self.proposals if top is None else self.proposals[:top]
