@@ -303,10 +303,11 @@ def empty_index(
     ivf.cp.min_points_per_centroid = 5  # the training sample is capped on purpose (max_train_points)
     clustering = None
     if nlist >= cfg.hnsw_coarse_min_lists:
-        # k-means must assign exactly: trained through the HNSW graph itself (FAISS's default when the
-        # quantizer is not flat) some lists end up unreachable (measured: recall stuck at 0.97 at 100k
-        # vectors; through an HNSW clustering index, 0.05). The graph only serves searches, wide enough
-        # that nprobe lists come back.
+        # k-means must assign exactly, never through the graph. FAISS already does: index_factory's
+        # IVF<n>_HNSW32 sets quantizer_trains_alone = 2, so k-means (spherical for inner product) assigns
+        # with a flat index and the graph is built over the final centroids (faiss 1.15.1, read back;
+        # Level1Quantizer::train_q1). An earlier comment here said the default trains through the graph.
+        # The flat inner-product index says so explicitly, and equals FAISS's flat L2 on unit vectors.
         clustering = faiss.IndexFlatIP(dim)  # FAISS does not own it: the caller holds it through train()
         ivf.clustering_index = clustering
     return cpu, spec, clustering
