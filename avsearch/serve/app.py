@@ -6,7 +6,7 @@
     GET  /api/items/{id}/similar?k=&target=&where=&glob=
     GET  /api/items/{id}                    the item's row
     GET  /api/items/{id}/media              the file (HTTP Range answered with 206)
-    GET  /api/items/{id}/thumbnail          image/jpeg (pictures, point clouds; 404 for sounds)
+    GET  /api/items/{id}/thumbnail          image/jpeg (a picture, a cloud drawn, a waveform, a moment's frame)
     GET|POST /api/localize, /api/match      where the sound is in a picture, whether it belongs (localize_api.py)
     GET  /                                  the gallery (avsearch/serve/static/index.html; the rest at /static/)
 
@@ -210,11 +210,12 @@ def create_app(
 
     @app.get("/api/items/{item_id}/thumbnail", response_class=FileResponse)
     def thumbnail(item_id: str) -> FileResponse:
-        """A JPEG preview: a picture scaled down, a point cloud drawn; made once, then cached."""
+        """A JPEG preview: a picture scaled down, a point cloud drawn, a sound's waveform, a video moment's
+        frame at its start; made once, then cached."""
         snapshot = live.current()
         modality, record = require_item(snapshot.index, item_id)
         with item_file(snapshot.index, record, links) as opened:
-            jpeg = thumbnails.get(item_id, modality, opened)
+            jpeg = thumbnails.get(item_id, modality, opened, record.start, record.end)
         return FileResponse(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     add_localize_routes(app, live, max_upload_bytes, links)  # /api/localize, /api/match

@@ -14,6 +14,7 @@ from typing import Any
 
 from avsearch.media.detect import detect
 from avsearch.media.walk import printable
+from avsearch.modalities import VIDEO
 from avsearch.serve.errors import NotFound
 from avsearch.serve.files import IndexedFile, open_indexed_file
 from avsearch.store.index import Index
@@ -51,6 +52,8 @@ _MIME = {
     "stl": "model/stl",
     "ply": "application/octet-stream",
 }
+# A video's container (detect's format for kind VIDEO) -> Content-Type, so a <video> plays and seeks it.
+_VIDEO_MIME = {"mp4": "video/mp4", "matroska": "video/x-matroska", "webm": "video/webm", "avi": "video/x-msvideo"}
 _UNKNOWN_ID = "unknown item id (an id is the 32-hex-digit `id` of a search hit)"
 
 
@@ -89,4 +92,6 @@ def item_file(index: Index, record: FileRecord, follow_symlinks: str) -> Indexed
 
 def media_type(path: Path) -> str:
     """The Content-Type of a file, from its detected format (its content, not its name)."""
-    return _MIME.get(detect(path).format, "application/octet-stream")
+    found = detect(path)
+    table = _VIDEO_MIME if found.kind == VIDEO else _MIME  # a Matroska video is not audio/x-matroska
+    return table.get(found.format, "application/octet-stream")

@@ -1,10 +1,12 @@
 """Thumbnails: pictures scaled down, point clouds drawn as a small depth-shaded picture, sounds as their
-waveform; JPEG, made once.
+waveform, a video moment as its frame at the moment's start (a long recording's moment: the waveform of
+its stretch); JPEG, made once.
 
-Files are decoded by avsearch's own readers (media/image.py, media/pointcloud.py), so the decoding limits
-of configs/media.toml hold here as they do for indexing. A thumbnail is cached under the index's cache
-folder, named by item id, file size, file mtime and thumbnail size: a file changed on disk gets a new one
-(the old one is removed), an unchanged file is never decoded twice.
+Files are decoded by avsearch's own readers (media/image.py, media/pointcloud.py, media/video_frame.py),
+so the decoding limits of configs/media.toml hold here as they do for indexing. A thumbnail is cached
+under the index's cache folder, named by item id (a moment's id is its own: path and start), file size,
+file mtime and thumbnail size: a file changed on disk gets a new one (the old one is removed), an
+unchanged file is never decoded twice.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from PIL import Image
 
 from avsearch.atomic import write_bytes
 from avsearch.media.audio import load_audio
+from avsearch.media.detect import detect_kind
 from avsearch.media.image import load_image
 from avsearch.media.pointcloud import load_pointcloud
 from avsearch.media.preview import render_cloud, render_waveform
-from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD
+from avsearch.media.video_frame import moment_picture
+from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD, VIDEO
 from avsearch.serve.errors import NotFound
 from avsearch.serve.files import IndexedFile
 
@@ -45,8 +49,11 @@ class Thumbnails:
         self.rendered = 0  # thumbnails made by this process (the cache serves the rest)
         self._lock = threading.Lock()
 
-    def get(self, item_id: str, modality: str, opened: IndexedFile) -> Path:
-        """The cached JPEG of the item (id already checked: hex digits only) whose file is `opened`."""
+    def get(
+        self, item_id: str, modality: str, opened: IndexedFile, start: float | None = None, end: float | None = None
+    ) -> Path:
+        """The cached JPEG of the item (id already checked: hex digits only) whose file is `opened`;
+        start/end: the item's moment (seconds; None for a whole file)."""
         if modality not in (IMAGE, POINTCLOUD, AUDIO):
             raise NotFound(f"no thumbnail for {modality} items")
         st, path = opened.stat, opened.real
@@ -54,7 +61,9 @@ class Thumbnails:
         target = shard / f"{item_id}-{st.st_size}-{st.st_mtime_ns}-{self.size}.jpg"
         if target.is_file():
             return target
-        if modality == IMAGE:
+        if modality != POINTCLOUD and (start is not None or detect_kind(path) == VIDEO):
+            picture = moment_picture(path, start, end, self.size)  # a video's frame, a recording's stretch
+        elif modality == IMAGE:
             picture = load_image(path)
         elif modality == POINTCLOUD:
             picture = render_cloud(load_pointcloud(path), self.size)

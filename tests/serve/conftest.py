@@ -92,3 +92,39 @@ def client(library: Library) -> Iterator[TestClient]:
 def own_library(tmp_path: Path, bridges: list[Path]) -> Library:
     """A library and index of the test's own, for tests that change files or the index."""
     return make_library(tmp_path / "media", tmp_path / "index", bridges, images=2, sounds=1)
+
+
+@dataclass
+class MomentLibrary:
+    """A folder with a video and a long recording, indexed as moments (tests/media/videos.py's video: a red
+    square on a grey shot from 4 to 7 s, a tone from 8 to 10 s; the recording silent for 5 s, then a tone)."""
+
+    root: Path
+    index: Path
+    video: Path
+    recording: Path
+    picture: Path
+
+
+SQUARE_AT = (4.0, 7.0)  # seconds the generated video shows its red square
+
+
+@pytest.fixture(scope="session")
+def moment_library(tmp_path_factory: pytest.TempPathFactory, bridges: list[Path]) -> MomentLibrary:
+    import soundfile as sf
+
+    from tests.media.videos import make_video
+
+    base = tmp_path_factory.mktemp("served-moments")
+    media = base / "media"
+    media.mkdir()
+    video = make_video(media / "walk.mp4", seconds=12.0, square=SQUARE_AT, tone=(8.0, 10.0))
+    rate = 16_000
+    t = np.arange(15 * rate) / rate
+    wave = np.where(t >= 5.0, 0.3 * np.sin(2 * np.pi * 330 * t), 0.0).astype(np.float32)
+    recording = media / "field.wav"
+    sf.write(recording, wave, rate)
+    picture = write_image(media / "photo.png", 3, 64)
+    summary = index_folder(media, base / "index", bridges, encoder_loader=FakeLoader())
+    assert not summary.failed, summary.failed
+    return MomentLibrary(media, base / "index", video, recording, picture)
