@@ -36,6 +36,19 @@ def query_command(
         Path | None, typer.Option("--pointcloud", help="Query with this point cloud (.ply, .npy, .xyz, ...).")
     ] = None,
     text: Annotated[str | None, typer.Option("--text", help="Query with this text.")] = None,
+    video: Annotated[
+        Path | None, typer.Option("--video", help="Query with this video: its sound and its frames (see --from).")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--from", help="With --video: query with its sound only ('audio') or its frames ('frames')."),
+    ] = None,
+    start: Annotated[
+        float | None, typer.Option("--start", help="With --audio or --video: from this many seconds in.")
+    ] = None,
+    end: Annotated[
+        float | None, typer.Option("--end", help="With --audio or --video: up to this many seconds in.")
+    ] = None,
     item: Annotated[
         str | None,
         typer.Option("--id", help="More like this indexed item: its path or id as results print it (no model loads)."),
@@ -156,6 +169,10 @@ def query_command(
         k=k,
         filters=filters if filters.active else None,
         backend=backend,
+        video=video,
+        start=start,
+        end=end,
+        source=source,
     )
     note = _backend_note(index, backend, audio, image, pointcloud, text, item)
     if note:
@@ -167,7 +184,7 @@ def query_command(
     if html_out is not None:
         from avsearch.search.html_report import write_html_report
 
-        label = text if text is not None else item if item is not None else str(audio or image or pointcloud)
+        label = text if text is not None else item if item is not None else str(audio or image or pointcloud or video)
         written = write_html_report(results, html_out, printable(label))
         if not (as_json or paths_only):
             out.print(f"results page: {printable(str(written))}")

@@ -103,6 +103,8 @@ class FileMeta:
 def read_media_info(path: str | Path, modality: str) -> MediaInfo:
     """Header-level metadata of a decodable file of `modality`; nulls for whatever cannot be read."""
     try:
+        if modality in (AUDIO, IMAGE) and _is_video(Path(path)):
+            return _video_info(Path(path), modality)
         if modality == AUDIO:
             return _audio_info(Path(path))
         if modality == IMAGE:
@@ -112,6 +114,23 @@ def read_media_info(path: str | Path, modality: str) -> MediaInfo:
     except Exception as exc:  # metadata is optional: a file the encoder read is indexed with nulls
         log.info("%s: metadata not readable (%s); indexed without it", printable(str(path)), exc)
     return MediaInfo()
+
+
+def _is_video(path: Path) -> bool:
+    from avsearch.media.signatures import VIDEO_HEAD, is_video
+
+    with path.open("rb") as fh:
+        return is_video(fh.read(VIDEO_HEAD))
+
+
+def _video_info(path: Path, modality: str) -> MediaInfo:
+    """A video's rows: its duration, and its frame size (image rows) or its sound's rate (audio rows)."""
+    from avsearch.media.video import probe
+
+    info = probe(path)
+    if modality == IMAGE:
+        return MediaInfo(duration=info.duration, width=info.width or None, height=info.height or None)
+    return MediaInfo(duration=info.duration, sample_rate=info.audio_rate or None)
 
 
 def _audio_info(path: Path) -> MediaInfo:

@@ -20,6 +20,7 @@ from avsearch.modalities import CMCR, TEXT
 from avsearch.search.delta import Delta, DeltaRows
 from avsearch.search.filters import SearchFilters
 from avsearch.search.moments import merge_hits, rows_wanted
+from avsearch.search.piece import Piece, piece_vector
 from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
 from avsearch.search.selection import RowSelector, glob_positions
@@ -112,6 +113,22 @@ class SearchEngine:
         routes = plan_routes(modality, target, self.manifest, backend)
         return [_labelled(self._run(r, str(path), modality, self._embed(r, path=path), k, filters), r) for r in routes]
 
+    def search_piece(
+        self,
+        piece: Piece,
+        target: str = ALL,
+        k: int = 10,
+        filters: SearchFilters | None = None,
+        backend: str | None = CMCR,
+    ) -> list[ResultSet]:
+        """A piece of a sound or a video (search/piece.py: a range of it, its sound or its frames) against
+        each target, as search_file."""
+        routes = plan_routes(piece.modality, target, self.manifest, backend)
+        return [
+            _labelled(self._run(r, piece.label, piece.modality, self._embed(r, piece=piece), k, filters), r)
+            for r in routes
+        ]
+
     def search_item(
         self,
         item: str,
@@ -152,15 +169,20 @@ class SearchEngine:
         return results
 
     @timed("embed query")
-    def _embed(self, route: Route, text: str | None = None, path: Path | None = None) -> np.ndarray:
+    def _embed(
+        self, route: Route, text: str | None = None, path: Path | None = None, piece: Piece | None = None
+    ) -> np.ndarray:
         """The query vector (1, d) in the route's space; one encoder pass per query, reused by routes."""
         key = (route.encoder, route.tower)
-        native: dict[tuple[str, str], tuple[tuple[str | None, Path | None], np.ndarray]]
+        native: dict[tuple[str, str], tuple[tuple[str | None, Path | None, Piece | None], np.ndarray]]
         native = self._thread.__dict__.setdefault("native", {})
-        if key not in native or native[key][0] != (text, path):
+        if key not in native or native[key][0] != (text, path, piece):
             enc = self.models.encoder(route.encoder, route.tower)
-            vec = enc.encode_text([text]) if text is not None else enc.encode_files(route.tower, [path])
-            native[key] = ((text, path), vec)
+            if piece is not None:
+                vec = piece_vector(enc, piece)
+            else:
+                vec = enc.encode_text([text]) if text is not None else enc.encode_files(route.tower, [path])
+            native[key] = ((text, path, piece), vec)
         q = native[key][1]
         return q if route.bridge is None else self.models.project(route.bridge, route.query_space, q, route.tower)
 

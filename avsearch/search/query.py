@@ -7,8 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from avsearch.errors import InputError
-from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD
+from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD, VIDEO
 from avsearch.search.engine import SearchEngine, SearchFilters
+from avsearch.search.piece import pieces
 from avsearch.search.planner import ALL
 from avsearch.search.results import ResultSet
 from avsearch.store.index import Index
@@ -28,6 +29,10 @@ def query(
     where: str | None = None,
     filters: SearchFilters | None = None,
     backend: str | None = None,
+    video: str | Path | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    source: str | None = None,
 ) -> list[ResultSet]:
     """Search `index` (an Index, a SearchEngine to reuse loaded models, or an index folder) with exactly
     one query; returns one ResultSet per target modality reached, best hits first.
@@ -39,12 +44,19 @@ def query(
     folder, durations, tags, since/until); glob and where, when given, are added to it.
     backend: "cmcr", "cavmae" or "both" (one list per target and backend, each ResultSet naming its
     backend); None: configs/backends.toml's default. Text takes C-MCR only (CAV-MAE has no text tower).
+    video: a video as the query: its sound and its frames (source "audio" or "frames": one of them), each
+    giving its own lists (search/piece.py). start, end: seconds, a piece of the video or of `audio`.
     """
-    files = {AUDIO: audio, IMAGE: image, POINTCLOUD: pointcloud}
+    files = {AUDIO: audio, IMAGE: image, POINTCLOUD: pointcloud, VIDEO: video}
     given = [name for name, v in files.items() if v is not None]
     given += [name for name, v in (("text", text), ("id", item)) if v is not None]
     if len(given) != 1:
-        raise InputError("give exactly one of --audio FILE, --image FILE, --pointcloud FILE, --text TEXT or --id ITEM")
+        raise InputError(
+            "give exactly one of --audio FILE, --image FILE, --pointcloud FILE, --video FILE, --text TEXT or --id ITEM"
+        )
+    piece = video is not None or start is not None or end is not None
+    if (piece or source is not None) and given[0] not in (AUDIO, VIDEO):
+        raise InputError("--start, --end and --from take a piece of an --audio or --video file")
     if isinstance(index, SearchEngine):
         engine = index
     else:
@@ -55,6 +67,12 @@ def query(
     if item is not None:
         return engine.search_item(item, target, k, filters, backend)
     modality = given[0]
+    if piece:
+        path = Path(files[modality]).expanduser()  # type: ignore[arg-type]
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        found = [engine.search_piece(p, target, k, filters, backend) for p in pieces(path, start, end, source)]
+        return [r for lists in found for r in lists]
     return engine.search_file(files[modality], modality, target, k, filters, backend)  # type: ignore[arg-type]
 
 

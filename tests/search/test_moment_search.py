@@ -13,9 +13,11 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from avsearch.errors import InputError
 from avsearch.indexing.pipeline import index_folder
 from avsearch.search.engine import SearchEngine
 from avsearch.search.moments import clock, fragment, merge_hits
+from avsearch.search.query import query
 from avsearch.search.results import ResultSet
 from avsearch.store.index import Index
 from avsearch.store.tables import row_ref
@@ -154,3 +156,40 @@ def test_one_file_does_not_flood_the_list(engine, tmp_path) -> None:
     field = [h for h in result.hits if Path(h.path).name == "field.wav"]
     assert len(field) == 3  # max_moments_per_file
     assert field[0].more > 0 and all(h.more == 0 for h in field[1:])
+
+
+def test_a_piece_of_a_recording_or_a_video_as_the_query(engine) -> None:
+    search, root = engine
+    # the recording's 100-104 s (its tone) finds the segment holding it; its 0-10 s (faint noise) does not
+    (tone,) = query(search, audio=root / "field.wav", start=100, end=104, target="audio", k=5)
+    assert tone.query.endswith("field.wav#t=100,104")
+    field = [h for h in tone.hits if Path(h.path).name == "field.wav"]
+    assert field[0].start <= 100.0 < field[0].end and field[0].score == pytest.approx(1.0, abs=1e-3)
+    (hiss,) = query(search, audio=root / "field.wav", start=0, end=10, target="audio", k=5)
+    assert not any(h.start is not None and h.start <= 100.0 < h.end for h in hiss.hits[:1])
+    # the video's frames over 12-18 s find its 12-18 s moment; its sound over 30-35 s the tone's windows
+    (frames,) = query(search, video=root / "walk.mp4", source="frames", start=12, end=18, target="image", k=3)
+    assert frames.query_modality == "image" and (frames.hits[0].start, frames.hits[0].end) == (12.0, 18.0)
+    assert frames.hits[0].score == pytest.approx(1.0, abs=1e-4)
+    (sound,) = query(search, video=root / "walk.mp4", source="audio", start=30, end=35, target="audio", k=3)
+    walk = [h for h in sound.hits if Path(h.path).name == "walk.mp4"]
+    assert walk[0].score == pytest.approx(1.0, abs=1e-3) and walk[0].start <= 30.05 and walk[0].end >= 35.0
+    both = query(search, video=root / "walk.mp4", target="image", k=3)  # its frames, then its sound
+    assert [r.query_modality for r in both] == ["image", "audio"]
+
+
+@pytest.mark.parametrize(
+    ("given", "words"),
+    [
+        ({"image": "x.png", "start": 1.0}, "--start, --end and --from"),
+        ({"audio": "field.wav", "start": 5.0, "end": 2.0}, "must come after"),
+        ({"audio": "field.wav", "start": 400.0}, "holds no sound"),
+        ({"audio": "beep.wav", "source": "frames", "start": 0.0}, "has no frames"),
+    ],
+)
+def test_bad_pieces_are_one_line(engine, given, words) -> None:
+    search, root = engine
+    given = {k: root / v if isinstance(v, str) and k in ("image", "audio") else v for k, v in given.items()}
+    with pytest.raises(InputError) as exc:
+        query(search, target="audio", **given)
+    assert words in str(exc.value) and "\n" not in str(exc.value)

@@ -83,6 +83,10 @@ def test_videos_and_long_recordings_become_moment_rows(folder, bridge_file, tmp_
     assert [(round(s), round(e)) for s, e in sounds["radio.mp4"]] == [(0, 10), (2, 12)]
     assert sounds["field.wav"] == [(float(a), float(a + 10)) for a in range(0, 51, 5)]
     assert s.counts == {"image": 8, "audio": 20}
+    walk = str(folder / "walk.mp4")  # a video's rows carry its header's facts, as a picture's or a sound's do
+    frame_info, sound_info = store.bookkeeping("image")[walk].meta.info, store.bookkeeping("audio")[walk].meta.info
+    assert (frame_info.width, frame_info.height, sound_info.sample_rate) == (64, 48, 44_100)
+    assert frame_info.duration == pytest.approx(40.0, abs=0.1) and sound_info.width is None
     described = {m.modality: (m.files, m.moments) for m in Index.open(index).describe().modalities}
     assert described == {"image": (4, 6), "audio": (3, 20)}  # `avsearch info`: files, and moments among rows
 

@@ -100,3 +100,15 @@ def test_sound_finds_the_square_moment_in_the_video(world) -> None:
     assert paths.exit_code == 0, paths.output
     # the two grey shots (their order is a tie near 0), the square's own moment left out of its own list
     assert sorted(Path(line).name for line in paths.stdout.split()) == ["walk.mp4#t=0.0,12.0", "walk.mp4#t=18.0,40.0"]
+
+
+def test_video_frames_as_the_query_through_the_cli(world) -> None:
+    video = world["index"].parent / "media" / "walk.mp4"
+    args = ["query", "--video", str(video), "--from", "frames", "--start", "12", "--end", "18", "--target", "image"]
+    args += ["--json", "--index-dir", str(world["index"]), "--weights-dir", str(world["weights"]), "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (listed,) = json.loads(result.stdout)
+    assert listed["query"].endswith("walk.mp4#t=12,18") and listed["query_modality"] == "image"
+    best = listed["hits"][0]
+    assert (best["start"], best["end"]) == (12.0, 18.0) and best["score"] > 0.99  # the same frames, re-embedded

@@ -1,0 +1,106 @@
+"""A piece of a longer file as a query: `query --audio long.wav --start 60 --end 70`, `query --video
+clip.mp4 [--from audio|frames]`.
+
+The piece's sound (a recording's samples, or a video's sound track, cut to [start, end]) is prepared by the
+encoder's own decode step from samples (as a long recording's segments are at index time) and embedded as
+one clip; its pictures (a video's frames sampled over [start, end] as at index time) are embedded one by
+one and averaged, re-normalised (one vector for the shot or scene the piece shows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avsearch.errors import InputError
+from avsearch.media.detect import detect
+from avsearch.modalities import AUDIO, IMAGE, VIDEO
+
+AUDIO_SOURCE, FRAMES_SOURCE = "audio", "frames"
+
+
+@dataclass(frozen=True)
+class Piece:
+    """[start, end] seconds of `path` (None: from its start, to its end), heard (AUDIO) or seen (IMAGE)."""
+
+    path: Path
+    modality: str
+    start: float | None = None
+    end: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None and not (np.isfinite(value) and value >= 0):
+                raise InputError(f"--{name} must be a number of seconds, 0 or more; got {value}")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise InputError(f"--end {self.end:g} must come after --start {self.start:g}")
+
+    @property
+    def label(self) -> str:
+        """The query as results name it: the path, with its range as a media fragment."""
+        if self.start is None and self.end is None:
+            return str(self.path)
+        return f"{self.path}#t={self.start or 0.0:g}" + ("" if self.end is None else f",{self.end:g}")
+
+
+def pieces(path: Path, start: float | None, end: float | None, source: str | None) -> list[Piece]:
+    """The pieces a query file gives: a video's sound and/or frames (source "audio", "frames", None: both
+    it holds), a sound file's samples; InputError for other files or a source they cannot give."""
+    kind = detect(path).kind
+    if kind == AUDIO:
+        if source == FRAMES_SOURCE:
+            raise InputError(f"{path}: a sound has no frames (--from frames is for videos)")
+        return [Piece(path, AUDIO, start, end)]
+    if kind != VIDEO:
+        raise InputError(f"{path}: --start/--end and --video take a video or a sound, not a {kind or 'non-media'} file")
+    from avsearch.media.video import probe
+
+    info = probe(path)
+    wanted = {AUDIO_SOURCE: [AUDIO], FRAMES_SOURCE: [IMAGE], None: [IMAGE, AUDIO]}[source]
+    held = [m for m in wanted if (info.has_video if m == IMAGE else info.has_audio)]
+    if not held:
+        raise InputError(f"{path}: the video holds no {'pictures' if wanted == [IMAGE] else 'sound'} to query with")
+    return [Piece(path, m, start, end) for m in held]
+
+
+def piece_vector(encoder, piece: Piece) -> np.ndarray:
+    """The piece embedded by `encoder` (its tower for piece.modality): (1, d), L2-normalised."""
+    prepare = encoder.preparer(piece.modality) if hasattr(encoder, "preparer") else None
+    if piece.modality == AUDIO:
+        if prepare is None or not hasattr(prepare, "from_samples"):
+            raise InputError(f"{encoder.name} takes whole sound files only, not a piece of one")
+        return encoder.encode_prepared(AUDIO, [prepare.from_samples(_samples(piece, int(prepare.sample_rate)))])
+    if prepare is None or not hasattr(prepare, "from_image"):
+        raise InputError(f"{encoder.name} takes whole pictures only, not a video's frames")
+    from avsearch.media.video import sampled_frames
+
+    frames = [
+        prepare.from_image(image)
+        for start, end, image in sampled_frames(piece.path)
+        if end > (piece.start or 0.0) and (piece.end is None or start < piece.end)
+    ]
+    if not frames:
+        raise InputError(f"{piece.label}: no frame of the video in that range")
+    mean = encoder.encode_prepared(IMAGE, frames).mean(axis=0, keepdims=True)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+
+def _samples(piece: Piece, rate: int) -> np.ndarray:
+    if detect(piece.path).kind == VIDEO:
+        from avsearch.media.video import audio_track
+
+        wave = audio_track(piece.path, rate)
+        if wave is None:
+            raise InputError(f"{piece.path}: the video's sound track is silent or missing")
+    else:
+        from avsearch.media.audio import load_audio
+
+        wave = load_audio(piece.path, rate)
+    first = round((piece.start or 0.0) * rate)
+    last = len(wave) if piece.end is None else min(len(wave), round(piece.end * rate))
+    if last - first < rate // 100:  # under 10 ms
+        raise InputError(f"{piece.label}: the range holds no sound (the recording lasts {len(wave) / rate:.1f} s)")
+    return wave[first:last]
