@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
 from avsearch.cli.classify3d import Bridge3DOption, PromptsOption
 from avsearch.cli.common import DeviceOption, WeightsDirOption, err, out, user_errors
+from avsearch.cli.live_progress import progress_bars
 
 
 def register_eval(eval_app: typer.Typer) -> None:
@@ -42,7 +42,7 @@ def eval_classify3d_command(
     from avsearch.evaluation.classify3d_eval import evaluate_classify3d, find_labelled_files
 
     total = len(find_labelled_files(data, split))
-    with Progress(console=err, transient=True) as bar:
+    with progress_bars(transient=True) as bar:
         task = bar.add_task("classifying", total=total)
         report = evaluate_classify3d(
             data, labels, split, bridge, weights_dir, device, lambda n: bar.advance(task, n), prompts

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
-from avsearch.cli.common import DeviceOption, WeightsDirOption, err, out, user_errors
+from avsearch.cli.common import DeviceOption, WeightsDirOption, out, user_errors
+from avsearch.cli.live_progress import progress_bars
 from avsearch.cli.localize_options import BoxesOption, BridgeOption, ProposalsOption
 
 DataOption = Annotated[
@@ -40,7 +40,7 @@ def _run(kind: str, data: Path, boxes: Path | None, proposals, bridge, weights_d
     loc = get_localizer(bridge, weights_dir, device, proposals)
     total = len(read_samples(data))
     run = evaluate_localization if kind == "localize" else evaluate_counterfactual
-    with Progress(console=err, transient=True) as bar:
+    with progress_bars(transient=True) as bar:
         task = bar.add_task(f"eval {kind}", total=total)
         return run(data, loc, boxes, lambda n: bar.advance(task, n))
 

@@ -25,6 +25,7 @@ from avsearch.cli.common import (
     out,
     user_errors,
 )
+from avsearch.cli.live_progress import progress_bars
 from avsearch.errors import InputError
 from avsearch.media.walk import printable
 
@@ -161,12 +162,11 @@ def index_command(
         raise InputError("--ray embeds the files of a media FOLDER; --embeddings are vectors already")
     index_run = index_folder if ray is None else _on_ray(ray)
     settings = load_settings()
-    with Progress(
+    with progress_bars(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err,
         disable=quiet,
         transient=False,
     ) as bars:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENV_OFFLINE = "AVSEARCH_OFFLINE"
+# What a command wraps each download in (cli/live_progress.py: its live display steps aside while the
+# download draws its own bar); the downloads themselves need none of it.
+_around_downloads: list[Callable[[], AbstractContextManager[object]]] = []
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,16 @@ def locate(wf: WeightFile, weights_dir: Path | str | None = None) -> WeightStatu
     return WeightStatus(wf, None, "missing")
 
 
+@contextmanager
+def around_downloads(wrap: Callable[[], AbstractContextManager[object]]) -> Iterator[None]:
+    """Within this block every download() runs inside `wrap()` (a command's live display pauses there)."""
+    _around_downloads.append(wrap)
+    try:
+        yield
+    finally:
+        _around_downloads.remove(wrap)
+
+
 def download(wf: WeightFile, *, progress: bool | None = None, settings: DownloadSettings | None = None) -> Path:
     """Fetch a file by its upstream mechanism into the usual cache; returns its path.
 
@@ -164,6 +179,13 @@ def download(wf: WeightFile, *, progress: bool | None = None, settings: Download
     (`progress` forces it on or off), resumed after a cut connection, checked against the size and SHA-256
     when known. Raises DownloadError (ChecksumMismatchError), OSError or a hub error on failure.
     """
+    with ExitStack() as stack:
+        for wrap in list(_around_downloads):
+            stack.enter_context(wrap())
+        return _download(wf, progress, settings)
+
+
+def _download(wf: WeightFile, progress: bool | None, settings: DownloadSettings | None) -> Path:
     if wf.hf_repo:
         from huggingface_hub import hf_hub_download
 
