@@ -353,7 +353,7 @@ def _embed_all(
         groups[it.modality].append(it)
     written: set[str] = set()
     listed = {p for p, _ in failed}  # a video fails once, not once per table
-    for modality, group in sorted(groups.items()):
+    for modality, group in sorted(groups.items()):  # audio before image: a video's sound first (plan.py)
         table = tables[modality]
         stage = f"embed {table}"
         progress.start(stage, len(group))
@@ -372,14 +372,15 @@ def _embed_all(
                 records, vectors = embedded_rows(
                     index.models, table, [chunk[i] for i in ok], native, describe, with_meta, spans
                 )
-                index.tables.upsert(table, records, vectors)
-                # rows left from the files' earlier content (moments past a changed video's new end), and
-                # the rows of files with nothing for this table now (a film that lost its sound)
-                index.tables.delete_stale(table, records)
+                # whole: rows left from the files' earlier content (moments past a changed video's new end)
+                # go in the same commit; then the rows of files with nothing for this table now (a film that
+                # lost its sound)
+                index.tables.upsert(table, records, vectors, whole=True)
                 nothing = [chunk[i].file.path for i, s in zip(ok, spans, strict=True) if not s]
-                if nothing:
-                    index.tables.delete(table, nothing)
-                written.update(chunk[i].file.path for i in ok)
+                held = list(index.tables.lookup(table, nothing)) if nothing else []
+                if held:  # no commit for a silent track that never had rows
+                    index.tables.delete(table, held)
+                written.update(chunk[i].file.path for i, s in zip(ok, spans, strict=True) if s)
             progress.advance(stage, len(chunk))
         progress.finish(stage)
     return len(written)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.media.detect import Detected
 from avsearch.media.walk import ScannedFile
-from avsearch.modalities import VIDEO, VIDEO_PARTS
+from avsearch.modalities import AUDIO, IMAGE, VIDEO, VIDEO_PARTS
 from avsearch.store.tables import FileRecord
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,26 @@ def _media_kinds(plan: Plan, path: str, found: Detected, supported: Collection[s
     return kinds
 
 
+def _unwritten_parts(
+    path: str, old: list[tuple[str, FileRecord]], detect: Callable[[str], Detected], supported: Collection[str]
+) -> list[str]:
+    """[IMAGE] for an unchanged video stored with sound rows only although it holds pictures: a run stopped
+    between its two tables' commits (the sound's table is written first: pipeline.py embeds a run's files
+    table by table in name order, audio before image). Only a file stored as sound moments and nothing else
+    is looked at (its header read); a film with frames always has image rows, a silent track none."""
+    if len(old) != 1 or old[0][0] != AUDIO or old[0][1].start is None or IMAGE not in supported:
+        return []
+    if detect(path).kind != VIDEO:
+        return []  # a long recording
+    from avsearch.errors import DecodeError
+    from avsearch.media.video import probe
+
+    try:
+        return [IMAGE] if probe(path).has_video else []
+    except DecodeError:
+        return []
+
+
 def under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -138,8 +158,9 @@ def make_plan(
     todo = []
     for f in scanned:
         old = where.get(f.path)
-        if old and old[0][1].size == f.size and old[0][1].mtime_ns == f.mtime_ns:
+        if old and all((r.size, r.mtime_ns) == (f.size, f.mtime_ns) for _, r in old):
             plan.unchanged += 1
+            plan.embed += [Item(m, f, old[0][1].hash) for m in _unwritten_parts(f.path, old, detect, supported)]
         else:
             todo.append(f)
 

@@ -470,8 +470,14 @@ class MediaStore:
         return records, {c: _matrix(arrow.column(c), self.dim(modality, c)) for c in vector_cols}
 
     @_damage_named
-    def upsert(self, modality: str, records: Sequence[FileRecord], vectors: dict[str, np.ndarray]) -> None:
-        """Insert or replace rows by path in ONE commit. vectors: every vector column -> (N, width)."""
+    def upsert(
+        self, modality: str, records: Sequence[FileRecord], vectors: dict[str, np.ndarray], whole: bool = False
+    ) -> None:
+        """Insert or replace rows by path in ONE commit. vectors: every vector column -> (N, width).
+
+        whole: `records` are ALL the rows of their files, so the same commit deletes those files' other rows
+        (left from their earlier content: a changed video's moments past its new end, a long recording's
+        segments when it became short, its whole-file row when it became long); a kill leaves either."""
         if not records:
             return
         self._check_lock()
@@ -480,7 +486,10 @@ class MediaStore:
             if column not in vectors:
                 raise IncompatibleError(f"table {modality!r} needs {column} vectors, none were given")
         batch = rows_table(tbl.schema, records, {c: vectors[c] for c in self.vector_columns(modality)})
-        tbl.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(batch)
+        merge = tbl.merge_insert("key").when_matched_update_all().when_not_matched_insert_all()
+        if whole and self.has_moments(modality):  # a table made before moments: one row per file, replaced
+            merge = merge.when_not_matched_by_source_delete(_keys_in(sorted({r.path for r in records}), moments=True))
+        merge.execute(batch)
 
     @_damage_named
     def add_missing_columns(
@@ -524,19 +533,6 @@ class MediaStore:
             self._check_lock()
             self._table(modality).delete(_keys_in(chunk, moments=moments))
         return len(paths)
-
-    @_damage_named
-    def delete_stale(self, modality: str, records: Sequence[FileRecord]) -> None:
-        """After an upsert of files' new rows (`records`): delete those files' other rows, left from their
-        earlier content (a changed video's moments past its new end, a long recording's segments when it
-        became short, its whole-file row when it became long). One commit; nothing to do on a table made
-        before moments (one row per file, replaced by the upsert)."""
-        if not records or not self.has_moments(modality):
-            return
-        self._check_lock()
-        paths = sorted({r.path for r in records})
-        keep = ", ".join(repr(r.key) for r in records)
-        self._table(modality).delete(f"{_keys_in(paths, moments=True)} AND key NOT IN ({keep})")
 
     @_damage_named
     def vectors(self, modality: str, column: str) -> tuple[list[str], np.ndarray, int]:

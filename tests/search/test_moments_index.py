@@ -149,3 +149,24 @@ def test_an_index_made_before_moments_takes_videos_without_rebuild(tmp_path, bri
     assert loader.files_encoded - before == 3 + 2  # the video's 3 frame rows and 2 segments: nothing re-embedded
     assert _moments(store, "image") == {"pic.png": [(None, None)], "walk.mp4": [(0.0, 4.0), (4.0, 6.0), (6.0, 12.0)]}
     assert _moments(store, "audio")["take.wav"] == [(None, None)] and len(_moments(store, "audio")["walk.mp4"]) == 2
+
+
+def test_a_video_cut_off_between_its_two_tables_is_completed(tmp_path, bridge_file) -> None:
+    root = tmp_path / "media"
+    root.mkdir()
+    video = make_video(root / "walk.mp4", seconds=12, square=(4, 6), tone=(1, 2))
+    make_video(root / "hush.mp4", seconds=6, square=None, tone=None)  # a sound track of silence: no audio rows
+    index = tmp_path / "index"
+    loader = FakeLoader()
+    index_folder(root, index, bridge_file, encoder_loader=loader)
+    store = MediaStore(index)
+    frames = _moments(store, "image")["walk.mp4"]
+    store.delete("image", [str(video)])  # as a kill -9 after the audio table's commit, before the image table's
+    before = loader.files_encoded
+    s = index_folder(root, index, encoder_loader=loader)
+    assert _moments(store, "image")["walk.mp4"] == frames and s.failed == []
+    assert loader.files_encoded - before == len(frames)  # the frames only: its sound is not embedded again
+    versions = {m: store.version(m) for m in ("image", "audio")}
+    again = index_folder(root, index, encoder_loader=loader)
+    assert again.added == 0 and {m: store.version(m) for m in ("image", "audio")} == versions
+    assert "hush.mp4" not in _moments(store, "audio")
