@@ -348,20 +348,20 @@ def _image_files(url: str) -> int:
 # -- the towers, in this process -------------------------------------------------------------------------------
 
 
-def towers(index: Path, weights: Path, picture: Path, n: int = 8) -> None:
+def towers(index: Path, weights: Path, queries: dict[str, Path], n: int = 8) -> None:
     """CPU time per query of each query tower the index uses, on torch and on ONNX Runtime (one thread
     each, as a search in the server on 2 cores): thread CPU time, so other jobs on the machine count little."""
     from avsearch.encoders import onnx_towers
     from avsearch.encoders.registry import get_spec, load_encoder
     from avsearch.serve.run import set_search_threads
-    from avsearch.store.manifest import read_manifest
+    from avsearch.store.manifest import load_manifest
 
     set_search_threads(1)
-    used = {entry.encoder for entry in read_manifest(index).modalities.values()}
+    used = {entry.encoder for entry in load_manifest(index).modalities.values()}
     for name in sorted(used):
         spec = get_spec(name)
         for tower in spec.modalities:
-            if not onnx_towers.supported(spec, (tower,)):
+            if not onnx_towers.supported(spec, (tower,)) or (tower != "text" and tower not in queries):
                 continue
             on_torch = load_encoder(name, (tower,), weights, "cpu")
             onnx_towers.export_after_load(on_torch, spec, (tower,), weights)
@@ -373,7 +373,7 @@ def towers(index: Path, weights: Path, picture: Path, n: int = 8) -> None:
                 if tower == "text":
                     call = lambda i, e=enc: e.encode_text([f"{PHRASES[i % 6]} {i}"])  # noqa: E731
                 else:
-                    call = lambda i, e=enc, t=tower: e.encode_files(t, [picture])  # noqa: E731
+                    call = lambda i, e=enc, t=tower: e.encode_files(t, [queries[t]])  # noqa: E731
                 call(0)
                 times = []
                 for i in range(1, n + 1):
@@ -409,7 +409,7 @@ def main() -> None:
     clips = [write_audio(args.work / "clips" / f"q{i}.wav", i, seconds=5.0, rate=48_000).read_bytes() for i in range(4)]
     picture = write_picture(args.work / "clips" / "q.png", 5)
     if args.towers:
-        towers(index, weights, picture)
+        towers(index, weights, {"image": picture, "audio": args.work / "clips" / "q0.wav"})
         return
     png = picture.read_bytes()
     t = time.perf_counter()
