@@ -76,6 +76,31 @@
     return API + "items/" + encodeURIComponent(id) + (what ? "/" + what : "");
   }
 
+  // A moment of a video or long recording: its range in seconds (null start: the whole file).
+  function isMoment(hit) {
+    return typeof hit.start === "number" && typeof hit.end === "number";
+  }
+
+  function hms(seconds) {
+    const whole = Math.floor(seconds);
+    const h = Math.floor(whole / 3600);
+    const m = Math.floor((whole % 3600) / 60);
+    const s = whole % 60;
+    const two = (n) => String(n).padStart(2, "0");
+    return h ? `${h}:${two(m)}:${two(s)}` : `${two(m)}:${two(s)}`;
+  }
+
+  // As the CLI prints it: 01:23-01:33.
+  function clock(start, end) {
+    return `${hms(start)}–${hms(end)}`;
+  }
+
+  // The file played from the moment's start to its end: a W3C media fragment, which the browser seeks
+  // to (with HTTP Range requests, which /media answers) before it plays.
+  function momentUrl(hit) {
+    return itemUrl(hit.id, "media") + `#t=${hit.start},${hit.end}`;
+  }
+
   // ---- the form and the URL -----------------------------------------------------------------------
 
   function filters() {
@@ -204,7 +229,10 @@
           if (!item || current !== query) return;
           name.textContent = item.name || baseName(item.path);
           name.title = item.path || "";
-          if (item.modality === "audio") {
+          if (isMoment(item)) {
+            name.after(el("span", { className: "range", text: " " + clock(item.start, item.end) }));
+            queryLine.append(el("img", { className: "query-preview", alt: "", src: itemUrl(query.id, "thumbnail") }));
+          } else if (item.modality === "audio") {
             queryLine.append(el("audio", { controls: true, preload: "none", src: itemUrl(query.id, "media") }));
           } else {
             queryLine.append(el("img", { className: "query-preview", alt: "", src: itemUrl(query.id, "thumbnail") }));
@@ -293,7 +321,24 @@
     const name = baseName(hit.path);
     const score = typeof hit.score === "number" ? hit.score.toFixed(3) : "?";
     const item = el("li", { className: weak ? "card weak" : "card", "data-id": hit.id, "data-modality": hit.modality });
-    if (hit.modality === "audio") {
+    if (isMoment(hit)) {
+      // A video moment shows its frame at the moment's start (a recording's moment, its stretch of waveform)
+      // and plays the file from there; a <video> plays a sound too, its poster staying on screen.
+      const at = clock(hit.start, hit.end);
+      item.classList.add("moment");
+      item.dataset.start = String(hit.start);
+      item.dataset.end = String(hit.end);
+      item.append(
+        el("video", {
+          className: "moment",
+          controls: true,
+          preload: "none",
+          poster: itemUrl(hit.id, "thumbnail"),
+          src: momentUrl(hit),
+          "aria-label": `Play ${name} from ${at}`,
+        }),
+      );
+    } else if (hit.modality === "audio") {
       // Its waveform (a thumbnail like a picture's), the generic icon where none can be drawn.
       const wave = el("img", { className: "waveform", src: itemUrl(hit.id, "thumbnail"), alt: `Waveform of ${name}`, loading: "lazy" });
       const box = el("div", { className: "wave" }, wave);
@@ -332,6 +377,10 @@
         }),
       ),
     );
+    if (isMoment(hit)) {
+      const more = hit.more ? ` · ${hit.more} more moment${hit.more === 1 ? "" : "s"} in this file` : "";
+      item.append(el("p", { className: "range", text: clock(hit.start, hit.end) + more }));
+    }
     const more = el("button", { type: "button", className: "more", "aria-label": `More like ${name}` });
     more.textContent = "More like this";
     more.addEventListener("click", () => {
@@ -366,7 +415,14 @@
       try {
         const found = await readJson(await request);
         const img = item.querySelector("img");
-        if (img) {
+        const video = item.querySelector("video");
+        if (video) {
+          // A video moment: the overlay is drawn on the frame at its start, shown as the player's poster.
+          video.pause();
+          video.poster = found.overlay;
+          video.load();
+          video.setAttribute("aria-label", `${name}: where the sound is (best box score ${found.best.score.toFixed(3)})`);
+        } else if (img) {
           img.src = found.overlay;
           img.alt = `${name}: where the sound is (best box score ${found.best.score.toFixed(3)})`;
         }
