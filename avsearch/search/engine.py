@@ -16,11 +16,11 @@ from avsearch.errors import DecodeError, InputError
 from avsearch.media.detect import detect
 from avsearch.media.failures import NOT_MEDIA
 from avsearch.media.metadata import metadata_config
-from avsearch.modalities import CMCR, TEXT
+from avsearch.modalities import CMCR, TEXT, VIDEO
 from avsearch.search.delta import Delta, DeltaRows
 from avsearch.search.filters import SearchFilters
 from avsearch.search.moments import merge_hits, rows_wanted
-from avsearch.search.piece import Piece, piece_vector
+from avsearch.search.piece import Piece, piece_vector, pieces
 from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
 from avsearch.search.selection import RowSelector, glob_positions
@@ -110,6 +110,9 @@ class SearchEngine:
             if found.kind is None:
                 raise InputError(f"{path}: {NOT_MEDIA}")
             modality = found.kind
+        if modality == VIDEO:  # its frames and its sound, each a query of its own (search/piece.py)
+            lists = [self.search_piece(piece, target, k, filters, backend) for piece in pieces(path, None, None, None)]
+            return [r for found in lists for r in found]
         routes = plan_routes(modality, target, self.manifest, backend)
         return [_labelled(self._run(r, str(path), modality, self._embed(r, path=path), k, filters), r) for r in routes]
 

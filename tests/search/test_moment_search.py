@@ -193,3 +193,12 @@ def test_bad_pieces_are_one_line(engine, given, words) -> None:
     with pytest.raises(InputError) as exc:
         query(search, target="audio", **given)
     assert words in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_video_file_as_the_query_gives_its_frames_and_its_sound(engine) -> None:
+    search, root = engine
+    frames, sound = search.search_file(root / "walk.mp4", target="image", k=3)  # as the server's upload does
+    assert (frames.query_modality, sound.query_modality) == ("image", "audio")
+    walk = str(root / "walk.mp4")
+    assert walk in {h.path for h in frames.hits} and walk in {h.path for h in sound.hits}  # found, both ways
+    assert frames.query == sound.query == walk
