@@ -2,7 +2,10 @@
 
 Pictures and point clouds appear as small JPEG thumbnails inlined as data: URIs (made here with PIL; a
 cloud as a rendered dot preview), sounds as their waveform (inlined the same way) above an audio player
-whose src is the file's file:// URL, so the page stays small and plays the originals where they lie.
+whose src is the file's file:// URL, so the page stays small and plays the originals where they lie. A
+moment of a video or long recording is its frame at the moment's start (a recording's: its stretch of
+waveform) as the poster of a <video> that plays the file from the moment's start to its end (a W3C media
+fragment, #t=start,end), with the time range as text.
 Every piece of text from the index (file names can hold <, quotes, non-UTF-8 bytes) is made printable
 and HTML-escaped.
 """
@@ -20,11 +23,14 @@ from pathlib import Path
 from avsearch.atomic import write_text
 from avsearch.errors import AvsearchError, InputError
 from avsearch.media.audio import load_audio
+from avsearch.media.detect import detect_kind
 from avsearch.media.image import load_image
 from avsearch.media.pointcloud import load_pointcloud
 from avsearch.media.preview import render_cloud, render_waveform
+from avsearch.media.video_frame import moment_picture
 from avsearch.media.walk import printable
-from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD
+from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD, VIDEO
+from avsearch.search.moments import clock
 from avsearch.search.results import Hit, ResultSet
 
 log = logging.getLogger(__name__)
@@ -96,7 +102,19 @@ def _card(hit: Hit) -> str:
     shown = printable(hit.path)
     name = _e(shown.rsplit("/", 1)[-1])
     url = _e(_file_url(hit.path))
-    if hit.modality == AUDIO:
+    span = ""
+    if hit.start is not None and hit.end is not None:
+        data = _thumbnail(hit.path, hit.modality, hit.start, hit.end)
+        when = clock(hit.start, hit.end)
+        poster = f' poster="{data}"' if data else ""
+        fragment = _e(f"#t={hit.start:g},{hit.end:g}")
+        media = (
+            f'<video class="moment" controls preload="none"{poster} src="{url}{fragment}"'
+            f' aria-label="Play {name} from {_e(when)}"></video>'
+        )
+        more = f" · {hit.more} more moment{'' if hit.more == 1 else 's'} in this file" if hit.more else ""
+        span = f'<p class="range">{_e(when + more)}</p>'
+    elif hit.modality == AUDIO:
         data = _thumbnail(hit.path, hit.modality)
         wave = f'<img class="waveform" src="{data}" alt="Waveform of {name}">' if data else ""
         media = f'{wave}<audio controls preload="none" src="{url}" aria-label="Play {name}"></audio>'
@@ -107,7 +125,7 @@ def _card(hit: Hit) -> str:
     return (
         f'<li class="card" data-modality="{_e(hit.modality)}">{media}'
         f'<p class="meta"><span class="rank">#{hit.rank}</span> <span class="name" title="{_e(shown)}">{name}</span>'
-        f' <span class="score">{hit.score:.3f}</span></p></li>'
+        f' <span class="score">{hit.score:.3f}</span></p>{span}</li>'
     )
 
 
@@ -116,10 +134,14 @@ def _file_url(path: str) -> str:
     return Path(os.path.abspath(path)).as_uri()
 
 
-def _thumbnail(path: str, modality: str) -> str | None:
-    """A small JPEG as a data: URI, or None when the file cannot be decoded any more (moved, changed)."""
+def _thumbnail(path: str, modality: str, start: float | None = None, end: float | None = None) -> str | None:
+    """A small JPEG as a data: URI, or None when the file cannot be decoded any more (moved, changed);
+    start/end: a moment's range (its frame at start, or its stretch of waveform)."""
     try:
-        if modality == IMAGE:
+        if modality != POINTCLOUD and (start is not None or detect_kind(path) == VIDEO):
+            img = moment_picture(path, start, end, THUMB_SIDE)
+            img.thumbnail((THUMB_SIDE, THUMB_SIDE))
+        elif modality == IMAGE:
             img = load_image(path)
             img.thumbnail((THUMB_SIDE, THUMB_SIDE))
         elif modality == POINTCLOUD:
@@ -145,7 +167,8 @@ h1{font-size:1.3rem;margin:1rem 0 .2rem}.query{font-size:1.1rem;margin:.2rem 0;o
 .grid{list-style:none;margin:0;padding:0;display:grid;gap:.8rem;grid-template-columns:repeat(auto-fill,minmax(180px,1fr))}
 .card{border:1px solid #ccd2d5;border-radius:8px;padding:.5rem;display:flex;flex-direction:column;gap:.35rem}
 .thumb{display:flex;align-items:center;justify-content:center;height:160px;overflow:hidden}
-.thumb img{max-width:100%;max-height:100%}.nothumb{color:#6b7479;font-size:.8rem}audio{width:100%}
+.thumb img{max-width:100%;max-height:100%}video.moment{width:100%;height:160px;background:#000;object-fit:contain}
+.range{margin:0;font-size:.8rem;color:#6b7479;font-variant-numeric:tabular-nums}.nothumb{color:#6b7479;font-size:.8rem}audio{width:100%}
 img.waveform{width:100%;height:64px;display:block}
 .meta{display:flex;gap:.4rem;margin:0;font-size:.85rem;min-width:0}
 .name{flex:1;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}.score{font-variant-numeric:tabular-nums}

@@ -31,7 +31,7 @@ from tests.search.media_factory import write_audio, write_cloud, write_image
 
 # What the report's own markup uses; a tag made from a file name would be something else.
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "p", "main", "section"}
-ALLOWED_TAGS |= {"ol", "li", "a", "img", "span", "audio"}
+ALLOWED_TAGS |= {"ol", "li", "a", "img", "span", "audio", "video"}
 
 
 class Page(HTMLParser):
@@ -177,3 +177,44 @@ def test_query_html_flag_writes_the_page(tmp_path: Path, bridge_file: Path) -> N
     text = out.read_text("utf-8")
     assert Page(text).sections() == [("image", 2), ("audio", 1)]
     assert "img1.png" in text and "img2.png" in text and "snd0.wav" in text
+
+
+def _poster(attrs: dict[str, str]) -> np.ndarray:
+    assert attrs["poster"].startswith("data:image/jpeg;base64,")
+    picture = Image.open(io.BytesIO(base64.b64decode(attrs["poster"].split(",", 1)[1])))
+    assert picture.format == "JPEG" and max(picture.size) <= 160
+    return np.asarray(picture.convert("RGB"), np.float32)
+
+
+def test_moments_play_from_their_start_under_their_frame(tmp_path: Path) -> None:
+    """A video moment: a <video> whose poster is the frame at the moment's start and whose src is the file
+    with the media fragment #t=start,end, and the range as text; a recording's moment: its stretch of
+    waveform (field.wav is silent for its first 5 s: the 0-10 s segment's left third is blank)."""
+    import soundfile as sf
+
+    from tests.media.videos import GREY, RED, make_video
+
+    video = make_video(tmp_path / "walk #1.mp4", seconds=6.0, square=(2.0, 4.0), audio=False)
+    t = np.arange(15 * 16_000) / 16_000
+    recording = tmp_path / "field.wav"
+    sf.write(recording, np.where(t >= 5.0, 0.3 * np.sin(2 * np.pi * 330 * t), 0.0).astype(np.float32), 16_000)
+    pictures = ResultSet("a query", "text", "image", "clip", "flat")
+    pictures.hits = [
+        Hit(1, str(video), "image", 0.9, id="1" * 32, start=2.0, end=4.0, more=1),
+        Hit(2, str(video), "image", 0.5, id="2" * 32, start=0.0, end=2.0),
+    ]
+    sounds = ResultSet("a query", "text", "audio", "clap", "flat")
+    sounds.hits = [Hit(1, str(recording), "audio", 0.7, id="3" * 32, start=0.0, end=10.0)]
+    text, page = _report(tmp_path, [pictures, sounds])
+
+    square, grey, field = page.all("video")
+    assert [urlparse(v["src"]).fragment for v in (square, grey, field)] == ["t=2,4", "t=0,2", "t=0,10"]
+    assert unquote_to_bytes(urlparse(square["src"]).path) == os.fsencode(video)
+    assert square["preload"] == "none" and "controls" in square
+    assert square["aria-label"] == "Play walk #1.mp4 from 00:02-00:04"
+    first, second = _poster(square), _poster(grey)
+    h, w = first.shape[:2]
+    assert np.abs(first[h // 2, w // 2] - RED).max() < 40 and np.abs(second[h // 2, w // 2] - GREY).max() < 40
+    wave = _poster(field).mean(axis=2)
+    assert (wave[:, : wave.shape[1] // 3] < 128).mean() < 0.05 < 0.3 < (wave[:, -wave.shape[1] // 3 :] < 128).mean()
+    assert "00:02-00:04 · 1 more moment in this file" in text and "00:00-00:10" in text

@@ -90,7 +90,7 @@
     return h ? `${h}:${two(m)}:${two(s)}` : `${two(m)}:${two(s)}`;
   }
 
-  // As the CLI prints it: 01:23-01:33.
+  // As the CLI prints it (01:23-01:33), with an en dash.
   function clock(start, end) {
     return `${hms(start)}–${hms(end)}`;
   }
