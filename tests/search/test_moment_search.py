@@ -202,3 +202,14 @@ def test_a_video_file_as_the_query_gives_its_frames_and_its_sound(engine) -> Non
     walk = str(root / "walk.mp4")
     assert walk in {h.path for h in frames.hits} and walk in {h.path for h in sound.hits}  # found, both ways
     assert frames.query == sound.query == walk
+
+
+def test_the_results_table_shows_a_moment_with_its_range_and_the_rest_counted() -> None:
+    from avsearch.cli.query import _where
+    from avsearch.search.results import Hit
+
+    assert _where(Hit(1, "/m/walk.mp4", "image", 0.9, start=83.0, end=93.0)) == "/m/walk.mp4  01:23-01:33"
+    assert _where(Hit(1, "/m/walk.mp4", "audio", 0.9, start=0.0, end=10.0, more=4)) == (
+        "/m/walk.mp4  00:00-00:10  (+4 more)"
+    )
+    assert _where(Hit(1, "/m/a.png", "image", 0.9)) == "/m/a.png"
