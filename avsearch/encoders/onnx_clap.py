@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from avsearch.encoders.onnx_parts import FINGERPRINT, Export, spec_options
 from avsearch.encoders.onnx_session import normalized, run, session
-from avsearch.encoders.onnx_towers import FINGERPRINT, Export, spec_options
 from avsearch.errors import ConfigError
 from avsearch.modalities import AUDIO, TEXT
 

@@ -24,14 +24,14 @@ import hashlib
 import importlib
 import logging
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from avsearch.encoders.onnx_parts import FINGERPRINT, GRAPH, Export
 from avsearch.encoders.onnx_session import normalized, run, session
 from avsearch.errors import ConfigError
 
@@ -50,24 +50,6 @@ FAMILIES = {
     CLAP_FACTORY: "avsearch.encoders.onnx_clap",
     ULIP_FACTORY: "avsearch.encoders.onnx_ulip",
 }
-GRAPH = "model.onnx"  # in an export's folder, beside its weights (model.onnx.data, memory-mapped by ORT)
-FINGERPRINT = "fingerprint.txt"  # in an export's folder: the torch encoder's fingerprint()
-
-
-@dataclass
-class Export:
-    """One graph of a tower's export, as its family describes it (torch side)."""
-
-    file: str  # in the export folder; the first graph of a tower is GRAPH
-    module: Any  # torch module: forward(*graph inputs) -> the tower's un-normalised vectors
-    names: tuple[str, ...]  # the graph's input names
-    samples: Any  # what the check runs the torch encoder on (the family's torch_forward takes it)
-    feed: Callable[[Any], Any] | None = None  # samples -> the graph's inputs, made as the query path makes them
-    batch: bool = True  # a dynamic batch axis; else the graph runs one item at a time
-
-    def inputs(self) -> tuple[np.ndarray, ...]:
-        made = self.feed(self.samples) if self.feed else self.samples
-        return made if isinstance(made, tuple) else (made,)
 
 
 def enabled() -> bool:
@@ -92,11 +74,6 @@ def cache_dir() -> Path:
     from avsearch.settings import load_settings
 
     return load_settings().cache_dir / "onnx"
-
-
-def spec_options(spec: Any) -> dict[str, Any]:
-    """An encoder's options that shape its vectors (batch sizes do not)."""
-    return {k: v for k, v in spec.options.items() if not k.startswith("batch")}
 
 
 def family(spec: Any) -> ModuleType | None:
@@ -166,9 +143,15 @@ def __getattr__(name: str) -> Any:
 
 
 def _encoder_family(encoder: Any) -> ModuleType:
-    from avsearch.encoders.registry import get_spec
-
-    fam = family(getattr(encoder, "_spec", None) or get_spec(encoder.name))
+    """The family of a loaded torch encoder: by its spec, else by the module its class lives in (that of
+    its registry factory; looking the spec up in the registry would import it back: a circle)."""
+    spec = getattr(encoder, "_spec", None)
+    if spec is not None:
+        fam = family(spec)
+    else:
+        module = type(encoder).__module__
+        name = next((f for factory, f in FAMILIES.items() if factory.partition(":")[0] == module), None)
+        fam = importlib.import_module(name) if name else None
     if fam is None:
         raise ConfigError(f"{encoder.name} has no ONNX export")
     return fam

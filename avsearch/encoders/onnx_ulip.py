@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from avsearch.encoders.onnx_parts import FINGERPRINT, Export
 from avsearch.encoders.onnx_session import normalized, run, session
-from avsearch.encoders.onnx_towers import FINGERPRINT, Export
 from avsearch.errors import IncompatibleError, InputError
 from avsearch.modalities import POINTCLOUD
 
