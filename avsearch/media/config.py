@@ -24,6 +24,7 @@ class ImageLimits:
     max_pixels: int = 178_956_970  # decompression-bomb guard, on the decoded (possibly reduced) size
     reduced_side: int = 2048  # large pictures decode reduced, shorter side kept at least this
     max_aspect_ratio: int = 32  # longer side / shorter side: bounds every short-side resize (N x S^2 pixels)
+    max_jpeg_coefficients: int = 268_435_456  # progressive/multi-scan JPEGs: DCT coefficients held (2 B each)
 
     def __post_init__(self) -> None:
         _positive_ints(self, "image")

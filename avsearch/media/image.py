@@ -8,6 +8,8 @@ guard (`max_pixels`, one limit in configs/media.toml) applies to the size a pict
 own declared-size guard, which would refuse pictures that decode reduced well within it, is not used.
 The shape is bounded too (`max_aspect_ratio`), from the header: every encoder resizes the shorter side
 to its input size, so a 1 x 100000 strip of a few hundred bytes would otherwise become gigabytes.
+A progressive (or multi-scan) JPEG is decoded from all its DCT coefficients at the declared size, however
+reduced it is drawn, so those are bounded from the header too (`max_jpeg_coefficients`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from avsearch.errors import DecodeError
 from avsearch.media.config import media_config
 from avsearch.media.detect import require
+from avsearch.media.jpeg_frame import read_frame
 from avsearch.media.pil_open import open_image
 from avsearch.modalities import IMAGE
 
@@ -96,6 +99,23 @@ def shape_problem(width: int, height: int, max_aspect_ratio: int | None = None) 
     return None
 
 
+def coefficient_problem(path: Path, max_coefficients: int | None = None) -> str | None:
+    """Why a JPEG is refused before decoding (one line), or None: progressive and multi-scan ones hold every
+    DCT coefficient of the declared size while decoding (2 bytes each), even when drawn at 1/8."""
+    limit = media_config().image.max_jpeg_coefficients if max_coefficients is None else max_coefficients
+    frame = read_frame(path)
+    if frame is None:  # PIL found a frame and a scan in the header; libjpeg would not read it either
+        return "JPEG header without a frame before its first scan"
+    if not frame.buffered or frame.coefficients <= limit:
+        return None
+    kind = "progressive" if frame.progressive else "multi-scan"
+    return (
+        f"image of {frame.width}x{frame.height} pixels: a {kind} JPEG is decoded from all its "
+        f"{frame.coefficients:,} DCT coefficients at once ({frame.coefficients * 2 >> 20:,} MiB), over the "
+        f"{limit:,} limit (max_jpeg_coefficients, configs/media.toml)"
+    )
+
+
 def bounded_crop(
     left: int, top: int, right: int, bottom: int, max_aspect_ratio: int | None = None
 ) -> tuple[int, int, int, int]:
@@ -129,8 +149,9 @@ def load_image(
     max_pixels / reduced_side / max_aspect_ratio: default from configs/media.toml [image]. Large
     pictures come back reduced (shorter side at least reduced_side). Raises DecodeError naming the file
     when it is not a picture (by content: media/detect.py), truncated, empty, has no installed decoder,
-    would decode to more than max_pixels pixels, or is longer than max_aspect_ratio times its width (or
-    the other way round; judged from the header, before any pixel is decoded).
+    would decode to more than max_pixels pixels, is longer than max_aspect_ratio times its width (or
+    the other way round), or is a progressive (or multi-scan) JPEG holding more than max_jpeg_coefficients
+    DCT coefficients while decoding (the last two judged from the header, before any pixel is decoded).
     """
     path = Path(path)
     limits = media_config().image
@@ -141,6 +162,8 @@ def load_image(
         with open_image(path) as img:
             declared = img.size
             problem = shape_problem(*declared, max_aspect_ratio)
+            if problem is None and img.format in ("JPEG", "MPO"):
+                problem = coefficient_problem(path)
             if problem is not None:
                 raise DecodeError(f"{path}: {problem}")
             img.seek(0)  # first frame of animations

@@ -33,9 +33,10 @@ from avsearch.errors import ConfigError, DecodeError
 from avsearch.media import audio as audio_module
 from avsearch.media import pointcloud as pointcloud_module
 from avsearch.media.audio import load_audio
-from avsearch.media.config import AudioLimits, MediaConfig, PointCloudLimits, load_media_config
+from avsearch.media.config import AudioLimits, ImageLimits, MediaConfig, PointCloudLimits, load_media_config
 from avsearch.media.image import bounded_crop, load_image
 from avsearch.media.pointcloud import load_pointcloud, read_xyz
+from tests.media.jpegs import tiny_jpeg
 
 ROOT = Path(__file__).resolve().parents[2]
 GROWTH_MB = 500  # the most decoding one tiny file may add to a process's peak RSS
@@ -50,6 +51,13 @@ BILLIONS = 3_000_000_000
 def _png(width: int, height: int) -> Callable[[Path], None]:
     def write(path: Path) -> None:
         Image.new("L", (width, height), 0).save(path, optimize=True)  # one colour: a few hundred bytes
+
+    return write
+
+
+def _jpeg(width: int, height: int, scan: str) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        path.write_bytes(tiny_jpeg(width, height, scan))
 
     return write
 
@@ -124,6 +132,20 @@ class Tiny:
 TINY = (
     Tiny("strip 1x100000.png", "image", _png(1, 100_000), r"image of 1x100000 pixels: aspect ratio 100000:1 exceeds"),
     Tiny("strip 100000x1.png", "image", _png(100_000, 1), r"image of 100000x1 pixels: aspect ratio 100000:1 exceeds"),
+    # 228 and 242 bytes: libjpeg held 768 MiB of DCT coefficients for each, drawing them at 1/8 (2048 px)
+    Tiny(
+        "progressive 16384x16384.jpg",
+        "image",
+        _jpeg(16384, 16384, "progressive"),
+        r"image of 16384x16384 pixels: a progressive JPEG is decoded from all its 402,653,184 DCT coefficients "
+        r"at once \(768 MiB\), over the 268,435,456 limit \(max_jpeg_coefficients, configs/media.toml\)$",
+    ),
+    Tiny(
+        "multi-scan 16384x16384.jpg",
+        "image",
+        _jpeg(16384, 16384, "multi-scan"),
+        r"image of 16384x16384 pixels: a multi-scan JPEG is decoded from all its 402,653,184 DCT coefficients",
+    ),
     Tiny("rate 0.wav", "audio", _wav(0, 200_000), r"sample rate 0 Hz in the header: a rate must be positive", 5000),
     Tiny(
         "1 MHz for an hour.wav",
@@ -386,6 +408,7 @@ def _with_limits(monkeypatch: pytest.MonkeyPatch, **sections: object) -> None:
 def test_limits_come_from_media_toml_and_are_checked(tmp_path: Path) -> None:
     bundled = load_media_config()
     assert bundled.image.max_aspect_ratio == 32
+    assert bundled.image.max_jpeg_coefficients == 268_435_456
     assert bundled.audio == AudioLimits(max_sample_rate=768_000, max_samples=134_217_728)
     assert bundled.pointcloud == PointCloudLimits(max_points=20_000_000)
     custom = tmp_path / "media.toml"
@@ -417,6 +440,46 @@ def test_a_20_to_1_panorama_decodes(tmp_path: Path) -> None:
     path = tmp_path / "panorama.jpg"
     Image.new("RGB", (8000, 400), (90, 120, 200)).save(path, quality=80)
     assert load_image(path).size == (8000, 400)  # the encoders' resize makes it 4480 x 224: 3 MB
+
+
+def _photo(path: Path, progressive: bool) -> Path:
+    """A 1000 x 800 picture with edges and gradients, 4:2:0 like most JPEGs."""
+    y, x = np.mgrid[0:800, 0:1000]
+    rgb = np.stack([x * 255 // 999, y * 255 // 799, ((x // 50 + y // 50) % 2) * 200 + 20], axis=-1)
+    Image.fromarray(rgb.astype(np.uint8)).save(path, quality=90, subsampling=2, progressive=progressive)
+    return path
+
+
+def test_progressive_jpegs_up_to_the_coefficient_limit_decode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    progressive = _photo(tmp_path / "progressive.jpg", True)
+    baseline = np.asarray(load_image(_photo(tmp_path / "baseline.jpg", False)), dtype=np.int16)
+    # libjpeg's buffer, by hand: luma 125 x 100 blocks rounded up to whole 2 x 2 MCUs (126 x 100), each
+    # chroma 63 x 50; 18,900 blocks of 64
+    held = (126 * 100 + 2 * 63 * 50) * 64
+    assert held == 1_209_600
+    _with_limits(monkeypatch, image=ImageLimits(max_jpeg_coefficients=held))
+    decoded = np.asarray(load_image(progressive), dtype=np.int16)
+    assert decoded.shape == baseline.shape == (800, 1000, 3)
+    assert np.abs(decoded - baseline).max() <= 2  # the same coefficients, scans reordered (lossless)
+    _with_limits(monkeypatch, image=ImageLimits(max_jpeg_coefficients=held - 1))
+    with pytest.raises(
+        DecodeError,
+        match=r"progressive.jpg: image of 1000x800 pixels: a progressive JPEG is decoded from all its 1,209,600 "
+        r"DCT coefficients at once \(2 MiB\), over the 1,209,599 limit",
+    ):
+        load_image(progressive)
+    # a sequential JPEG (one interleaved scan) is decoded a row of blocks at a time: no coefficient limit
+    _with_limits(monkeypatch, image=ImageLimits(max_jpeg_coefficients=1))
+    assert load_image(tmp_path / "baseline.jpg").size == (1000, 800)
+
+
+def test_a_sequential_jpeg_declaring_a_huge_size_decodes_reduced(tmp_path: Path) -> None:
+    # Measured: libjpeg's memory for these follows the output (DCT-scaled to 1/8: 34 MB for this one, and
+    # 510 MB at the format's largest, 65000 x 65000, within what max_pixels allows any picture to take).
+    path = tmp_path / "sequential.jpg"
+    path.write_bytes(tiny_jpeg(16384, 16384, "sequential"))
+    assert path.stat().st_size < 300
+    assert load_image(path).size == (2048, 2048)
 
 
 def test_localisation_crops_are_cut_to_the_aspect_limit() -> None:
