@@ -8,11 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
 from avsearch.bridge.confidence import Calibration
 from avsearch.errors import DecodeError, InputError
+from avsearch.lazy_import import lazy_module
 from avsearch.media.detect import detect
 from avsearch.media.failures import NOT_MEDIA
 from avsearch.media.metadata import metadata_config
@@ -24,11 +24,15 @@ from avsearch.search.piece import Piece, piece_vector, pieces
 from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
 from avsearch.search.selection import RowSelector, glob_positions
+from avsearch.store import torch_search
 from avsearch.store.ann import search_parameters
 from avsearch.store.ann_files import LoadedAnn, ann_name
+from avsearch.store.exact import ENGINE
 from avsearch.store.index import Index
 from avsearch.store.tables import split_ref
 from avsearch.timings import timed
+
+faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
 
 if TYPE_CHECKING:
     from avsearch.bridge.model import BridgeMeta
@@ -291,7 +295,7 @@ class SearchEngine:
                 scores, ids = _every_list(ann, q, want, allowed)  # type: ignore[arg-type]
             pairs = [(float(s), ann.paths[i]) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
             result.index_kind = ann.params.kind
-            result.engine = "faiss-cpu" if allowed is not None else ann.engine
+            result.engine = "faiss-cpu" if allowed is not None and ann.engine != ENGINE else ann.engine
         if delta is not None:
             pairs = [(s, p) for s, p in pairs if p not in delta.gone]
             paths, vectors = delta.paths, delta.vectors
@@ -310,7 +314,10 @@ class SearchEngine:
             with self._load_lock:
                 if name not in self._ann:
                     device = self.index.models.device  # --device cpu keeps FAISS off the GPU too
-                    self._ann[name] = self.index.ann(name, use_gpu=device is None or device.startswith("cuda"))
+                    use_gpu = device is None or device.startswith("cuda")
+                    # where no GPU will take it, a flat build is searched in numpy (store/exact.py)
+                    numpy_flat = not (use_gpu and torch_search.nvidia_driver())
+                    self._ann[name] = self.index.ann(name, use_gpu=use_gpu, numpy_flat=numpy_flat)
         ann = self._ann[name]
         if version is None:
             version = self.store.version(route.target)

@@ -15,9 +15,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import faiss
 import numpy as np
 
+from avsearch.lazy_import import lazy_module
+
+faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
 
 
 class VectorFile:

@@ -21,15 +21,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from avsearch.lazy_import import lazy_module
 from avsearch.store.ann import IVF_FLAT, AnnParams, configure, maybe_gpu, search_parameters, set_nprobe, to_cpu
 from avsearch.store.ann_disk import DiskRefine, VectorFile
 from avsearch.store.location import Location
 from avsearch.store.torch_search import TorchExact, torch_gpu
+
+faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
 
 log = logging.getLogger(__name__)
 

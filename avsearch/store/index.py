@@ -253,8 +253,18 @@ class Index:
 
     # -- FAISS files -----------------------------------------------------------------------------------
 
-    def ann(self, name: str, use_gpu: bool = True) -> LoadedAnn | None:
-        """The current FAISS build `name` (e.g. "image.proj_audio_visual"), or None."""
+    def ann(self, name: str, use_gpu: bool = True, numpy_flat: bool = False) -> LoadedAnn | None:
+        """The current FAISS build `name` (e.g. "image.proj_audio_visual"), or None. numpy_flat: a flat build
+        of a local index is searched in numpy (store/exact.py: no FAISS import), for a search that no GPU
+        will take; on an object store the FAISS file, cached on this machine, is read instead of the table."""
+        if numpy_flat and self.location.is_local:
+            from avsearch.store.exact import load_exact
+
+            meta = self.ann_meta(name)
+            modality, column = name.split(".", 1)  # ann_files.ann_name
+            found = None if meta is None else load_exact(self.tables, name, modality, column, meta)
+            if found is not None:
+                return found
         return ann_files.load_ann(self.location, name, use_gpu=use_gpu)
 
     def ann_meta(self, name: str) -> dict[str, Any] | None:

@@ -43,22 +43,27 @@ import functools
 import hashlib
 import logging
 import os
+import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import lancedb
 import numpy as np
 import pyarrow as pa
 
 from avsearch.errors import DamagedIndexError, IncompatibleError, InputError, StorageError
 from avsearch.media.metadata import FileMeta, MediaInfo
 from avsearch.media.walk import printable
+from avsearch.store.lance_read import TableReader, open_dataset
 from avsearch.store.location import Location
 from avsearch.store.locks import WriterLock
 from avsearch.store.manifest import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    import lancedb
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,6 +71,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 ColumnFill = Callable[[list[str]], dict[str, pa.Array]]
 
 TABLES_DIR = "tables"
+_LANCE = ".lance"  # a table is the Lance dataset <TABLES_DIR>/<modality>.lance
 NATIVE = "native"  # column of encoder embeddings (the encoder's own space)
 SHARED_PREFIX = "proj_"  # columns of bridge-projected embeddings, one per bridge ("proj_<bridge name>")
 _BOOK = ("path_bytes", "size", "mtime_ns", "hash", "encoder", "bridge")
@@ -248,6 +254,25 @@ def _matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
 _FILTER_REFUSED = "Error resolving filter expression"
 
 
+def import_lancedb() -> Any:
+    """The lancedb module (writes only: reads go through store/lance_read.py), imported without its REST
+    client's package __init__ (nine API modules, about 60% of `import lancedb`), which local and
+    object-store tables never use; that package runs its own __init__ if anything asks it for another
+    name (encoders/upstream.py `submodule`)."""
+    if "lancedb" not in sys.modules:
+        import contextlib
+
+        from avsearch.encoders.upstream import submodule
+        from avsearch.store.lance_read import import_lance
+
+        import_lance()  # lancedb imports lance: without pandas where nothing needs it yet
+        with contextlib.suppress(ImportError):  # another lancedb that does without it: nothing to skip
+            submodule("lance_namespace_urllib3_client", "models")
+    import lancedb
+
+    return lancedb
+
+
 def _unreachable(exc: BaseException) -> bool:
     """Whether a Lance error says an object store did not answer or refused us (not damage)."""
     return any(m in str(exc) for m in _UNREACHABLE)
@@ -291,25 +316,58 @@ class MediaStore:
     """The tables of one index folder. Create with the dims once; reopen without them."""
 
     def __init__(self, index_dir: str | Path | Location) -> None:
-        location = Location.of(index_dir)
+        self.location = location = Location.of(index_dir)
         self.index_dir: Path | str = location.local_path or location.uri  # for messages
-        # Check for newer versions on every read: another process (an index run) may have committed.
-        try:
-            self._db = lancedb.connect(
-                location.join(TABLES_DIR),
-                read_consistency_interval=timedelta(0),
-                storage_options=location.lance_options() or None,
-            )
-        except (RuntimeError, OSError, ValueError) as exc:
-            if location.is_local or not _unreachable(exc):
-                raise
-            raise _unreadable(f"{location}: the tables", exc) from exc
+        self._connection: lancedb.DBConnection | None = None  # LanceDB, for writes: connected on the first
         self._tables: dict[str, lancedb.table.Table] = {}
         self.lock: WriterLock | None = None  # a writer's lock, checked before every commit (store/locks.py)
-        self._pinned: dict[tuple[str, int], lancedb.table.Table] = {}  # (modality, version) -> table
+        # Reads go through Lance datasets (store/lance_read.py), each pinned to a version: the newest,
+        # checked on every read (another process, an index run, may have committed), or a FAISS index's.
+        self._readers: dict[str, TableReader] = {}
+        self._pinned: dict[tuple[str, int], TableReader] = {}  # (modality, version) -> table
+        self._read_lock = threading.Lock()
+        if not location.is_local:
+            self._db  # noqa: B018  (an object store that does not answer fails here, in one line)
+
+    @property
+    def _db(self) -> lancedb.DBConnection:
+        """The LanceDB connection (writes; listing an object store's tables), made on first use."""
+        if self._connection is None:
+            lancedb = import_lancedb()
+            try:
+                # check for newer versions on every read: another process (an index run) may have committed
+                self._connection = lancedb.connect(
+                    self.location.join(TABLES_DIR),
+                    read_consistency_interval=timedelta(0),
+                    storage_options=self.location.lance_options() or None,
+                )
+            except (RuntimeError, OSError, ValueError) as exc:
+                if self.location.is_local or not _unreachable(exc):
+                    raise
+                raise _unreadable(f"{self.location}: the tables", exc) from exc
+        return self._connection
 
     def modalities(self) -> list[str]:
-        return sorted(self._db.list_tables(limit=1000).tables)
+        folder = self.location.local_path
+        if folder is None:  # an object store: LanceDB's listing (it knows its stores' quirks)
+            return sorted(self._db.list_tables(limit=1000).tables)
+        # a local folder: the tables are its <name>.lance folders, as LanceDB lists them
+        tables = folder / TABLES_DIR
+        found = tables.iterdir() if tables.is_dir() else ()
+        return sorted(p.name[: -len(_LANCE)] for p in found if p.name.endswith(_LANCE) and p.is_dir())
+
+    def _reader(self, modality: str) -> TableReader:
+        """The table as of its newest commit, for reading."""
+        with self._read_lock:
+            reader = self._readers.get(modality)
+        if reader is None:
+            uri = self.location.join(TABLES_DIR, f"{modality}{_LANCE}")
+            reader = TableReader(open_dataset(uri, storage_options=self.location.lance_options()))
+        else:
+            reader = reader.latest()
+        with self._read_lock:
+            self._readers[modality] = reader
+        return reader
 
     def _check_lock(self) -> None:
         if self.lock is not None:
@@ -359,41 +417,43 @@ class MediaStore:
     @_damage_named
     def vector_columns(self, modality: str) -> list[str]:
         """NATIVE first, then the projected columns."""
-        names = self._table(modality).schema.names
+        names = self._reader(modality).schema.names
         return [NATIVE] + [n for n in names if n.startswith(SHARED_PREFIX)]
 
     def dim(self, modality: str, column: str) -> int:
-        return self._table(modality).schema.field(column).type.list_size
+        return self._reader(modality).schema.field(column).type.list_size
 
     @_damage_named
     def columns(self, modality: str) -> list[str]:
         """The table's column names (an index made before metadata filters lacks META_COLUMNS)."""
-        return list(self._table(modality).schema.names)
+        return list(self._reader(modality).schema.names)
 
     def _book(self, modality: str) -> list[str]:
         """Bookkeeping columns to read: _BOOK plus the metadata and moment columns the table has."""
-        names = set(self._table(modality).schema.names)
+        names = set(self._reader(modality).schema.names)
         moments = [f.name for f in MOMENT_FIELDS if f.name in names]
         return list(_BOOK) + [c for c in META_COLUMNS if c in names] + moments
 
     def has_moments(self, modality: str) -> bool:
         """Whether the table has the moment columns (tables made before videos do not)."""
-        return "file_key" in self._table(modality).schema.names
+        return "file_key" in self._reader(modality).schema.names
 
-    def _timed(self, modality: str, table: lancedb.table.Table | None = None) -> list[str]:
+    def _timed(self, modality: str, table: TableReader | None = None) -> list[str]:
         """path_bytes plus the moment times where the table has them: what `row_names` names rows from."""
-        names = (table or self._table(modality)).schema.names
+        names = (table or self._reader(modality)).schema.names
         return ["path_bytes"] + [c for c in ("start", "end") if c in names]
 
-    def _at(self, modality: str, version: int) -> lancedb.table.Table:
+    def _at(self, modality: str, version: int) -> TableReader:
         """The table as of `version` (a FAISS index's), so filters and the index see the same rows."""
         key = (modality, version)
-        if key not in self._pinned:
-            self._pinned = {k: t for k, t in self._pinned.items() if k[0] != modality}  # one per modality
-            table = self._db.open_table(modality)
-            table.checkout(version)
-            self._pinned[key] = table
-        return self._pinned[key]
+        with self._read_lock:
+            pinned = self._pinned.get(key)
+        if pinned is None:
+            pinned = self._reader(modality).at(version)
+            with self._read_lock:
+                self._pinned = {k: t for k, t in self._pinned.items() if k[0] != modality}  # one per modality
+                self._pinned[key] = pinned
+        return pinned
 
     @_damage_named
     def row_ids(self, modality: str, version: int) -> tuple[np.ndarray, pa.Array]:
@@ -420,17 +480,25 @@ class MediaStore:
         return row_names(arrow), _matrix(arrow.column(column), self.dim(modality, column))
 
     @_damage_named
+    def vectors_at(self, modality: str, column: str, version: int) -> tuple[list[str], np.ndarray]:
+        """Every row's name (`row_ref`) and one vector column as of `version`: what a flat FAISS build of
+        that version holds (store/exact.py searches them without FAISS)."""
+        table = self._at(modality, version)
+        arrow = table.search().select([*self._timed(modality, table), column]).limit(None).to_arrow()
+        return row_names(arrow), _matrix(arrow.column(column), self.dim(modality, column))
+
+    @_damage_named
     def version(self, modality: str) -> int:
-        return int(self._table(modality).version)
+        return int(self._reader(modality).version)
 
     @_damage_named
     def count(self, modality: str) -> int:
-        return int(self._table(modality).count_rows())
+        return int(self._reader(modality).count_rows())
 
     @_damage_named
     def bookkeeping(self, modality: str) -> dict[str, FileRecord]:
         """Every row's bookkeeping, keyed by path (no vectors read)."""
-        arrow = self._table(modality).search().select(self._book(modality)).limit(None).to_arrow()
+        arrow = self._reader(modality).search().select(self._book(modality)).limit(None).to_arrow()
         records = map(_record, arrow.to_pylist())
         return {r.path: r for r in records}
 
@@ -441,7 +509,7 @@ class MediaStore:
         moments = self.has_moments(modality)
         for chunk in _chunks(list(paths), _IN_CHUNK):
             where = _keys_in(chunk, moments=moments)
-            query = self._table(modality).search().where(where).select(self._book(modality)).limit(None)
+            query = self._reader(modality).search().where(where).select(self._book(modality)).limit(None)
             for r in query.to_arrow().to_pylist():
                 record = _record(r)
                 out[record.path] = record
@@ -455,7 +523,7 @@ class MediaStore:
         book = self._book(modality)
         moments = self.has_moments(modality)
         parts = [
-            self._table(modality)
+            self._reader(modality)
             .search()
             .where(_keys_in(chunk, ids=True, moments=moments))
             .select(book + vector_cols)
@@ -538,7 +606,7 @@ class MediaStore:
     def vectors(self, modality: str, column: str) -> tuple[list[str], np.ndarray, int]:
         """All row names (`row_ref`: paths, and a moment's times) and one vector column: (names, (N, dim)
         float32, table version read)."""
-        tbl = self._table(modality)
+        tbl = self._reader(modality)
         version = int(tbl.version)
         arrow = tbl.search().select([*self._timed(modality, tbl), column]).limit(None).to_arrow()
         return row_names(arrow), _matrix(arrow.column(column), self.dim(modality, column)), version

@@ -42,9 +42,15 @@ class TorchExact:
         return top.values.cpu().numpy(), top.indices.cpu().numpy().astype(np.int64)
 
 
+def nvidia_driver() -> bool:
+    """Whether this machine may have a GPU for FAISS or torch: on Linux, an NVIDIA driver is loaded;
+    elsewhere, unknown (then they are asked). Without one, no need to import either to learn that."""
+    return not sys.platform.startswith("linux") or Path("/proc/driver/nvidia").exists()
+
+
 def torch_gpu() -> str | None:
     """The torch device to search on when FAISS has no GPU: "cuda" when torch sees one, else None."""
-    if "torch" not in sys.modules and sys.platform.startswith("linux") and not Path("/proc/driver/nvidia").exists():
+    if "torch" not in sys.modules and not nvidia_driver():
         return None  # no NVIDIA driver: no need to import torch (~2 s) to learn that CUDA is absent
     try:
         import torch
@@ -57,6 +63,8 @@ def planned_engine(device: str | None) -> str:
     """Which engine queries on this machine will use for flat indexes (for `avsearch info`)."""
     if device is not None and not device.startswith("cuda"):
         return "faiss-cpu (--device/AVSEARCH_DEVICE asks for the CPU)"
+    if not nvidia_driver():
+        return "faiss-cpu (no GPU)"  # said without importing FAISS (0.2 s) or torch (2 s)
     from avsearch.store.ann import gpu_count
 
     if gpu_count() > 0:
