@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from tests.fixture_guard import unchanged
+from tests.media.jpegs import tiny_jpeg
 from tests.serve.conftest import UPLOAD_LIMIT, Library, make_library
 
 REPO = Path(__file__).resolve().parents[2]
@@ -303,6 +304,8 @@ TINY_HUGE = {
     "rate-zero.wav": lambda: _wav_header(0, 0.0) + b"\0" * 64,
     "billions.ply": lambda: _ply_declaring(3_000_000_000),
     "billions.npy": lambda: _npy_declaring(2_000_000_000),
+    # 228 bytes: libjpeg held its 1.7 GiB of DCT coefficients while drawing it at 1/8
+    "progressive.jpg": lambda: tiny_jpeg(24576, 24576, "progressive"),
 }
 
 
