@@ -26,11 +26,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import faiss
 import numpy as np
 
+from avsearch.lazy_import import lazy_module
 from avsearch.store.ann_disk import DiskRefine
 from avsearch.store.config import AnnConfig
+
+faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
 
 log = logging.getLogger(__name__)
 
