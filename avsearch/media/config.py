@@ -25,6 +25,7 @@ class ImageLimits:
     reduced_side: int = 2048  # large pictures decode reduced, shorter side kept at least this
     max_aspect_ratio: int = 32  # longer side / shorter side: bounds every short-side resize (N x S^2 pixels)
     max_jpeg_coefficients: int = 268_435_456  # progressive/multi-scan JPEGs: DCT coefficients held (2 B each)
+    max_jpeg_scans: int = 100  # progressive/multi-scan JPEGs: scans (each a pass over all the coefficients)
 
     def __post_init__(self) -> None:
         _positive_ints(self, "image")

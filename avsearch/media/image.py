@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from avsearch.errors import DecodeError
 from avsearch.media.config import media_config
 from avsearch.media.detect import require
-from avsearch.media.jpeg_frame import read_frame
+from avsearch.media.jpeg_frame import count_scans, read_frame
 from avsearch.media.pil_open import open_image
 from avsearch.modalities import IMAGE
 
@@ -99,21 +99,31 @@ def shape_problem(width: int, height: int, max_aspect_ratio: int | None = None) 
     return None
 
 
-def coefficient_problem(path: Path, max_coefficients: int | None = None) -> str | None:
+def coefficient_problem(path: Path) -> str | None:
     """Why a JPEG is refused before decoding (one line), or None: progressive and multi-scan ones hold every
-    DCT coefficient of the declared size while decoding (2 bytes each), even when drawn at 1/8."""
-    limit = media_config().image.max_jpeg_coefficients if max_coefficients is None else max_coefficients
+    DCT coefficient of the declared size while decoding (2 bytes each), even when drawn at 1/8, and pass
+    over all of them once a scan (media.toml [image] max_jpeg_coefficients, max_jpeg_scans)."""
+    limits = media_config().image
     frame = read_frame(path)
     if frame is None:  # PIL found a frame and a scan in the header; libjpeg would not read it either
         return "JPEG header without a frame before its first scan"
-    if not frame.buffered or frame.coefficients <= limit:
+    if not frame.buffered:
         return None
     kind = "progressive" if frame.progressive else "multi-scan"
-    return (
-        f"image of {frame.width}x{frame.height} pixels: a {kind} JPEG is decoded from all its "
-        f"{frame.coefficients:,} DCT coefficients at once ({frame.coefficients * 2 >> 20:,} MiB), over the "
-        f"{limit:,} limit (max_jpeg_coefficients, configs/media.toml)"
-    )
+    shown = f"image of {frame.width}x{frame.height} pixels: a {kind} JPEG"
+    if frame.coefficients > limits.max_jpeg_coefficients:
+        return (
+            f"{shown} is decoded from all its {frame.coefficients:,} DCT coefficients at once "
+            f"({frame.coefficients * 2 >> 20:,} MiB), over the {limits.max_jpeg_coefficients:,} limit "
+            "(max_jpeg_coefficients, configs/media.toml)"
+        )
+    scans = count_scans(path)
+    if scans > limits.max_jpeg_scans:
+        return (
+            f"{shown} of {scans:,} scans, each a pass over all its coefficients, over the "
+            f"{limits.max_jpeg_scans:,} scan limit (max_jpeg_scans, configs/media.toml)"
+        )
+    return None
 
 
 def bounded_crop(
@@ -151,7 +161,8 @@ def load_image(
     when it is not a picture (by content: media/detect.py), truncated, empty, has no installed decoder,
     would decode to more than max_pixels pixels, is longer than max_aspect_ratio times its width (or
     the other way round), or is a progressive (or multi-scan) JPEG holding more than max_jpeg_coefficients
-    DCT coefficients while decoding (the last two judged from the header, before any pixel is decoded).
+    DCT coefficients while decoding or of more than max_jpeg_scans scans (the last two judged from the
+    file's markers, before any pixel is decoded).
     """
     path = Path(path)
     limits = media_config().image

@@ -17,9 +17,10 @@ def _segment(marker: int, body: bytes) -> bytes:
     return struct.pack(">BBH", 0xFF, marker, len(body) + 2) + body
 
 
-def tiny_jpeg(width: int, height: int, scan: str = "progressive", colour: bool = True) -> bytes:
+def tiny_jpeg(width: int, height: int, scan: str = "progressive", colour: bool = True, extra_scans: int = 0) -> bytes:
     """scan: "progressive", "sequential" (interleaved, what cameras write) or "multi-scan" (sequential,
-    first scan of the luma only). colour: YCbCr 4:2:0 (1.5 DCT coefficients a pixel), else grey (1)."""
+    first scan of the luma only). colour: YCbCr 4:2:0 (1.5 DCT coefficients a pixel), else grey (1).
+    extra_scans: progressive AC scans of the luma after the first, 4 bytes of data each."""
     components = [(1, 0x22), (2, 0x11), (3, 0x11)] if colour else [(1, 0x11)]
     frame = struct.pack(">BHHB", 8, height, width, len(components))
     frame += b"".join(bytes([ident, sampling, 0]) for ident, sampling in components)
@@ -27,7 +28,9 @@ def tiny_jpeg(width: int, height: int, scan: str = "progressive", colour: bool =
     head = bytes([len(scanned)]) + b"".join(bytes([ident, 0x00]) for ident, _ in scanned)
     spectral = b"\x00\x00\x00" if scan == "progressive" else b"\x00\x3f\x00"  # DC only / all 64, no refinement
     tables = b"\x00" + _ONE_CODE + b"\x00"  # DC table 0: symbol 0 (no difference)
-    tables += b"" if scan == "progressive" else b"\x10" + _ONE_CODE + b"\x00"  # AC table 0: end of block
+    if scan != "progressive" or extra_scans:
+        tables += b"\x10" + _ONE_CODE + b"\x00"  # AC table 0: end of block
+    more = _segment(0xDA, b"\x01\x01\x00\x01\x3f\x00") + bytes(4)  # AC coefficients 1-63 of the luma
     return (
         b"\xff\xd8"
         + _segment(0xDB, b"\x00" + bytes([1] * 64))
@@ -35,5 +38,6 @@ def tiny_jpeg(width: int, height: int, scan: str = "progressive", colour: bool =
         + _segment(0xC4, tables)
         + _segment(0xDA, head + spectral)
         + bytes(100)
+        + more * extra_scans
         + b"\xff\xd9"
     )

@@ -408,7 +408,7 @@ def _with_limits(monkeypatch: pytest.MonkeyPatch, **sections: object) -> None:
 def test_limits_come_from_media_toml_and_are_checked(tmp_path: Path) -> None:
     bundled = load_media_config()
     assert bundled.image.max_aspect_ratio == 32
-    assert bundled.image.max_jpeg_coefficients == 268_435_456
+    assert (bundled.image.max_jpeg_coefficients, bundled.image.max_jpeg_scans) == (268_435_456, 100)
     assert bundled.audio == AudioLimits(max_sample_rate=768_000, max_samples=134_217_728)
     assert bundled.pointcloud == PointCloudLimits(max_points=20_000_000)
     custom = tmp_path / "media.toml"
@@ -471,6 +471,21 @@ def test_progressive_jpegs_up_to_the_coefficient_limit_decode(tmp_path: Path, mo
     # a sequential JPEG (one interleaved scan) is decoded a row of blocks at a time: no coefficient limit
     _with_limits(monkeypatch, image=ImageLimits(max_jpeg_coefficients=1))
     assert load_image(tmp_path / "baseline.jpg").size == (1000, 800)
+
+
+def test_progressive_jpegs_of_more_scans_than_the_limit_are_refused(tmp_path: Path) -> None:
+    # Each scan is a pass over every coefficient, however few its bytes: 1,000 scans of 14 bytes took 31 s
+    # of CPU at 16384 x 16384 grey (libjpeg-turbo's LJT-01-003). Here: a DC scan and 99 or 100 AC scans.
+    path = tmp_path / "scans.jpg"
+    path.write_bytes(tiny_jpeg(64, 48, "progressive", colour=False, extra_scans=99))
+    assert load_image(path).size == (64, 48)
+    path.write_bytes(tiny_jpeg(64, 48, "progressive", colour=False, extra_scans=100))
+    with pytest.raises(
+        DecodeError,
+        match=r"scans.jpg: image of 64x48 pixels: a progressive JPEG of 101 scans, each a pass over all its "
+        r"coefficients, over the 100 scan limit \(max_jpeg_scans, configs/media.toml\)$",
+    ):
+        load_image(path)
 
 
 def test_a_sequential_jpeg_declaring_a_huge_size_decodes_reduced(tmp_path: Path) -> None:
