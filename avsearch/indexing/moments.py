@@ -8,11 +8,17 @@ than one window. Every other file is one row, as before (span (None, None)).
 `MomentPreparer` wraps an encoder's model-free decode step (picklable: decode worker processes run it),
 so moments flow through the same decode workers, bad-file policy and committed batches as whole files;
 `encode_moments` is encode_batches (embedding/stream.py) with each file's spans beside its vectors.
+
+Memory stays bounded for long files: a file with more moments than one chunk (configs/search.toml
+[ingest] moment_chunk) comes out of the decode worker as `Streamed`, and is prepared again where it is
+encoded, a chunk of moments at a time (sampling and segmenting are lazy), so at most a chunk of prepared
+items is held; only its vectors (a few KB a moment) are kept until its rows are written, so a file's rows
+still go in one commit with the removal of its stale ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,7 @@ import numpy as np
 from avsearch.embedding.stream import DecodePlan, decode_batches, encode_batches, plan_decode
 from avsearch.encoders.base import Encoder
 from avsearch.errors import DecodeError, InputError
+from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.media.config import media_config
 from avsearch.media.detect import detect
 from avsearch.media.failures import Failure, reason
@@ -29,6 +36,8 @@ from avsearch.modalities import AUDIO, IMAGE, VIDEO
 
 Span = tuple[float | None, float | None]  # (start, end) seconds of a moment; (None, None): the whole file
 WHOLE: Span = (None, None)
+# (span, decode step, its input): a moment not yet prepared (a frame or a window of samples, held one at a time)
+Source = tuple[Span, Callable[[Any], Any], Any]
 
 
 @dataclass(frozen=True)
@@ -41,79 +50,168 @@ class Moments:
 
 
 @dataclass(frozen=True)
+class Streamed:
+    """A file with more moments than one chunk: prepared again where it is encoded, a chunk at a time."""
+
+    path: str
+
+
+@dataclass(frozen=True)
 class MomentPreparer:
     """An encoder's decode step for `modality`, extended to videos and long recordings.
 
     Pictures need `inner.from_image(PIL image)`; sounds `inner.load(path)` (the file's mono waveform at
     `inner.sample_rate`) and `inner.from_samples(wave)`. An encoder without them embeds whole files only.
+    chunk: the most moments of one file prepared at once (0: no bound); a file with more is `Streamed`.
     """
 
     inner: Any
     modality: str
+    chunk: int = 0
 
-    def __call__(self, path: Path) -> Moments:
+    def __call__(self, path: Path) -> Moments | Streamed:
+        spans: list[Span] = []
+        items: list[Any] = []
+        for span, step, source in self.sources(path):
+            if self.chunk and len(items) == self.chunk:  # one more than a chunk: prepared where it is encoded
+                return Streamed(str(path))
+            spans.append(span)
+            items.append(step(source))
+        return Moments(spans, items)
+
+    def chunks(self, path: Path) -> Iterator[Moments]:
+        """The file's moments, `chunk` at a time (the caller drops each before asking for the next)."""
+        spans: list[Span] = []
+        items: list[Any] = []
+        for span, step, source in self.sources(path):
+            spans.append(span)
+            items.append(step(source))
+            if len(items) == self.chunk:
+                part, spans, items = Moments(spans, items), [], []
+                yield part
+                del part
+        if items:
+            yield Moments(spans, items)
+
+    def sources(self, path: Path) -> Iterator[Source]:
+        """The file's moments in time order, each not yet prepared (lazy: one frame or window at a time)."""
         if detect(path).kind == VIDEO:
-            return self._video(path)
-        if self.modality == AUDIO and hasattr(self.inner, "load"):
-            return self._recording(self.inner.load(path))
-        return Moments([WHOLE], [self.inner(path)])
+            yield from self._video(path)
+        elif self.modality == AUDIO and hasattr(self.inner, "load"):
+            yield from self._recording(self.inner.load(path))
+        else:
+            yield WHOLE, self.inner, path
 
-    def _recording(self, wave: np.ndarray) -> Moments:
-        from avsearch.media.video import sound_segments
-
+    def _recording(self, wave: np.ndarray) -> Iterator[Source]:
         limits = media_config().video
         rate = int(self.inner.sample_rate)
         if wave.shape[0] <= round(limits.window_s * rate):  # one window or less: the whole file, one row
-            return Moments([WHOLE], [self.inner.from_samples(wave)])
-        segments = sound_segments(wave, rate, limits.window_s, limits.hop_s)
-        return Moments([(s, e) for s, e, _ in segments], [self.inner.from_samples(w) for _, _, w in segments])
+            yield WHOLE, self.inner.from_samples, wave
+            return
+        yield from self._segments(wave)
 
-    def _video(self, path: Path) -> Moments:
-        from avsearch.media.video import audio_track, probe, sampled_frames, sound_segments
+    def _segments(self, wave: np.ndarray) -> Iterator[Source]:
+        from avsearch.media.video import sound_segments
+
+        limits = media_config().video
+        for start, end, window in sound_segments(wave, int(self.inner.sample_rate), limits.window_s, limits.hop_s):
+            yield (start, end), self.inner.from_samples, window
+
+    def _video(self, path: Path) -> Iterator[Source]:
+        from avsearch.media.video import audio_track, probe, sampled_frames
 
         if self.modality == IMAGE:
             if not hasattr(self.inner, "from_image"):
                 raise DecodeError(f"{path}: a video; this index's picture encoder takes whole pictures only")
             if not probe(path).has_video:
-                return Moments([], [])  # a sound in a video container: its sound is the audio table's
-            spans, items = [], []
+                return  # a sound in a video container: its sound is the audio table's
             for start, end, frame in sampled_frames(path):
-                spans.append((start, end))
-                items.append(self.inner.from_image(frame))
-            return Moments(spans, items)
+                yield (start, end), self.inner.from_image, frame
+            return
         if self.modality != AUDIO or not hasattr(self.inner, "from_samples"):
             raise DecodeError(f"{path}: a video; this index's {self.modality} encoder cannot read its sound")
         wave = audio_track(path, int(self.inner.sample_rate))
         if wave is None:
             if not probe(path).has_video:
                 raise DecodeError(f"{path}: no video stream and a silent or missing sound track: nothing to index")
-            return Moments([], [])  # a silent film: its frames are the image table's
-        limits = media_config().video
-        segments = sound_segments(wave, int(self.inner.sample_rate), limits.window_s, limits.hop_s)
-        return Moments([(s, e) for s, e, _ in segments], [self.inner.from_samples(w) for _, _, w in segments])
+            return  # a silent film: its frames are the image table's
+        yield from self._segments(wave)
 
 
 def encode_moments(
-    encoder: Encoder, modality: str, batches: Sequence[Sequence[str]], plan: DecodePlan | None = None
+    encoder: Encoder,
+    modality: str,
+    batches: Sequence[Sequence[str]],
+    plan: DecodePlan | None = None,
+    chunk: int | None = None,
+    progress: Progress | None = None,
+    stage: str = "",
 ) -> Iterator[tuple[list[int], np.ndarray, list[Failure], list[list[Span]]]]:
     """For each batch of paths, in order: (positions in the batch that were embedded, the vectors of their
-    moments (M, d) in order, failures (path, reason), each embedded file's spans: its rows' time ranges)."""
+    moments (M, d) in order, failures (path, reason), each embedded file's spans: its rows' time ranges).
+
+    chunk: the most moments prepared and encoded at once (default configs/search.toml [ingest]
+    moment_chunk); a longer file is reported on `progress` as `stage: <its name>`, moments encoded."""
     if not batches:
         return
     if not hasattr(encoder, "preparer"):  # whole files only (the encoder reads them itself)
         for ok, vectors, failed in encode_batches(encoder, modality, batches, plan):
             yield ok, vectors, failed, [[WHOLE] for _ in ok]
         return
-    if plan is None:
+    if plan is None or chunk is None:
         from avsearch.store.config import load_search_config
 
         cfg = load_search_config().ingest
-        plan = plan_decode(encoder, len(batches), cfg.decode, cfg.decode_workers, cfg.prefetch_batches)
-    prepare = MomentPreparer(encoder.preparer(modality), modality)  # type: ignore[attr-defined]
+        chunk = chunk or cfg.moment_chunk
+        plan = plan or plan_decode(encoder, len(batches), cfg.decode, cfg.decode_workers, cfg.prefetch_batches)
+    prepare = MomentPreparer(encoder.preparer(modality), modality, chunk)  # type: ignore[attr-defined]
     for paths, decoded in zip(batches, decode_batches(prepare, batches, plan), strict=True):
-        ok = [j for j, d in enumerate(decoded) if not isinstance(d, InputError)]
+        done: dict[int, tuple[list[Span], np.ndarray]] = {}
+        short = [j for j, d in enumerate(decoded) if isinstance(d, Moments)]
+        flat = _encode(encoder, modality, [item for j in short for item in decoded[j].items], chunk)
+        at = 0
+        for j in short:
+            spans = decoded[j].spans
+            done[j], decoded[j] = (spans, flat[at : at + len(spans)]), None  # its items released
+            at += len(spans)
+        for j, d in enumerate(decoded):
+            if isinstance(d, Streamed):
+                decoded[j] = got = _stream(encoder, modality, prepare, Path(d.path), progress or NoProgress(), stage)
+                if not isinstance(got, InputError):
+                    done[j] = got
+        ok = sorted(done)
         failed = [(p, reason(d, p)) for p, d in zip(paths, decoded, strict=True) if isinstance(d, InputError)]
-        items = [item for j in ok for item in decoded[j].items]
-        empty = np.zeros((0, encoder.dim), np.float32)
-        vectors = encoder.encode_prepared(modality, items) if items else empty  # type: ignore[attr-defined]
-        yield ok, vectors, failed, [decoded[j].spans for j in ok]
+        vectors = np.concatenate([done[j][1] for j in ok]) if ok else _empty(encoder)
+        yield ok, vectors, failed, [done[j][0] for j in ok]
+
+
+def _encode(encoder: Encoder, modality: str, items: list[Any], chunk: int) -> np.ndarray:
+    """Prepared items encoded `chunk` at a time (a model call's inputs bounded as the preparation is)."""
+    parts = [encoder.encode_prepared(modality, items[i : i + chunk]) for i in range(0, len(items), chunk)]  # type: ignore[attr-defined]
+    return np.concatenate(parts) if parts else _empty(encoder)
+
+
+def _stream(
+    encoder: Encoder, modality: str, prepare: MomentPreparer, path: Path, progress: Progress, stage: str
+) -> tuple[list[Span], np.ndarray] | InputError:
+    """A long file's spans and vectors, its moments prepared and encoded a chunk at a time; or why it failed
+    (the bad-file policy: its vectors so far are dropped)."""
+    spans: list[Span] = []
+    parts: list[np.ndarray] = []
+    shown = f"{stage}: {path.name}" if stage else path.name
+    progress.start(shown, None)
+    try:
+        for part in prepare.chunks(path):
+            parts.append(encoder.encode_prepared(modality, part.items))  # type: ignore[attr-defined]
+            spans += part.spans
+            progress.advance(shown, len(part.spans))
+            del part  # before the next chunk is prepared: one chunk held at a time
+    except InputError as exc:
+        return exc
+    finally:
+        progress.finish(shown)
+    return spans, np.concatenate(parts) if parts else _empty(encoder)
+
+
+def _empty(encoder: Encoder) -> np.ndarray:
+    return np.zeros((0, encoder.dim), np.float32)

@@ -167,7 +167,7 @@ def update_index(
     progress = progress or NoProgress()
     root = _media_folder(root)
     describe = _Describer(root, find_sidecar(root, tags))
-    embed = embed or _embed_all
+    embed = embed or functools.partial(_embed_all, moment_chunk=cfg.ingest.moment_chunk)
     batch = batch_size or cfg.ingest.batch_size
     if batch < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch}")
@@ -345,9 +345,11 @@ def _embed_all(
     failed: list[tuple[str, str]],
     progress: Progress,
     describe: _Describer,
+    moment_chunk: int | None = None,
 ) -> int:
     """Embed new or changed files into their tables (modality -> table of one backend), one committed
-    upsert per batch (a file's moments together); returns how many files were written."""
+    upsert per batch (a file's moments together, however many chunks they were encoded in: `moment_chunk`, see
+    moments.encode_moments); returns how many files were written."""
     groups: dict[str, list[Item]] = defaultdict(list)
     for it in items:
         groups[it.modality].append(it)
@@ -360,7 +362,8 @@ def _embed_all(
         chunks = [group[start : start + batch] for start in range(0, len(group), batch)]
         encoder = index.models.file_encoder(table)
         with_meta = "tags" in index.tables.columns(table)  # an older table has no metadata columns
-        results = encode_moments(encoder, modality, [[it.file.path for it in chunk] for chunk in chunks])
+        paths = [[it.file.path for it in chunk] for chunk in chunks]
+        results = encode_moments(encoder, modality, paths, chunk=moment_chunk, progress=progress, stage=stage)
         for chunk, (ok, native, bad, spans) in zip(chunks, results, strict=True):
             failed.extend((p, why) for p, why in bad if p not in listed)
             listed.update(p for p, _ in bad)

@@ -28,9 +28,13 @@ class IngestConfig:
     decode: str = "auto"  # "auto", "threads" or "processes" (embedding/stream.py plan_decode)
     decode_workers: int = 0  # 0: auto (2 threads; processes: one per core but one, at most 16)
     prefetch_batches: int = 2  # batches decoded ahead of the one being encoded
+    moment_chunk: int = 64  # moments of one video or recording prepared and encoded at a time
 
     def __post_init__(self) -> None:
         from avsearch.media.walk import link_policy
+
+        if not isinstance(self.moment_chunk, int) or self.moment_chunk < 1:
+            raise ConfigError(f"[ingest] moment_chunk must be a positive integer, got {self.moment_chunk!r}")
 
         try:
             object.__setattr__(self, "follow_symlinks", link_policy(self.follow_symlinks))
