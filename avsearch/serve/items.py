@@ -12,9 +12,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from avsearch.errors import InputError
 from avsearch.media.detect import detect
 from avsearch.media.walk import printable
-from avsearch.modalities import VIDEO
+from avsearch.modalities import AUDIO, IMAGE, VIDEO
 from avsearch.serve.errors import NotFound
 from avsearch.serve.files import IndexedFile, open_indexed_file
 from avsearch.store.index import Index
@@ -74,6 +75,21 @@ def require_item(index: Index, item_id: str) -> tuple[str, FileRecord]:
     if found is None:
         raise NotFound(_UNKNOWN_ID)
     return found
+
+
+def require_item_in(index: Index, item_id: str, modality: str, role: str) -> FileRecord:
+    """The row of `item_id` in the `modality` table, or NotFound (404); InputError naming what it is when
+    it is an item of another kind. Looked up in that table first: a video's frame and its sound segment
+    that start at the same second share an id (store/tables.py moment_key: path and start)."""
+    if is_key(item_id) and modality in index.tables.modalities():
+        records, _ = index.tables.fetch(modality, [item_id])
+        if records:
+            return records[0]
+    other, _ = require_item(index, item_id)
+    raise InputError(f"{role} names a {other} item, not {_KIND_NAMES.get(modality, modality)}")
+
+
+_KIND_NAMES = {IMAGE: "a picture", AUDIO: "a sound"}
 
 
 def item_json(item_id: str, modality: str, record: FileRecord) -> dict[str, Any]:

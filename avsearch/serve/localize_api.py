@@ -5,7 +5,8 @@
     GET  /api/match?audio_id=&image_id=&threshold=
     POST /api/match      multipart: file (a sound), image_id, threshold
 
-The picture is always an indexed one (by id); the sound is an indexed one or an upload, so the gallery can
+The picture is always an indexed one (by id: a picture, or a video's frame, localised on the frame on
+screen at its moment's start); the sound is an indexed one or an upload, so the gallery can
 ask "where is it?" on the picture results of a sound it searched with. Answers are the library's
 Localization / MatchResult dictionaries with ids and names instead of server paths, plus (localize) a
 small PNG of the heat map and best box as a data URI. One Localizer per server, built on first use with
@@ -15,9 +16,11 @@ the index's audio-visual bridge and the encoders search already loaded.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,9 +30,10 @@ from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from avsearch.errors import IncompatibleError, InputError
+from avsearch.media.video_frame import frame_at
 from avsearch.modalities import AUDIO, CLAP, CLIP, IMAGE
 from avsearch.serve.form_values import finite_number, query_finite, query_whole, whole_number
-from avsearch.serve.items import item_file, require_item
+from avsearch.serve.items import item_file, require_item_in
 from avsearch.serve.live import LiveIndex
 from avsearch.serve.uploads import Upload, naming_the_upload, receive_upload, upload_kind
 
@@ -71,15 +75,27 @@ class Localizing:
             self._bridge = refs[0].path
         return self._localizer
 
-    def pair(self, audio: Path | str, image_id: str, audio_label: str) -> tuple[Any, Path, dict[str, str]]:
-        """(localizer, picture file, names) for a sound file and an indexed picture."""
-        modality, record = require_item(self.live.current().index, image_id)
-        if modality != IMAGE:
-            raise InputError(f"image_id names a {modality} item, not a picture")
-        with item_file(self.live.current().index, record, self.links) as opened:  # checked, then decoded
+    @contextlib.contextmanager
+    def pair(self, audio: Path | str, image_id: str, audio_label: str) -> Iterator[tuple[Any, Path, dict[str, Any]]]:
+        """(localizer, picture file, names) for a sound file and an indexed picture. A video's frame (a
+        moment of the image table) is the frame on screen at the moment's start, decoded at the size frames
+        are indexed at and held in a temporary PNG for the duration of the `with`."""
+        index = self.live.current().index
+        record = require_item_in(index, image_id, IMAGE, "image_id")
+        still = None
+        with item_file(index, record, self.links) as opened:  # checked, then decoded
             picture, name = opened.real, opened.name
-        names = {"audio": audio_label, "image": name, "image_id": image_id}
-        return self.localizer(), picture, names
+            if record.start is not None:
+                still = frame_at(picture, record.start)
+        names: dict[str, Any] = {"audio": audio_label, "image": name, "image_id": image_id}
+        if still is None:
+            yield self.localizer(), picture, names
+            return
+        names |= {"start": record.start, "end": record.end}
+        with tempfile.TemporaryDirectory(prefix="avsearch-frame-") as tmp:
+            frame = Path(tmp) / "frame.png"
+            still.save(frame)
+            yield self.localizer(), frame, names
 
 
 def add_localize_routes(app: FastAPI, live: LiveIndex, max_upload_bytes: int, links: str) -> None:
@@ -87,9 +103,7 @@ def add_localize_routes(app: FastAPI, live: LiveIndex, max_upload_bytes: int, li
     state = Localizing(live, links)
 
     def sound_item(audio_id: str) -> tuple[Path, str]:
-        modality, record = require_item(live.current().index, audio_id)
-        if modality != AUDIO:
-            raise InputError(f"audio_id names a {modality} item, not a sound")
+        record = require_item_in(live.current().index, audio_id, AUDIO, "audio_id")
         with item_file(live.current().index, record, links) as opened:
             return opened.real, opened.name
 
@@ -139,17 +153,15 @@ def _localize(state: Localizing, audio: Path, label: str, image_id: str, top: in
         raise InputError(f"heat must be one of {', '.join(HEATS)}, got {heat[:20]!r}")
     if top is not None and top < 1:
         raise InputError(f"top must be at least 1, got {top}")
-    with state.lock:
-        localizer, picture, names = state.pair(audio, image_id, label)
+    with state.lock, state.pair(audio, image_id, label) as (localizer, picture, names):
         found = localizer.localize(audio, picture)
         answer = {**found.to_dict(top), **names}
-        answer["overlay"] = _overlay_uri(found, heat)
+        answer["overlay"] = _overlay_uri(found, heat)  # drawn while a video's frame is still on disk
     return answer
 
 
 def _match(state: Localizing, audio: Path, label: str, image_id: str, threshold: float | None) -> dict:
-    with state.lock:
-        localizer, picture, names = state.pair(audio, image_id, label)
+    with state.lock, state.pair(audio, image_id, label) as (localizer, picture, names):
         answer = localizer.match(audio, picture, threshold=threshold).to_dict()
     return {**answer, **names}
 

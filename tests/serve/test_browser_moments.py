@@ -8,6 +8,7 @@ stop it at the moment's end, well before the file's."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from playwright.sync_api import Browser, expect
@@ -72,4 +73,36 @@ def test_a_moment_plays_from_its_start(
         assert video.evaluate("v => v.error") is None
         page.screenshot(path=str(tmp_path / "moment.png"))
         assert problems == []
+        context.close()
+
+
+def test_where_is_it_on_a_video_moment_shows_the_overlay_on_its_frame(
+    browser: Browser,  # noqa: F811 - the fixture imported above
+    moment_library: MomentLibrary,
+) -> None:
+    """The page's side of "Where is it?" on a video moment (the server's side, on the decoded frame, is
+    tests/serve/test_localize_api.py's): the request names the moment, and the answer's overlay becomes the
+    player's poster. The localisation answer is a test stand-in (the route is fulfilled by playwright):
+    the fake encoder cannot localise."""
+    pixel = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+    overlay = "data:image/png;base64," + pixel  # a 1x1 PNG
+    asked: list[str] = []
+
+    def answer(route) -> None:  # noqa: ANN001 - playwright's Route
+        asked.append(route.request.post_data_buffer.decode("latin-1"))
+        route.fulfill(json={"overlay": overlay, "best": {"score": 0.875}, "whole_image_score": 0.5})
+
+    with _serving(create_app(moment_library.index, encoder_loader=FakeLoader())) as url:
+        context = browser.new_context(viewport={"width": 1100, "height": 700})
+        context.route("**/api/localize", answer)
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url + "?k=10&target=image")
+        page.set_input_files("#file", str(moment_library.recording))  # a sound: picture results offer "Where"
+        card = page.locator("section[data-target=image] li.card.moment").first
+        card.get_by_role("button", name="Where is the sound in walk.mp4?").click()
+        expect(card).to_have_class(re.compile(r"\blocalized\b"))
+        assert card.locator("video").evaluate("v => v.poster") == overlay
+        expect(card.locator("video")).to_have_attribute("aria-label", re.compile(r"where the sound is .* 0\.875"))
+        assert len(asked) == 1 and card.get_attribute("data-id") in asked[0]  # the moment's own id
         context.close()
