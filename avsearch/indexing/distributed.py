@@ -162,14 +162,15 @@ class RayEmbedder:
             "describe": describe,
             "tables": layouts,
         }
-        written = 0
+        written: set[str] = set()  # a video counts once, though it has rows in two tables
         with _surfaced(), _workers(setup, actors, resources) as workers:
             for out in _embedded(workers, blocks):
                 for row in out.to_pylist():
-                    written += self._commit(index, row, layouts[row["table"]], stale[row["table"]], failed, progress)
+                    self._commit(index, row, layouts[row["table"]], stale[row["table"]], failed, progress)
+                    written.update(map(os.fsdecode, row["embedded"]))
         for table in sorted(groups):
             progress.finish(f"embed {table}")
-        return written
+        return len(written)
 
     def _commit(
         self,
@@ -185,7 +186,11 @@ class RayEmbedder:
         import lance
 
         table = row["table"]
-        failed.extend((os.fsdecode(p), why) for p, why in zip(row["failed"], row["reasons"], strict=True))
+        listed = {p for p, _ in failed}  # a bad video fails in both its tables: listed once, as a local run
+        for p, why in zip(map(os.fsdecode, row["failed"]), row["reasons"], strict=True):
+            if p not in listed:
+                failed.append((p, why))
+                listed.add(p)
         old = [p for p in map(os.fsdecode, row["paths"]) if p in stale]
         if old:
             index.tables.delete(table, old)

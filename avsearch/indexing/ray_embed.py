@@ -3,7 +3,8 @@
 Runs in Ray worker processes (distributed.py drives it). An `EmbedActor` loads each encoder and bridge
 once, through the same loader, registry and fingerprint checks as a local run, embeds a batch with the
 same decode loop (embedding/stream.py: a file that cannot be decoded costs only itself, with its
-reason), makes the rows as a local run does (pipeline.embedded_rows) in the table's exact schema, and
+reason; a video's frames or sound and a long recording's segments as moments, indexing/moments.py), makes
+the rows as a local run does (pipeline.embedded_rows) in the table's exact schema, and
 writes them as one uncommitted Lance fragment (lance_ray.LanceFragmentWriter); the driver commits it.
 """
 
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from avsearch.embedding.models import EncoderLoader, Models
-from avsearch.embedding.stream import encode_batches
+from avsearch.indexing.moments import encode_moments
 from avsearch.indexing.pipeline import embedded_rows
 from avsearch.indexing.plan import Item
 from avsearch.media.walk import ScannedFile
@@ -45,6 +46,7 @@ RESULT_SCHEMA = pa.schema(
         pa.field("failed", pa.list_(pa.binary())),  # paths that could not be decoded ...
         pa.field("reasons", pa.list_(pa.string())),  # ... and why, one line each
         pa.field("written", pa.int64()),
+        pa.field("embedded", pa.list_(pa.binary())),  # paths given rows (not a silent film's sound)
         pa.field("files", pa.int64()),
         pa.field("node", pa.string()),  # the Ray node that embedded the batch
         pa.field("encoder", pa.string()),  # fingerprint of the encoder weights loaded there
@@ -105,11 +107,13 @@ class EmbedActor:
         layout = self.tables[table]
         encoder = self.models.file_encoder(table)  # checked against the index's recorded fingerprint
         started = time.process_time()
-        ok, native, bad = next(encode_batches(encoder, items[0].modality, [[it.file.path for it in items]]))
+        paths = [it.file.path for it in items]
+        ok, native, bad, spans = next(encode_moments(encoder, items[0].modality, [paths]))
         fragments: list[bytes] = []
-        if ok:
+        embedded = [items[i].file.path for i, times in zip(ok, spans, strict=True) if times]
+        if embedded:  # rows: nothing to write for a video with nothing of this table's (a silent film's sound)
             records, vectors = embedded_rows(
-                self.models, table, [items[i] for i in ok], native, self.describe, layout.with_meta
+                self.models, table, [items[i] for i in ok], native, self.describe, layout.with_meta, spans
             )
             written = self._writer(table)(rows_table(layout.schema, records, vectors))
             fragments = written.column("fragment").to_pylist()
@@ -119,7 +123,8 @@ class EmbedActor:
             "paths": rows.column("path").to_pylist(),
             "failed": [os.fsencode(p) for p, _ in bad],
             "reasons": [why for _, why in bad],
-            "written": len(ok),
+            "written": len(embedded),
+            "embedded": [os.fsencode(p) for p in embedded],
             "files": len(items),
             "node": self.node,
             "encoder": self.models.manifest.modalities[table].encoder_fingerprint or "",

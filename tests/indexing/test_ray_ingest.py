@@ -36,6 +36,7 @@ from avsearch.indexing.distributed import index_folder_ray  # noqa: E402
 from avsearch.indexing.pipeline import IndexSummary, index_folder  # noqa: E402
 from avsearch.store.index import Index  # noqa: E402
 from tests.indexing.ray_cluster import local_cluster, node_env  # noqa: E402
+from tests.media.videos import make_video  # noqa: E402
 from tests.search.conftest import make_bridge  # noqa: E402
 from tests.search.fake_encoder import FakeLoader  # noqa: E402
 from tests.search.kill_harness import snapshot  # noqa: E402
@@ -119,6 +120,10 @@ def test_ray_ingest_gives_the_local_index_first_and_after_changes(
     root = tmp_path / "media"
     made = make_media(root, images=6, audio=4)  # + 4 undecodable files, a text file, a symlink loop
     write_image(root / os.fsdecode(b"pictures/not-utf8-\xff\xfe.png"), seed=50)  # a name that is not UTF-8
+    # a video: 3 frame rows (0-2, 2-4, 4-12 s) and 2 sound segments, one file; a text named .mp4: listed once
+    (root / "clips").mkdir()
+    make_video(root / "clips/walk.mp4", seconds=12, square=(2, 4), tone=(3, 5))
+    (root / "clips/notes.mp4").write_text("not a film\n")
     local, remote = tmp_path / "local", tmp_path / "ray"
     first = index_folder(root, local, bridge, encoder_loader=FakeLoader(), batch_size=2)
     capfd.readouterr()
@@ -126,13 +131,15 @@ def test_ray_ingest_gives_the_local_index_first_and_after_changes(
     err = capfd.readouterr().err  # file descriptor 2: Ray's own C++ lines too
     assert "restart" not in err, err  # was: Ray's error line about restarting each actor (ray issue 53727)
     caller_settings()
-    assert report(on_ray) == report(first) and first.added == 11 and len(first.failed) == 4
+    assert report(on_ray) == report(first) and first.added == 12 and len(first.failed) == 5
+    assert first.counts == {"image": 10, "audio": 6} and "clips/notes.mp4" in str(first.failed)
     assert_same_index(local, remote)
     # committed in batch order, as the local run wrote: the same row order (table_rows keeps it)
     assert {t: list(rows) for t, rows in table_rows(remote).items()} == {
         t: list(rows) for t, rows in table_rows(local).items()
     }
-    assert len(on_ray.ray_nodes) == 2 and sum(on_ray.ray_nodes.values()) == 11, on_ray.ray_nodes  # both nodes
+    # both nodes; a video counts in each of its tables
+    assert len(on_ray.ray_nodes) == 2 and sum(on_ray.ray_nodes.values()) == 13, on_ray.ray_nodes
 
     img, aud = made["image"], made["audio"]
     os.utime(img[0], ns=(1, 1))  # touched: same content
@@ -156,7 +163,8 @@ def test_ray_ingest_gives_the_local_index_first_and_after_changes(
     assert_same_index(local, remote)
 
     idle = index_folder_ray(root, remote, cluster, encoder_loader=FakeLoader())
-    assert idle.added == 0 and idle.ray_nodes == {} and idle.unchanged == sum(second.counts.values())
+    rows_per_file = sum(second.counts.values()) - 4  # the video: 5 rows, one file
+    assert idle.added == 0 and idle.ray_nodes == {} and idle.unchanged == rows_per_file
 
 
 KILLED_RUN = """

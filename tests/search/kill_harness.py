@@ -49,8 +49,9 @@ def snapshot(index_dir: Path) -> dict[str, dict[str, tuple]]:
             ann = index.ann(f"{modality}.{column}", use_gpu=False)
             if ann is not None:
                 assert ann.table_version == index.tables.version(modality), f"{modality}.{column} is stale"
-                assert sorted(ann.paths) == sorted(out[modality]), f"{modality}.{column} paths differ from its table"
-                assert ann.index.ntotal == len(out[modality])
+                rows = index.tables.vectors(modality, column)[0]  # row names: a path, or a moment's path and times
+                assert sorted(ann.paths) == sorted(rows), f"{modality}.{column} paths differ from its table"
+                assert ann.index.ntotal == len(rows)
     return out
 
 
