@@ -30,11 +30,12 @@ _EPS = 1e-3  # seconds: as media/video.py, a frame within this of a time is on s
 WAVEFORM_RATE = 8000  # Hz a sound is decoded at for its waveform: a few hundred columns need no more
 
 
-def frame_at(path: Path | str, t: float, side: int | None = None) -> Image.Image:
+def frame_at(path: Path | str, t: float, side: int | None = None, stats: dict | None = None) -> Image.Image:
     """The upright RGB frame on screen `t` seconds into the video (the last frame starting at or before
     it; the first frame for t before it), scaled down so its shorter side is at most `side` (default:
     configs/media.toml [video] frame_side, the size frames are indexed at). DecodeError, one line naming
-    the file, as `probe`, or when the video has no pictures or none can be decoded."""
+    the file, as `probe`, or when the video has no pictures or none can be decoded. stats: a dict given
+    here gets "decoded", the frames the decoder produced (to measure the seek)."""
     import av
 
     path = Path(path)
@@ -54,7 +55,9 @@ def frame_at(path: Path | str, t: float, side: int | None = None) -> Image.Image
             if t > 0 and stream.time_base:
                 container.seek(int((origin + t) / stream.time_base), stream=stream, backward=True)
             shown = None
-            for frame in container.decode(stream):
+            for decoded, frame in enumerate(container.decode(stream), 1):
+                if stats is not None:
+                    stats["decoded"] = decoded
                 when = float(frame.pts * frame.time_base) - origin if frame.pts is not None else 0.0
                 if shown is not None and when > t + _EPS:
                     break
