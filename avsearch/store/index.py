@@ -287,9 +287,9 @@ class Index:
         for modality, entry in self.manifest.modalities.items():
             files, size, indexes, moments = 0, 0, {}, 0
             if modality in present:
-                book = self.tables.bookkeeping(modality)  # one record per file, a video's moments too
-                files, size = len(book), sum(r.size for r in book.values())
-                moments = self.tables.count(modality) - sum(1 for r in book.values() if r.start is None)
+                rows = self.tables.file_rows(modality)  # one per file, a video's moments too
+                files, size = len(rows), sum(n for n, _ in rows.values())
+                moments = self.tables.count(modality) - sum(1 for _, start in rows.values() if start is None)
                 version = self.tables.version(modality)
                 for column in self.tables.vector_columns(modality):
                     meta = self.ann_meta(ann_files.ann_name(modality, column))
