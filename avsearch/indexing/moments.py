@@ -168,7 +168,9 @@ def encode_moments(
     for paths, decoded in zip(batches, decode_batches(prepare, batches, plan), strict=True):
         done: dict[int, tuple[list[Span], np.ndarray]] = {}
         short = [j for j, d in enumerate(decoded) if isinstance(d, Moments)]
-        flat = _encode(encoder, modality, [item for j in short for item in decoded[j].items], chunk)
+        # a model call: the batch's files (one item each: batch_size as before), or a chunk of moments
+        step = max(chunk, len(paths))
+        flat = _encode(encoder, modality, [item for j in short for item in decoded[j].items], step)
         at = 0
         for j in short:
             spans = decoded[j].spans
@@ -185,9 +187,9 @@ def encode_moments(
         yield ok, vectors, failed, [done[j][0] for j in ok]
 
 
-def _encode(encoder: Encoder, modality: str, items: list[Any], chunk: int) -> np.ndarray:
-    """Prepared items encoded `chunk` at a time (a model call's inputs bounded as the preparation is)."""
-    parts = [encoder.encode_prepared(modality, items[i : i + chunk]) for i in range(0, len(items), chunk)]  # type: ignore[attr-defined]
+def _encode(encoder: Encoder, modality: str, items: list[Any], step: int) -> np.ndarray:
+    """Prepared items encoded `step` at a time (a model call's inputs bounded as the preparation is)."""
+    parts = [encoder.encode_prepared(modality, items[i : i + step]) for i in range(0, len(items), step)]  # type: ignore[attr-defined]
     return np.concatenate(parts) if parts else _empty(encoder)
 
 

@@ -46,16 +46,16 @@ class HeldPreparer(FakePreparer):
 
 
 class HeldEncoder(FakeEncoder):
-    """The fake encoder on Held items; records the largest model call."""
+    """The fake encoder on Held items; records the size of each model call."""
 
-    largest_call = 0
+    calls: list[int] = []
 
     def preparer(self, modality: str) -> HeldPreparer:
         super().preparer(modality)  # its modality check
         return HeldPreparer(modality)
 
     def encode_prepared(self, modality: str, items: Sequence[Held]) -> np.ndarray:
-        HeldEncoder.largest_call = max(HeldEncoder.largest_call, len(items))
+        HeldEncoder.calls.append(len(items))
         return super().encode_prepared(modality, [it.value for it in items])
 
 
@@ -100,20 +100,21 @@ def test_chunked_moments_give_the_unchunked_rows(bridge_file, tmp_path) -> None:
     root.mkdir()
     make_video(root / "walk.mp4", seconds=24, tone=(5, 8))  # frames: 3 rows; sound: 4 segments
     write_long_recording(root / "field.wav", seconds=20.0, event=(10.0, 12.0))  # 3 segments
-    write_image(root / "pic.png", seed=1)  # one row
+    for seed in (1, 2, 3):  # one row each, encoded together: a model call is the batch's files as before
+        write_image(root / f"pic{seed}.png", seed=seed)
     whole = index_folder(root, tmp_path / "whole", bridge_file, encoder_loader=FakeLoader())
-    HeldEncoder.largest_call = 0
+    HeldEncoder.calls = []
     stages = Stages()
     chunked = index_folder(
         root, tmp_path / "chunked", bridge_file, encoder_loader=HeldLoader(), config=_chunked(2), progress=stages
     )
-    assert HeldEncoder.largest_call == 2  # no model call on more than a chunk
+    assert sorted(HeldEncoder.calls, reverse=True)[:2] == [3, 2]  # the pictures' batch; no more moments than a chunk
     assert (
         (chunked.added, chunked.counts, chunked.failed)
         == (whole.added, whole.counts, whole.failed)
         == (
-            3,
-            {"image": 4, "audio": 7},
+            5,
+            {"image": 6, "audio": 7},
             [],
         )
     )
