@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from avsearch.embedding.models import EncoderLoader, Models
+from avsearch.embedding.stream import plan_decode
 from avsearch.errors import ConfigError, InputError
 from avsearch.indexing.hashing import content_hash
 from avsearch.indexing.metadata_pass import add_metadata_columns
@@ -48,7 +49,7 @@ from avsearch.media.metadata import (
     relative_key,
 )
 from avsearch.media.walk import ScannedFile, walk_folder
-from avsearch.store.config import SearchConfig, load_search_config
+from avsearch.store.config import IngestConfig, SearchConfig, load_search_config
 from avsearch.store.index import BridgeFiles, FailedFile, Index
 from avsearch.store.tables import MOMENT_FIELDS, FileRecord
 
@@ -167,7 +168,7 @@ def update_index(
     progress = progress or NoProgress()
     root = _media_folder(root)
     describe = _Describer(root, find_sidecar(root, tags))
-    embed = embed or functools.partial(_embed_all, moment_chunk=cfg.ingest.moment_chunk)
+    embed = embed or functools.partial(_embed_all, ingest=cfg.ingest)
     batch = batch_size or cfg.ingest.batch_size
     if batch < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch}")
@@ -345,11 +346,12 @@ def _embed_all(
     failed: list[tuple[str, str]],
     progress: Progress,
     describe: _Describer,
-    moment_chunk: int | None = None,
+    ingest: IngestConfig | None = None,
 ) -> int:
     """Embed new or changed files into their tables (modality -> table of one backend), one committed
     upsert per batch (a file's moments together, however many chunks they were encoded in: `moment_chunk`, see
-    moments.encode_moments); returns how many files were written."""
+    moments.encode_moments); returns how many files were written. ingest: the run's decode and chunk
+    settings (default: configs/search.toml's)."""
     groups: dict[str, list[Item]] = defaultdict(list)
     for it in items:
         groups[it.modality].append(it)
@@ -363,7 +365,11 @@ def _embed_all(
         encoder = index.models.file_encoder(table)
         with_meta = "tags" in index.tables.columns(table)  # an older table has no metadata columns
         paths = [[it.file.path for it in chunk] for chunk in chunks]
-        results = encode_moments(encoder, modality, paths, chunk=moment_chunk, progress=progress, stage=stage)
+        plan = moment_chunk = None
+        if ingest is not None:
+            plan = plan_decode(encoder, len(paths), ingest.decode, ingest.decode_workers, ingest.prefetch_batches)
+            moment_chunk = ingest.moment_chunk
+        results = encode_moments(encoder, modality, paths, plan, moment_chunk, progress, stage)
         for chunk, (ok, native, bad, spans) in zip(chunks, results, strict=True):
             failed.extend((p, why) for p, why in bad if p not in listed)
             listed.update(p for p, _ in bad)
