@@ -331,6 +331,7 @@ def _reuse(index: Index, tables: dict[str, str], items: Sequence[Item], describe
                     records[i].bridge,
                     describe(it.file.path, _info(records[i])),
                     (records[i].start, records[i].end),
+                    records[i].track,
                 )
                 for it, i in keep
             ]
@@ -410,10 +411,11 @@ def embedded_rows(
     (ray_embed.py) both make their rows here."""
     entry = models.manifest.modalities[table]
     stamp = models.manifest.bridge_stamp(table)
+    track = models.manifest.kind(table)
     records = []
     for it, times in zip(items, spans if spans is not None else [[WHOLE]] * len(items), strict=True):
         meta = _meta(it, describe, with_meta) if times else None
-        records += [_record(it, entry.encoder_fingerprint or "", stamp, meta, span) for span in times]
+        records += [_record(it, entry.encoder_fingerprint or "", stamp, meta, span, track) for span in times]
     return records, models.all_vectors(table, native)
 
 
@@ -426,6 +428,10 @@ def _info(record: FileRecord) -> MediaInfo:
     return record.meta.info if record.meta is not None else MediaInfo()
 
 
-def _record(item: Item, encoder: str, bridge: str, meta: FileMeta | None, span: Span = WHOLE) -> FileRecord:
+def _record(
+    item: Item, encoder: str, bridge: str, meta: FileMeta | None, span: Span = WHOLE, track: str | None = None
+) -> FileRecord:
+    """`track`: the file modality of the table the row goes to (part of a moment's key)."""
     f = item.file
-    return FileRecord(f.path, f.size, f.mtime_ns, item.hash, encoder, bridge, meta, *span)
+    track = track if span[0] is not None else None
+    return FileRecord(f.path, f.size, f.mtime_ns, item.hash, encoder, bridge, meta, *span, track)

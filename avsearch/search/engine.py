@@ -226,7 +226,7 @@ class SearchEngine:
         meta = self.store.lookup(route.target, sorted({split_ref(p)[0] for _, p in pairs}))
         if delta is not None:
             pairs = [(s, p) for s, p in pairs if split_ref(p)[0] in meta][:rows]  # a row deleted since: gone
-        found = merge_hits(pairs, k)
+        found = merge_hits(pairs, k, self.manifest.kind(route.target))
         calibration = self._calibration(route, query_modality)
         if calibration is not None:
             result.calibration = {

@@ -34,9 +34,14 @@ def rows_wanted(k: int, per_file: int | None = None) -> int:
 
 
 def merge_hits(
-    pairs: list[tuple[float, str]], k: int, per_file: int | None = None, gap: float | None = None
+    pairs: list[tuple[float, str]],
+    k: int,
+    track: str,
+    per_file: int | None = None,
+    gap: float | None = None,
 ) -> list[Moment]:
-    """The k best moments of (score, row name) pairs sorted best first (see the module docstring)."""
+    """The k best moments of (score, row name) pairs of one table sorted best first (see the module
+    docstring); `track`: the file modality of that table's rows (a moment's id is made with it)."""
     limits = media_config().video
     per_file = limits.max_moments_per_file if per_file is None else per_file
     gap = limits.merge_score_gap if gap is None else gap
@@ -47,7 +52,7 @@ def merge_hits(
         if start is None or end is None:
             moments.append(Moment(score, path, key=path_key(path)))
             continue
-        hit = Moment(score, path, start, end, key=moment_key(path, start))
+        hit = Moment(score, path, start, end, key=moment_key(path, start, track))
         for m in moments:
             if m.start is not None and m.end is not None and _touch(m, hit) and m.score - score <= gap:
                 m.start, m.end = min(m.start, start), max(m.end, end)

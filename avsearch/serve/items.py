@@ -22,7 +22,7 @@ from avsearch.store.index import Index
 from avsearch.store.tables import FileRecord, is_key
 
 # Bookkeeping of a row that says how it was made, not what the item is: left out of the item's JSON.
-_INTERNAL = ("hash", "encoder", "bridge")
+_INTERNAL = ("hash", "encoder", "bridge", "track")
 
 # Detected format -> Content-Type. Unknown formats are sent as bytes.
 _MIME = {
@@ -79,8 +79,7 @@ def require_item(index: Index, item_id: str) -> tuple[str, FileRecord]:
 
 def require_item_in(index: Index, item_id: str, modality: str, role: str) -> FileRecord:
     """The row of `item_id` in the `modality` table, or NotFound (404); InputError naming what it is when
-    it is an item of another kind. Looked up in that table first: a video's frame and its sound segment
-    that start at the same second share an id (store/tables.py moment_key: path and start)."""
+    it is an item of another kind."""
     if is_key(item_id) and modality in index.tables.modalities():
         records, _ = index.tables.fetch(modality, [item_id])
         if records:

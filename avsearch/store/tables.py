@@ -60,7 +60,7 @@ from avsearch.media.walk import printable
 from avsearch.store.lance_read import TableReader, open_dataset
 from avsearch.store.location import Location
 from avsearch.store.locks import WriterLock
-from avsearch.store.manifest import SCHEMA_VERSION
+from avsearch.store.manifest import SCHEMA_VERSION, table_modality
 
 if TYPE_CHECKING:
     import lancedb
@@ -120,11 +120,18 @@ class FileRecord:
     meta: FileMeta | None = None  # filterable metadata; None when read from a table without its columns
     start: float | None = None  # a moment's time range in seconds (None: the whole file)
     end: float | None = None
+    # a moment's file modality ("image": a video frame, "audio": a sound segment), part of its key: a video's
+    # frame and its sound segment may start at the same second and must not share an id
+    track: str | None = None
 
     @property
     def key(self) -> str:
         """The row's key: the path's for a plain file, the moment's otherwise."""
-        return path_key(self.path) if self.start is None else moment_key(self.path, self.start)
+        if self.start is None:
+            return path_key(self.path)
+        if self.track is None:
+            raise ValueError(f"{printable(self.path)}: a moment's record needs its track (image or audio)")
+        return moment_key(self.path, self.start, self.track)
 
 
 def table_schema(native_dim: int, shared: dict[str, int], metadata: bool = True, moments: bool = True) -> pa.Schema:
@@ -153,9 +160,11 @@ def path_key(path: str) -> str:
     return hashlib.blake2b(os.fsencode(path), digest_size=16).hexdigest()
 
 
-def moment_key(path: str, start: float) -> str:
-    """The row key of a moment of `path` starting at `start` seconds (as path_key, over path and time)."""
-    return hashlib.blake2b(os.fsencode(path) + b"\x00" + repr(float(start)).encode(), digest_size=16).hexdigest()
+def moment_key(path: str, start: float, track: str) -> str:
+    """The row key of a moment of `path` starting at `start` seconds in `track` (the file modality of its
+    rows: "image" for a video's frames, "audio" for sound segments): as path_key, over path, track and time."""
+    data = os.fsencode(path) + b"\x00" + track.encode() + b"\x00" + repr(float(start)).encode()
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def row_ref(path: str, start: float | None, end: float | None) -> str:
@@ -207,7 +216,8 @@ def _keys_in(paths: Sequence[str], ids: bool = False, moments: bool = False) -> 
     return f"(key IN ({listed}) OR file_key IN ({files}))"
 
 
-def _record(row: dict) -> FileRecord:
+def _record(row: dict, track: str) -> FileRecord:
+    """A row's bookkeeping; `track`: the file modality of its table (a moment's key is made with it)."""
     meta = None
     if "tags" in row:
         info = MediaInfo(**{name: row.get(name) for name in _INFO})
@@ -222,6 +232,7 @@ def _record(row: dict) -> FileRecord:
         meta,
         row.get("start"),
         row.get("end"),
+        track if row.get("start") is not None else None,
     )
 
 
@@ -499,7 +510,8 @@ class MediaStore:
     def bookkeeping(self, modality: str) -> dict[str, FileRecord]:
         """Every row's bookkeeping, keyed by path (no vectors read)."""
         arrow = self._reader(modality).search().select(self._book(modality)).limit(None).to_arrow()
-        records = map(_record, arrow.to_pylist())
+        track = table_modality(modality)
+        records = (_record(r, track) for r in arrow.to_pylist())
         return {r.path: r for r in records}
 
     @_damage_named
@@ -522,7 +534,7 @@ class MediaStore:
             where = _keys_in(chunk, moments=moments)
             query = self._reader(modality).search().where(where).select(self._book(modality)).limit(None)
             for r in query.to_arrow().to_pylist():
-                record = _record(r)
+                record = _record(r, table_modality(modality))
                 out[record.path] = record
         return out
 
@@ -545,7 +557,7 @@ class MediaStore:
         if not parts:
             return [], {c: np.zeros((0, self.dim(modality, c)), np.float32) for c in vector_cols}
         arrow = pa.concat_tables(parts)
-        records = [_record(r) for r in arrow.select(book).to_pylist()]
+        records = [_record(r, table_modality(modality)) for r in arrow.select(book).to_pylist()]
         return records, {c: _matrix(arrow.column(c), self.dim(modality, c)) for c in vector_cols}
 
     @_damage_named

@@ -90,20 +90,20 @@ def test_merge_touching_hits_of_one_file_within_the_gap() -> None:
         (0.40, row_ref(a, 30.0, 31.0)),
         (0.30, row_ref(a, 40.0, 41.0)),
     ]
-    got = merge_hits(pairs, k=10, per_file=2, gap=0.05)
+    got = merge_hits(pairs, k=10, track="image", per_file=2, gap=0.05)
     assert [(Path(m.path).name, m.start, m.end, m.score, m.more) for m in got] == [
         ("a.mp4", 12.0, 20.0, 0.90, 2),  # 2 more of a.mp4 not listed (per_file 2)
         ("b.mp4", 0.0, 15.0, 0.88, 0),
         ("c.png", None, None, 0.87, 0),
         ("a.mp4", 0.0, 12.0, 0.50, 0),
     ]
-    assert [m.path for m in merge_hits(pairs, k=2, per_file=2, gap=0.05)] == [a, b]
+    assert [m.path for m in merge_hits(pairs, k=2, track="image", per_file=2, gap=0.05)] == [a, b]
     # a widened moment takes in a weaker one it now touches (bridging two hits that did not touch)
     chain = [(0.9, row_ref(a, 0.0, 1.0)), (0.89, row_ref(a, 2.0, 3.0)), (0.88, row_ref(a, 1.0, 2.0))]
-    assert [(m.start, m.end) for m in merge_hits(chain, k=5, per_file=3, gap=0.05)] == [(0.0, 3.0)]
+    assert [(m.start, m.end) for m in merge_hits(chain, k=5, track="image", per_file=3, gap=0.05)] == [(0.0, 3.0)]
     # weak hits merging beside a strong moment never swallow it
     beside = [(1.0, row_ref(a, 10.0, 20.0)), (0.2, row_ref(a, 20.0, 30.0)), (0.19, row_ref(a, 15.0, 25.0))]
-    got = merge_hits(beside, k=5, per_file=3, gap=0.05)
+    got = merge_hits(beside, k=5, track="image", per_file=3, gap=0.05)
     assert [(m.start, m.end, m.score) for m in got] == [(10.0, 20.0, 1.0), (15.0, 30.0, 0.2)]
 
 

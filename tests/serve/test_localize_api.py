@@ -119,7 +119,7 @@ def test_where_is_it_on_a_video_frame(served) -> None:
     its patch. One sound only: each localisation embeds every proposal's crop (about 20 s here)."""
     client, world = served
     film = world.scenes[1].parent / "film.mp4"
-    frame_id = moment_key(str(film.absolute()), FILM_SCENE_AT)
+    frame_id = moment_key(str(film.absolute()), FILM_SCENE_AT, "image")
     k, box = next(iter(world.placements[1].items()))
     answer = client.get("/api/localize", params={"audio_id": _id(world.sounds[k]), "image_id": frame_id})
     assert answer.status_code == 200, answer.text

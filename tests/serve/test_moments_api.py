@@ -47,15 +47,30 @@ def test_search_results_carry_the_moments_times(client: TestClient, moment_libra
         ("photo.png", None, None),
     }
     square = next(h for h in pictures["hits"] if h["start"] == SQUARE_AT[0])
-    assert square["id"] == moment_key(str(moment_library.video), SQUARE_AT[0])  # the moment's own id
+    assert square["id"] == moment_key(str(moment_library.video), SQUARE_AT[0], "image")  # the moment's own id
     item = client.get(f"/api/items/{square['id']}").json()
     assert (item["start"], item["end"], item["name"]) == (4.0, 7.0, "walk.mp4")
 
 
+def test_a_frame_and_a_sound_segment_starting_together_are_two_items(
+    client: TestClient, moment_library: MomentLibrary
+) -> None:
+    """walk.mp4's first frame row and its first sound segment both start at 0 s: each has an id of its own,
+    and each id names its own row (an id made of path and start alone named whichever table came first)."""
+    video = str(moment_library.video)
+    frame, sound = moment_key(video, 0.0, "image"), moment_key(video, 0.0, "audio")
+    assert frame != sound
+    assert client.get(f"/api/items/{frame}").json()["modality"] == "image"
+    assert client.get(f"/api/items/{sound}").json()["modality"] == "audio"
+    answer = client.get("/api/search", params={"text": "a red square", "k": 10, "target": "audio"}).json()
+    ids = {h["id"] for h in answer["results"][0]["hits"] if h["path"] == video and h["start"] == 0.0}
+    assert ids == {sound}  # the search names the sound segment by the sound's id
+
+
 def test_a_video_moment_is_shown_as_its_frame_at_its_start(client: TestClient, moment_library: MomentLibrary) -> None:
     video = str(moment_library.video)
-    square = _picture(client.get(f"/api/items/{moment_key(video, SQUARE_AT[0])}/thumbnail"))
-    grey = _picture(client.get(f"/api/items/{moment_key(video, 0.0)}/thumbnail"))
+    square = _picture(client.get(f"/api/items/{moment_key(video, SQUARE_AT[0], 'image')}/thumbnail"))
+    grey = _picture(client.get(f"/api/items/{moment_key(video, 0.0, 'image')}/thumbnail"))
     assert square.shape[:2] == grey.shape[:2] == (48, 64)  # the frame's own size (under 256 px)
     h, w = square.shape[:2]
     assert np.abs(square[h // 2, w // 2] - RED).max() < 40  # the red square, in the middle, at 4 s
@@ -69,8 +84,8 @@ def test_a_recording_moment_is_shown_as_its_stretch_of_waveform(
     """field.wav is silent for 5 s, then a tone: its 0-10 s segment is blank on the left half, inked on the
     right; its 5-15 s segment is inked all along."""
     path = str(moment_library.recording)
-    first = _picture(client.get(f"/api/items/{moment_key(path, 0.0)}/thumbnail")).mean(axis=2)
-    second = _picture(client.get(f"/api/items/{moment_key(path, 5.0)}/thumbnail")).mean(axis=2)
+    first = _picture(client.get(f"/api/items/{moment_key(path, 0.0, 'audio')}/thumbnail")).mean(axis=2)
+    second = _picture(client.get(f"/api/items/{moment_key(path, 5.0, 'audio')}/thumbnail")).mean(axis=2)
     w = first.shape[1]
     inked = lambda picture, columns: float((picture[:, columns] < 128).mean())  # noqa: E731
     assert inked(first, slice(0, w // 3)) < 0.05 < 0.3 < inked(first, slice(2 * w // 3, w))
@@ -79,7 +94,7 @@ def test_a_recording_moment_is_shown_as_its_stretch_of_waveform(
 
 def test_a_video_is_served_as_video_with_byte_ranges(client: TestClient, moment_library: MomentLibrary) -> None:
     data = moment_library.video.read_bytes()
-    url = f"/api/items/{moment_key(str(moment_library.video), SQUARE_AT[0])}/media"
+    url = f"/api/items/{moment_key(str(moment_library.video), SQUARE_AT[0], 'image')}/media"
     whole = client.get(url)
     assert (whole.status_code, whole.headers["content-type"], whole.content) == (200, "video/mp4", data)
     assert whole.headers["accept-ranges"] == "bytes"
@@ -97,7 +112,7 @@ def test_a_changed_video_is_not_served(client: TestClient, moment_library: Momen
     for its media and for a thumbnail not made yet (the moment at 7 s: no test asks for it before)."""
     video = moment_library.video
     before = video.stat()
-    item = moment_key(str(video), 7.0)
+    item = moment_key(str(video), 7.0, "image")
     try:
         with video.open("ab") as f:
             f.write(b"\0" * 16)
