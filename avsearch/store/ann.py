@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -221,10 +222,21 @@ def build_index(
     chain = (first, *FALLBACKS.get(first, ()))
     if trained is not None and trained[1].kind in chain:  # an earlier build fell back: start where it ended
         chain = chain[chain.index(trained[1].kind) :]
-    best: tuple[faiss.Index, AnnParams] | None = None
+    return first_on_target(
+        chain, lambda kind: _build_kind(kind, vectors, cfg, queries, query_source, seed, trained), cfg
+    )
+
+
+def first_on_target(
+    chain: Sequence[str], build: Callable[[str], tuple[Any, AnnParams]], cfg: AnnConfig
+) -> tuple[Any, AnnParams]:
+    """Build the kinds of `chain` in order until one reaches the recall target (in memory or streamed:
+    `build(kind)` -> (index, params)); the best one when none does, with a warning. params.extra
+    ["fell_back_from"] lists the kinds passed over."""
+    best: tuple[Any, AnnParams] | None = None
     passed: list[str] = []
     for kind in chain:
-        index, params = _build_kind(kind, vectors, cfg, queries, query_source, seed, trained)
+        index, params = build(kind)
         if best is None or params.heldout_recall > best[1].heldout_recall:
             best = (index, params)
         if params.heldout_recall >= cfg.target_recall:

@@ -30,6 +30,7 @@ from avsearch.store.ann import (
     _nlist,
     _tuned,
     empty_index,
+    first_on_target,
     training_rows,
 )
 from avsearch.store.ann_disk import DiskRefine, VectorFile
@@ -101,8 +102,8 @@ def build_streamed(
     nlist = trained[1].nlist if reuse else _nlist(n, cfg)
     take = training_rows(n, nlist, chain[0], cfg, seed)
     sample, exact = _sample_and_exact(source, take, queries, cfg)
-    best: tuple[DiskRefine, AnnParams] | None = None
-    for kind in chain:
+
+    def build(kind: str) -> tuple[DiskRefine, AnnParams]:
         if reuse and trained[1].kind == kind:
             index, old = trained[0], trained[1]
             index.reset()
@@ -117,33 +118,9 @@ def build_streamed(
             coarse = "hnsw" if "_HNSW" in spec else "flat"
             params = AnnParams(kind=kind, n=n, dim=dim, nlist=nlist, coarse=coarse, vectors_on_disk=True)
         _add_chunks(index, source, write=vectors.rows == 0)
-        index, params = _tuned(index, params, sample, cfg, queries, query_source, seed, exact)
-        if best is None or params.heldout_recall > best[1].heldout_recall:
-            best = (index, params)
-        if params.heldout_recall >= cfg.target_recall:
-            break
-        if kind != chain[-1]:
-            log.warning(
-                "%s plateaus at recall@10 %.3f on held-out cross-modal queries (target %.2f): building %s",
-                kind,
-                params.heldout_recall,
-                cfg.target_recall,
-                chain[chain.index(kind) + 1],
-            )
-    assert best is not None
-    index, params = best
-    passed = [k for k in chain[: chain.index(params.kind)]]
-    if passed:
-        params.extra["fell_back_from"] = passed
-    if params.heldout_recall < cfg.target_recall:
-        log.warning(
-            "%s over %d vectors reaches recall@10 %.3f on held-out cross-modal queries, below the target %.2f",
-            params.kind,
-            n,
-            params.heldout_recall,
-            cfg.target_recall,
-        )
-    return index, params
+        return _tuned(index, params, sample, cfg, queries, query_source, seed, exact)
+
+    return first_on_target(chain, build, cfg)
 
 
 def _add_chunks(index: DiskRefine, source: ChunkSource, write: bool) -> None:
