@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from avsearch.media.video import sampled_frames  # noqa: E402
+from tests.media.videos import encode_frames  # noqa: E402
 
 WIDTH, HEIGHT, RATE = 1280, 720, 25
 
@@ -50,17 +51,16 @@ def generate(path: Path, minutes: float, gop: int) -> None:
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         stream.codec_context.gop_size = gop
         stream.options = {"preset": "ultrafast", "keyint_min": str(gop), "sc_threshold": "0", "crf": "23"}
-        for i in range(frames):
-            x, y = (3 * i) % 8, (i // 8) % 8
-            image = np.ascontiguousarray(texture[y : y + HEIGHT, x : x + WIDTH])
-            image[:, :, 0] = (image[:, :, 0].astype(np.uint16) + i) % 256  # colour drifts: every second differs
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+        encode_frames(out, stream, (_drifting(texture, i) for i in range(frames)))
     part.rename(path)
+
+
+def _drifting(texture: np.ndarray, i: int) -> np.ndarray:
+    """Frame i: the texture shifted a little and its colour drifted, so every second differs."""
+    x, y = (3 * i) % 8, (i // 8) % 8
+    image = np.ascontiguousarray(texture[y : y + HEIGHT, x : x + WIDTH])
+    image[:, :, 0] = (image[:, :, 0].astype(np.uint16) + i) % 256
+    return image
 
 
 def decode_everything(path: Path) -> int:

@@ -14,7 +14,7 @@ from PIL import Image
 from avsearch.errors import ConfigError, DecodeError
 from avsearch.media.config import VideoLimits, load_media_config
 from avsearch.media.video import audio_track, is_video, probe, sampled_frames, sound_segments
-from tests.media.videos import FPS, GREY, RED, SECONDS, SQUARE, TONE, H, W, make_video  # noqa: F401
+from tests.media.videos import FPS, GREY, RED, SECONDS, SQUARE, TONE, H, W, encode_frames, make_video  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -119,13 +119,7 @@ def test_rotated_video_is_upright(tmp_path):
         stream.set_display_rotation(90)  # shown turned 90 degrees counter-clockwise, as phones record
         image = np.full((48, 64, 3), GREY, np.uint8)
         image[:, :8] = RED  # the left edge: after a quarter turn counter-clockwise, the bottom edge
-        for i in range(20):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+        encode_frames(out, stream, [image] * 20)
     (_, _, shown), *_ = sampled_frames(path)
     assert shown.size == (48, 64)
     pixels = np.asarray(shown)

@@ -3,6 +3,7 @@ shot from 12 to 18 s, a 440 Hz tone in the sound from 30 to 35 s (media, indexin
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import av
@@ -13,6 +14,17 @@ SQUARE = (12.0, 18.0)
 TONE = (30.0, 35.0)
 GREY = (90, 90, 90)
 RED = (230, 30, 30)  # the same luma as GREY: only colour tells them apart
+
+
+def encode_frames(out: av.container.OutputContainer, stream: av.VideoStream, images: Iterable[np.ndarray]) -> None:
+    """Encode RGB images (H, W, 3) as the stream's frames 0, 1, 2, ... and flush the encoder."""
+    for i, image in enumerate(images):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = i
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
 
 
 def make_video(
@@ -45,14 +57,8 @@ def make_video(
             plain = np.full((height, width, 3), GREY, np.uint8)
             marked = plain.copy()
             marked[height // 4 : height // 4 + height // 2, width // 4 : width // 4 + width // 2] = RED
-            for i in range(round(seconds * fps)):
-                shown = marked if square and square[0] <= i / fps < square[1] else plain
-                frame = av.VideoFrame.from_ndarray(shown, format="rgb24")
-                frame.pts = i
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-            for packet in stream.encode(None):
-                out.mux(packet)
+            shown = lambda i: marked if square and square[0] <= i / fps < square[1] else plain  # noqa: E731
+            encode_frames(out, stream, (shown(i) for i in range(round(seconds * fps))))
         if audio:
             t = np.arange(round(seconds * rate)) / rate
             wave = np.zeros_like(t, dtype=np.float32)
