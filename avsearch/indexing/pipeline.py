@@ -27,26 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from avsearch.embedding.models import EncoderLoader, Models
+from avsearch.embedding.models import EncoderLoader
 from avsearch.embedding.stream import plan_decode
 from avsearch.errors import ConfigError, InputError
 from avsearch.indexing.hashing import content_hash
 from avsearch.indexing.metadata_pass import add_metadata_columns
-from avsearch.indexing.moments import WHOLE, Span, encode_moments
+from avsearch.indexing.moments import encode_moments
 from avsearch.indexing.plan import Item, Plan, files, make_plan, under
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.indexing.refresh import refresh_indexes
+from avsearch.indexing.rows import Describer, embedded_rows, file_record, stored_info
 from avsearch.media.detect import detect
 from avsearch.media.metadata import (
-    FileMeta,
-    MediaInfo,
     find_sidecar,
-    path_fields,
-    read_media_info,
-    read_tags,
-    relative_key,
 )
 from avsearch.media.walk import ScannedFile, walk_folder
 from avsearch.store.config import IngestConfig, SearchConfig, load_search_config
@@ -124,30 +117,9 @@ def index_folder(
         return update_index(root, index, batch_size, progress, cfg, retry_failed, tags, embed)
 
 
-class _Describer:
-    """FileMeta for the rows of one run: path fields against the root, tags from the run's sidecar."""
-
-    def __init__(self, root: Path, sidecar: Path | None) -> None:
-        self.root = root
-        self.tags = read_tags(sidecar) if sidecar is not None else {}
-        if sidecar is not None:
-            log.info("tags: %d paths from %s", len(self.tags), sidecar)
-
-    def __call__(self, path: str, info: MediaInfo) -> FileMeta:
-        folder, ext = path_fields(path, self.root)
-        return FileMeta(folder, ext, self.tags.get(relative_key(path, self.root), ()), info)
-
-    def stale(self, record: FileRecord) -> bool:
-        """Whether a stored row's tags or folder differ from this run's (its content being unchanged)."""
-        if record.meta is None:  # a table made before metadata columns: nothing to rewrite into
-            return False
-        fresh = self(record.path, record.meta.info)
-        return (fresh.tags, fresh.folder) != (record.meta.tags, record.meta.folder)
-
-
 # (index, tables of one backend (modality -> table), items to embed, batch size, the run's failures to extend,
 # progress, metadata of a path) -> files written. Writes each file's rows in the table, or lists it as failed.
-Embedder = Callable[[Index, dict[str, str], Sequence[Item], int, list[tuple[str, str]], Progress, "_Describer"], int]
+Embedder = Callable[[Index, dict[str, str], Sequence[Item], int, list[tuple[str, str]], Progress, Describer], int]
 
 
 def update_index(
@@ -167,7 +139,7 @@ def update_index(
     cfg = config or load_search_config()
     progress = progress or NoProgress()
     root = _media_folder(root)
-    describe = _Describer(root, find_sidecar(root, tags))
+    describe = Describer(root, find_sidecar(root, tags))
     embed = embed or functools.partial(_embed_all, ingest=cfg.ingest)
     batch = batch_size or cfg.ingest.batch_size
     if batch < 1:
@@ -243,9 +215,7 @@ def finish_run(
     return summary
 
 
-def _retag(
-    scanned: Sequence[ScannedFile], stored: dict[str, dict[str, FileRecord]], describe: _Describer
-) -> list[Item]:
+def _retag(scanned: Sequence[ScannedFile], stored: dict[str, dict[str, FileRecord]], describe: Describer) -> list[Item]:
     """Unchanged files (same size and mtime as their row) whose tags or folder differ from the row's."""
     out = []
     for modality, rows in stored.items():
@@ -309,7 +279,7 @@ def _delete(index: Index, tables: dict[str, str], plan: Plan) -> int:
     return len(gone_files - {it.source for it in plan.reuse})
 
 
-def _reuse(index: Index, tables: dict[str, str], items: Sequence[Item], describe: _Describer, own: bool) -> None:
+def _reuse(index: Index, tables: dict[str, str], items: Sequence[Item], describe: Describer, own: bool) -> None:
     """Write rows for files whose content is already stored (touched, renamed or copied): no encoder."""
     groups: dict[str, list[Item]] = defaultdict(list)
     for it in items:
@@ -325,11 +295,11 @@ def _reuse(index: Index, tables: dict[str, str], items: Sequence[Item], describe
             keep = [(it, i) for it, s in zip(chunk, sources, strict=True) for i in rows.get(s, [])]
             # the content is the stored one: its media info is copied, the path fields and tags are this path's
             new = [
-                _record(
+                file_record(
                     it,
                     records[i].encoder,
                     records[i].bridge,
-                    describe(it.file.path, _info(records[i])),
+                    describe(it.file.path, stored_info(records[i])),
                     (records[i].start, records[i].end),
                     records[i].track,
                 )
@@ -346,7 +316,7 @@ def _embed_all(
     batch: int,
     failed: list[tuple[str, str]],
     progress: Progress,
-    describe: _Describer,
+    describe: Describer,
     ingest: IngestConfig | None = None,
 ) -> int:
     """Embed new or changed files into their tables (modality -> table of one backend), one committed
@@ -394,44 +364,3 @@ def _embed_all(
             progress.advance(stage, len(chunk))
         progress.finish(stage)
     return len(written)
-
-
-def embedded_rows(
-    models: Models,
-    table: str,
-    items: Sequence[Item],
-    native: np.ndarray,
-    describe: _Describer,
-    with_meta: bool,
-    spans: Sequence[Sequence[Span]] | None = None,
-) -> tuple[list[FileRecord], dict[str, np.ndarray]]:
-    """The rows of freshly embedded files (`native`: their vectors (N, d), in the order of `items`, and of
-    each item's `spans` when given: a row per moment): records stamped with the encoder's and bridges'
-    fingerprints, and every vector column of the table (column -> (N, width)). Local and Ray runs
-    (ray_embed.py) both make their rows here."""
-    entry = models.manifest.modalities[table]
-    stamp = models.manifest.bridge_stamp(table)
-    track = models.manifest.kind(table)
-    records = []
-    for it, times in zip(items, spans if spans is not None else [[WHOLE]] * len(items), strict=True):
-        meta = _meta(it, describe, with_meta) if times else None
-        records += [_record(it, entry.encoder_fingerprint or "", stamp, meta, span, track) for span in times]
-    return records, models.all_vectors(table, native)
-
-
-def _meta(item: Item, describe: _Describer, with_meta: bool) -> FileMeta | None:
-    """A new file's metadata: headers read only when its table has the columns to keep them."""
-    return describe(item.file.path, read_media_info(item.file.path, item.modality)) if with_meta else None
-
-
-def _info(record: FileRecord) -> MediaInfo:
-    return record.meta.info if record.meta is not None else MediaInfo()
-
-
-def _record(
-    item: Item, encoder: str, bridge: str, meta: FileMeta | None, span: Span = WHOLE, track: str | None = None
-) -> FileRecord:
-    """`track`: the file modality of the table the row goes to (part of a moment's key)."""
-    f = item.file
-    track = track if span[0] is not None else None
-    return FileRecord(f.path, f.size, f.mtime_ns, item.hash, encoder, bridge, meta, *span, track)

@@ -4,7 +4,7 @@ Runs in Ray worker processes (distributed.py drives it). An `EmbedActor` loads e
 once, through the same loader, registry and fingerprint checks as a local run, embeds a batch with the
 same decode loop (embedding/stream.py: a file that cannot be decoded costs only itself, with its
 reason; a video's frames or sound and a long recording's segments as moments, indexing/moments.py), makes
-the rows as a local run does (pipeline.embedded_rows) in the table's exact schema, and
+the rows as a local run does (rows.embedded_rows) in the table's exact schema, and
 writes them as one uncommitted Lance fragment (lance_ray.LanceFragmentWriter); the driver commits it.
 """
 
@@ -20,8 +20,8 @@ import pyarrow.compute as pc
 
 from avsearch.embedding.models import EncoderLoader, Models
 from avsearch.indexing.moments import encode_moments
-from avsearch.indexing.pipeline import embedded_rows
 from avsearch.indexing.plan import Item
+from avsearch.indexing.rows import embedded_rows
 from avsearch.media.walk import ScannedFile
 from avsearch.store.manifest import Manifest
 from avsearch.store.tables import rows_table
@@ -89,7 +89,7 @@ class EmbedActor:
 
         # No commit callback: the driver records the encoder's fingerprint before it commits any row.
         self.models = Models(manifest, index_dir, loader, device, weights_dir=weights_dir)
-        self.describe = describe  # pipeline._Describer: path fields and tags of a path
+        self.describe = describe  # rows.Describer: path fields and tags of a path
         self.tables = tables  # table -> distributed._Table (uri, schema, storage version, metadata)
         self.writers: dict[str, Any] = {}
         self.node = ray.get_runtime_context().get_node_id()
