@@ -21,7 +21,6 @@ data_filling="repeatpad") is `mel_fusion` (4, 1001, 64) plus a `longer` flag:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -31,23 +30,14 @@ import torch
 
 # The numpy-only parts live with the ONNX query path's front end (clap_inputs.py); imported from here too.
 from avsearch.encoders.clap_inputs import FUSION_CHUNK_RULE, fusion_chunk_starts, quantize_int16  # noqa: F401
-
-
-def _hz_to_mel(freq: float) -> float:
-    return 2595.0 * math.log10(1.0 + freq / 700.0)
+from avsearch.encoders.clap_inputs import mel_filterbank as np_mel_filterbank
 
 
 @lru_cache(maxsize=4)
 def mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int) -> torch.Tensor:
-    """(n_freqs, n_mels) triangular HTK filterbank, no area normalisation (torchaudio's default)."""
-    all_freqs = torch.linspace(0, sample_rate // 2, n_freqs)
-    m_pts = torch.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2)
-    f_pts = 700.0 * (10 ** (m_pts / 2595.0) - 1.0)
-    f_diff = f_pts[1:] - f_pts[:-1]
-    slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)  # (n_freqs, n_mels + 2)
-    down = (-1.0 * slopes[:, :-2]) / f_diff[:-1]
-    up = slopes[:, 2:] / f_diff[1:]
-    return torch.clamp(torch.min(down, up), min=0.0)
+    """(n_freqs, n_mels) triangular HTK filterbank, no area normalisation (torchaudio's default): the
+    query path's numpy one (clap_inputs.py), in float32."""
+    return torch.from_numpy(np_mel_filterbank(n_freqs, f_min, f_max, n_mels, sample_rate).astype(np.float32))
 
 
 def _log_mel(windows: torch.Tensor, audio_cfg: dict[str, Any], center: bool) -> torch.Tensor:
