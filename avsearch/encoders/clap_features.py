@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 # The numpy-only parts live with the ONNX query path's front end (clap_inputs.py); imported from here too.
-from avsearch.encoders.clap_inputs import FUSION_CHUNK_RULE, fusion_chunk_starts, quantize_int16  # noqa: F401
+from avsearch.encoders.clap_inputs import FUSION_CHUNK_RULE, fusion_chunk_starts, quantize_int16, repeat_padded  # noqa: F401
 from avsearch.encoders.clap_inputs import mel_filterbank as np_mel_filterbank
 
 
@@ -130,13 +130,8 @@ def clip_fusion_input(wave: np.ndarray, audio_cfg: dict[str, Any], max_len: int 
     Mirrors laion_clap get_audio_features(data_truncating="fusion", data_filling="repeatpad"), with the
     random crop starts replaced by fusion_chunk_starts.
     """
-    n = int(wave.shape[0])
-    if n == 0:
-        raise ValueError("empty waveform")
-    if n <= max_len:
-        reps = max_len // n  # repeat the clip whole, then zero-pad ("repeatpad")
-        window = np.zeros(max_len, dtype=np.float32)
-        window[: reps * n] = np.tile(wave, reps)
+    if int(wave.shape[0]) <= max_len:
+        window = repeat_padded(wave, max_len)
         mel = log_mel(torch.from_numpy(window)[None], audio_cfg)[0]
         return FusionInput(mel.unsqueeze(0).expand(4, -1, -1).contiguous(), longer=False)
     mel = log_mel_long(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), audio_cfg)

@@ -148,17 +148,22 @@ class AudioInput:
     longer: bool
 
 
+def repeat_padded(wave: np.ndarray, max_len: int) -> np.ndarray:
+    """A clip of at most `max_len` samples repeated whole, then zero-padded to `max_len` ("repeatpad")."""
+    n = int(wave.shape[0])
+    if n == 0:
+        raise ValueError("empty waveform")
+    window = np.zeros(max_len, dtype=np.float32)
+    window[: (max_len // n) * n] = np.tile(wave, max_len // n)
+    return window
+
+
 def clip_fusion_input(wave: np.ndarray, audio_cfg: dict[str, Any], max_len: int = 480_000) -> AudioInput:
     """clap_features.clip_fusion_input without torch: a whole clip (T,) float32, already int16-quantised
     -> its fusion input (a clip up to 10 s repeat-padded, the four channels one mel; a longer clip: its
     whole mel shrunk to 10 s plus three 10 s crops at fusion_chunk_starts)."""
-    n = int(wave.shape[0])
-    if n == 0:
-        raise ValueError("empty waveform")
-    if n <= max_len:
-        reps = max_len // n  # repeat the clip whole, then zero-pad ("repeatpad")
-        window = np.zeros(max_len, dtype=np.float32)
-        window[: reps * n] = np.tile(wave, reps)
+    if int(wave.shape[0]) <= max_len:
+        window = repeat_padded(wave, max_len)
         return AudioInput(np.repeat(log_mel(window, audio_cfg)[None], 4, axis=0), longer=False)
     mel = log_mel(wave, audio_cfg)
     chunk_frames = max_len // int(audio_cfg["hop_size"]) + 1
