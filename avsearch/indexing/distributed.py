@@ -69,11 +69,24 @@ def index_folder_ray(
         raise InputError(f"{index_dir}: --ray writes to an index folder on a local or shared filesystem, not a URL")
     if actors is not None and actors < 1:
         raise ConfigError(f"--ray needs at least 1 actor, got {actors}")
-    with ray_connection(address):
+    with ray_connection(address), _driver_print_kept():
         embedder = RayEmbedder(actors)
         summary = index_folder(root, index_dir, embed=embedder, **options)
     summary.ray_nodes = dict(embedder.nodes)
     return summary
+
+
+@contextlib.contextmanager
+def _driver_print_kept() -> Iterator[None]:
+    """The driver's builtins.print as it was before the run: Ray's progress-bar manager (ray.experimental.
+    tqdm_ray) replaces it process-wide when a worker's bar reaches the driver, and never puts it back."""
+    import builtins
+
+    kept = builtins.print
+    try:
+        yield
+    finally:
+        builtins.print = kept
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ PYTHONPATH)."""
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import logging
@@ -72,11 +73,13 @@ def caller_settings(monkeypatch) -> Any:
     logger = logging.getLogger("ray.data")
     level = logger.level
     logger.setLevel(logging.INFO)
+    printer = builtins.print
 
     def check() -> None:
         assert DataContext.get_current() is context
         assert {name: getattr(context, name) for name in known} == known
         assert context.execution_options.preserve_order is False and logger.level == logging.INFO
+        assert builtins.print is printer  # Ray's tqdm_ray swaps it process-wide
 
     yield check
     logger.setLevel(level)

@@ -367,8 +367,8 @@ def test_a_run_whose_lease_was_taken_over_stops(s3_server, bridge, tmp_path, mon
     real = MediaStore.upsert
     upserts: list[int] = []
 
-    def takeover_after_the_first_batch(self: MediaStore, modality: str, records, vectors) -> None:
-        real(self, modality, records, vectors)
+    def takeover_after_the_first_batch(self: MediaStore, modality: str, records, vectors, **options) -> None:
+        real(self, modality, records, vectors, **options)
         upserts.append(len(records))
         if len(upserts) == 1:  # another machine found our lease stale and took it over: it renews its own
             for _ in range(12):  # (a renewal of ours that read just before a write of the rival's overwrites
