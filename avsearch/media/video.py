@@ -147,6 +147,9 @@ def _probe_open(container, path: Path) -> VideoInfo:
     audio = container.streams.audio[0] if container.streams.audio else None
     if video is None and audio is None:
         raise DecodeError(f"{path}: no video or audio stream in the container")
+    for stream in (video, audio):
+        if stream is not None and stream.codec_context is None:  # FFmpeg knows no decoder for its codec
+            raise DecodeError(f"{path}: its {stream.type} codec has no decoder in this FFmpeg (PyAV's wheel)")
     duration = _duration(container, path)
     if not math.isfinite(duration) or duration <= 0:
         raise DecodeError(f"{path}: declared duration {duration:g} s: a video must last")
@@ -386,6 +389,14 @@ def sampled_frames(
         raise DecodeError(f"{path}: video frames too large to decode in memory") from exc
     finally:
         container.close()
+
+
+def frame_side_for(prepare: object) -> int:
+    """The shorter side a video's frames are decoded at for a preparer: its model's input side when it
+    tells one (`frame_side`, e.g. CLIP's 224), at most configs/media.toml [video] frame_side."""
+    side = media_config().video.frame_side
+    wanted = getattr(prepare, "frame_side", None)
+    return min(side, int(wanted)) if wanted else side
 
 
 def audio_track(path: Path | str, sample_rate: int = 48_000) -> np.ndarray | None:

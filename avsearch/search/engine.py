@@ -20,7 +20,7 @@ from avsearch.modalities import CMCR, TEXT, VIDEO
 from avsearch.search.delta import Delta, DeltaRows
 from avsearch.search.filters import SearchFilters
 from avsearch.search.moments import merge_hits, rows_wanted
-from avsearch.search.piece import Piece, piece_vector, pieces
+from avsearch.search.piece import Piece, piece_vector, search_pieces
 from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
 from avsearch.search.selection import RowSelector, glob_positions
@@ -115,8 +115,7 @@ class SearchEngine:
                 raise InputError(f"{path}: {NOT_MEDIA}")
             modality = found.kind
         if modality == VIDEO:  # its frames and its sound, each a query of its own (search/piece.py)
-            lists = [self.search_piece(piece, target, k, filters, backend) for piece in pieces(path, None, None, None)]
-            return [r for found in lists for r in found]
+            return search_pieces(path, None, None, None, lambda p: self.search_piece(p, target, k, filters, backend))
         routes = plan_routes(modality, target, self.manifest, backend)
         return [_labelled(self._run(r, str(path), modality, self._embed(r, path=path), k, filters), r) for r in routes]
 

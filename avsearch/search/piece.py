@@ -9,16 +9,24 @@ one and averaged, re-normalised (one vector for the shot or scene the piece show
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from avsearch.errors import InputError
+from avsearch.errors import DecodeError, InputError
 from avsearch.media.detect import detect
+from avsearch.media.failures import NOT_MEDIA
+from avsearch.media.signatures import NOUN
 from avsearch.modalities import AUDIO, IMAGE, VIDEO
 
 AUDIO_SOURCE, FRAMES_SOURCE = "audio", "frames"
+SOURCE_OF = {AUDIO: AUDIO_SOURCE, IMAGE: FRAMES_SOURCE}  # `--audio video.mp4`: its sound; `--image`: its frames
+
+
+class SilentSound(InputError):
+    """A video whose sound track is silent or missing: its frames still query when both were asked for."""
 
 
 @dataclass(frozen=True)
@@ -49,13 +57,17 @@ class Piece:
 def pieces(path: Path, start: float | None, end: float | None, source: str | None) -> list[Piece]:
     """The pieces a query file gives: a video's sound and/or frames (source "audio", "frames", None: both
     it holds), a sound file's samples; InputError for other files or a source they cannot give."""
-    kind = detect(path).kind
+    found = detect(path)
+    if found.reason is not None:  # broken media: its reason, as every query file's
+        raise DecodeError(f"{path}: {found.reason}")
+    kind = found.kind
     if kind == AUDIO:
         if source == FRAMES_SOURCE:
             raise InputError(f"{path}: a sound has no frames (--from frames is for videos)")
         return [Piece(path, AUDIO, start, end)]
     if kind != VIDEO:
-        raise InputError(f"{path}: --start/--end and --video take a video or a sound, not a {kind or 'non-media'} file")
+        what = f"by its content it is a {NOUN[kind]}" if kind else NOT_MEDIA
+        raise InputError(f"{path}: not a video or a sound ({what}): --video, --start and --end take one")
     from avsearch.media.video import probe
 
     info = probe(path)
@@ -64,6 +76,22 @@ def pieces(path: Path, start: float | None, end: float | None, source: str | Non
     if not held:
         raise InputError(f"{path}: the video holds no {'pictures' if wanted == [IMAGE] else 'sound'} to query with")
     return [Piece(path, m, start, end) for m in held]
+
+
+def search_pieces(
+    path: Path, start: float | None, end: float | None, source: str | None, search: Callable[[Piece], list]
+) -> list:
+    """The result lists of each piece `pieces` gives, searched by `search`: a video's silent sound track is
+    left out when its frames query too (no source asked for), and refused when it is all that was asked."""
+    wanted = pieces(path, start, end, source)
+    found: list = []
+    for piece in wanted:
+        try:
+            found += search(piece)
+        except SilentSound:
+            if source is not None or len(wanted) == 1:
+                raise
+    return found
 
 
 def piece_vector(encoder, piece: Piece) -> np.ndarray:
@@ -75,11 +103,11 @@ def piece_vector(encoder, piece: Piece) -> np.ndarray:
         return encoder.encode_prepared(AUDIO, [prepare.from_samples(_samples(piece, int(prepare.sample_rate)))])
     if prepare is None or not hasattr(prepare, "from_image"):
         raise InputError(f"{encoder.name} takes whole pictures only, not a video's frames")
-    from avsearch.media.video import sampled_frames
+    from avsearch.media.video import frame_side_for, sampled_frames
 
     frames = [
         prepare.from_image(image)
-        for start, end, image in sampled_frames(piece.path)
+        for start, end, image in sampled_frames(piece.path, frame_side=frame_side_for(prepare))
         if end > (piece.start or 0.0) and (piece.end is None or start < piece.end)
     ]
     if not frames:
@@ -94,7 +122,7 @@ def _samples(piece: Piece, rate: int) -> np.ndarray:
 
         wave = audio_track(piece.path, rate)
         if wave is None:
-            raise InputError(f"{piece.path}: the video's sound track is silent or missing")
+            raise SilentSound(f"{piece.path}: the video's sound track is silent or missing")
     else:
         from avsearch.media.audio import load_audio
 

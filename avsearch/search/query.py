@@ -7,9 +7,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from avsearch.errors import InputError
+from avsearch.media.detect import detect
 from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD, VIDEO
 from avsearch.search.engine import SearchEngine, SearchFilters
-from avsearch.search.piece import pieces
+from avsearch.search.piece import SOURCE_OF, search_pieces
 from avsearch.search.planner import ALL
 from avsearch.search.results import ResultSet
 from avsearch.store.index import Index
@@ -67,12 +68,13 @@ def query(
     if item is not None:
         return engine.search_item(item, target, k, filters, backend)
     modality = given[0]
+    if not piece and modality in SOURCE_OF and detect(Path(files[modality]).expanduser()).kind == VIDEO:  # type: ignore[arg-type]
+        piece, source = True, SOURCE_OF[modality]  # `--audio walk.mp4`: its sound track; `--image`: its frames
     if piece:
         path = Path(files[modality]).expanduser()  # type: ignore[arg-type]
         if not path.is_file():
             raise InputError(f"{path}: no such file")
-        found = [engine.search_piece(p, target, k, filters, backend) for p in pieces(path, start, end, source)]
-        return [r for lists in found for r in lists]
+        return search_pieces(path, start, end, source, lambda p: engine.search_piece(p, target, k, filters, backend))
     return engine.search_file(files[modality], modality, target, k, filters, backend)  # type: ignore[arg-type]
 
 

@@ -14,7 +14,20 @@ from PIL import Image
 from avsearch.errors import ConfigError, DecodeError
 from avsearch.media.config import VideoLimits, load_media_config
 from avsearch.media.video import audio_track, is_video, probe, sampled_frames, sound_segments
-from tests.media.videos import FPS, GREY, RED, SECONDS, SQUARE, TONE, H, W, encode_frames, make_video  # noqa: F401
+from tests.media.videos import (  # noqa: F401
+    FPS,
+    GREY,
+    RED,
+    SECONDS,
+    SQUARE,
+    TONE,
+    H,
+    W,
+    encode_frames,
+    jpeg_video,
+    make_video,
+    vfr_video,
+)
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +122,19 @@ def test_frames_bounded_in_size(tmp_path):
     path = make_video(tmp_path / "wide.mp4", seconds=3, size=(320, 96), audio=False, square=None)
     items = list(sampled_frames(path, frame_side=48))
     assert [image.size for _, _, image in items] == [(160, 48)]
+
+
+def test_variable_frame_rate_frames_at_their_own_times(tmp_path):
+    """Frames 50 ms to 1.45 s apart: each sampled time shows the frame its timestamp puts on screen (counting
+    frames at the average rate would show grey at 1 s and red at 2 s only)."""
+    path = vfr_video(tmp_path / "vfr.mp4", [0, 100, 150, 900, 1000, 1050, 2500, 2600, 2990], red=(900, 2500))
+    got = [(start, end, _red(image)) for start, end, image in sampled_frames(path)]
+    assert got == [(0.0, 1.0, False), (1.0, 3.0, True), (3.0, pytest.approx(3.09, abs=0.02), False)]
+
+
+def test_8k_frames_are_decoded_reduced(tmp_path):
+    (item,) = sampled_frames(jpeg_video(tmp_path / "8k.avi", (7680, 4320)))
+    assert item[:2] == (0.0, 2.0) and item[2].size == (1280, 720)  # frame_side 720: the shorter side
 
 
 def test_rotated_video_is_upright(tmp_path):

@@ -76,3 +76,53 @@ def make_video(
             for packet in sound.encode(None):
                 out.mux(packet)
     return path
+
+
+def jpeg_video(path: Path, size: tuple[int, int], seconds: int = 2) -> Path:
+    """An MJPEG AVI of `size` frames (one flat grey JPEG muxed once a second): 4K or 8K in under a second,
+    where encoding the frames through a codec takes several."""
+    import io
+    from fractions import Fraction
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, GREY).save(buffer, format="JPEG", quality=50)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=1)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuvj420p"
+        for i in range(seconds):
+            packet = av.Packet(buffer.getvalue())
+            packet.stream, packet.time_base = stream, Fraction(1, 1)
+            packet.pts = packet.dts = i
+            packet.duration = 1
+            out.mux(packet)
+    return path
+
+
+def vfr_video(path: Path, times_ms: Iterable[int], red: tuple[int, int]) -> Path:
+    """A variable-frame-rate video: frames at the given milliseconds, red during `red` (ms), grey otherwise."""
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+        stream.options = {"preset": "ultrafast"}
+        for ms in times_ms:
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), RED if red[0] <= ms < red[1] else GREY, np.uint8))
+            frame.pts, frame.time_base = ms, stream.codec_context.time_base
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def unknown_codec(source: Path, path: Path, tag: bytes = b"avc1") -> Path:
+    """`source` (an MP4) with its stream's sample entry renamed to a codec FFmpeg has no decoder for."""
+    data = bytearray(source.read_bytes())
+    at = data.find(tag, data.find(b"stsd"))
+    data[at : at + 4] = b"zzzz"
+    path.write_bytes(bytes(data))
+    return path
