@@ -25,6 +25,7 @@ from avsearch.encoders.base import Encoder
 from avsearch.errors import AvsearchError
 from avsearch.modalities import TEXT
 from avsearch.search.engine import SearchEngine
+from avsearch.serve import threads
 from avsearch.store.index import Index
 from avsearch.store.location import Location
 from avsearch.store.manifest import MANIFEST_NAME
@@ -130,6 +131,7 @@ class LiveIndex:
         """The current engine, held for one search (waiting while `parallel` searches run)."""
         snapshot = self.current()
         with self._searches:
+            threads.in_this_thread()  # FAISS's thread count is per thread (serve/threads.py)
             yield snapshot.engine
 
     def warm(self) -> float | None:

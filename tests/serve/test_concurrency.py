@@ -141,3 +141,37 @@ def test_search_limits_share_the_cores() -> None:
     assert SearchLimits(parallel=1).resolved(cores=8) == (1, 8)
     assert SearchLimits(parallel=3, threads=2).resolved(cores=2) == (3, 2)
     assert np.all(np.array(SearchLimits().resolved(cores=1)) == 1)
+
+
+def test_each_search_thread_gets_the_faiss_thread_count(library: Library, monkeypatch) -> None:  # noqa: ANN001
+    """FAISS's OpenMP count is per thread: set in the main thread only, a server thread's searches ran with
+    one thread per core (each search's idle team member spinning on the other core). Red without
+    LiveIndex.searching's in_this_thread."""
+    import faiss
+    import torch
+
+    from avsearch.serve import threads
+    from avsearch.serve.live import LiveIndex
+
+    live = LiveIndex(library.index, encoder_loader=FakeLoader())
+    before = faiss.omp_get_max_threads(), torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # set_search_threads writes it; restored after the test
+    monkeypatch.setattr(threads, "_threads", None)
+    seen: dict[str, int] = {}
+
+    def search() -> None:
+        seen["plain thread"] = faiss.omp_get_max_threads()
+        with live.searching() as engine:
+            seen["searching"] = faiss.omp_get_max_threads()
+            engine.search_text("threads", k=2)
+
+    try:
+        threads.set_search_threads(3)
+        worker = threading.Thread(target=search)
+        worker.start()
+        worker.join()
+    finally:
+        faiss.omp_set_num_threads(before[0])
+        torch.set_num_threads(before[1])
+    assert seen == {"plain thread": seen["plain thread"], "searching": 3}
+    assert seen["plain thread"] != 3  # what the server's threads had before (the global default)
