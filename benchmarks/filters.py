@@ -44,7 +44,7 @@ from avsearch.search.planner import plan_routes
 from avsearch.store.config import load_search_config
 from avsearch.store.index import Index
 from avsearch.store.manifest import Manifest, ModalityEntry, save_manifest
-from avsearch.store.tables import FileRecord
+from avsearch.store.table_schema import FileRecord
 
 SELECTIVITIES = (1.0, 0.1, 0.01, 0.001, 0.0001)
 

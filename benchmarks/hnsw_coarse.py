@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from search import gap_vectors  # noqa: E402
 
-from avsearch.store.ann import AnnParams, exact_topk, recall_at_k, search_parameters  # noqa: E402
+from avsearch.store.ann import AnnParams, exact_topk, recall_at_k  # noqa: E402
+from avsearch.store.ann_search import search_parameters  # noqa: E402
 
 
 def graph(lists: int) -> None:

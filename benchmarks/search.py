@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ helper
 
 import faiss  # noqa: E402
 
-from avsearch.store.ann import build_index, choose_kind, recall_at_k  # noqa: E402
+from avsearch.store.ann import choose_kind, recall_at_k  # noqa: E402
+from avsearch.store.ann_build import build_index  # noqa: E402
 from avsearch.store.config import load_search_config  # noqa: E402
 
 

@@ -118,7 +118,7 @@ class Sampler(threading.Thread):
 
 def make_requests(url: str, media: Path, work: Path):  # noqa: ANN201
     """kind -> request(client, rng, i) for the mixed load."""
-    from avsearch.store.tables import path_key
+    from avsearch.store.table_schema import path_key
     from tests.search.media_factory import write_audio, write_image
 
     pictures = sorted(p for p in (media / "pictures").rglob("*") if p.is_file())

@@ -21,7 +21,7 @@ from avsearch.errors import IncompatibleError, InputError
 from avsearch.modalities import BACKENDS, BOTH, CAVMAE, CMCR, FILE_MODALITIES, TEXT
 from avsearch.settings import load_sections
 from avsearch.store.manifest import BridgeRef, Manifest, ModalityEntry, backend_table
-from avsearch.store.tables import NATIVE
+from avsearch.store.table_schema import NATIVE
 
 if TYPE_CHECKING:  # torch comes with them: `info` and `query --id` load no model and need no torch
     from avsearch.bridge.model import Bridge, BridgeMeta

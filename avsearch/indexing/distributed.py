@@ -40,7 +40,7 @@ from avsearch.indexing.pipeline import IndexSummary, index_folder
 from avsearch.indexing.plan import Item
 from avsearch.indexing.progress import Progress
 from avsearch.store.index import Index
-from avsearch.store.tables import TABLES_DIR
+from avsearch.store.table_schema import TABLES_DIR
 
 log = logging.getLogger(__name__)
 

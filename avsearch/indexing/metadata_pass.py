@@ -1,4 +1,4 @@
-"""The metadata-only pass: tables made before the metadata columns (store/tables.py META_FIELDS) get them
+"""The metadata-only pass: tables made before the metadata columns (store/table_schema.py META_FIELDS) get them
 on the next `avsearch index`, without re-embedding and without loading any encoder.
 
 Each row is filled from what an index run knows without a model: its file's header (media/metadata.py
@@ -21,7 +21,8 @@ from avsearch.indexing.plan import under
 from avsearch.indexing.progress import Progress
 from avsearch.media.metadata import FileMeta, MediaInfo, path_fields, read_media_info
 from avsearch.store.index import Index
-from avsearch.store.tables import META_FIELDS, meta_columns
+from avsearch.store.table_rows import meta_columns
+from avsearch.store.table_schema import META_FIELDS
 
 log = logging.getLogger(__name__)
 

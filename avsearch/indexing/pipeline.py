@@ -43,8 +43,10 @@ from avsearch.media.metadata import (
 )
 from avsearch.media.walk import ScannedFile, walk_folder
 from avsearch.store.config import IngestConfig, SearchConfig, load_search_config
-from avsearch.store.index import BridgeFiles, FailedFile, Index
-from avsearch.store.tables import MOMENT_FIELDS, FileRecord
+from avsearch.store.index import Index
+from avsearch.store.index_info import FailedFile
+from avsearch.store.index_setup import BridgeFiles
+from avsearch.store.table_schema import MOMENT_FIELDS, FileRecord
 
 log = logging.getLogger(__name__)
 

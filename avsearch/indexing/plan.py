@@ -21,7 +21,7 @@ from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.media.detect import Detected
 from avsearch.media.walk import ScannedFile
 from avsearch.modalities import AUDIO, IMAGE, VIDEO, VIDEO_PARTS
-from avsearch.store.tables import FileRecord
+from avsearch.store.table_schema import FileRecord
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from avsearch.indexing.plan import Item
 from avsearch.indexing.rows import embedded_rows
 from avsearch.media.walk import ScannedFile
 from avsearch.store.manifest import Manifest
-from avsearch.store.tables import rows_table
+from avsearch.store.table_rows import rows_table
 
 # One input row per file (paths as bytes: file names need not be UTF-8, Arrow strings must be).
 BATCH_SCHEMA = pa.schema(

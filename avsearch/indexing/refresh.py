@@ -15,14 +15,16 @@ import numpy as np
 from avsearch.embedding.models import Models
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.modalities import TEXT
-from avsearch.store.ann import FLAT, build_index, choose_kind, vectors_on_disk
+from avsearch.store.ann import FLAT, choose_kind, vectors_on_disk
+from avsearch.store.ann_build import build_index
 from avsearch.store.ann_files import ann_name, new_vectors_file
 from avsearch.store.ann_stream import build_streamed
 from avsearch.store.ann_update import update_in_place
 from avsearch.store.config import AnnConfig
 from avsearch.store.index import Index
 from avsearch.store.table_chunks import TableChunks
-from avsearch.store.tables import NATIVE, MediaStore
+from avsearch.store.table_schema import NATIVE
+from avsearch.store.tables import MediaStore
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from avsearch.embedding.models import Models
 from avsearch.indexing.moments import WHOLE, Span
 from avsearch.indexing.plan import Item
 from avsearch.media.metadata import FileMeta, MediaInfo, path_fields, read_media_info, read_tags, relative_key
-from avsearch.store.tables import FileRecord
+from avsearch.store.table_schema import FileRecord
 
 log = logging.getLogger(__name__)
 

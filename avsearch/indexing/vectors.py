@@ -26,7 +26,7 @@ from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.media.metadata import FileMeta, MediaInfo, split_tags
 from avsearch.store.config import SearchConfig, load_search_config
 from avsearch.store.index import Index
-from avsearch.store.tables import FileRecord
+from avsearch.store.table_schema import FileRecord
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from avsearch.store.ann_files import LoadedAnn
-from avsearch.store.tables import MediaStore, row_ref, split_ref
+from avsearch.store.table_schema import row_ref, split_ref
+from avsearch.store.tables import MediaStore
 
 
 @dataclass(frozen=True)
 class Delta:
     version: int  # the table version it describes
-    paths: list[str]  # rows added since the FAISS index's version (row names: store/tables.py row_ref)
+    paths: list[str]  # rows added since the FAISS index's version (row names: store/table_schema.py row_ref)
     vectors: np.ndarray  # (len(paths), d): their vectors in the route's column
     gone: frozenset[str]  # FAISS rows deleted since
 

@@ -25,11 +25,11 @@ from avsearch.search.planner import ALL, Route, plan_routes
 from avsearch.search.results import Hit, ResultSet
 from avsearch.search.selection import RowSelector, glob_positions
 from avsearch.store import torch_search
-from avsearch.store.ann import search_parameters
 from avsearch.store.ann_files import LoadedAnn, ann_name
+from avsearch.store.ann_search import search_parameters
 from avsearch.store.exact import ENGINE
 from avsearch.store.index import Index
-from avsearch.store.tables import split_ref
+from avsearch.store.table_schema import split_ref
 from avsearch.timings import timed
 
 faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)

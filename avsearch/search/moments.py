@@ -1,5 +1,5 @@
 """Search hits as moments: the rows of a video's frames, its sound segments and a long recording's
-segments (store/tables.py `row_ref`) become time ranges of their file in a result list.
+segments (store/table_schema.py `row_ref`) become time ranges of their file in a result list.
 
 Hits of one file whose ranges touch or overlap merge into one moment (its best score kept, its range
 widened) when their scores are within `merge_score_gap` of the moment's best; at most
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from avsearch.media.config import media_config
-from avsearch.store.tables import moment_key, path_key, split_ref
+from avsearch.store.table_schema import moment_key, path_key, split_ref
 
 _TOUCH = 1e-6  # seconds: ranges this close touch
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from avsearch.errors import InputError
 from avsearch.modalities import BACKENDS, BOTH, CMCR, TEXT
 from avsearch.store.manifest import Manifest, ModalityEntry
-from avsearch.store.tables import NATIVE
+from avsearch.store.table_schema import NATIVE
 
 ALL = "all"
 TEXT_STAYS = "text queries use C-MCR: CAV-MAE has no text tower"

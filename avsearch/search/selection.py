@@ -19,7 +19,7 @@ from avsearch.store.tables import MediaStore
 
 def glob_positions(paths: list[str], glob: str) -> np.ndarray:
     """Positions (int64) of the paths matching an fnmatch pattern (a moment's row name by its path part:
-    store/tables.py row_ref)."""
+    store/table_schema.py row_ref)."""
     return np.array([i for i, p in enumerate(paths) if fnmatch.fnmatch(p.partition("\x00")[0], glob)], dtype=np.int64)
 
 

@@ -30,7 +30,7 @@ from starlette.types import Receive, Scope, Send
 from avsearch.indexing.hashing import content_hash
 from avsearch.media.walk import ANYWHERE, is_inside, printable
 from avsearch.serve.errors import ChangedSinceIndexing, NotFound
-from avsearch.store.tables import FileRecord
+from avsearch.store.table_schema import FileRecord
 
 _PROC_FD = Path("/proc/self/fd")
 

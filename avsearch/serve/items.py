@@ -19,7 +19,7 @@ from avsearch.modalities import AUDIO, IMAGE, VIDEO
 from avsearch.serve.errors import NotFound
 from avsearch.serve.files import IndexedFile, open_indexed_file
 from avsearch.store.index import Index
-from avsearch.store.tables import FileRecord, is_key
+from avsearch.store.table_schema import FileRecord, is_key
 
 # Bookkeeping of a row that says how it was made, not what the item is: left out of the item's JSON.
 _INTERNAL = ("hash", "encoder", "bridge", "track")

@@ -26,8 +26,9 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from avsearch.lazy_import import lazy_module
-from avsearch.store.ann import IVF_FLAT, AnnParams, configure, maybe_gpu, search_parameters, set_nprobe, to_cpu
+from avsearch.store.ann import IVF_FLAT, AnnParams, maybe_gpu, to_cpu
 from avsearch.store.ann_disk import DiskRefine, VectorFile
+from avsearch.store.ann_search import configure, search_parameters, set_nprobe
 from avsearch.store.location import Location
 from avsearch.store.torch_search import TorchExact, torch_gpu
 

@@ -21,19 +21,10 @@ from typing import Protocol
 import faiss
 import numpy as np
 
-from avsearch.store.ann import (
-    FALLBACKS,
-    IVF_FLAT,
-    IVF_SQ8_REFINE,
-    REFINED,
-    AnnParams,
-    _nlist,
-    _tuned,
-    empty_index,
-    first_on_target,
-    training_rows,
-)
+from avsearch.store.ann import IVF_FLAT, IVF_SQ8_REFINE, REFINED, AnnParams
+from avsearch.store.ann_build import FALLBACKS, empty_index, first_on_target, list_count, training_rows
 from avsearch.store.ann_disk import DiskRefine, VectorFile
+from avsearch.store.ann_tune import tuned_index
 from avsearch.store.config import AnnConfig
 
 log = logging.getLogger(__name__)
@@ -99,7 +90,7 @@ def build_streamed(
     if trained is not None and trained[1].kind in chain:
         chain = chain[chain.index(trained[1].kind) :]
     reuse = trained is not None and trained[1].dim == dim and trained[1].n // 2 <= n <= trained[1].n * 2
-    nlist = trained[1].nlist if reuse else _nlist(n, cfg)
+    nlist = trained[1].nlist if reuse else list_count(n, cfg)
     take = training_rows(n, nlist, chain[0], cfg, seed)
     sample, exact = _sample_and_exact(source, take, queries, cfg)
 
@@ -118,7 +109,7 @@ def build_streamed(
             coarse = "hnsw" if "_HNSW" in spec else "flat"
             params = AnnParams(kind=kind, n=n, dim=dim, nlist=nlist, coarse=coarse, vectors_on_disk=True)
         _add_chunks(index, source, write=vectors.rows == 0)
-        return _tuned(index, params, sample, cfg, queries, query_source, seed, exact)
+        return tuned_index(index, params, sample, cfg, queries, query_source, seed, exact)
 
     return first_on_target(chain, build, cfg)
 

@@ -16,71 +16,27 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from avsearch.embedding.models import (
-    EncoderLoader,
-    Models,
-    backend_entries,
-    bridge_ref,
-    default_loader,
-    parse_backends,
-    plan_modalities,
-)
-from avsearch.errors import ConfigError, InputError
-from avsearch.modalities import CMCR
+from avsearch.embedding.models import EncoderLoader, Models, default_loader
+from avsearch.errors import InputError
 from avsearch.store import ann_files
 from avsearch.store.ann_files import LoadedAnn
-from avsearch.store.config import load_search_config
+from avsearch.store.index_info import FailedFile, IndexInfo, describe_index
+from avsearch.store.index_setup import FAILED_NAME, BridgeFiles, as_list, drop_contents, make_folder, writable_manifest
 from avsearch.store.location import Location
 from avsearch.store.locks import WriterLock, writer_lock
 from avsearch.store.manifest import Manifest, load_manifest, save_manifest
-from avsearch.store.tables import TABLES_DIR, ColumnFill, MediaStore
+from avsearch.store.table_writes import ColumnFill
+from avsearch.store.tables import MediaStore
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR = "cache"  # derived, disposable files (the server's thumbnails): safe to delete at any time
-FAILED_NAME = "failed.json"  # files that could not be indexed, so an unchanged one is not decoded again
-
-BridgeFiles = Sequence[str | Path] | str | Path | None
-
-
-@dataclass(frozen=True)
-class FailedFile:
-    """A file that could not be indexed, as it was when it failed."""
-
-    size: int
-    mtime_ns: int
-    reason: str
-
-
-@dataclass
-class ModalityInfo:
-    """What one modality's table holds (for `avsearch info`)."""
-
-    modality: str
-    files: int
-    bytes: int  # total size of the indexed files
-    encoder: str
-    encoder_fingerprint: str | None
-    space: str
-    native_dim: int
-    shared: dict[str, int]  # projected column -> width
-    indexes: dict[str, dict[str, Any]] = field(default_factory=dict)  # column -> FAISS params (+ stale)
-    moments: int = 0  # rows that are moments (video frames, sound segments) rather than whole files
-
-
-@dataclass
-class IndexInfo:
-    index_dir: str
-    manifest: Manifest
-    modalities: list[ModalityInfo]
-    disk_bytes: int  # everything under the index folder
-    failed: dict[str, FailedFile] = field(default_factory=dict)  # path -> why it is not indexed
 
 
 class Index:
@@ -170,11 +126,11 @@ class Index:
         given or defaulted only when the index has or gets the C-MCR backend.
         """
         location = Location.of(path)
-        _make_folder(location)
+        make_folder(location)
         with writer_lock(location) as lock:
-            manifest = _writable_manifest(location, _as_list(bridges), default_bridges, weights_dir, backend)
+            manifest = writable_manifest(location, as_list(bridges), default_bridges, weights_dir, backend)
             if rebuild:
-                _drop_contents(location, manifest)
+                drop_contents(location, manifest)
             index = cls(
                 location, manifest, weights_dir=weights_dir, device=device, encoder_loader=encoder_loader, writable=True
             )
@@ -281,133 +237,5 @@ class Index:
     # -- description -----------------------------------------------------------------------------------
 
     def describe(self) -> IndexInfo:
-        """Counts, sizes, encoders and FAISS builds per modality, without loading any model."""
-        present = self.tables.modalities()
-        infos = []
-        for modality, entry in self.manifest.modalities.items():
-            files, size, indexes, moments = 0, 0, {}, 0
-            if modality in present:
-                rows = self.tables.file_rows(modality)  # one per file, a video's moments too
-                files, size = len(rows), sum(n for n, _ in rows.values())
-                moments = self.tables.count(modality) - sum(1 for _, start in rows.values() if start is None)
-                version = self.tables.version(modality)
-                for column in self.tables.vector_columns(modality):
-                    meta = self.ann_meta(ann_files.ann_name(modality, column))
-                    if meta is not None:
-                        indexes[column] = {**meta["params"], "stale": meta["table_version"] != version}
-            infos.append(
-                ModalityInfo(
-                    modality,
-                    files,
-                    size,
-                    entry.encoder,
-                    entry.encoder_fingerprint,
-                    entry.space,
-                    entry.native_dim,
-                    self.manifest.shared_dims(modality),
-                    indexes,
-                    moments,
-                )
-            )
-        return IndexInfo(str(self.path), self.manifest, infos, self.location.total_bytes(), self.failed_files())
-
-
-def _make_folder(location: Location) -> None:
-    """The index folder made (local), or the bucket checked (an object store: prefixes need no making)."""
-    path = location.local_path
-    if path is None:
-        location.check()
-        return
-    if path.exists() and not path.is_dir():
-        raise InputError(f"{path}: not a folder (--index-dir names an existing file)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot create the index folder ({exc.strerror or exc})") from exc
-
-
-def _drop_contents(location: Location, manifest: Manifest) -> None:
-    """Everything derived from the media goes; the manifest (bridges, encoders) stays."""
-    for sub in (TABLES_DIR, ann_files.ANN_DIR):
-        location.delete_tree(sub)
-    location.delete(FAILED_NAME)
-    manifest.ann = {}
-    log.info("%s: tables and FAISS files dropped for a rebuild", location)
-
-
-def _as_list(bridges: BridgeFiles) -> list[str | Path]:
-    if bridges is None:
-        return []
-    if isinstance(bridges, (str, Path)):
-        return [bridges]
-    return list(bridges)
-
-
-def _writable_manifest(
-    path: Location,
-    bridges: list[str | Path],
-    default_bridges: Sequence[str] | None,
-    weights_dir: str | Path | None,
-    backend: str | None,
-) -> Manifest:
-    """The index's manifest (new on a first run), bridges checked, with the backends asked for added."""
-    manifest = load_manifest(path)
-    if manifest is None:
-        manifest = Manifest(bridges={}, modalities={})
-        wanted = parse_backends(backend)
-    else:
-        wanted = parse_backends(backend) if backend else tuple(manifest.backends())
-    if bridges or CMCR in wanted:
-        _add_bridges(manifest, path, bridges, default_bridges, weights_dir)
-    for name in wanted:
-        if name != CMCR and name not in manifest.backends():
-            manifest.modalities.update(backend_entries(name))
-            log.info("%s: backend %s added (%s)", path, name, ", ".join(manifest.tables_of(name).values()))
-    return manifest
-
-
-def _add_bridges(
-    manifest: Manifest,
-    path: Location,
-    bridges: list[str | Path],
-    default_bridges: Sequence[str] | None,
-    weights_dir: str | Path | None,
-) -> None:
-    """The C-MCR backend: a manifest without it gets the bridges given (or the defaults) and their
-    modalities; one with it checks the bridges given against its own."""
-    from avsearch.bridge.fast import read_bridge_meta
-
-    has_cmcr = bool(manifest.file_modalities())
-    if not bridges:
-        if has_cmcr:
-            return
-        if default_bridges is None:
-            default_bridges = load_search_config().index.default_bridges
-        bridges = list(_resolve_defaults(default_bridges, weights_dir))
-    metas, refs = [], {}
-    for given in bridges:
-        file = Path(given).expanduser().absolute()
-        if not file.is_file():
-            raise InputError(f"{file}: bridge file not found")
-        meta, fingerprint = read_bridge_meta(file)
-        if meta.name in refs:
-            raise ConfigError(f"two bridges named {meta.name!r} were given ({refs[meta.name].path}, {file})")
-        metas.append(meta)
-        refs[meta.name] = bridge_ref(meta, fingerprint, file)
-    if not has_cmcr:
-        manifest.bridges = refs
-        manifest.modalities.update(plan_modalities(metas))
-        return
-    manifest.check_bridges({n: r.fingerprint for n, r in refs.items()}, str(path))
-    for name, ref in refs.items():
-        manifest.bridges[name].path = ref.path  # the same bridge may have moved
-
-
-def _resolve_defaults(names: Sequence[str], weights_dir: str | Path | None) -> Iterator[Path]:
-    """The default bridge files by published name; WeightsMissingError names the first one missing."""
-    from avsearch.encoders.weights import resolve_weight
-
-    if not names:
-        raise ConfigError("a new index needs bridges: pass --bridge FILE (configs/search.toml lists none)")
-    for name in names:
-        yield resolve_weight(name, weights_dir)
+        """Counts, sizes, encoders and FAISS builds per modality, without loading any model (index_info.py)."""
+        return describe_index(self)

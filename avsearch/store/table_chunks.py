@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from avsearch.store.tables import MediaStore, row_names
+from avsearch.store.table_rows import row_names
+from avsearch.store.tables import MediaStore
 
 
 class TableChunks:
@@ -37,5 +38,5 @@ class TableChunks:
         )
         for batch in batches:
             flat = batch.column(self.column).flatten().to_numpy(zero_copy_only=False)
-            paths = row_names(batch)  # a moment's row is named with its times (tables.py row_ref)
+            paths = row_names(batch)  # a moment's row is named with its times (table_schema.py row_ref)
             yield paths, np.ascontiguousarray(flat.reshape(-1, self.dim), dtype=np.float32)

@@ -16,7 +16,8 @@ from avsearch.store.ann_disk import DiskRefine
 from avsearch.store.config import AnnConfig, SearchConfig
 from avsearch.store.index import Index
 from avsearch.store.table_chunks import TableChunks
-from avsearch.store.tables import NATIVE, MediaStore
+from avsearch.store.table_schema import NATIVE
+from avsearch.store.tables import MediaStore
 from tests.search.test_filters import _brute, _vectors_folder
 
 N, CHUNK = 3_000, 500

@@ -19,7 +19,8 @@ from avsearch.indexing.vectors import index_embeddings
 from avsearch.search.engine import SearchFilters
 from avsearch.search.filters import COLUMNS, NUMBER, parse_where, render
 from avsearch.store.index import Index
-from avsearch.store.tables import META_FIELDS, MediaStore, table_schema
+from avsearch.store.table_schema import META_FIELDS, table_schema
+from avsearch.store.tables import MediaStore
 
 I64 = (-(2**63), 2**63 - 1)
 I32 = (-(2**31), 2**31 - 1)

@@ -12,7 +12,8 @@ import numpy as np
 
 from avsearch.indexing.pipeline import index_folder
 from avsearch.store.config import IngestConfig, SearchConfig
-from avsearch.store.tables import NATIVE, MediaStore
+from avsearch.store.table_schema import NATIVE
+from avsearch.store.tables import MediaStore
 from tests.media.videos import make_video
 from tests.search.fake_encoder import FakeEncoder, FakeLoader, FakePreparer
 from tests.search.media_factory import write_image
@@ -135,3 +136,20 @@ def test_a_long_video_holds_one_chunk_of_prepared_frames_at_a_time(bridge_file, 
     s = index_folder(root, tmp_path / "index", bridge_file, encoder_loader=HeldLoader(), config=_chunked(2))
     assert s.counts == {"image": 3, "audio": 4}
     assert Held.most == 2 and Held.alive == 0
+
+
+def test_a_long_silent_sound_track_gives_no_rows(bridge_file, tmp_path) -> None:
+    """A sound track is cut while decoded; that it was silent is known at its end: its windows, encoded a
+    chunk at a time (chunk 2 of 3) or in the decode worker (chunk 64), are dropped. A silent film keeps its
+    frames; a sound-only .mp4 that is silent is listed in one line."""
+    root = tmp_path / "media"
+    root.mkdir()
+    make_video(root / "hush.mp4", seconds=16, tone=None)
+    make_video(root / "quiet.mp4", seconds=16, tone=None, video=False)
+    for chunk in (2, 64):
+        s = index_folder(
+            root, tmp_path / f"index{chunk}", bridge_file, encoder_loader=FakeLoader(), config=_chunked(chunk)
+        )
+        assert s.counts == {"image": 2, "audio": 0}, chunk  # hush.mp4's grey shot and red square
+        [(path, why)] = s.failed
+        assert Path(path).name == "quiet.mp4" and "silent or missing sound track" in why and "\n" not in why

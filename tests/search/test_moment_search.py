@@ -20,7 +20,7 @@ from avsearch.search.moments import clock, fragment, merge_hits
 from avsearch.search.query import query
 from avsearch.search.results import ResultSet
 from avsearch.store.index import Index
-from avsearch.store.tables import row_ref
+from avsearch.store.table_schema import row_ref
 from tests.media.videos import GREY, RED, make_video
 from tests.search.fake_encoder import FakeEncoder, FakeLoader, FakePreparer
 from tests.search.test_moments_index import write_long_recording

@@ -14,7 +14,8 @@ import soundfile as sf
 
 from avsearch.indexing.pipeline import index_folder
 from avsearch.store.index import Index
-from avsearch.store.tables import NATIVE, MediaStore, split_ref
+from avsearch.store.table_schema import NATIVE, split_ref
+from avsearch.store.tables import MediaStore
 from tests.media.videos import make_video
 from tests.search.fake_encoder import FakeLoader
 from tests.search.media_factory import write_image

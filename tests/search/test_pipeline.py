@@ -17,7 +17,8 @@ from avsearch.search.engine import SearchEngine, SearchFilters
 from avsearch.store.ann_files import ann_name, read_ann_meta
 from avsearch.store.config import load_search_config
 from avsearch.store.index import Index
-from avsearch.store.tables import NATIVE, MediaStore
+from avsearch.store.table_schema import NATIVE
+from avsearch.store.tables import MediaStore
 from tests.search.fake_encoder import FakeLoader
 from tests.search.media_factory import make_media, write_audio, write_image
 

@@ -7,7 +7,7 @@ import pytest
 from avsearch.errors import InputError
 from avsearch.search.planner import plan_routes
 from avsearch.store.manifest import BridgeRef, Manifest, ModalityEntry
-from avsearch.store.tables import NATIVE
+from avsearch.store.table_schema import NATIVE
 
 CLIP, CLAP, ULIP = "clip-vit-b-32-openai", "clap-630k-fusion", "ulip2-pointbert"
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from avsearch.indexing.pipeline import index_folder
 from avsearch.serve.app import create_app
-from avsearch.store.tables import path_key
+from avsearch.store.table_schema import path_key
 from tests.search.conftest import make_3d_bridge, make_bridge
 from tests.search.fake_encoder import FakeLoader
 from tests.search.media_factory import write_audio, write_cloud, write_image

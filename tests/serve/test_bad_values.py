@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from avsearch.errors import InputError
 from avsearch.search.filters import COLUMNS, NUMBER
 from avsearch.serve.form_values import finite_number, whole_number
-from avsearch.store.tables import table_schema
+from avsearch.store.table_schema import table_schema
 from tests.serve.conftest import Library
 
 DIGITS_400 = "9" * 400

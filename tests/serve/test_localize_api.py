@@ -15,7 +15,7 @@ from PIL import Image
 
 from avsearch.indexing.pipeline import index_folder
 from avsearch.serve.app import create_app
-from avsearch.store.tables import moment_key, path_key
+from avsearch.store.table_schema import moment_key, path_key
 from tests.localize.synthetic import World, build_world, link_av_weights
 
 pytestmark = pytest.mark.slow  # loads CLIP and CLAP (random weights), indexes 12 files, embeds crops

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from avsearch.serve.app import create_app
-from avsearch.store.tables import moment_key
+from avsearch.store.table_schema import moment_key
 from tests.media.videos import GREY, RED
 from tests.search.fake_encoder import FakeLoader
 from tests.serve.conftest import SQUARE_AT, MomentLibrary

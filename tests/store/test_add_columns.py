@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 import avsearch.store.tables as tables
-from avsearch.store.tables import META_FIELDS, NATIVE, FileRecord, MediaStore
+from avsearch.store.table_schema import META_FIELDS, NATIVE, FileRecord
+from avsearch.store.tables import MediaStore
 
 SHARED = "proj_av"
 # ext as in META_FIELDS, and two columns no layout has (a later feature's)

@@ -16,14 +16,14 @@ from avsearch.store.ann import (
     IVF_RABITQ_REFINE,
     IVF_SQ8,
     IVF_SQ8_REFINE,
-    _smallest_nprobe,
-    build_index,
     choose_kind,
     exact_topk,
     recall_at_k,
-    search_parameters,
 )
+from avsearch.store.ann_build import build_index
 from avsearch.store.ann_files import load_ann, save_ann
+from avsearch.store.ann_search import search_parameters
+from avsearch.store.ann_tune import _smallest_nprobe
 from avsearch.store.config import AnnConfig, load_search_config
 from tests.store.synthetic import gap_data
 

@@ -12,15 +12,8 @@ import numpy as np
 import pytest
 
 from avsearch.cli.common import faiss_summary
-from avsearch.store.ann import (
-    FALLBACKS,
-    IVF_FLAT,
-    IVF_RABITQ_REFINE,
-    IVF_SQ8_REFINE,
-    build_index,
-    exact_topk,
-    recall_at_k,
-)
+from avsearch.store.ann import IVF_FLAT, IVF_RABITQ_REFINE, IVF_SQ8_REFINE, exact_topk, recall_at_k
+from avsearch.store.ann_build import FALLBACKS, build_index
 from avsearch.store.config import AnnConfig
 
 N, DIM = 20_000, 64

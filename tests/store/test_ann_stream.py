@@ -9,9 +9,11 @@ import faiss
 import numpy as np
 import pytest
 
-from avsearch.store.ann import IVF_RABITQ_REFINE, build_index, exact_topk, recall_at_k, search_parameters
+from avsearch.store.ann import IVF_RABITQ_REFINE, exact_topk, recall_at_k
+from avsearch.store.ann_build import build_index
 from avsearch.store.ann_disk import DiskRefine
 from avsearch.store.ann_files import load_ann, new_vectors_file, save_ann
+from avsearch.store.ann_search import search_parameters
 from avsearch.store.ann_stream import ArrayChunks, build_streamed
 from avsearch.store.config import AnnConfig
 from tests.store.synthetic import gap_data

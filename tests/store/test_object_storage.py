@@ -30,7 +30,8 @@ from avsearch.store import locks
 from avsearch.store.ann_files import ANN_DIR, cache_folder, read_ann_meta
 from avsearch.store.index import Index
 from avsearch.store.location import Location, parse_storage_options
-from avsearch.store.tables import NATIVE, MediaStore, path_key
+from avsearch.store.table_schema import NATIVE, path_key
+from avsearch.store.tables import MediaStore
 from tests.search.conftest import make_bridge
 from tests.search.fake_encoder import FakeLoader
 from tests.search.kill_harness import snapshot

@@ -7,7 +7,8 @@ import pytest
 
 from avsearch.errors import IncompatibleError
 from avsearch.store.manifest import SCHEMA_VERSION, BridgeRef, Manifest, ModalityEntry, load_manifest, save_manifest
-from avsearch.store.tables import NATIVE, FileRecord, MediaStore
+from avsearch.store.table_schema import NATIVE, FileRecord
+from avsearch.store.tables import MediaStore
 
 SHARED = "proj_av"
 

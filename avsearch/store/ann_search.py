@@ -1,0 +1,56 @@
+"""A built FAISS index's search settings: nprobe, k_factor and row selectors, per search or set on the index."""
+
+from __future__ import annotations
+
+from avsearch.lazy_import import lazy_module
+from avsearch.store.ann import FLAT, IVF_RABITQ_REFINE, IVF_SQ8_REFINE, AnnParams
+from avsearch.store.ann_disk import DiskRefine
+
+faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
+
+HNSW_EF_SEARCH = 64  # the HNSW coarse quantizer's search width (at least nprobe)
+
+
+def search_parameters(
+    params: AnnParams, sel: faiss.IDSelector | None = None, nprobe: int | None = None, k_factor: int | None = None
+) -> faiss.SearchParameters | None:
+    """Per-search settings for an index built as `params`: a row selector (metadata filters), nprobe and
+    k_factor overrides. None when there is nothing to set (the index's own settings apply)."""
+    if params.kind == FLAT:
+        return None if sel is None else faiss.SearchParameters(sel=sel)
+    ivf = faiss.SearchParametersIVF(nprobe=nprobe or params.nprobe)
+    if sel is not None:
+        ivf.sel = sel
+    if params.coarse == "hnsw":
+        ivf.quantizer_params = coarse = faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, ivf.nprobe))
+        ivf.referenced_coarse = coarse
+    if params.kind not in (IVF_RABITQ_REFINE, IVF_SQ8_REFINE):
+        ivf.referenced = sel  # the SWIG proxies must outlive the search
+        return ivf
+    refine = faiss.IndexRefineSearchParameters(k_factor=float(k_factor or params.k_factor), base_index_params=ivf)
+    refine.referenced = (ivf, sel)
+    return refine
+
+
+def configure(index: faiss.Index, params: AnnParams) -> None:
+    """Set the tuned nprobe (and k_factor) on a built or loaded index, so plain searches use them."""
+    if params.kind == FLAT:
+        return
+    if isinstance(index, DiskRefine):  # codes in RAM, re-ranked from the vectors file
+        index.k_factor = float(params.k_factor or 1)
+        index = index.base
+    set_nprobe(index, params.nprobe)
+    if params.coarse == "hnsw":  # CPU only: refined kinds are never moved to a GPU
+        quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+        quantizer.hnsw.efSearch = max(HNSW_EF_SEARCH, params.nprobe)
+    if params.k_factor and not params.vectors_on_disk:
+        faiss.downcast_index(index).k_factor = float(params.k_factor)
+
+
+def set_nprobe(index: faiss.Index, nprobe: int) -> None:
+    """Set nprobe on a CPU or GPU IVF index (no-op for flat ones)."""
+    try:
+        faiss.extract_index_ivf(index).nprobe = nprobe
+    except RuntimeError:
+        if hasattr(index, "nprobe"):  # GPU IVF indexes are not extractable
+            index.nprobe = nprobe
