@@ -12,6 +12,8 @@ The bundled chunk (64) is compared with a chunk larger than the video (everythin
 behaviour before chunking).
 
 Usage: .venv/bin/python benchmarks/moment_memory.py [--minutes 2,20] [--chunks 64,1000000]
+       [--no-sound | --sound-only [--rate 48000]]  (--sound-only: an .mp4 of a sound track alone, 48 kHz
+       noise resampled to the fake's 16 kHz: the sound track's own memory)
 """
 
 from __future__ import annotations
@@ -83,29 +85,35 @@ print(json.dumps(out))
 """
 
 
-def generate(path: Path, minutes: float, with_sound: bool) -> None:
+def generate(path: Path, minutes: float, with_sound: bool, frames: bool = True, rate: int = 16_000) -> None:
     seconds = int(minutes * 60)
     rng = np.random.default_rng(0)
     with av.open(str(path), "w") as out:
         if with_sound:
-            sound = out.add_stream("aac", rate=16_000)
+            sound = out.add_stream("aac", rate=rate)
             sound.layout = "mono"
-        video = out.add_stream("libx264", rate=2)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        for _ in range(seconds):
-            colour = rng.integers(0, 256, 3, dtype=np.uint8)
-            for _ in range(2):
-                frame = av.VideoFrame.from_ndarray(np.broadcast_to(colour, (48, 64, 3)).copy(), format="rgb24")
-                out.mux(video.encode(frame))
-        out.mux(video.encode(None))
+        if frames:
+            _frames(out, seconds, rng)
         if not with_sound:
             return
-        noise = (0.1 * rng.standard_normal(seconds * 16_000)).astype(np.float32)
-        for start in range(0, noise.size, 16_000):
-            frame = av.AudioFrame.from_ndarray(noise[None, start : start + 16_000], format="flt", layout="mono")
-            frame.sample_rate = 16_000
-            out.mux(sound.encode(frame))
+        for start in range(0, seconds, 60):  # a minute of noise at a time
+            noise = (0.1 * rng.standard_normal(min(60, seconds - start) * rate)).astype(np.float32)
+            for at in range(0, noise.size, rate):
+                frame = av.AudioFrame.from_ndarray(noise[None, at : at + rate], format="flt", layout="mono")
+                frame.sample_rate = rate
+                out.mux(sound.encode(frame))
         out.mux(sound.encode(None))
+
+
+def _frames(out, seconds: int, rng: np.random.Generator) -> None:  # noqa: ANN001 - av OutputContainer
+    video = out.add_stream("libx264", rate=2)
+    video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+    for _ in range(seconds):
+        colour = rng.integers(0, 256, 3, dtype=np.uint8)
+        for _ in range(2):
+            frame = av.VideoFrame.from_ndarray(np.broadcast_to(colour, (48, 64, 3)).copy(), format="rgb24")
+            out.mux(video.encode(frame))
+    out.mux(video.encode(None))
 
 
 def main() -> None:
@@ -113,16 +121,22 @@ def main() -> None:
     parser.add_argument("--minutes", default="2,20")
     parser.add_argument("--chunks", default="64,1000000")
     parser.add_argument("--no-sound", action="store_true", help="videos without a sound track: frames only")
+    parser.add_argument(
+        "--sound-only", action="store_true", help="an .mp4 holding a sound track only (48 kHz unless --rate)"
+    )
+    parser.add_argument("--rate", type=int, default=None, help="the sound track's sample rate (Hz)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/avsearch/bench-moment-memory")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()}")
-    silent = " (no sound)" if args.no_sound else ""
+    rate = args.rate or (48_000 if args.sound_only else 16_000)
+    silent = " (no sound)" if args.no_sound else f" (its sound only, {rate} Hz)" if args.sound_only else ""
+    kind = "-silent" if args.no_sound else f"-sound{rate}" if args.sound_only else ""
     for minutes in [float(m) for m in args.minutes.split(",")]:
-        folder = args.cache / f"{minutes:g}min{'-silent' if args.no_sound else ''}"
+        folder = args.cache / f"{minutes:g}min{kind}{'' if rate == 16_000 or args.sound_only else rate}"
         video = folder / "long.mp4"
         if not video.exists():
             folder.mkdir(parents=True, exist_ok=True)
-            generate(video, minutes, not args.no_sound)
+            generate(video, minutes, not args.no_sound, frames=not args.sound_only, rate=rate)
         for chunk in [int(c) for c in args.chunks.split(",")]:
             with tempfile.TemporaryDirectory() as tmp:
                 code = CASE.format(root=str(ROOT), pad=PAD)

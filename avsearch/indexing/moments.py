@@ -18,6 +18,7 @@ still go in one commit with the removal of its stale ones.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.media.config import media_config
 from avsearch.media.detect import detect
 from avsearch.media.failures import Failure, reason
+from avsearch.media.video import SilentTrack
 from avsearch.modalities import AUDIO, IMAGE, VIDEO
 
 Span = tuple[float | None, float | None]  # (start, end) seconds of a moment; (None, None): the whole file
@@ -70,14 +72,31 @@ class MomentPreparer:
     chunk: int = 0
 
     def __call__(self, path: Path) -> Moments | Streamed:
+        if self.chunk and self._long_video(path):
+            return Streamed(str(path))
         spans: list[Span] = []
         items: list[Any] = []
-        for span, step, source in self.sources(path):
-            if self.chunk and len(items) == self.chunk:  # one more than a chunk: prepared where it is encoded
-                return Streamed(str(path))
-            spans.append(span)
-            items.append(step(source))
+        try:
+            for span, step, source in self.sources(path):
+                if self.chunk and len(items) == self.chunk:  # one more than a chunk: prepared where it is encoded
+                    return Streamed(str(path))
+                spans.append(span)
+                items.append(step(source))
+        except SilentTrack:
+            return self.silent(path)
         return Moments(spans, items)
+
+    def _long_video(self, path: Path) -> bool:
+        """A video with more moments than a chunk by its declared length (frames before collapsing, sound
+        windows): streamed at once, not after a chunk of its moments was decoded and prepared for nothing."""
+        if detect(path).kind != VIDEO:
+            return False
+        from avsearch.media.video import probe
+
+        duration, limits = probe(path).duration, media_config().video
+        if self.modality == IMAGE:
+            return math.ceil(duration * limits.sample_fps) > self.chunk
+        return 1 + math.ceil(max(0.0, duration - limits.window_s) / limits.hop_s) > self.chunk
 
     def chunks(self, path: Path) -> Iterator[Moments]:
         """The file's moments, `chunk` at a time (the caller drops each before asking for the next)."""
@@ -118,24 +137,33 @@ class MomentPreparer:
             yield (start, end), self.inner.from_samples, window
 
     def _video(self, path: Path) -> Iterator[Source]:
-        from avsearch.media.video import audio_track, probe, sampled_frames
+        from avsearch.media.video import frame_side_for, probe, sampled_frames, sound_track_segments
 
         if self.modality == IMAGE:
             if not hasattr(self.inner, "from_image"):
                 raise DecodeError(f"{path}: a video; this index's picture encoder takes whole pictures only")
             if not probe(path).has_video:
                 return  # a sound in a video container: its sound is the audio table's
-            for start, end, frame in sampled_frames(path):
+            for start, end, frame in sampled_frames(path, frame_side=frame_side_for(self.inner)):
                 yield (start, end), self.inner.from_image, frame
             return
         if self.modality != AUDIO or not hasattr(self.inner, "from_samples"):
             raise DecodeError(f"{path}: a video; this index's {self.modality} encoder cannot read its sound")
-        wave = audio_track(path, int(self.inner.sample_rate))
-        if wave is None:
-            if not probe(path).has_video:
-                raise DecodeError(f"{path}: no video stream and a silent or missing sound track: nothing to index")
-            return  # a silent film: its frames are the image table's
-        yield from self._segments(wave)
+        limits = media_config().video
+        # cut while decoded (bounded memory); SilentTrack at the end of a silent track: see `silent`
+        for start, end, window in sound_track_segments(
+            path, int(self.inner.sample_rate), limits.window_s, limits.hop_s
+        ):
+            yield (start, end), self.inner.from_samples, window
+
+    def silent(self, path: Path) -> Moments:
+        """A video whose sound track was silent: no sound moments (a silent film: its frames are the image
+        table's), or DecodeError when it has no pictures either."""
+        from avsearch.media.video import probe
+
+        if not probe(path).has_video:
+            raise DecodeError(f"{path}: no video stream and a silent or missing sound track: nothing to index")
+        return Moments([], [])
 
 
 def encode_moments(
@@ -208,6 +236,11 @@ def _stream(
             spans += part.spans
             progress.advance(shown, len(part.spans))
             del part  # before the next chunk is prepared: one chunk held at a time
+    except SilentTrack:  # known at its end: the vectors of its silent windows are dropped
+        try:
+            return prepare.silent(path).spans, _empty(encoder)
+        except InputError as exc:
+            return exc
     except InputError as exc:
         return exc
     finally:

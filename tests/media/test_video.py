@@ -13,7 +13,16 @@ from PIL import Image
 
 from avsearch.errors import ConfigError, DecodeError
 from avsearch.media.config import VideoLimits, load_media_config
-from avsearch.media.video import audio_track, is_video, probe, sampled_frames, sound_segments
+from avsearch.media.video import (
+    SilentTrack,
+    audio_track,
+    is_video,
+    probe,
+    sampled_frames,
+    sound_segments,
+    sound_track_segments,
+    stream_segments,
+)
 from tests.media.videos import (  # noqa: F401
     FPS,
     GREY,
@@ -211,6 +220,35 @@ def test_segments_of_the_sound_track_find_the_tone(videos):
     assert loud == [(s, e) for s, e, _ in segments if s <= TONE[0] + 0.05 and e >= TONE[1]]
     # (and the window that would have started at 30 s moved to the end: no near-copy of it)
     assert loud[0] == (25.0, 35.0) and len(loud) == 2 and loud[1][0] == pytest.approx(30.0, abs=0.05)
+
+
+@pytest.mark.parametrize("n", [1, 999, 1000, 1001, 1500, 1549, 1550, 1551, 2000, 2049, 2050, 2051, 2499, 7777])
+def test_windows_cut_from_a_stream_are_the_whole_recordings(n):
+    """At 100 Hz (1,000-sample windows, a 500-sample hop, tails up to 50 samples move the last window),
+    lengths on each side of the last window's rule, in blocks smaller and larger than a window."""
+    wave = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    want = sound_segments(wave, 100)
+    for size in (7, 333, 5000):
+        got = list(stream_segments(iter([wave[i : i + size] for i in range(0, n, size)]), 100))
+        assert [(s, e) for s, e, _ in got] == [(s, e) for s, e, _ in want], size
+        assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(got, want, strict=True))
+
+
+def test_a_sound_track_cut_while_decoded_equals_the_whole_track_cut(videos):
+    """The index's streamed decode + resample (44.1 -> 16 kHz) gives the windows of the whole-track decode."""
+    want = sound_segments(audio_track(videos["mp4"], 16_000), 16_000)
+    got = list(sound_track_segments(videos["mp4"], 16_000))
+    assert [(s, e) for s, e, _ in got] == [(s, e) for s, e, _ in want] and len(got) == 7
+    assert all(np.allclose(a, b, rtol=0, atol=1e-6) for (_, _, a), (_, _, b) in zip(got, want, strict=True))
+    assert not list(sound_track_segments(videos["silent_film"]))  # no audio stream: no windows
+
+
+def test_a_silent_sound_track_is_told_at_its_end(tmp_path):
+    path = make_video(tmp_path / "hush.mp4", seconds=12, video=False, tone=None)
+    got = []
+    with pytest.raises(SilentTrack):
+        got.extend(sound_track_segments(path, 16_000))
+    assert len(got) == 2  # its windows came first: the caller drops them
 
 
 def test_is_video_by_content():
