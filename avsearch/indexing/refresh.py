@@ -91,7 +91,7 @@ def _streamed(index: Index, cfg: AnnConfig, modality: str, column: str, version:
 
 
 def tuning_queries(
-    store: MediaStore, models: Models, cfg: AnnConfig, modality: str, column: str
+    store: MediaStore, models: Models, cfg: AnnConfig, modality: str, column: str, seed: int = 0
 ) -> tuple[np.ndarray | None, str]:
     """Cross-modal query vectors for tuning the index of (modality, column): (M, d) and their source.
 
@@ -99,8 +99,10 @@ def tuning_queries(
     queries); with none indexed, captions through a text tower on the other side and the bridge.
     native: captions through this space's own text tower (text -> image in CLIP, text -> audio in CLAP),
     and the other file modality's vectors where a space holds two (CAV-MAE: sounds against pictures).
+    The other tables' vectors are a random sample of at most cfg.max_tuning_queries rows (`seed`), read
+    row by row: a whole column may not fit in memory (10M x 512 float32 is 20 GB).
     """
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     manifest = models.manifest
     if column == NATIVE:
         entry = manifest.modalities[modality]
@@ -109,11 +111,9 @@ def tuning_queries(
         # queries in its other table.
         kind = manifest.kind(modality)
         same = [m for m, e in manifest.modalities.items() if e.space == entry.space and manifest.kind(m) != kind]
-        parts = [store.vectors(o, NATIVE)[1] for o in same if o in store.modalities() and store.count(o)]
-        if parts:
-            q = np.concatenate(parts)
-            take = rng.choice(len(q), min(len(q), cfg.max_tuning_queries), replace=False)
-            found.append((q[take], f"{'+'.join(same)} vectors in {entry.space}"))
+        q = _sampled(store, same, NATIVE, cfg.max_tuning_queries, rng)
+        if q is not None:
+            found.append((q, f"{'+'.join(same)} vectors in {entry.space}"))
         if entry.text and cfg.tuning_captions:
             texts = models.encode_captions(entry.encoder, cfg.tuning_captions)
             found.append((texts, f"captions through {entry.space} text"))
@@ -124,11 +124,9 @@ def tuning_queries(
     space = manifest.modalities[modality].space
     others = [m for m, e in manifest.modalities.items() if m != modality and e.space in ref.spaces]
     found = []
-    parts = [store.vectors(o, column)[1] for o in others if o in store.modalities() and store.count(o)]
-    if parts:
-        q = np.concatenate(parts)
-        take = rng.choice(len(q), min(len(q), cfg.max_tuning_queries), replace=False)
-        found.append((q[take], f"{'+'.join(others)} vectors projected by {ref.name}"))
+    q = _sampled(store, others, column, cfg.max_tuning_queries, rng)
+    if q is not None:
+        found.append((q, f"{'+'.join(others)} vectors projected by {ref.name}"))
     # Few real cross-modal queries make a noisy recall estimate: captions on the other side help.
     text_sides = [e for e in manifest.modalities.values() if e.space in ref.spaces and e.space != space and e.text]
     if sum(len(q) for q, _ in found) < MIN_REAL_QUERIES and text_sides and cfg.tuning_captions:
@@ -140,3 +138,23 @@ def tuning_queries(
     if not found:
         return None, ""
     return np.concatenate([q for q, _ in found]), "; ".join(label for _, label in found)
+
+
+def _sampled(
+    store: MediaStore, tables: list[str], column: str, cap: int, rng: np.random.Generator
+) -> np.ndarray | None:
+    """At most `cap` vectors of `column`, drawn without replacement from the rows of `tables` together (one
+    draw over all their rows, as if they were one column), only those rows read; None when they hold none."""
+    present = set(store.modalities())
+    sizes = [(t, store.version(t), store.count(t)) for t in tables if t in present]
+    total = sum(n for _, _, n in sizes)
+    if total == 0:
+        return None
+    picks = np.sort(rng.choice(total, min(total, cap), replace=False))
+    parts, start = [], 0
+    for table, version, n in sizes:
+        mine = picks[(picks >= start) & (picks < start + n)] - start
+        if len(mine):
+            parts.append(store.take_vectors(table, column, mine, version))
+        start += n
+    return np.concatenate(parts)

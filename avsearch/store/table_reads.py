@@ -187,6 +187,14 @@ class TableReads:
         return records, {c: matrix_of(arrow.column(c), self.dim(modality, c)) for c in vector_cols}
 
     @damage_named
+    def take_vectors(self, modality: str, column: str, rows: np.ndarray, version: int) -> np.ndarray:
+        """One vector column of the rows at positions `rows` (offsets in scan order, deleted rows not counted)
+        of the table as of `version`: (len(rows), dim) float32, those rows read and no others."""
+        dataset = self._at(modality, version).to_lance()
+        arrow = dataset.take(pa.array(np.asarray(rows, np.int64)), columns=[column])
+        return matrix_of(arrow.column(column), self.dim(modality, column))
+
+    @damage_named
     def vectors(self, modality: str, column: str) -> tuple[list[str], np.ndarray, int]:
         """All row names (`row_ref`: paths, and a moment's times) and one vector column: (names, (N, dim)
         float32, table version read)."""
