@@ -102,6 +102,45 @@ def test_the_walker_sees_a_circle_deferred_and_relative(tmp_path: Path) -> None:
     assert cycles(import_graph(pkg)) == [["avsearch.sub.a", "avsearch.sub.b"]]
 
 
+# Packages every module names but a cold command may not pay for: imported where first used (a function's
+# import, or avsearch/lazy_import.py's lazy_module), never when a module is imported.
+LAZY = ("faiss",)
+
+
+def eager_imports(path: Path) -> set[str]:
+    """Top-level packages a module imports when it is itself imported: its module and class bodies, with
+    their if/try/with blocks (`if TYPE_CHECKING:` bodies left out), not its functions."""
+    found: set[str] = set()
+    stack: list[ast.AST] = [ast.parse(path.read_text(encoding="utf-8"), str(path))]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.If) and _type_checking(node):
+            stack.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def test_faiss_is_imported_on_first_use_only() -> None:
+    eager = {name: sorted(eager_imports(path) & set(LAZY)) for name, path in module_names().items()}
+    assert {name: found for name, found in eager.items() if found} == {}
+
+
+def test_the_eager_import_walker(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import faiss\ndef f():\n    import faiss\n"
+        "try:\n    from faiss.contrib import x\nexcept ImportError:\n    pass\n"
+    )
+    assert eager_imports(source) == {"typing", "faiss"}
+
+
 if __name__ == "__main__":
     graph = import_graph()
     for circle in cycles(graph):

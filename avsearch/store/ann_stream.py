@@ -18,14 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import faiss
 import numpy as np
 
+from avsearch.lazy_import import lazy_module
 from avsearch.store.ann import IVF_FLAT, IVF_SQ8_REFINE, REFINED, AnnParams
 from avsearch.store.ann_build import FALLBACKS, empty_index, first_on_target, list_count, training_rows
 from avsearch.store.ann_disk import DiskRefine, VectorFile
 from avsearch.store.ann_tune import tuned_index
 from avsearch.store.config import AnnConfig
+
+faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Protocol
 
-import faiss
 import numpy as np
 
+from avsearch.lazy_import import lazy_module
 from avsearch.store.ann import AnnParams
 from avsearch.store.ann_disk import DiskRefine
+
+faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
 
 log = logging.getLogger(__name__)
 
