@@ -9,8 +9,7 @@ import sys
 import typer
 
 from avsearch import __version__
-from avsearch.cli import commands
-from avsearch.cli.common import reflow_help
+from avsearch.cli.commands import LazyGroup
 from avsearch.timings import stage
 
 app = typer.Typer(
@@ -19,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=LazyGroup,  # each command's module imported when the command is looked up (cli/commands.py)
 )
 
 
@@ -40,10 +40,6 @@ def _root(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-
-
-commands.register_all(app)
-reflow_help(app)
 
 
 def main() -> None:

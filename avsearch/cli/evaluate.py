@@ -13,12 +13,11 @@ from rich.table import Table
 from avsearch.cli.common import DeviceOption, WeightsDirOption, out, user_errors
 from avsearch.errors import InputError
 
-eval_app = typer.Typer(help="Evaluate embeddings and bridges.", no_args_is_help=True)
-
 
 def register(app: typer.Typer) -> None:
     from avsearch.cli import eval_classify3d, eval_localize
 
+    eval_app = typer.Typer(help="Evaluate embeddings and bridges.", no_args_is_help=True)  # one per app
     eval_localize.register_eval(eval_app)  # first, as `avsearch eval --help` has always listed them
     eval_app.command("retrieval")(retrieval_command)
     eval_classify3d.register_eval(eval_app)

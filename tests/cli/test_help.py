@@ -9,19 +9,23 @@ import pytest
 from typer.testing import CliRunner
 
 from avsearch.cli.app import app
+from avsearch.cli.commands import COMMANDS, module_app
 from avsearch.cli.common import reflow
 
 runner = CliRunner()
 
 
 def _commands() -> list[tuple[list[str], str]]:
-    """(argv prefix, docstring) of every command, sub-commands included."""
+    """(argv prefix, docstring) of every command, sub-commands included (each module's commands)."""
     found = []
-    for info in app.registered_commands:
-        found.append(([info.name], inspect.getdoc(info.callback) or ""))
-    for group in app.registered_groups:
-        for info in group.typer_instance.registered_commands:
-            found.append(([group.name, info.name], inspect.getdoc(info.callback) or ""))
+    for module in dict.fromkeys(COMMANDS.values()):
+        registered = module_app(module)
+        for info in registered.registered_commands:
+            found.append(([info.name], inspect.getdoc(info.callback) or ""))
+        for group in registered.registered_groups:
+            for info in group.typer_instance.registered_commands:
+                found.append(([group.name, info.name], inspect.getdoc(info.callback) or ""))
+    assert sorted(argv[0] for argv, _ in found if len(argv) == 1) == sorted(set(COMMANDS) - {"eval"})
     return found
 
 

@@ -4,8 +4,9 @@ A cold command pays for every module it imports, so each route has a budget, che
 under `python -X importtime`: the third-party packages it may import (a new one fails here: add it to the
 route's budget only when the route needs it, and say what it costs), packages it must never import
 (torch and the upstream model code, wandb, torch._dynamo, pandas, lancedb and its REST client, FAISS for a
-flat index on the CPU), and a cap on the number of modules (stdlib and avsearch ones included), so
-that a heavier import path cannot creep in one module at a time. No wall-clock times are asserted.
+flat index on the CPU), modules a route must not import (`never`: e.g. the other commands' modules), and a
+cap on the number of modules (stdlib and avsearch ones included), so that a heavier import path cannot
+creep in one module at a time. No wall-clock times are asserted.
 
 The world is cheap: an index made from random vectors (`avsearch index --embeddings`: no encoder runs to
 build it) with the random audio-visual bridge, and the query towers on ONNX Runtime, exported once per
@@ -29,6 +30,7 @@ import pytest
 from typer.testing import CliRunner
 
 from avsearch.cli.app import app
+from avsearch.cli.commands import COMMANDS
 from tests.search.conftest import make_bridge
 from tests.search.media_factory import write_image
 
@@ -37,7 +39,8 @@ ROWS = 40  # per modality: enough for a FAISS build of each table, small enough 
 
 # Never on a cold route: the model runtime and upstream model code (routes on ONNX Runtime or with no
 # model), training/tracking hooks, pandas (pyarrow would import it: store/lance_read.py), lancedb and the
-# REST client it carries (reads use the lance dataset API), FAISS (a flat index on the CPU: store/exact.py).
+# REST client it carries (reads use the lance dataset API), FAISS (a flat index on the CPU: store/exact.py),
+# pydantic (Typer's option parsing imports it: plain values are parsed without it, cli/plain_options.py).
 FORBIDDEN = (
     "torch",
     "torchvision",
@@ -55,12 +58,13 @@ FORBIDDEN = (
     "lance_namespace",
     "lance_namespace_urllib3_client",
     "faiss",
+    "pydantic",
+    "pydantic_core",
 )
-# Every route: the CLI (typer, its pydantic coercion, rich), arrays, and the tables (lance, pyarrow).
+# Every route: the CLI (typer, rich), arrays, and the tables (lance, pyarrow).
 BASE = frozenset(
     {
         "annotated_doc",
-        "annotated_types",
         "avsearch",
         "cloudpickle",  # lance
         "cython_runtime",  # not a package: the module Cython extensions (lance, pyarrow) register
@@ -68,15 +72,19 @@ BASE = frozenset(
         "lance",
         "numpy",
         "pyarrow",
-        "pydantic",
-        "pydantic_core",
         "rich",
         "shellingham",
         "typer",
         "typing_extensions",
-        "typing_inspection",
     }
 )
+
+
+def _other_commands(runs: str) -> tuple[str, ...]:
+    """The command modules a route never needs: every one but the module of the command that runs (each is
+    imported when its command is looked up: cli/commands.py), and the eval group's own modules."""
+    modules = {*COMMANDS.values(), "eval_localize", "eval_classify3d", "live_progress", "localize_options"}
+    return tuple(sorted(f"avsearch.cli.{m}" for m in modules - {COMMANDS[runs]}))
 
 
 @dataclass(frozen=True)
@@ -85,24 +93,31 @@ class Budget:
     allowed: frozenset[str]  # third-party top-level packages the route may import
     must: tuple[str, ...]  # what proves it ran its route (e.g. onnxruntime for an encoder on ONNX)
     max_modules: int  # every module, stdlib and avsearch included (measured + about 10%)
+    never: tuple[str, ...] = ()  # modules (and their submodules) the route must not import, beyond FORBIDDEN
 
 
 ROUTES = {
-    "info": Budget(lambda w: ["info", "--index-dir", str(w["index"])], BASE, (), 580),
+    "info": Budget(lambda w: ["info", "--index-dir", str(w["index"])], BASE, (), 580, _other_commands("info")),
     "query --id": Budget(
-        lambda w: ["query", "--id", "pic-3", *_where(w), "--json"], BASE | {"safetensors"}, ("safetensors",), 610
+        lambda w: ["query", "--id", "pic-3", *_where(w), "--json"],
+        BASE | {"safetensors"},
+        ("safetensors",),
+        610,
+        _other_commands("query"),
     ),
     "query --text": Budget(
         lambda w: ["query", "--text", "a dog barking in the rain", *_where(w), "--json"],
         BASE | {"onnxruntime", "tokenizers", "ftfy", "wcwidth", "regex"},  # CLIP's and CLAP's tokenizers
         ("onnxruntime", "tokenizers"),
         710,
+        _other_commands("query"),
     ),
     "query --image": Budget(
         lambda w: ["query", "--image", str(w["picture"]), *_where(w), "--json"],
         BASE | {"onnxruntime", "PIL", "safetensors"},
         ("onnxruntime", "PIL"),
         660,
+        _other_commands("query"),
     ),
     # The audio and 3D query towers move to ONNX Runtime next (encoders/onnx_clap.py, onnx_ulip.py): their
     # routes get their budgets here when they do (the world then needs a sound file, and ULIP weights,
@@ -181,6 +196,8 @@ def test_cold_route_imports_only_its_budget(route: str, world: dict[str, Path], 
     packages = {m.split(".")[0] for m in modules}
     slowest = _slowest(done.stderr)
     assert not packages & set(FORBIDDEN), f"{route} imported {sorted(packages & set(FORBIDDEN))}; slowest: {slowest}"
+    unneeded = sorted(m for m in modules if any(m == n or m.startswith(f"{n}.") for n in budget.never))
+    assert not unneeded, f"{route} imported {unneeded}"
     third_party = {p for p in packages if p not in sys.stdlib_module_names and not p.startswith("_")}
     assert third_party <= budget.allowed, (
         f"{route} imported packages outside its budget: {third_party - budget.allowed}"
