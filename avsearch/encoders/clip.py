@@ -155,6 +155,12 @@ class ClipImagePreparer:
     def __call__(self, path: Path) -> torch.Tensor:
         return self.from_image(load_image(path))
 
+    @property
+    def frame_side(self) -> int:
+        """The shorter side the transform resizes to: a video's frames are decoded at it (PyAV's scaler),
+        then the transform's resize has nothing left to do (PIL resizing a 720p frame costs more than decoding it)."""
+        return int(self.args[0])
+
     def from_image(self, image: Any) -> torch.Tensor:
         """An upright 8-bit RGB PIL image (a decoded file, or a video's frame) -> (3, size, size) uint8."""
         if self._steps is None:  # built on first use, in the process that decodes
