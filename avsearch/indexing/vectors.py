@@ -7,7 +7,9 @@ per row, the item ids) and `embed_manifest.json` (the encoder fingerprint, check
 Rows go through the same bridges, tables and FAISS indexes as embedded files: only decoding and encoding
 are skipped. An item's id is its source from rows.jsonl, else `<file>#<row>`. A row of rows.jsonl may
 also carry the item's filterable metadata (`avsearch query --where`): folder, ext, tags (a list), duration,
-sample_rate, width, height, points; what it leaves out is null.
+sample_rate, width, height, points; what it leaves out is null. A row with `start` and `end` (seconds) is a
+moment of its source, as `avsearch index` makes a video's frames and sound segments: its id is the moment's,
+and its file's moments merge in results (a video's frame vectors extracted elsewhere, for example).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from avsearch.media.metadata import FileMeta, MediaInfo, split_tags
 from avsearch.store.config import SearchConfig, load_search_config
 from avsearch.store.index import Index
 from avsearch.store.table_schema import FileRecord
+
+Span = tuple[float | None, float | None]  # a moment's (start, end) seconds; (None, None): a whole file
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,8 @@ def index_embeddings(
             index.manifest.check_encoder(entry.encoder, fingerprint, str(index.path))
             if index.manifest.record_encoder(entry.encoder, fingerprint):
                 index.commit()
-        ids, metas = _rows(path, len(vectors))
+        ids, metas, spans = _rows(path, len(vectors))
+        track = index.manifest.kind(table)  # a moment's key names its track (image: frames; audio: sound)
         summary.scanned += len(ids)
         stage = f"vectors {table}"
         progress.start(stage, len(ids))
@@ -70,9 +75,10 @@ def index_embeddings(
             native = np.asarray(vectors[start : start + _CHUNK], dtype=np.float32)
             native = native / np.maximum(np.linalg.norm(native, axis=1, keepdims=True), 1e-12)
             stamp = index.manifest.bridge_stamp(table)
+            part = slice(start, start + _CHUNK)
             records = [
-                FileRecord(i, 0, 0, _digest(v), fingerprint or EXTERNAL, stamp, m)
-                for i, v, m in zip(ids[start : start + _CHUNK], native, metas[start : start + _CHUNK], strict=True)
+                FileRecord(i, 0, 0, _digest(v), fingerprint or EXTERNAL, stamp, m, a, b, None if a is None else track)
+                for i, v, m, (a, b) in zip(ids[part], native, metas[part], spans[part], strict=True)
             ]
             index.tables.upsert(table, records, index.models.all_vectors(table, native))
             summary.added += len(records)
@@ -85,20 +91,36 @@ _TEXT_META = ("folder", "ext")
 _NUMBER_META = {"duration": float, "sample_rate": int, "width": int, "height": int, "points": int}
 
 
-def _rows(path: Path, n: int) -> tuple[list[str], list[FileMeta]]:
-    """Each row's id and metadata, from the .rows.jsonl beside `path` (else `<file>#<row>`, no metadata)."""
+def _rows(path: Path, n: int) -> tuple[list[str], list[FileMeta], list[Span]]:
+    """Each row's id, metadata and time range, from the .rows.jsonl beside `path` (else `<file>#<row>`,
+    no metadata, whole files). A moment's id is its source and start: one file may have many."""
     rows = path.with_name(path.name.removesuffix(".npy") + ".rows.jsonl")
     if not rows.is_file():
-        return [f"{path}#{i}" for i in range(n)], [FileMeta()] * n
+        return [f"{path}#{i}" for i in range(n)], [FileMeta()] * n, [(None, None)] * n
     try:
         parsed = [json.loads(line) for line in rows.read_text(encoding="utf-8").splitlines() if line]
         ids = [str(row["source"]) for row in parsed]
         metas = [_meta(row, f"{rows}:{number}") for number, row in enumerate(parsed, start=1)]
+        spans = [_span(row, f"{rows}:{number}") for number, row in enumerate(parsed, start=1)]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputError(f"{rows}: not a rows file of `avsearch embed` ({exc})") from exc
-    if len(ids) != n or len(set(ids)) != n:
-        raise InputError(f"{rows}: {len(ids)} ids ({len(set(ids))} distinct) for {n} rows of {path.name}")
-    return ids, metas
+    distinct = len(set(zip(ids, (start for start, _ in spans), strict=True)))
+    if len(ids) != n or distinct != n:
+        raise InputError(f"{rows}: {len(ids)} ids ({distinct} distinct) for {n} rows of {path.name}")
+    return ids, metas, spans
+
+
+def _span(row: dict, where: str) -> Span:
+    """A row's (start, end) in seconds, (None, None) for a whole file; InputError naming the row otherwise."""
+    start, end = row.get("start"), row.get("end")
+    if start is None and end is None:
+        return None, None
+    if start is None or end is None:
+        raise InputError(f"{where}: a moment needs start and end (seconds), got start={start!r}, end={end!r}")
+    numbers = [v for v in (start, end) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(numbers) != 2 or not 0 <= start < end or not np.isfinite(end):
+        raise InputError(f"{where}: a moment's start and end must be seconds, 0 <= start < end, got {start!r}, {end!r}")
+    return float(start), float(end)
 
 
 def _meta(row: dict, where: str) -> FileMeta:

@@ -110,3 +110,33 @@ def test_cavmae_vectors_go_to_the_cavmae_tables(bridge_file, tmp_path) -> None:
     assert [h["path"] for h in hits] == [f"{folder / 'image.cavmae.npy'}#{i}" for i in order]
     plain = _invoke("index", "--embeddings", folder, "--bridge", bridge_file, "--index-dir", tmp_path / "plain", "-q")
     assert plain.exit_code == 3 and "--backend cavmae or both" in plain.stderr
+
+
+def test_moment_rows_carry_their_times(bridge_file, tmp_path) -> None:
+    """rows.jsonl rows with start/end are moments of their source (a video's frames): found as time ranges,
+    neighbours merged; a row with a start and no end is refused in one line naming it."""
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "vectors"
+    folder.mkdir()
+    v, w, other = _unit(rng, 3)
+    near = v + 0.05 * _unit(rng, 1)[0]
+    np.save(folder / "image.clip.npy", np.stack([v, near, near, w, other]))
+    rows = [{"source": "q.jpg"}, *({"source": "walk.mp4", "start": s, "end": s + 1.0} for s in (0.0, 1.0, 2.0))]
+    rows.append({"source": "b.jpg"})
+    (folder / "image.clip.rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    index = tmp_path / "index"
+    result = _invoke("index", "--embeddings", folder, "--bridge", bridge_file, "--index-dir", index, "-q")
+    assert result.exit_code == 0, result.output
+    out = _invoke("query", "--id", "q.jpg", "--target", "image", "--index-dir", index, "--json")
+    assert out.exit_code == 0, out.output
+    hits = json.loads(out.stdout)[0]["hits"]
+    # the two near frames merged into 0-2 s; the far frame 2-3 s a moment of its own
+    assert [(h["path"], h["start"], h["end"]) for h in hits if h["path"] == "walk.mp4"] == [
+        ("walk.mp4", 0.0, 2.0),
+        ("walk.mp4", 2.0, 3.0),
+    ]
+    assert hits[0]["path"] == "walk.mp4" and hits[0]["score"] > 0.99
+    rows[2] = {"source": "walk.mp4", "start": 1.0}
+    (folder / "image.clip.rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bad = _invoke("index", "--embeddings", folder, "--index-dir", index, "-q")
+    assert bad.exit_code == 1 and "image.clip.rows.jsonl:3: a moment needs start and end" in bad.stderr
