@@ -1,6 +1,6 @@
 """Indexed items by id: the row lookup, the item's JSON and the file it names.
 
-An id is a row key (32 lowercase hex digits, `avsearch.store.tables.is_key`). It is checked for that form
+An id is a row key (32 lowercase hex digits, `avsearch.store.table_schema.is_key`). It is checked for that form
 before any lookup, and a file is only ever reached through the path its row records: nothing the client
 sends becomes part of a filesystem path.
 """
@@ -78,14 +78,15 @@ def require_item(index: Index, item_id: str) -> tuple[str, FileRecord]:
 
 
 def require_item_in(index: Index, item_id: str, modality: str, role: str) -> FileRecord:
-    """The row of `item_id` in the `modality` table, or NotFound (404); InputError naming what it is when
-    it is an item of another kind."""
-    if is_key(item_id) and modality in index.tables.modalities():
-        records, _ = index.tables.fetch(modality, [item_id])
-        if records:
-            return records[0]
-    other, _ = require_item(index, item_id)
-    raise InputError(f"{role} names a {other} item, not {_KIND_NAMES.get(modality, modality)}")
+    """The row of `item_id`, an item of file modality `modality`, or NotFound (404); InputError naming what
+    it is when it is an item of another kind. Ids are unique across file modalities (a video's frame and its
+    sound segment have keys of their own: table_schema.moment_key); a file in two backends' tables (C-MCR's
+    "image", CAV-MAE's "cavmae_image") is one item, found in either."""
+    table, record = require_item(index, item_id)
+    kind = index.manifest.kind(table) if table in index.manifest.modalities else table
+    if kind != modality:
+        raise InputError(f"{role} names a {kind} item, not {_KIND_NAMES.get(modality, modality)}")
+    return record
 
 
 _KIND_NAMES = {IMAGE: "a picture", AUDIO: "a sound"}
