@@ -20,6 +20,10 @@ from avsearch.errors import ConfigError
 from avsearch.modalities import IMAGE, TEXT
 
 TOWERS = (TEXT, IMAGE)
+# revisions of a tower's graph (in its export's name): 2, the text graph takes tokens only up to the last
+# end-of-text token of its batch (a dynamic length axis), as the torch encoder runs them
+REVISIONS = {TEXT: 2}
+LENGTH = "length"  # the name of that axis
 
 
 def fingerprint(spec: Any, weights_dir: Path | str | None) -> tuple[str, Path]:
@@ -95,7 +99,10 @@ class OnnxClipEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self._tokenizer is None:
             self._tokenizer = ClipTokenizer(self._spec.options["context_length"])
-        return self._forward(self._tokenizer(list(cleaned)), self.text_batch)
+        tokens = self._tokenizer(list(cleaned))
+        if not isinstance(self._run.get_inputs()[0].shape[1], str):
+            return self._forward(tokens, self.text_batch)  # a graph of the whole context (an older export)
+        return normalized(run_cut(self._run, tokens, self.text_batch))
 
     def preparer(self, modality: str) -> ClipNumpyPreparer:
         if modality != IMAGE:
@@ -125,18 +132,42 @@ class OnnxClipEncoder:
         return self.encode_prepared(modality, items)
 
 
+def eot_positions(tokens: np.ndarray) -> np.ndarray:
+    """Per row of CLIP tokens (N, context), the end-of-text token's position: the highest id in the row
+    (OpenAI's tokenizer gives it the highest id, padding is 0), which the text tower pools."""
+    return tokens.argmax(axis=-1)
+
+
+def run_cut(graph: Any, tokens: np.ndarray, batch: int) -> np.ndarray:
+    """The text graph's vectors for CLIP tokens (N, context), each batch run only up to its furthest
+    end-of-text token (the tower is causal: later positions never reach the pooled one). Rows are batched
+    shortest first, so that similar lengths share a batch, and returned in input order (as ClipEncoder's
+    torch forward does)."""
+    ends = eot_positions(tokens)
+    order = np.argsort(ends, kind="stable")
+    name = graph.get_inputs()[0].name
+    out = np.empty((len(tokens), graph.get_outputs()[0].shape[-1]), np.float32)
+    for i in range(0, len(tokens), batch):
+        rows = order[i : i + batch]
+        width = int(ends[rows].max()) + 1
+        out[rows] = graph.run(None, {name: np.ascontiguousarray(tokens[rows, :width])})[0]
+    return out
+
+
 # -- export side (torch is loaded) ------------------------------------------------------------------------
 
 
-def sample_inputs(encoder: Any, tower: str) -> np.ndarray:
+SAMPLE_TEXTS = ("a dog barking in the rain", "an orchestra tuning up", "x", " ".join(["long words"] * 60))
+
+
+def sample_inputs(encoder: Any, tower: str, texts: Sequence[str] = SAMPLE_TEXTS) -> np.ndarray:
     """Fixed inputs the export and its check run on: tokens of a few texts (one long enough to be
     truncated), or pixels of a few synthetic pictures (normalised as the encoder normalises them)."""
     from avsearch.encoders.clip_inputs import ClipTokenizer, normalize_pixels
 
     opts = encoder._spec.options
     if tower == TEXT:
-        texts = ["a dog barking in the rain", "an orchestra tuning up", "x", " ".join(["long words"] * 60)]
-        return ClipTokenizer(opts["context_length"])(texts)
+        return ClipTokenizer(opts["context_length"])(list(texts))
     rng = np.random.default_rng(0)
     size = opts["image_size"]
     items = [rng.integers(0, 256, (3, size, size), dtype=np.uint8) for _ in range(3)]
@@ -145,10 +176,17 @@ def sample_inputs(encoder: Any, tower: str) -> np.ndarray:
 
 
 def exports(encoder: Any, tower: str) -> list[Export]:
-    """The tower's one graph: forward(tokens or normalised pixels) -> the un-normalised vectors."""
+    """The tower's one graph: forward(tokens or normalised pixels) -> the un-normalised vectors. The text
+    graph takes tokens cut after the batch's last end-of-text token (`cut_text_tower`), traced on short
+    texts and checked also on a batch that fills the context and on a single short text; a model that
+    cannot be cut so gets the whole-context graph."""
     import torch
 
     model = encoder._model
+    if tower == TEXT and (cut := cut_text_tower(model)) is not None:
+        samples = sample_inputs(encoder, TEXT, SAMPLE_TEXTS[:3])
+        more = (sample_inputs(encoder, TEXT), sample_inputs(encoder, TEXT, ["x"]))
+        return [Export("model.onnx", cut, ("input",), samples, cut_tokens, axes={"input": {1: LENGTH}}, more=more)]
 
     class Tower(torch.nn.Module):
         def __init__(self) -> None:
@@ -175,3 +213,68 @@ def torch_forward(encoder: Any, tower: str, inputs: np.ndarray) -> np.ndarray:
 
 def extras(encoder: Any, tower: str) -> dict[str, str]:
     return {FINGERPRINT: encoder.fingerprint() + "\n"}
+
+
+def cut_tokens(tokens: np.ndarray) -> np.ndarray:
+    """CLIP tokens (N, context) cut after their furthest end-of-text token, as run_cut feeds the graph."""
+    return np.ascontiguousarray(tokens[:, : int(eot_positions(tokens).max()) + 1])
+
+
+def cut_text_tower(model: Any) -> Any:
+    """open_clip CLIP's text tower as a module taking tokens of any length L (N, L) up to the batch's last
+    end-of-text token: upstream's steps (token and positional embeddings, the residual attention blocks,
+    ln_final, the end-of-text token's output, the projection) written with no size taken from the input,
+    so that the traced graph keeps L dynamic (nn.MultiheadAttention's traced graph fixes it): the
+    attention of each block is its own in-projection, the causal mask built from token positions, softmax,
+    out-projection. None for a model it does not hold for (pooling other than argmax, no causal mask,
+    blocks of another form, not float32): that one is exported whole-context."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    from avsearch.encoders.clip import _is_causal
+
+    needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "attn_mask", "text_projection")
+    if (
+        not all(getattr(model, n, None) is not None for n in needed)
+        or getattr(model, "text_pool_type", None) != "argmax"
+    ):
+        return None
+    blocks = getattr(model.transformer, "resblocks", None)
+    if blocks is None or not _is_causal(model.attn_mask, model.positional_embedding.shape[0]):
+        return None
+    if model.transformer.get_cast_dtype() != torch.float32:
+        return None
+    for block in blocks:  # open_clip's self-attention block, one in-projection for q, k and v
+        if type(block).forward.__qualname__ != "ResidualAttentionBlock.forward" or hasattr(block, "ln_1_kv"):
+            return None
+        attn = getattr(block, "attn", None)
+        if not isinstance(attn, torch.nn.MultiheadAttention) or attn.in_proj_weight is None:
+            return None
+
+    def attend(attn: torch.nn.MultiheadAttention, x: torch.Tensor, later: torch.Tensor) -> torch.Tensor:
+        qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).unflatten(-1, (3, attn.num_heads, -1))
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (N, heads, L, head width)
+        scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
+        weights = scores.masked_fill(later, float("-inf")).softmax(dim=-1)
+        return attn.out_proj((weights @ v).transpose(1, 2).flatten(2))
+
+    class CutText(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            m = self.model
+            # positions 0..L-1 and the causal mask, from the tokens (no size read: it would be traced fixed)
+            positions = (tokens * 0 + 1).cumsum(dim=1) - 1
+            later = (positions.unsqueeze(-2) > positions.unsqueeze(-1)).unsqueeze(1)  # (N, 1, L, L)
+            x = m.token_embedding(tokens) + F.embedding(positions, m.positional_embedding)
+            for block in m.transformer.resblocks:
+                x = x + block.ls_1(attend(block.attn, block.ln_1(x), later))
+                x = x + block.ls_2(block.mlp(block.ln_2(x)))
+            x = m.ln_final(x)
+            x = x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)]
+            projection = m.text_projection
+            return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+
+    return CutText().eval()

@@ -5,7 +5,7 @@ encoder's vectors. Its own module so that the families need not import onnx_towe
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,9 +24,15 @@ class Export:
     samples: Any  # what the check runs the torch encoder on (the family's torch_forward takes it)
     feed: Callable[[Any], Any] | None = None  # samples -> the graph's inputs, made as the query path makes them
     batch: bool = True  # a dynamic batch axis; else the graph runs one item at a time
+    # more dynamic axes than the batch's: input name -> {axis: name} (e.g. the tokens up to the last one used)
+    axes: dict[str, dict[int, str]] = field(default_factory=dict)
+    # more samples the graph is checked on (shapes other than the traced one, for the dynamic axes)
+    more: tuple[Any, ...] = ()
 
-    def inputs(self) -> tuple[np.ndarray, ...]:
-        made = self.feed(self.samples) if self.feed else self.samples
+    def inputs(self, samples: Any = None) -> tuple[np.ndarray, ...]:
+        """The graph's inputs for `samples` (default: the samples it is traced with)."""
+        samples = self.samples if samples is None else samples
+        made = self.feed(samples) if self.feed else samples
         return made if isinstance(made, tuple) else (made,)
 
 

@@ -95,10 +95,12 @@ def clap_key(spec: Any, weights_dir: Path | str | None) -> tuple[str, dict[str, 
     return onnx_clap.paths_key(spec, weights_dir)
 
 
-def export_path(fingerprint: str, tower: str) -> Path:
-    """The folder holding the export of `tower` of the encoder with this fingerprint (or export key)."""
+def export_path(fingerprint: str, tower: str, revision: int = 0) -> Path:
+    """The folder holding the export of `tower` of the encoder with this fingerprint (or export key);
+    `revision`: the family's revision of that tower's graph (its REVISIONS; 0 leaves the name as it was)."""
     name = fingerprint.partition(":")[0]
-    key = hashlib.sha256(f"{fingerprint}|{tower}|{EXPORT_VERSION}|{OPSET}".encode()).hexdigest()[:16]
+    made = f"{fingerprint}|{tower}|{EXPORT_VERSION}|{OPSET}" + (f"|{revision}" if revision else "")
+    key = hashlib.sha256(made.encode()).hexdigest()[:16]
     return cache_dir() / f"{name}.{tower}.{key}"
 
 
@@ -110,7 +112,8 @@ def supported(spec: Any, wanted: Sequence[str]) -> bool:
 
 
 def _export_folder(spec: Any, tower: str, weights_dir: Path | str | None) -> Path:
-    return export_path(family(spec).key(spec, weights_dir), tower)
+    fam = family(spec)
+    return export_path(fam.key(spec, weights_dir), tower, getattr(fam, "REVISIONS", {}).get(tower, 0))
 
 
 # -- the query path (no torch) -----------------------------------------------------------------------------
@@ -179,7 +182,9 @@ def _export_graph(part: Export, path: Path) -> None:
     traced = path.with_suffix(".traced")
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-        axes = {n: {0: "batch"} for n in (*part.names, "embedding")} if part.batch else None
+        axes = {n: {0: "batch"} for n in (*part.names, "embedding")} if part.batch else {}
+        for name, more in part.axes.items():
+            axes[name] = {**axes.get(name, {}), **more}
         torch.onnx.export(
             part.module,
             example,
@@ -187,7 +192,7 @@ def _export_graph(part: Export, path: Path) -> None:
             dynamo=False,
             input_names=list(part.names),
             output_names=["embedding"],
-            dynamic_axes=axes,
+            dynamic_axes=axes or None,
             opset_version=OPSET,
             do_constant_folding=True,
         )
@@ -215,9 +220,10 @@ def export_tower(encoder: Any, tower: str, path: Path) -> float:
         cosine = 1.0
         for part in fam.exports(encoder, tower):
             _export_graph(part, folder / part.file)
-            got = onnx_forward(folder / part.file, part.inputs())
-            want = torch_forward(encoder, tower, part.samples)
-            cosine = min(cosine, float(np.min(np.sum(got * want, axis=1))))
+            for samples in (part.samples, *part.more):
+                got = onnx_forward(folder / part.file, part.inputs(samples))
+                want = torch_forward(encoder, tower, samples)
+                cosine = min(cosine, float(np.min(np.sum(got * want, axis=1))))
         if cosine < MIN_COSINE:
             shutil.rmtree(path.with_name(path.name + ".unfaithful"), ignore_errors=True)
             os.replace(folder, path.with_name(path.name + ".unfaithful"))

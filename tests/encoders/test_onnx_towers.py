@@ -63,7 +63,7 @@ def clip_exports(av_weights_dir: Path) -> dict[str, Path]:
     graphs = {}
     for tower in (TEXT, IMAGE):
         enc = _torch_clip(av_weights_dir, tower)
-        folder = onnx_towers.export_path(enc.fingerprint(), tower)
+        folder = onnx_towers._export_folder(get_spec(CLIP), tower, av_weights_dir)
         if not (folder / onnx_towers.GRAPH).is_file():
             assert onnx_towers.export_tower(enc, tower, folder) >= onnx_towers.MIN_COSINE
         graphs[tower] = folder / onnx_towers.GRAPH
@@ -135,10 +135,20 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_text_tower_is_faithful(clip_exports: dict[str, Path], clip_weights_dir: Path) -> None:
+    """The graph against upstream's 77-token forward: fed the whole context, and fed tokens cut after the
+    batch's last end-of-text token (its length axis is dynamic: traced on other lengths than these)."""
+    from avsearch.encoders.onnx_clip import cut_tokens
+    from avsearch.encoders.onnx_session import normalized, run, session
+
     enc = _torch_clip(clip_weights_dir, TEXT)
     tokens = ClipTokenizer(77)(TEXTS)
-    got = onnx_towers.onnx_forward(clip_exports[TEXT], tokens)
-    assert _cosines(got, onnx_towers.torch_forward(enc, TEXT, tokens)).min() >= onnx_towers.MIN_COSINE
+    want = onnx_towers.torch_forward(enc, TEXT, tokens)
+    graph = session(clip_exports[TEXT])
+    for rows in (slice(None), slice(0, 2), slice(-1, None)):  # all (77 wide), two short texts, "x" alone
+        for fed in (tokens[rows], cut_tokens(tokens[rows])):
+            got = normalized(run(graph, (fed,)))
+            assert _cosines(got, want[rows]).min() >= onnx_towers.MIN_COSINE, (rows, fed.shape)
+    assert cut_tokens(tokens[-1:]).shape == (1, 3)  # start, x, end: three positions run
 
 
 def test_clap_text_tower_is_faithful(clip_exports: dict[str, Path], av_weights_dir: Path) -> None:
@@ -162,9 +172,25 @@ def test_image_tower_is_faithful(clip_exports: dict[str, Path], clip_weights_dir
     assert _cosines(got, onnx_towers.torch_forward(enc, IMAGE, pixels)).min() >= onnx_towers.MIN_COSINE
 
 
+class _Widths:
+    """An ONNX Runtime session that records the token width of each run."""
+
+    def __init__(self, graph) -> None:  # noqa: ANN001
+        self.graph, self.widths = graph, []
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self.graph, name)
+
+    def run(self, names, feed):  # noqa: ANN001, ANN201
+        self.widths.extend(a.shape[1] for a in feed.values())
+        return self.graph.run(names, feed)
+
+
 def test_onnx_encoders_give_the_torch_encoders_vectors(
     clip_exports: dict[str, Path], clip_weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Same vectors (input order) as the torch encoders; CLIP's text batches (shortest texts first, two a
+    run here) run only up to their furthest end-of-text token."""
     from avsearch.encoders.registry import get_spec
     from tests.search.media_factory import write_image
 
@@ -176,7 +202,11 @@ def test_onnx_encoders_give_the_torch_encoders_vectors(
         ref = _torch_clip(clip_weights_dir, tower)
         assert fast is not None and fast.fingerprint() == ref.fingerprint()
         if tower == TEXT:
+            fast._run, fast.text_batch = _Widths(fast._run), 2
             got, want = fast.encode_text(TEXTS), ref.encode_text(TEXTS)
+            ends = sorted(int(e) for e in ClipTokenizer(77)(TEXTS).argmax(axis=1))
+            assert fast._run.widths == [max(ends[i : i + 2]) + 1 for i in range(0, len(ends), 2)]
+            assert fast._run.widths[0] < 77 and fast._run.widths[-1] == 77  # the long caption: truncated
         else:
             got, want = fast.encode_files(IMAGE, images), ref.encode_files(IMAGE, images)
         assert got.dtype == np.float32 and got.shape == want.shape
