@@ -35,15 +35,20 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "AVSEARCH_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
 
 
-def snapshot(index_dir: Path) -> dict[str, dict[str, tuple]]:
-    """modality -> path -> (hash, every vector column), after checking each FAISS build against its table
-    (built from the table's current version, over exactly the table's paths)."""
+def snapshot(index_dir: Path) -> dict[str, dict[object, tuple]]:
+    """modality -> path (a moment: (path, start, end)) -> (hash, every vector column), after checking each
+    FAISS build against its table (built from the table's current version, over exactly the table's paths)."""
     index = Index.open(index_dir)
-    out: dict[str, dict[str, tuple]] = {}
+    out: dict[str, dict[object, tuple]] = {}
     for modality in index.tables.modalities():
         records, vectors = index.tables.fetch(modality, sorted(index.tables.bookkeeping(modality)))
+        # a moment is a row of its own (path and times), not the last row of its file
         out[modality] = {
-            r.path: (r.hash, *(vectors[c][i].tobytes() for c in sorted(vectors))) for i, r in enumerate(records)
+            r.path if r.start is None else (r.path, r.start, r.end): (
+                r.hash,
+                *(vectors[c][i].tobytes() for c in sorted(vectors)),
+            )
+            for i, r in enumerate(records)
         }
         for column in vectors:
             ann = index.ann(f"{modality}.{column}", use_gpu=False)
