@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from avsearch.atomic import write_bytes as write_local
-from avsearch.errors import AvsearchError, ConfigError, InputError
+from avsearch.errors import AvsearchError, ConfigError, InputError, StorageError
 
 SCHEMES = ("s3", "gs", "az")
 # --storage-option names (lower case) -> the key LanceDB's object_store reads; anything else passes on as is
@@ -269,7 +269,8 @@ def storage_error(where: Location | str, what: str, exc: BaseException) -> Avsea
             f"{where}: {what}: access denied (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or --storage-option)"
         )
     if "NETWORK_CONNECTION" in text or "Could not connect" in text or "Connection refused" in text:
-        return InputError(f"{where}: {what}: the storage endpoint does not answer (AWS_ENDPOINT_URL?)")
+        # an outage, not bad input: nothing to fix in the request, try again later (the server's 503)
+        return StorageError(f"{where}: {what}: the storage endpoint does not answer (AWS_ENDPOINT_URL?)")
     if "NoSuchBucket" in text or "NO_SUCH_BUCKET" in text:
         return InputError(f"{where}: {what}: no such bucket")
     return InputError(f"{where}: {what}: {text.splitlines()[0][:200] if text else type(exc).__name__}")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from avsearch.errors import DamagedIndexError, InputError, StorageError
@@ -33,6 +34,18 @@ def unreadable(what: str, exc: BaseException) -> StorageError:
     return StorageError(
         f"{what} cannot be read from the store ({detail}); check the endpoint, the credentials and the network"
     )
+
+
+@contextlib.contextmanager
+def outages_named(what: str, remote: bool) -> Iterator[None]:
+    """For calls outside `damage_named` (listing, creating, index stats): an object store (`remote`) that
+    stops answering during the block is a StorageError naming `what`; other errors pass as they are."""
+    try:
+        yield
+    except (RuntimeError, OSError, ValueError) as exc:
+        if remote and unreachable(exc):
+            raise unreadable(what, exc) from exc
+        raise
 
 
 def damage_named(method: F) -> F:

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from avsearch.errors import IncompatibleError
 from avsearch.store.locks import WriterLock
-from avsearch.store.table_errors import damage_named, unreachable, unreadable
+from avsearch.store.table_errors import damage_named, outages_named, unreachable, unreadable
 from avsearch.store.table_reads import TableReads
 from avsearch.store.table_rows import IN_CHUNK, chunks, keys_in, rows_table
 from avsearch.store.table_schema import TABLES_DIR, FileRecord
@@ -165,9 +165,10 @@ class TableWrites(TableReads):
 
     def key_index_rows(self, modality: str) -> tuple[int, int] | None:
         """(indexed, not yet indexed) rows of the key index, or None when the table has none."""
-        tbl = self._table(modality)
-        for i in tbl.list_indices():
-            if list(i.columns) == ["key"]:
-                stats = tbl.index_stats(i.name)
-                return stats.num_indexed_rows, stats.num_unindexed_rows
+        with outages_named(f"{self.index_dir}: table {modality!r}", not self.location.is_local):
+            tbl = self._table(modality)
+            for i in tbl.list_indices():
+                if list(i.columns) == ["key"]:
+                    stats = tbl.index_stats(i.name)
+                    return stats.num_indexed_rows, stats.num_unindexed_rows
         return None

@@ -47,6 +47,7 @@ from pathlib import Path
 
 from avsearch.errors import IncompatibleError
 from avsearch.store.location import Location
+from avsearch.store.table_errors import outages_named
 from avsearch.store.table_schema import LANCE_SUFFIX, TABLES_DIR, same_columns, table_schema
 from avsearch.store.table_writes import TableWrites
 
@@ -70,7 +71,8 @@ class MediaStore(TableWrites):
     def modalities(self) -> list[str]:
         folder = self.location.local_path
         if folder is None:  # an object store: LanceDB's listing (it knows its stores' quirks)
-            return sorted(self._db.list_tables(limit=1000).tables)
+            with outages_named(f"{self.location}: the tables", remote=True):
+                return sorted(self._db.list_tables(limit=1000).tables)
         # a local folder: the tables are its <name>.lance folders, as LanceDB lists them
         tables = folder / TABLES_DIR
         found = tables.iterdir() if tables.is_dir() else ()
@@ -79,6 +81,10 @@ class MediaStore(TableWrites):
     def ensure_table(self, modality: str, native_dim: int, shared: dict[str, int]) -> None:
         """Create the modality's table if missing; refuse one whose vector widths differ."""
         self._check_lock()
+        with outages_named(f"{self.index_dir}: table {modality!r}", not self.location.is_local):
+            self._ensure_table(modality, native_dim, shared)
+
+    def _ensure_table(self, modality: str, native_dim: int, shared: dict[str, int]) -> None:
         listed = modality in self.modalities()
         if listed and self._phantom(modality):
             # a dropped table whose empty prefix the store still lists (SeaweedFS keeps empty folders)

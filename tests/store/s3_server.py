@@ -7,6 +7,7 @@ binary is absent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -167,3 +169,51 @@ def _make_bucket(server: S3Server, deadline: float) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
+
+
+class CutProxy:
+    """A TCP relay to the S3 server that can be cut: an object store that stops answering mid-run, behind
+    connections a client already holds (cut() closes them and the listening port: further connects are
+    refused)."""
+
+    def __init__(self, server: S3Server) -> None:
+        self._target = ("127.0.0.1", int(server.endpoint.rsplit(":", 1)[1]))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._open: list[socket.socket] = []
+        self._cut = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # cut
+                return
+            if self._cut:
+                client.close()
+                return
+            upstream = socket.create_connection(self._target)
+            self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, dest: socket.socket) -> None:
+        try:
+            while data := source.recv(1 << 16):
+                dest.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            dest.shutdown(socket.SHUT_WR)
+
+    def cut(self) -> None:
+        self._cut = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (a close alone would not)
+        self._listener.close()
+        for s in self._open:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()

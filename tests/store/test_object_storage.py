@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -27,16 +28,17 @@ from avsearch.search.engine import SearchEngine
 from avsearch.serve.app import create_app
 from avsearch.settings import load_settings
 from avsearch.store import locks
-from avsearch.store.ann_files import ANN_DIR, cache_folder, read_ann_meta
+from avsearch.store.ann_files import ANN_DIR, cache_folder, load_ann, read_ann_meta
 from avsearch.store.index import Index
 from avsearch.store.location import Location, parse_storage_options
-from avsearch.store.table_schema import NATIVE, path_key
+from avsearch.store.manifest import load_manifest
+from avsearch.store.table_schema import NATIVE, FileRecord, path_key
 from avsearch.store.tables import MediaStore
 from tests.search.conftest import make_bridge
 from tests.search.fake_encoder import FakeLoader
 from tests.search.kill_harness import snapshot
 from tests.search.media_factory import write_audio, write_image
-from tests.store.s3_server import S3Server, s3_server  # noqa: F401 (the session fixture)
+from tests.store.s3_server import CutProxy, S3Server, s3_server  # noqa: F401 (the session fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -271,8 +273,10 @@ def test_one_writer_and_one_line_errors(s3_server, bridge, tmp_path) -> None:  #
     with pytest.raises(InputError, match=r"no index here"):
         Index.open(fresh(s3_server))
     dead = Location(where.uri, {**s3_server.options(), "aws_endpoint": "http://127.0.0.1:9"})
-    with pytest.raises(InputError, match=rf"^{where.uri}: .*does not answer"):
+    with pytest.raises(StorageError, match=rf"^{where.uri}: .*does not answer"):  # an outage: 503, not bad input
         Index.open(dead)
+    with pytest.raises(StorageError, match=rf"^{where.uri}: cannot read ann/image.native.json: .*does not answer"):
+        load_ann(dead, "image.native")  # a FAISS file, read through the Location
     dead_quick = Location(where.uri, {**dead.options, "client_max_retries": "0", "client_retry_timeout": "2"})
     with pytest.raises(StorageError, match=rf"^{where.uri}: the tables cannot be read from the store \("):
         MediaStore(dead_quick)  # a store that stopped answering after the check: no --rebuild advice
@@ -284,6 +288,34 @@ def test_one_writer_and_one_line_errors(s3_server, bridge, tmp_path) -> None:  #
     ]
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_storage_options(["aws_region"])
+
+
+def test_a_store_that_stops_answering_mid_run_is_an_outage(s3_server) -> None:  # noqa: F811
+    """The store goes away behind connections the tables already hold: every table call that reaches it says
+    StorageError in one line (503 in the server; try again later), never a traceback or a damaged index."""
+    proxy = CutProxy(s3_server)
+    quick = {"aws_endpoint": proxy.endpoint, "client_max_retries": "0", "client_retry_timeout": "2"}
+    where = fresh(s3_server, **quick)
+    store = MediaStore(where)
+    store.ensure_table("image", 4, {"proj_av": 3})
+    records = [FileRecord(f"/m/{i}.png", 1, 1, "h", "enc", "br") for i in range(3)]
+    vectors = {NATIVE: np.ones((3, 4)), "proj_av": np.ones((3, 3))}
+    store.upsert("image", records, vectors)
+    assert store.modalities() == ["image"] and store.key_index_rows("image") is None
+    proxy.cut()
+    calls = {
+        "modalities": store.modalities,
+        "ensure_table": lambda: store.ensure_table("image", 4, {"proj_av": 3}),
+        "key_index_rows": lambda: store.key_index_rows("image"),
+        "upsert": lambda: store.upsert("image", records, vectors),
+        "delete": lambda: store.delete("image", ["/m/1.png"]),
+        "manifest": lambda: load_manifest(where),
+    }
+    for name, call in calls.items():
+        with pytest.raises(StorageError, match=rf"^{where.uri}: ") as raised:
+            call()
+        message = str(raised.value)
+        assert "\n" not in message and "rebuild" not in message, name
 
 
 def _cli_options(options: dict[str, str]) -> list[str]:
