@@ -304,6 +304,8 @@ def test_a_store_that_stops_answering_mid_run_is_an_outage(s3_server) -> None:  
     assert store.modalities() == ["image"] and store.key_index_rows("image") is None
     proxy.cut()
     calls = {
+        "count": lambda: store.count("image"),  # reads (store/table_reads.py)
+        "vectors": lambda: store.vectors("image", NATIVE),
         "modalities": store.modalities,
         "ensure_table": lambda: store.ensure_table("image", 4, {"proj_av": 3}),
         "key_index_rows": lambda: store.key_index_rows("image"),
