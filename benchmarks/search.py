@@ -27,8 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ helper
 
 import faiss  # noqa: E402
 
-from avsearch.store.ann import choose_kind, recall_at_k  # noqa: E402
-from avsearch.store.ann_build import build_index  # noqa: E402
+from avsearch.store import ann_spill  # noqa: E402
+from avsearch.store.ann import IVF_RABITQ_REFINE, AnnParams, choose_kind, recall_at_k  # noqa: E402
+from avsearch.store.ann_build import build_index, list_count  # noqa: E402
+from avsearch.store.ann_tune import tune  # noqa: E402
 from avsearch.store.config import load_search_config  # noqa: E402
 
 
@@ -45,8 +47,10 @@ def gap_vectors(
     noise: float = 1.0,
     structure: str = "clusters",
     gap: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(data (n, dim), tuning queries (m, dim), test queries (m, dim)), float32 unit rows, made in chunks.
+    sample: int = 0,
+) -> tuple[np.ndarray, ...]:
+    """(data (n, dim), tuning queries (m, dim), test queries (m, dim)), float32 unit rows, made in chunks;
+    with `sample`, also (sample, dim) more queries (a stand-in for the other modality's table).
 
     clusters: `concepts` centres, every vector one of them plus noise. lowrank: no clusters at all,
     content varies continuously in a 32-d subspace (the hard case for IVF). gap: how far the queries' cone
@@ -58,8 +62,7 @@ def gap_vectors(
     for chunk in chunks:
         data[s : s + len(chunk)] = chunk
         s += len(chunk)
-    tune_q, test_q = queries()
-    return data, tune_q, test_q
+    return (data, *queries(sample))
 
 
 def gap_chunks(
@@ -93,7 +96,13 @@ def gap_chunks(
         for s in range(0, n, rows):
             yield side(min(n, s + rows) - s, g_data)
 
-    return chunks(), lambda: (side(m, gap * g_query), side(m, gap * g_query))
+    def queries(sample: int = 0):  # noqa: ANN202
+        # tuning, test, then (when asked) a sample of the other modality's table: the query distribution an
+        # index may be built from (query-guided spilling, store/ann_spill.py), never the test queries
+        tune_q, test_q = side(m, gap * g_query), side(m, gap * g_query)
+        return (tune_q, test_q, side(sample, gap * g_query)) if sample else (tune_q, test_q)
+
+    return chunks(), queries
 
 
 CASES = {
@@ -110,8 +119,9 @@ CASES = {
 }
 
 
-def cross_modal_case(case: str, n: int, m: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(data, tuning queries, test queries) of a named case: queries are cross-modal (another cone)."""
+def cross_modal_case(case: str, n: int, m: int, dim: int, seed: int, sample: int = 0) -> tuple[np.ndarray, ...]:
+    """(data, tuning queries, test queries) of a named case: queries are cross-modal (another cone);
+    with `sample`, a fourth array: that many more queries of the same kind (the other modality's table)."""
     spec = CASES[case]
     concepts = max(100, n // 100) if spec["structure"] == "clusters" else n + 2 * m
     return gap_vectors(
@@ -123,6 +133,7 @@ def cross_modal_case(case: str, n: int, m: int, dim: int, seed: int) -> tuple[np
         noise=float(spec["noise"]),
         structure=str(spec["structure"]),
         gap=float(spec.get("gap", 1.0)),
+        sample=sample,
     )
 
 
@@ -131,6 +142,8 @@ def index_bytes(index: faiss.Index) -> int:
     quantizer (with its graph links when it is HNSW)."""
     if isinstance(index, faiss.IndexFlat):
         return index.ntotal * index.d * 4
+    if isinstance(index, ann_spill.SpillRefine):  # lists with the copies, plus the vectors re-ranked on
+        return index_bytes(index.base) + index.vectors.nbytes
     total = index.ntotal * index.d * 4 if isinstance(faiss.downcast_index(index), faiss.IndexRefine) else 0
     ivf = faiss.extract_index_ivf(index)
     total += ivf.invlists.compute_ntotal() * (ivf.code_size + 8)
@@ -173,17 +186,45 @@ CANDIDATES: dict[str, dict[str, object]] = {
     "IVF-SQ8 + re-rank, 4 sqrt(n) lists": {"refined_codes": "sq8", "hnsw_coarse_min_lists": 10**9},
     "IVF-RaBitQ + re-rank, 4 sqrt(n) lists": {"refined_codes": "rabitq", "hnsw_coarse_min_lists": 10**9},
     "IVF-RaBitQ + re-rank, 16 sqrt(n) lists, HNSW coarse": {"refined_codes": "rabitq", "lists_per_sqrt_n": 16.0},
+    # query-guided spilling (store/ann_spill.py): built from the query sample, not from the tuning queries
+    "IVF-RaBitQ + re-rank + query-guided spills, 4 sqrt(n) lists": {"refined_codes": "rabitq", "spill": True},
 }
 
 
-def bench_table(n: int, dim: int, m: int, case: str, only: list[str] | None) -> None:
+def build_candidate(
+    data: np.ndarray, cfg: object, overrides: dict[str, object], tune_q: np.ndarray, sample: np.ndarray
+) -> tuple[object, AnnParams, str]:
+    """(index, params, note) of one candidate; spilled ones are built here and tuned as the product tunes."""
+    from dataclasses import replace
+
+    plain = {k: v for k, v in overrides.items() if k != "spill"}
+    kcfg = replace(cfg, **plain)
+    if not overrides.get("spill"):
+        return (*build_index(data, kcfg, tune_q, "synthetic cross-modal (tuning set)"), "")
+    n, dim = data.shape
+    nlist = list_count(n, kcfg)
+    index, stats = ann_spill.build_spilled(data, sample, nlist, cfg=kcfg)
+    params = AnnParams(kind=IVF_RABITQ_REFINE, n=n, dim=dim, nlist=nlist)
+    (params.nprobe, params.k_factor), params.tuned_recall, params.heldout_recall = tune(
+        index, params, data, tune_q, kcfg, np.random.default_rng(1)
+    )
+    faiss.extract_index_ivf(index.base).nprobe = params.nprobe
+    index.k_factor = float(params.k_factor)
+    return index, params, f" sample {len(sample)}, {stats['spilled_rows']} rows spilled, {stats['copies']} copies"
+
+
+def bench_table(
+    n: int, dim: int, m: int, case: str, only: list[str] | None, sample: int | None = None, lists: float | None = None
+) -> None:
     """One row per candidate: recall@10 on fresh cross-modal queries, latency, QPS, build time, memory."""
     from dataclasses import replace
 
     cfg = load_search_config().ann
+    if lists:  # e.g. 1.26 at 100k: 2.5 concepts and 250 vectors a list, as 4 sqrt(n) lists at 1M
+        cfg = replace(cfg, lists_per_sqrt_n=lists)
     default_kind = choose_kind(n, dim, cfg, gpu=False)
     t = time.perf_counter()
-    data, tune_q, test_q = cross_modal_case(case, n, m, dim, seed=n)
+    data, tune_q, test_q, sample_q = cross_modal_case(case, n, m, dim, seed=n, sample=sample or max(1, n // 10))
     gen = time.perf_counter() - t
     flat = faiss.IndexFlatIP(dim)
     flat.add(data)
@@ -199,7 +240,7 @@ def bench_table(n: int, dim: int, m: int, case: str, only: list[str] | None) -> 
         f"{n * dim * 4 / 1e9:.2f} GB (truth for {len(test_q)} queries in {time.perf_counter() - t:.0f} s)",
         flush=True,
     )
-    del flat
+    del flat  # the product's tuning makes its own exact index: two at once would double the memory
     header = (
         f"{'index':<52} | {'recall@10':>9} | {'p50 CPU':>7} | {'p99 CPU':>7} | {'x exact':>7} | {'wall ms':>7} | "
         f"{'q/s b64':>7} | {'build s':>7} | {'GB':>5} | setting"
@@ -208,20 +249,19 @@ def bench_table(n: int, dim: int, m: int, case: str, only: list[str] | None) -> 
     for label, overrides in CANDIDATES.items():
         if only and not any(o in label for o in only):
             continue
-        kcfg = replace(cfg, **overrides)
         t = time.perf_counter()
-        index, params = build_index(data, kcfg, tune_q, "synthetic cross-modal (tuning set)")
+        index, params, note = build_candidate(data, cfg, overrides, tune_q, sample_q)
         build = time.perf_counter() - t
         got = recall_at_k(index.search(test_q, 10)[1], truth)
         p50, p99, wall, qps64 = _latency(lambda q, ix=index: ix.search(q, 10), lat_queries, 64)
-        same = params.kind == default_kind and all(getattr(cfg, k) == v for k, v in overrides.items())
+        same = params.kind == default_kind and all(getattr(cfg, k, None) == v for k, v in overrides.items())
         mark = " (default)" if same else ""
         setting = f"nlist {params.nlist} nprobe {params.nprobe}" + (
             f" k_factor {params.k_factor}" if params.k_factor else ""
         )
         print(
             f"{label + mark:<52} | {got:>9.3f} | {p50:>7.2f} | {p99:>7.2f} | {exact[0] / p50:>6.0f}x | "
-            f"{wall:>7.2f} | {qps64:>7.0f} | {build:>7.0f} | {index_bytes(index) / 1e9:>5.2f} | {setting}",
+            f"{wall:>7.2f} | {qps64:>7.0f} | {build:>7.0f} | {index_bytes(index) / 1e9:>5.2f} | {setting}{note}",
             flush=True,
         )
         del index
@@ -269,6 +309,8 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None, help="candidates whose label holds one of these words")
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--queries", type=int, default=1000, help="tuning queries, and as many fresh test queries")
+    ap.add_argument("--sample", type=int, default=None, help="query sample for spilled indexes (default n / 10)")
+    ap.add_argument("--lists", type=float, default=None, help="lists_per_sqrt_n of every candidate (default: config)")
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--images", type=int, default=48)
     ap.add_argument("--audio", type=int, default=16)
@@ -289,7 +331,7 @@ def main() -> None:
     print(f"faiss {faiss.__version__}, GPUs: {faiss.get_num_gpus()}, threads: {faiss.omp_get_max_threads()}")
     for case in args.cases:
         for n in args.sizes:
-            bench_table(n, args.dim, args.queries, case, args.only)
+            bench_table(n, args.dim, args.queries, case, args.only, args.sample, args.lists)
     if not args.skip_ingest:
         bench_ingest(args.images, args.audio, args.weights_dir, args.bridge)
 

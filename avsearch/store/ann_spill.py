@@ -1,0 +1,186 @@
+"""Query-guided spilling for IVF indexes (issue 26, goal 1): base vectors also go into the lists that
+the queries whose true neighbours they are probe.
+
+A cross-modal query sits in another cone than the data, so the lists nearest to it are not the lists
+that hold its true neighbours: IVF needs a quarter of the lists for recall 0.95 (benchmarks/search.py).
+The query distribution is known when the index is built (the other modality's vectors, projected into
+the same space), as the Big-ANN OOD entries (RoarGraph, Pinecone's) exploit: for a sample of such
+queries, their exact top-`k` are found, and each neighbour lying outside the `probe` lists nearest to
+its query gets a copy in that query's nearest list (at most `cap` copies per vector, those wanted by the
+most sample queries first). A later query like them then finds the neighbour in the few lists it probes.
+
+The IVF lists then hold some ids twice; `SpillRefine` searches them, drops the repeats and re-ranks the
+candidates exactly on the full vectors, so answers are exact scores of distinct rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from avsearch.lazy_import import lazy_module
+from avsearch.store.config import AnnConfig, load_search_config
+
+faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
+
+RERANK_BATCH = 64  # queries re-ranked together
+
+
+def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Exact inner-product top-k ids of each query over vectors: (M, min(k, N)) int64."""
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(np.ascontiguousarray(vectors, np.float32))
+    return flat.search(np.ascontiguousarray(queries, np.float32), min(k, len(vectors)))[1]
+
+
+def spill_plan(
+    primary: np.ndarray, query_lists: np.ndarray, neighbours: np.ndarray, probe: int, cap: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, lists) of the extra copies: each sample query's neighbour (neighbours (M, k) row ids, -1 for
+    none) whose primary list (primary (N,)) is not among the query's `probe` nearest lists (query_lists
+    (M, >= probe), nearest first) is wanted in the query's nearest list; a row keeps the `cap` lists most
+    sample queries want it in (ties: the lower list number)."""
+    near = query_lists[:, :probe]
+    rows = neighbours.reshape(-1)
+    owner = np.repeat(np.arange(len(neighbours)), neighbours.shape[1])
+    keep = rows >= 0
+    rows, owner = rows[keep], owner[keep]
+    outside = ~(near[owner] == primary[rows][:, None]).any(axis=1)
+    rows, target = rows[outside].astype(np.int64), near[owner[outside], 0].astype(np.int64)
+    if not len(rows) or cap <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    width = int(target.max()) + 1
+    pairs, votes = np.unique(rows * width + target, return_counts=True)
+    p_rows, p_lists = pairs // width, pairs % width
+    order = np.lexsort((p_lists, -votes, p_rows))  # by row, then most votes, then list
+    p_rows, p_lists = p_rows[order], p_lists[order]
+    rank = np.arange(len(p_rows)) - np.searchsorted(p_rows, p_rows)  # position within the row's pairs
+    chosen = rank < cap
+    return p_rows[chosen], p_lists[chosen]
+
+
+def add_spilled(ivf: faiss.IndexIVF, vectors: np.ndarray, rows: np.ndarray, lists: np.ndarray) -> None:
+    """Copies of vectors[rows] into the given lists of a trained IVF, under their row ids."""
+    from faiss.contrib.ivf_tools import add_preassigned
+
+    for s in range(0, len(rows), 65536):
+        r = rows[s : s + 65536]
+        add_preassigned(ivf, np.ascontiguousarray(vectors[r], np.float32), lists[s : s + 65536].astype(np.int64), r)
+
+
+class SpillRefine:
+    """An IVF index whose lists may hold an id more than once, re-ranked exactly on the full vectors.
+
+    search(x, k) as a FAISS index: the IVF's k x k_factor best codes, repeats dropped, exact inner
+    products against `vectors` (any object with `take(rows)` or an (N, d) array), the k best kept."""
+
+    def __init__(self, base: faiss.Index, vectors: np.ndarray, k_factor: float = 1.0) -> None:
+        self.base, self.vectors, self.k_factor = base, vectors, float(k_factor)
+        self.d = base.d
+
+    @property
+    def ntotal(self) -> int:
+        return len(self.vectors)
+
+    def search(
+        self, x: np.ndarray, k: int, params: faiss.SearchParameters | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        x = np.ascontiguousarray(x, np.float32)
+        k_factor, base_params = self.k_factor, params
+        if isinstance(params, faiss.IndexRefineSearchParameters):
+            k_factor, base_params = params.k_factor, params.base_index_params
+        _, cand = self.base.search(x, max(k, int(k * k_factor)), params=base_params)
+        scores = np.full((len(x), k), -np.inf, np.float32)
+        ids = np.full((len(x), k), -1, np.int64)
+        for s in range(0, len(x), RERANK_BATCH):
+            scores[s : s + RERANK_BATCH], ids[s : s + RERANK_BATCH] = self._rerank(
+                x[s : s + RERANK_BATCH], cand[s : s + RERANK_BATCH], k
+            )
+        return scores, ids
+
+    def _take(self, rows: np.ndarray) -> np.ndarray:
+        take = getattr(self.vectors, "take", None)
+        return take(rows) if callable(take) and not isinstance(self.vectors, np.ndarray) else self.vectors[rows]
+
+    def _rerank(self, x: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k of each row's distinct candidates (ids -1 where fewer than k)."""
+        cand = np.sort(cand, axis=1)
+        repeat = np.zeros(cand.shape, bool)
+        repeat[:, 1:] = cand[:, 1:] == cand[:, :-1]  # a spilled id found in two probed lists
+        valid = (cand >= 0) & ~repeat
+        rows = np.unique(cand[valid])
+        scores = np.full(cand.shape, -np.inf, np.float32)
+        if len(rows):
+            block = self._take(rows)
+            at = np.searchsorted(rows, np.where(valid, cand, rows[0]))
+            scores = np.where(valid, np.einsum("qd,qcd->qc", x, block[at]), -np.inf).astype(np.float32)
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best = np.take_along_axis(scores, top, 1)
+        found = np.take_along_axis(cand, top, 1)
+        found[~np.isfinite(best)] = -1
+        out_s = np.full((len(x), k), -np.inf, np.float32)
+        out_i = np.full((len(x), k), -1, np.int64)
+        out_s[:, : top.shape[1]], out_i[:, : top.shape[1]] = best, found
+        return out_s, out_i
+
+
+@dataclass(frozen=True)
+class SpillSettings:
+    """How a sample of queries spills base vectors (benchmarks/search.py measures them)."""
+
+    k: int = 10  # each sample query's true top-k are the rows it wants in its lists
+    probe: int = 4  # a neighbour in one of the query's `probe` nearest lists needs no copy
+    cap: int = 2  # copies per row at most (memory: each copy is one more code in RAM)
+    exact_pairs: float = 4e9  # sample x rows up to this: the sample's neighbours are exact; above, found
+    # through the lists before spilling, nprobe = nlist / plan_probe_div (cheaper; most are found)
+    plan_probe_div: int = 8
+
+
+def sample_neighbours(index: SpillRefine, sample: np.ndarray, settings: SpillSettings) -> np.ndarray:
+    """The sample queries' top-k rows: exact over the index's vectors when that is cheap enough, else
+    through the index itself (before any spill) with a wide probe and deep re-ranking."""
+    vectors = index.vectors
+    if len(sample) * len(vectors) <= settings.exact_pairs:
+        return exact_neighbours(np.asarray(vectors), sample, settings.k)
+    ivf = faiss.extract_index_ivf(index.base)
+    params = faiss.IndexRefineSearchParameters(
+        k_factor=8.0, base_index_params=faiss.SearchParametersIVF(nprobe=max(1, ivf.nlist // settings.plan_probe_div))
+    )
+    return index.search(sample, settings.k, params=params)[1]
+
+
+def build_spilled(
+    vectors: np.ndarray,
+    sample_queries: np.ndarray,
+    nlist: int,
+    cfg: AnnConfig | None = None,
+    settings: SpillSettings = SpillSettings(),
+    seed: int = 0,
+) -> tuple[SpillRefine, dict[str, int]]:
+    """An IVF of RaBitQ codes over vectors (N, d), unit rows, trained as the default kind is
+    (ann_build.empty_index), with query-guided spills from sample_queries (M, d) (the other modality's
+    vectors in the same space, not the queries it is tuned or measured on), re-ranked exactly on the
+    vectors. Returns (index, stats: rows spilled, copies added)."""
+    from avsearch.store.ann import IVF_RABITQ_REFINE
+    from avsearch.store.ann_build import empty_index, training_rows
+
+    vectors = np.ascontiguousarray(vectors, np.float32)
+    n, dim = vectors.shape
+    cfg = cfg or load_search_config().ann
+    index, _, hold = empty_index(IVF_RABITQ_REFINE, dim, nlist, cfg, seed, on_disk=True)
+    take = training_rows(n, nlist, IVF_RABITQ_REFINE, cfg, seed)
+    index.train(vectors if take is None else vectors[take])
+    del hold
+    ivf = faiss.extract_index_ivf(index)
+    primary = ivf.quantizer.search(vectors, 1)[1][:, 0]
+    add_spilled(ivf, vectors, np.arange(n, dtype=np.int64), primary)
+    spilled = SpillRefine(index, vectors)
+    if settings.cap <= 0 or not len(sample_queries):
+        return spilled, {"spilled_rows": 0, "copies": 0}
+    sample = np.ascontiguousarray(sample_queries, np.float32)
+    neighbours = sample_neighbours(spilled, sample, settings)
+    query_lists = ivf.quantizer.search(sample, settings.probe)[1]
+    rows, lists = spill_plan(primary, query_lists, neighbours, settings.probe, settings.cap)
+    add_spilled(ivf, vectors, rows, lists)
+    return spilled, {"spilled_rows": int(len(np.unique(rows))), "copies": int(len(rows))}
