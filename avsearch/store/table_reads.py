@@ -153,15 +153,25 @@ class TableReads:
 
     @damage_named
     def lookup(self, modality: str, paths: Sequence[str]) -> dict[str, FileRecord]:
-        """Bookkeeping of those of `paths` that are present (no vectors read; one record of a file's moments)."""
+        """Bookkeeping of those of `paths` that are present (no vectors read; one record of a file's moments).
+
+        By key first: the B-tree on `key` answers without a scan. Only the paths not found so (a file
+        indexed as moments, or absent) are looked for by `file_key` too, which has no index (a scan: a
+        search's lookup of 10 pictures in a 60,000-row table took 5x the CPU when every lookup did)."""
         out: dict[str, FileRecord] = {}
         moments = self.has_moments(modality)
-        for chunk in chunks(list(paths), IN_CHUNK):
-            where = keys_in(chunk, moments=moments)
-            query = self._reader(modality).search().where(where).select(self._book(modality)).limit(None)
-            for r in query.to_arrow().to_pylist():
-                record = record_of(r, table_modality(modality))
+        table, book, track = self._reader(modality), self._book(modality), table_modality(modality)
+
+        def read(where: str) -> None:
+            for r in table.search().where(where).select(book).limit(None).to_arrow().to_pylist():
+                record = record_of(r, track)
                 out[record.path] = record
+
+        for chunk in chunks(list(paths), IN_CHUNK):
+            read(keys_in(chunk))
+            rest = [p for p in chunk if p not in out] if moments else []
+            if rest:
+                read(keys_in(rest, moments=True))
         return out
 
     @damage_named
