@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -55,6 +54,8 @@ def configs_dir() -> Path:
 def load_sections(cls: type[T], name: str, path: str | Path | None = None) -> T:
     """A typed settings file: configs/<name> (or `path`) read into the dataclass `cls`, whose fields are
     dataclasses, one per TOML table. Missing keys and tables take the defaults; unknown ones are errors."""
+    import tomllib  # here: a command that reads no config (`avsearch info`) does not import it
+
     path = Path(path) if path is not None else configs_dir() / name
     data: dict[str, Any] = {}
     if path.is_file():

@@ -97,7 +97,9 @@ class Budget:
 
 
 ROUTES = {
-    "info": Budget(lambda w: ["info", "--index-dir", str(w["index"])], BASE, (), 580, _other_commands("info")),
+    "info": Budget(  # reads no config file (tomllib), parses options without pydantic (FORBIDDEN)
+        lambda w: ["info", "--index-dir", str(w["index"])], BASE, (), 580, (*_other_commands("info"), "tomllib")
+    ),
     "query --id": Budget(
         lambda w: ["query", "--id", "pic-3", *_where(w), "--json"],
         BASE | {"safetensors"},
