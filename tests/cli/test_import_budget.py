@@ -98,13 +98,13 @@ class Budget:
 
 ROUTES = {
     "info": Budget(  # reads no config file (tomllib), parses options without pydantic (FORBIDDEN)
-        lambda w: ["info", "--index-dir", str(w["index"])], BASE, (), 580, (*_other_commands("info"), "tomllib")
+        lambda w: ["info", "--index-dir", str(w["index"])], BASE, (), 505, (*_other_commands("info"), "tomllib")
     ),
     "query --id": Budget(
         lambda w: ["query", "--id", "pic-3", *_where(w), "--json"],
         BASE | {"safetensors"},
         ("safetensors",),
-        610,
+        540,
         _other_commands("query"),
     ),
     "query --text": Budget(
