@@ -14,6 +14,9 @@ ONNX Runtime towers, --warm) and measures end to end (HTTP + encode + search + J
   4. (unless --skip-update) text -> pictures while `avsearch index --embeddings` adds --update-rows rows;
   5. (--soak MINUTES) the mixed load of benchmarks/serve_soak.py (searches, items, thumbnails, media,
      uploads) with the server's RSS sampled: start, after warm-up, end, peak.
+--stages instead gives the CPU time per text -> pictures query by stage (encode, FAISS, the hits' rows,
+the answer's JSON, the whole request), in this process through the server's app: less sensitive to
+other jobs on the machine than throughput.
 --towers instead compares, in this process, each query tower's CPU time per query on torch and on ONNX
 Runtime (what configs/serve.toml's onnx_towers was chosen by).
 
@@ -24,6 +27,7 @@ the compute of the published towers, not their answers. The bridge is random too
     nice -n 10 .venv/bin/python benchmarks/serve.py --reuse --skip-update --soak 10   # the issue-25 figures
     .venv/bin/python benchmarks/serve.py --rows 10000 --seconds 10 --reuse
     .venv/bin/python benchmarks/serve.py --reuse --towers
+    .venv/bin/python benchmarks/serve.py --reuse --stages
 """
 
 from __future__ import annotations
@@ -387,6 +391,74 @@ def towers(index: Path, weights: Path, queries: dict[str, Path], n: int = 8) -> 
                 )
 
 
+# -- CPU per stage, in this process ------------------------------------------------------------------------------
+
+STAGES = {  # stage -> (module, class or None, function): what a text -> pictures search spends its CPU in
+    "encode the text": ("avsearch.encoders.onnx_clip", "OnnxClipEncoder", "encode_text"),
+    "encode the text (torch)": ("avsearch.encoders.clip", "ClipEncoder", "encode_text"),
+    "FAISS search": ("avsearch.search.engine", "SearchEngine", "_search_ann"),
+    "hits' rows (lookup)": ("avsearch.store.tables", "MediaStore", "lookup"),
+    "table version/count/columns": ("avsearch.store.tables", "MediaStore", ("version", "count", "has_moments")),
+    "search (engine)": ("avsearch.search.engine", "SearchEngine", "search_text"),
+    "answer JSON": ("avsearch.serve.app", None, "_answer"),
+}
+
+
+def stages(index: Path, weights: Path, n: int = 60) -> None:
+    """CPU time per text -> pictures query by stage, through the server's app in this process (FastAPI's
+    test client, one query at a time, threads as the server sets them): process CPU time around each
+    stage, so the threads a stage uses count (Lance scans, FAISS) and other jobs on the machine little."""
+    import collections
+    import functools
+    import importlib
+
+    from fastapi.testclient import TestClient
+
+    from avsearch.serve.app import create_app
+    from avsearch.serve.config import load_serve_config
+    from avsearch.serve.threads import set_search_threads
+
+    set_search_threads(load_serve_config().search.resolved()[1])
+    app = create_app(index, weights_dir=weights, device="cpu")
+    app.state.live.warm()
+    spent: collections.Counter[str] = collections.Counter()
+
+    def timed(name: str, fn):  # noqa: ANN001, ANN202
+        @functools.wraps(fn)
+        def run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            started = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.process_time() - started
+
+        return run
+
+    for name, (module, cls, functions) in STAGES.items():
+        owner = importlib.import_module(module)
+        owner = getattr(owner, cls) if cls else owner
+        for fn in (functions,) if isinstance(functions, str) else functions:
+            setattr(owner, fn, timed(name, getattr(owner, fn)))
+    with TestClient(app) as client:
+
+        def query(i: int) -> None:
+            params = {"text": f"{PHRASES[i % 6]} {i}", "k": 10, "target": "image"}
+            client.get("/api/search", params=params).raise_for_status()
+
+        for i in range(5):
+            query(i)
+        spent.clear()
+        started = time.process_time()
+        for i in range(n):
+            query(i)
+        total = time.process_time() - started
+    print(f"text->image CPU per query by stage ({n} queries, load {os.getloadavg()[0]:.1f}):")
+    print(f"  {'the request (with the test client)':<36} {total * 1e3 / n:6.1f} ms")
+    for name in STAGES:
+        if spent[name]:
+            print(f"  {name:<36} {spent[name] * 1e3 / n:6.1f} ms")
+
+
 # -- the run -------------------------------------------------------------------------------------------------------
 
 
@@ -402,6 +474,7 @@ def main() -> None:
     ap.add_argument("--soak", type=float, default=0.0, metavar="MINUTES", help="then the mixed load, RSS sampled")
     ap.add_argument("--soak-clients", type=int, default=8)
     ap.add_argument("--towers", action="store_true", help="only compare the towers on torch and ONNX Runtime")
+    ap.add_argument("--stages", action="store_true", help="only the CPU per text query by stage, in this process")
     args = ap.parse_args()
     from tests.search.media_factory import write_audio
 
@@ -410,6 +483,9 @@ def main() -> None:
     picture = write_picture(args.work / "clips" / "q.png", 5)
     if args.towers:
         towers(index, weights, {"image": picture, "audio": args.work / "clips" / "q0.wav"})
+        return
+    if args.stages:
+        stages(index, weights)
         return
     png = picture.read_bytes()
     t = time.perf_counter()
