@@ -397,7 +397,7 @@ STAGES = {  # stage -> (module, class or None, function): what a text -> picture
     "encode the text": ("avsearch.encoders.onnx_clip", "OnnxClipEncoder", "encode_text"),
     "encode the text (torch)": ("avsearch.encoders.clip", "ClipEncoder", "encode_text"),
     "FAISS search": ("avsearch.search.engine", "SearchEngine", "_search_ann"),
-    "hits' rows (lookup)": ("avsearch.store.tables", "MediaStore", "lookup"),
+    "hits' rows (file_stats)": ("avsearch.store.tables", "MediaStore", ("lookup", "file_stats")),
     "table version/count/columns": ("avsearch.store.tables", "MediaStore", ("version", "count", "has_moments")),
     "search (engine)": ("avsearch.search.engine", "SearchEngine", "search_text"),
     "answer JSON": ("avsearch.serve.app", None, "_answer"),

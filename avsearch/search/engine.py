@@ -222,7 +222,7 @@ class SearchEngine:
             pairs = self._exact(route, q, rows, filters)
         else:
             pairs = self._search_ann(route, ann, q, rows, filters, result, delta)
-        meta = self.store.lookup(route.target, sorted({split_ref(p)[0] for _, p in pairs}))
+        meta = self.store.file_stats(route.target, sorted({split_ref(p)[0] for _, p in pairs}))  # (size, mtime)
         if delta is not None:
             pairs = [(s, p) for s, p in pairs if split_ref(p)[0] in meta][:rows]  # a row deleted since: gone
         found = merge_hits(pairs, k, self.manifest.kind(route.target))
@@ -240,8 +240,7 @@ class SearchEngine:
                 m.path,
                 route.target,
                 m.score,
-                getattr(meta.get(m.path), "size", None),
-                getattr(meta.get(m.path), "mtime_ns", None),
+                *meta.get(m.path, (None, None)),
                 m.key,
                 None if probabilities is None else round(float(probabilities[rank - 1]), 4),
                 m.start,

@@ -153,26 +153,37 @@ class TableReads:
 
     @damage_named
     def lookup(self, modality: str, paths: Sequence[str]) -> dict[str, FileRecord]:
-        """Bookkeeping of those of `paths` that are present (no vectors read; one record of a file's moments).
+        """Bookkeeping of those of `paths` that are present (no vectors read; one record of a file's moments)."""
+        track = table_modality(modality)
+        return {os.fsdecode(r["path_bytes"]): record_of(r, track) for r in self._rows_of(modality, paths, None)}
+
+    @damage_named
+    def file_stats(self, modality: str, paths: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """(size, mtime_ns) of those of `paths` that are present, as `lookup` finds them, reading those two
+        columns only (what a search's hits show: half the CPU of the bookkeeping's columns)."""
+        rows = self._rows_of(modality, paths, ["size", "mtime_ns"])
+        return {os.fsdecode(r["path_bytes"]): (int(r["size"]), int(r["mtime_ns"])) for r in rows}
+
+    def _rows_of(self, modality: str, paths: Sequence[str], columns: list[str] | None) -> list[dict]:
+        """The rows of `paths` (those present; every row of a file's moments) as dicts of path_bytes and
+        `columns` (None: the bookkeeping's), in table order per query.
 
         By key first: the B-tree on `key` answers without a scan. Only the paths not found so (a file
         indexed as moments, or absent) are looked for by `file_key` too, which has no index (a scan: a
         search's lookup of 10 pictures in a 60,000-row table took 5x the CPU when every lookup did)."""
-        out: dict[str, FileRecord] = {}
         moments = self.has_moments(modality)
-        table, book, track = self._reader(modality), self._book(modality), table_modality(modality)
-
-        def read(where: str) -> None:
-            for r in table.search().where(where).select(book).limit(None).to_arrow().to_pylist():
-                record = record_of(r, track)
-                out[record.path] = record
-
+        table = self._reader(modality)
+        wanted = self._book(modality) if columns is None else ["path_bytes", *columns]
+        rows: list[dict] = []
         for chunk in chunks(list(paths), IN_CHUNK):
-            read(keys_in(chunk))
-            rest = [p for p in chunk if p not in out] if moments else []
+            found = table.search().where(keys_in(chunk)).select(wanted).limit(None).to_arrow().to_pylist()
+            rows += found
+            seen = {os.fsdecode(r["path_bytes"]) for r in found}
+            rest = [p for p in chunk if p not in seen] if moments else []
             if rest:
-                read(keys_in(rest, moments=True))
-        return out
+                query = table.search().where(keys_in(rest, moments=True)).select(wanted).limit(None)
+                rows += query.to_arrow().to_pylist()
+        return rows
 
     @damage_named
     def fetch(self, modality: str, paths: Sequence[str]) -> tuple[list[FileRecord], dict[str, np.ndarray]]:
