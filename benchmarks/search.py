@@ -234,7 +234,8 @@ def bench_table(
     exact = _latency(lambda q, f=flat: f.search(q, 10), lat_queries[:30], 64)
     print(
         f"\n{case} case: n={n:,} dim={dim}, {len(tune_q)} tuning and {len(test_q)} test queries (disjoint), "
-        f"data made in {gen:.0f} s; faiss threads {faiss.omp_get_max_threads()}\n"
+        f"data made in {gen:.0f} s; faiss threads {faiss.omp_get_max_threads()}"
+        f"{f'; every candidate at {lists} sqrt(n) lists (--lists)' if lists else ''}\n"
         f"exact (IndexFlatIP): p50 {exact[0]:.1f} ms CPU ({exact[2]:.1f} ms wall), p99 {exact[1]:.1f} ms CPU, "
         f"batch-64 {exact[3]:.1f} q/s, "
         f"{n * dim * 4 / 1e9:.2f} GB (truth for {len(test_q)} queries in {time.perf_counter() - t:.0f} s)",
