@@ -106,9 +106,31 @@ class SpillRefine:
     def _rerank(self, x: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k of each row's distinct candidates (ids -1 where fewer than k)."""
         cand = np.sort(cand, axis=1)
-        repeat = np.zeros(cand.shape, bool)
-        repeat[:, 1:] = cand[:, 1:] == cand[:, :-1]  # a spilled id found in two probed lists
-        valid = (cand >= 0) & ~repeat
+        cand[:, 1:][cand[:, 1:] == cand[:, :-1]] = -1  # a spilled id found in two probed lists: once
+        if isinstance(self.vectors, np.ndarray):
+            # FAISS scores the candidates by id in place (as IndexRefineFlat does): no gathered copy. It
+            # stops at a row's first id outside the vectors, so the missing and repeated go last.
+            cand[cand < 0] = len(self.vectors)
+            cand.sort(axis=1)
+            scores = np.empty((len(x), k), np.float32)
+            ids = np.empty((len(x), k), np.int64)
+            cand = np.ascontiguousarray(cand)
+            faiss.knn_inner_products_by_idx(
+                faiss.swig_ptr(x),
+                faiss.swig_ptr(self.vectors),
+                faiss.swig_ptr(cand),
+                self.d,
+                len(x),
+                len(self.vectors),
+                cand.shape[1],
+                k,
+                faiss.swig_ptr(scores),
+                faiss.swig_ptr(ids),
+                cand.shape[1],
+            )
+            ids[ids < 0] = -1
+            return np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids
+        valid = cand >= 0
         rows = np.unique(cand[valid])
         scores = np.full(cand.shape, -np.inf, np.float32)
         if len(rows):
