@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from avsearch.checkpoints import is_refusal, loading, refusal
+from avsearch.encoders.causal_mask import is_causal
 from avsearch.encoders.registry import EncoderSpec
 from avsearch.encoders.runtime import as_numpy, batch_size_for, dtype_for, fingerprint, require_tower, run_batched
 from avsearch.encoders.upstream import submodule
@@ -98,14 +99,6 @@ def text_pool_positions(model: torch.nn.Module, tokens: torch.Tensor) -> torch.T
     return torch.full(tokens.shape[:1], tokens.shape[-1] - 1, dtype=torch.long, device=tokens.device)
 
 
-def _is_causal(mask: torch.Tensor | None, length: int) -> bool:
-    """True when `mask` (L, L) hides every later position from every earlier one (-inf above the diagonal)."""
-    if mask is None or mask.dim() != 2 or mask.shape[0] < length or mask.shape[1] < length:
-        return False
-    upper = torch.ones(mask.shape, dtype=torch.bool, device=mask.device).triu(1)
-    return bool(torch.isneginf(mask[upper]).all() and (mask[~upper] == 0).all())
-
-
 def encode_text_tokens(model: torch.nn.Module, tokens: torch.Tensor, *, full_context: bool = False) -> torch.Tensor:
     """open_clip `CLIP.encode_text(tokens)` (unnormalised), run only up to the batch's last EOT token.
 
@@ -122,7 +115,7 @@ def encode_text_tokens(model: torch.nn.Module, tokens: torch.Tensor, *, full_con
         return model.encode_text(tokens)
     context = tokens.shape[-1]
     length = int(text_pool_positions(model, tokens).max()) + 1
-    if length >= context or not _is_causal(model.attn_mask, context):
+    if length >= context or not is_causal(model.attn_mask, context):
         return model.encode_text(tokens)
     tokens = tokens[:, :length]
     cast_dtype = model.transformer.get_cast_dtype()

@@ -231,7 +231,7 @@ def cut_text_tower(model: Any) -> Any:
     import torch
     import torch.nn.functional as F  # noqa: N812
 
-    from avsearch.encoders.clip import _is_causal
+    from avsearch.encoders.causal_mask import is_causal
 
     needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "attn_mask", "text_projection")
     if (
@@ -240,7 +240,7 @@ def cut_text_tower(model: Any) -> Any:
     ):
         return None
     blocks = getattr(model.transformer, "resblocks", None)
-    if blocks is None or not _is_causal(model.attn_mask, model.positional_embedding.shape[0]):
+    if blocks is None or not is_causal(model.attn_mask, model.positional_embedding.shape[0]):
         return None
     if model.transformer.get_cast_dtype() != torch.float32:
         return None
