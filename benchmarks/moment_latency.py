@@ -68,8 +68,12 @@ def write_folders(work: Path, n: int, per_file: int) -> None:
 def ingest(work: Path, kind: str, bridge: Path) -> float:
     cmd = [str(Path(sys.executable).parent / "avsearch"), "index", "--embeddings", str(work / kind)]
     cmd += ["--index-dir", str(work / f"index-{kind}"), "--bridge", str(bridge), "-q"]
+    from tests.weights_factory import make_av_weights
+
+    # a FAISS index over this many rows is tuned on captions through the text towers (random weights here)
+    env = {**os.environ, "AVSEARCH_WEIGHTS": str(make_av_weights(work / "weights"))}
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)}: rc {done.returncode}\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return time.perf_counter() - start
