@@ -1,6 +1,6 @@
 """The one bad-file policy, shared by `avsearch index`, `avsearch embed` and 3D evaluation.
 
-- A file whose content is not audio, an image or a point cloud is "not media" (NOT_MEDIA), counted and
+- A file whose content is not audio, an image, a video or a point cloud is "not media" (NOT_MEDIA), counted and
   listed, never an error.
 - A file that looks like media and cannot be decoded raises DecodeError (an InputError) in media/*;
   the run lists it with the error's one-line reason and goes on with the other files.
@@ -20,7 +20,7 @@ from avsearch.errors import InputError
 
 log = logging.getLogger(__name__)
 
-NOT_MEDIA = "not an audio, image or point-cloud file"
+NOT_MEDIA = "not an audio, image, video or point-cloud file"
 
 Failure = tuple[str, str]  # (path, one-line reason)
 

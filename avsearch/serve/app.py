@@ -267,6 +267,8 @@ def _search_upload(live: LiveIndex, upload: Upload) -> dict:
         kind = upload_kind(upload)
         with live.searching() as engine:
             results = engine.search_file(upload.path, kind, target, k, filters, backend)
+    for result in results:  # each list names its query: the name sent, not the server's temporary copy
+        result.query = upload.name
     query = {"file": upload.name, "modality": kind, "k": k, "target": target, "where": where, "glob": glob}
     query.update(_echo(backend))
     return _answer(query, results, cut)

@@ -42,7 +42,7 @@ class UploadTooLarge(InputError):
 
 
 class NotMedia(InputError):
-    """An upload that is not an audio, image or point-cloud file by its content (415)."""
+    """An upload that is not an audio, image, video or point-cloud file by its content (415)."""
 
 
 # Most specific first: DecodeError is an InputError, NotFound too.

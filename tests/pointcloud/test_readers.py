@@ -191,7 +191,7 @@ class Evil:
         ("blank.xyz", b"# only a comment\n", "no points"),
         ("cols.xyz", b"1 2\n3 4\n", "fewer than 3 columns"),
         ("words.xyz", b"a b c\n", "non-numeric"),
-        ("words.txt", b"a b c\n", "not an audio, image or point-cloud file"),  # prose: not media
+        ("words.txt", b"a b c\n", "not an audio, image, video or point-cloud file"),  # prose: not media
         ("few.xyz", b"1 2 3\n4 5 6\n", "only 2 valid points"),
         ("same.xyz", b"1 2 3\n" * 50, "all points coincide"),
         ("trunc.npy", b"\x93NUMPY\x01\x00", "not a readable .npy array"),

@@ -138,8 +138,8 @@ def test_an_odd_but_good_video_queries_with_what_it_holds(cli, videos, name, fla
 
 
 UPLOADS = [
-    ("empty", 415, "empty.mp4: not an audio, image or point-cloud file"),
-    ("notes", 415, "notes.mp4: not an audio, image or point-cloud file"),
+    ("empty", 415, "empty.mp4: not an audio, image, video or point-cloud file"),
+    ("notes", 415, "notes.mp4: not an audio, image, video or point-cloud file"),
     ("truncated", 400, "truncated.mp4: truncated or corrupt video"),
     ("corrupt", 400, "corrupt.mp4: truncated or corrupt video"),
     ("nocodec", 400, "nocodec.mp4: its video codec has no decoder"),

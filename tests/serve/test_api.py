@@ -99,6 +99,7 @@ def test_upload_kind_comes_from_the_content_not_the_name(client: TestClient, lib
     assert r.status_code == 200
     body = r.json()
     assert body["query"]["modality"] == "image" and body["query"]["file"] == "recording.wav"
+    assert [r["query"] for r in body["results"]] == ["recording.wav"]  # not the server's temporary copy
     assert [h["path"] for h in body["results"][0]["hits"]] == [str(picture)]  # same content, same vector
 
 
