@@ -18,29 +18,32 @@ from tests.search.media_factory import write_audio, write_image
 
 AVSEARCH = str(Path(sys.executable).with_name("avsearch"))  # the installed console script
 
-# Runs the CLI in-process, then writes what the process loaded to the file named by $PROBE_OUT.
-PROBE = """
-import json, os, sys
-from avsearch.cli import main
-sys.argv = ["avsearch", *sys.argv[1:]]
-code = 0
-try:
-    main()
-except SystemExit as exc:
-    code = exc.code
-from avsearch.encoders import registry
-WATCHED = ("open_clip", "clap_module", "sklearn", "laion_clap")
-loaded = [[name, list(towers)] for (name, towers, _w, _d) in registry._cache]
-models = {name: enc._model for (name, _t, _w, _d), enc in registry._cache.items()}
-clap = models.get("clap-630k-fusion")
-report = {
-    "exit": code,
-    "modules": sorted(m for m in sys.modules if m.split(".")[0] in WATCHED),
-    "encoders": loaded,
-    "clap_towers": None if clap is None else [clap.audio_branch is not None, clap.text_branch is not None],
-}
-with open(os.environ["PROBE_OUT"], "w") as fh:
-    json.dump(report, fh)
+# A test-only sitecustomize put on the PYTHONPATH of a cold run: when the process ends (after the console
+# script's sys.exit), it writes what the process loaded to the file named by $PROBE_OUT. Its imports at
+# start (atexit, json, os, sys) are none that a check below looks for.
+HOOK = """
+import atexit, json, os, sys
+
+
+def _report():
+    if "avsearch.encoders.registry" not in sys.modules:  # no model loaded: nothing to list
+        cache = {}
+    else:
+        cache = sys.modules["avsearch.encoders.registry"]._cache
+    WATCHED = ("open_clip", "clap_module", "sklearn", "laion_clap")
+    models = {name: enc._model for (name, _t, _w, _d), enc in cache.items()}
+    clap = models.get("clap-630k-fusion")
+    report = {
+        "modules": sorted(m for m in sys.modules if m.split(".")[0] in WATCHED),
+        "encoders": [[name, list(towers)] for (name, towers, _w, _d) in cache],
+        "clap_towers": None if clap is None else [clap.audio_branch is not None, clap.text_branch is not None],
+    }
+    with open(os.environ["PROBE_OUT"], "w") as fh:
+        json.dump(report, fh)
+
+
+if "PROBE_OUT" in os.environ:
+    atexit.register(_report)
 """
 
 
@@ -69,35 +72,37 @@ def _where(cold: dict[str, Path]) -> list[str]:
     return ["--index-dir", str(cold["index"]), "--weights-dir", str(cold["weights"])]
 
 
-def _probe(tmp_path: Path, *args: str) -> dict:
-    out = tmp_path / "probe.json"
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=_env(PROBE_OUT=str(out)), timeout=600
-    )
+def _cold_run(folder: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """`avsearch ARGS` run by the installed console script in a new process (cwd: folder), and what that
+    process loaded (written by HOOK at its exit)."""
+    hook, out = folder / "hook", folder / "probe.json"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOOK)
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    env = _env(PROBE_OUT=str(out), PYTHONPATH=path)
+    done = subprocess.run([AVSEARCH, *args], capture_output=True, text=True, env=env, cwd=folder, timeout=600)
     assert done.returncode == 0, done.stderr
-    report = json.loads(out.read_text())
-    assert report["exit"] in (0, None), done.stderr
-    return report
+    return done, json.loads(out.read_text())
 
 
-def test_cold_audio_query_writes_nothing_to_stderr(cold: dict[str, Path], tmp_path: Path) -> None:
-    done = subprocess.run(
-        [AVSEARCH, "query", "--audio", str(cold["audio"]), *_where(cold), "--json"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=tmp_path,
-        timeout=600,
+@pytest.fixture(scope="module")
+def audio_query(cold: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """One cold `avsearch query --audio` (the slowest cold route), for the two tests of what it does."""
+    return _cold_run(
+        tmp_path_factory.mktemp("audio-query"), "query", "--audio", str(cold["audio"]), *_where(cold), "--json"
     )
-    assert done.returncode == 0, done.stderr
+
+
+def test_cold_audio_query_writes_nothing_to_stderr(cold: dict[str, Path], audio_query: tuple) -> None:
+    done, _ = audio_query
     assert done.stderr == ""  # no third-party warning, no log line: the results are the only output
     results = json.loads(done.stdout)
     assert [r["target"] for r in results] == ["audio", "image"]
     assert results[0]["hits"][0]["path"] == str(cold["audio"].absolute())
 
 
-def test_audio_query_loads_only_the_clap_audio_tower(cold: dict[str, Path], tmp_path: Path) -> None:
-    report = _probe(tmp_path, "query", "--audio", str(cold["audio"]), *_where(cold), "--json")
+def test_audio_query_loads_only_the_clap_audio_tower(audio_query: tuple) -> None:
+    _, report = audio_query
     assert report["encoders"] == [["clap-630k-fusion", ["audio"]]]  # no CLIP: image vectors are stored
     assert report["clap_towers"] == [True, False]  # audio tower kept, text tower dropped
     assert not any(m.startswith(("open_clip", "sklearn", "laion_clap")) for m in report["modules"])
@@ -106,7 +111,7 @@ def test_audio_query_loads_only_the_clap_audio_tower(cold: dict[str, Path], tmp_
 
 
 def test_text_query_for_pictures_loads_only_the_clip_text_tower(cold: dict[str, Path], tmp_path: Path) -> None:
-    report = _probe(tmp_path, "query", "--text", "a dog", "--target", "image", *_where(cold), "--json")
+    _, report = _cold_run(tmp_path, "query", "--text", "a dog", "--target", "image", *_where(cold), "--json")
     assert report["encoders"] == [["clip-vit-b-32-openai", ["text"]]]
     assert not any(m.startswith(("clap_module", "laion_clap", "sklearn")) for m in report["modules"])
     # open_clip's model code only, not its __init__.py's hub-upload and zero-shot helpers
