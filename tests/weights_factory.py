@@ -20,10 +20,17 @@ API (every function returns the folder it filled; calling it again on the same f
 - make_ulip_weights(folder) -> Path: `pointbert_ULIP-2.pt`, ULIP's trainer layout with all 462 entries
   (tests/pointcloud/conftest.py says how its random tensors are made).
 - make_full_weights(folder) -> Path: everything the three user commands need (the documented layout).
+
+Each file is made once per process: a later folder asking for the same file (same seed) gets a copy of
+the first one, the same bytes, while that one is unchanged (size and mtime as written); making the
+random models again costs seconds of CPU per file (CAV-MAE, ULIP-2, CLIP and CLAP are made for several
+modules of the suite).
 """
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -44,6 +51,32 @@ _CORPUS = [
 ]
 
 
+_made: dict[tuple[str, int], tuple[Path, dict[str, tuple[int, int]]]] = {}  # (what, seed) -> first made
+
+
+def _files(path: Path) -> dict[str, tuple[int, int]]:
+    """A file, or every file of a folder: relative name -> (size, mtime_ns)."""
+    found = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(p.relative_to(path.parent)): (p.stat().st_size, p.stat().st_mtime_ns) for p in found}
+
+
+def _made_once(target: Path, seed: int, make: Callable[[], None]) -> None:
+    """Put the file (or folder) `target` in place: a copy of the one this process made for the same name
+    and seed when that one is still as written, else made by `make` (which writes `target`)."""
+    key = (target.name, seed)
+    first = _made.get(key)
+    if first is not None and first[0].exists() and _files(first[0]) == first[1]:
+        if first[0].is_dir():  # its files written over (as make() writes them), others left as they are
+            shutil.copytree(first[0], target, dirs_exist_ok=True)
+        else:
+            tmp = target.with_name(target.name + ".copy")
+            shutil.copyfile(first[0], tmp)
+            tmp.rename(target)
+        return
+    make()
+    _made[key] = (target, _files(target))
+
+
 def make_clip_weights(folder: Path | str, seed: int = 0) -> Path:
     """Write ViT-B-32.pt (random open_clip ViT-B-32-quickgelu state dict, float16) into `folder`."""
     import open_clip
@@ -53,12 +86,16 @@ def make_clip_weights(folder: Path | str, seed: int = 0) -> Path:
     if target.is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
-    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    tmp = target.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.rename(target)
+
+    def make() -> None:
+        torch.manual_seed(seed)
+        model = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
+        state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+        tmp = target.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.rename(target)
+
+    _made_once(target, seed, make)
     return folder
 
 
@@ -100,21 +137,26 @@ def make_clap_weights(folder: Path | str, seed: int = 0) -> Path:
     if target.is_file() and (folder / ROBERTA_DIR / "config.json").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    config_path = _write_tiny_roberta(folder)
-    torch.manual_seed(seed)
-    from avsearch.encoders.clap_model import MESHGRID_INDEXING
-    from avsearch.encoders.upstream import quiet
+    _made_once(folder / ROBERTA_DIR, seed, lambda: _write_tiny_roberta(folder))
+    config_path = folder / ROBERTA_DIR / "config.json"
 
-    with _local_roberta(config_path), quiet(MESHGRID_INDEXING):  # HTSAT's torch.meshgrid call warns
-        model, _cfg = clap_module().create_model(
-            "HTSAT-tiny", "roberta", precision="fp32", enable_fusion=True, fusion_type="aff_2d"
-        )
-    state = {f"module.{k}": v for k, v in model.state_dict().items()}
-    # Published checkpoints were saved with transformers < 4.31, which kept this buffer.
-    state["module.text_branch.embeddings.position_ids"] = torch.arange(80).unsqueeze(0)
-    tmp = target.with_suffix(".tmp")
-    torch.save({"epoch": 1, "state_dict": state}, tmp)
-    tmp.rename(target)
+    def make() -> None:
+        torch.manual_seed(seed)
+        from avsearch.encoders.clap_model import MESHGRID_INDEXING
+        from avsearch.encoders.upstream import quiet
+
+        with _local_roberta(config_path), quiet(MESHGRID_INDEXING):  # HTSAT's torch.meshgrid call warns
+            model, _cfg = clap_module().create_model(
+                "HTSAT-tiny", "roberta", precision="fp32", enable_fusion=True, fusion_type="aff_2d"
+            )
+        state = {f"module.{k}": v for k, v in model.state_dict().items()}
+        # Published checkpoints were saved with transformers < 4.31, which kept this buffer.
+        state["module.text_branch.embeddings.position_ids"] = torch.arange(80).unsqueeze(0)
+        tmp = target.with_suffix(".tmp")
+        torch.save({"epoch": 1, "state_dict": state}, tmp)
+        tmp.rename(target)
+
+    _made_once(target, seed, make)
     return folder
 
 
@@ -156,7 +198,8 @@ def make_ulip_weights(folder: Path | str, seed: int = 0) -> Path:
 
     folder = Path(folder)
     if not (folder / ULIP_CHECKPOINT).is_file():
-        save_ulip_checkpoint(random_ulip_state(seed), folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        _made_once(folder / ULIP_CHECKPOINT, seed, lambda: save_ulip_checkpoint(random_ulip_state(seed), folder))
     return folder
 
 
@@ -293,7 +336,11 @@ def make_cavmae_weights(folder: Path | str, seed: int = 0, file_name: str = CAVM
     if target.is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    torch.save(random_cavmae_state(seed), tmp)
-    tmp.rename(target)
+
+    def make() -> None:
+        tmp = target.with_suffix(".tmp")
+        torch.save(random_cavmae_state(seed), tmp)
+        tmp.rename(target)
+
+    _made_once(target, seed, make)
     return folder

@@ -124,13 +124,12 @@ def test_point_groups_equal_the_torch_groups() -> None:
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory, av_weights_dir: Path) -> Path:
     """CLIP + CLAP (the shared folder's files, linked) and a random ULIP-2 checkpoint in one folder."""
-    from tests.pointcloud.conftest import random_ulip_state, save_ulip_checkpoint
+    from tests.weights_factory import make_ulip_weights
 
     folder = tmp_path_factory.mktemp("onnx-av3d-weights")
     for item in av_weights_dir.iterdir():
         (folder / item.name).symlink_to(item)
-    save_ulip_checkpoint(random_ulip_state(), folder)
-    return folder
+    return make_ulip_weights(folder)  # random_ulip_state(), saved (a copy when this session made it already)
 
 
 @pytest.fixture(scope="module")

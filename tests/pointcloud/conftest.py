@@ -99,8 +99,9 @@ def save_ulip_clip_bridge(folder: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def ulip_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A weights folder with pointbert_ULIP-2.pt, ViT-B-32.pt and ulip_clip.pt (all random)."""
-    folder = tmp_path_factory.mktemp("weights")
-    save_ulip_checkpoint(random_ulip_state(), folder)
+    from tests.weights_factory import make_ulip_weights
+
+    folder = make_ulip_weights(tmp_path_factory.mktemp("weights"))  # random_ulip_state(), saved (or its copy)
     save_clip_checkpoint(folder)
     save_ulip_clip_bridge(folder)
     return folder

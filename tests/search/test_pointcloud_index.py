@@ -12,9 +12,9 @@ from avsearch.cli.app import app
 from avsearch.search.engine import SearchEngine
 from avsearch.store.index import Index
 from avsearch.store.manifest import load_manifest
-from tests.pointcloud.conftest import random_ulip_state, save_ulip_checkpoint
 from tests.search.conftest import make_3d_bridge
 from tests.search.media_factory import write_cloud, write_image
+from tests.weights_factory import make_ulip_weights
 
 runner = CliRunner()
 
@@ -24,7 +24,7 @@ def three_d(tmp_path_factory, av_weights_dir, bridge_file):
     weights = tmp_path_factory.mktemp("weights3d")
     for item in av_weights_dir.iterdir():  # CLIP + CLAP from the shared folder, plus ULIP-2 here
         (weights / item.name).symlink_to(item)
-    save_ulip_checkpoint(random_ulip_state(), weights)
+    make_ulip_weights(weights)  # random_ulip_state(), saved (a copy when this session made it already)
     bridge3d = make_3d_bridge(tmp_path_factory.mktemp("b3d") / "3d.safetensors")
     root = tmp_path_factory.mktemp("media3d")
     for i in range(3):
