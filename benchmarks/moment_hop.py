@@ -2,7 +2,7 @@
 
 CLAP hears 10 s windows. A sound event is found best in a window that holds all of it; a shorter hop
 makes more windows (rows to embed, store and search) and holds more events whole. For hops 2.5, 5 and
-10 s, this cuts a 10-minute recording with avsearch.media.video.sound_segments (the code `index` runs)
+10 s, this cuts a 10-minute recording with avsearch.media.sound_windows.sound_segments (the code `index` runs)
 and places 2,000 events of each length (1, 2, 5 and 8 s) at random onsets, then prints rows per hour
 of sound and the share of events that some window holds whole (the segment a query should find), and
 how far before the onset the latest such window starts, on average (the moment's precision). This is
@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from avsearch.media.video import sound_segments  # noqa: E402
+from avsearch.media.sound_windows import sound_segments  # noqa: E402
 
 RATE = 100  # samples a second: enough to place windows to 10 ms, cheap
 SECONDS = 600.0

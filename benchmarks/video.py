@@ -45,14 +45,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from avsearch.media.video import sampled_frames  # noqa: E402
+from avsearch.media.frame_sampling import sampled_frames  # noqa: E402
 
 try:  # frames decoded at the encoder's input side (run against an older checkout: not there)
-    from avsearch.media.video import frame_side_for  # noqa: E402
+    from avsearch.media.frame_sampling import frame_side_for  # noqa: E402
 except ImportError:
     frame_side_for = None
 try:  # a video's sound cut into windows while it is decoded (likewise)
-    from avsearch.media.video import sound_track_segments  # noqa: E402
+    from avsearch.media.sound_windows import sound_track_segments  # noqa: E402
 except ImportError:
     sound_track_segments = None
 from tests.media.videos import encode_frames  # noqa: E402
@@ -148,7 +148,7 @@ def end_to_end(args: argparse.Namespace) -> None:
 
     from avsearch.encoders.registry import load_encoder
     from avsearch.indexing.pipeline import index_folder
-    from avsearch.media.video import audio_track, sound_segments
+    from avsearch.media.sound_windows import audio_track, sound_segments
     from avsearch.store.config import load_search_config
     from tests.weights_factory import make_av_weights, make_released_bridges
 

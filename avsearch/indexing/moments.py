@@ -33,7 +33,7 @@ from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.media.config import media_config
 from avsearch.media.detect import detect
 from avsearch.media.failures import Failure, reason
-from avsearch.media.video import SilentTrack
+from avsearch.media.sound_windows import SilentTrack
 from avsearch.modalities import AUDIO, IMAGE, VIDEO
 
 Span = tuple[float | None, float | None]  # (start, end) seconds of a moment; (None, None): the whole file
@@ -130,14 +130,16 @@ class MomentPreparer:
         yield from self._segments(wave)
 
     def _segments(self, wave: np.ndarray) -> Iterator[Source]:
-        from avsearch.media.video import sound_segments
+        from avsearch.media.sound_windows import sound_segments
 
         limits = media_config().video
         for start, end, window in sound_segments(wave, int(self.inner.sample_rate), limits.window_s, limits.hop_s):
             yield (start, end), self.inner.from_samples, window
 
     def _video(self, path: Path) -> Iterator[Source]:
-        from avsearch.media.video import frame_side_for, probe, sampled_frames, sound_track_segments
+        from avsearch.media.frame_sampling import frame_side_for, sampled_frames
+        from avsearch.media.sound_windows import sound_track_segments
+        from avsearch.media.video import probe
 
         if self.modality == IMAGE:
             if not hasattr(self.inner, "from_image"):

@@ -19,9 +19,11 @@ from avsearch.errors import DecodeError
 from avsearch.media.audio import load_audio
 from avsearch.media.config import media_config
 from avsearch.media.detect import detect
+from avsearch.media.frame_sampling import _upright
 from avsearch.media.image import to_rgb
 from avsearch.media.preview import render_waveform
-from avsearch.media.video import _reason, _upright, audio_track, probe
+from avsearch.media.sound_windows import audio_track
+from avsearch.media.video import _reason, probe
 from avsearch.modalities import VIDEO
 
 log = logging.getLogger(__name__)

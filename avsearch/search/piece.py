@@ -103,7 +103,7 @@ def piece_vector(encoder, piece: Piece) -> np.ndarray:
         return encoder.encode_prepared(AUDIO, [prepare.from_samples(_samples(piece, int(prepare.sample_rate)))])
     if prepare is None or not hasattr(prepare, "from_image"):
         raise InputError(f"{encoder.name} takes whole pictures only, not a video's frames")
-    from avsearch.media.video import frame_side_for, sampled_frames
+    from avsearch.media.frame_sampling import frame_side_for, sampled_frames
 
     frames = [
         prepare.from_image(image)
@@ -118,7 +118,7 @@ def piece_vector(encoder, piece: Piece) -> np.ndarray:
 
 def _samples(piece: Piece, rate: int) -> np.ndarray:
     if detect(piece.path).kind == VIDEO:
-        from avsearch.media.video import audio_track
+        from avsearch.media.sound_windows import audio_track
 
         wave = audio_track(piece.path, rate)
         if wave is None:

@@ -13,16 +13,9 @@ from PIL import Image
 
 from avsearch.errors import ConfigError, DecodeError
 from avsearch.media.config import VideoLimits, load_media_config
-from avsearch.media.video import (
-    SilentTrack,
-    audio_track,
-    is_video,
-    probe,
-    sampled_frames,
-    sound_segments,
-    sound_track_segments,
-    stream_segments,
-)
+from avsearch.media.frame_sampling import sampled_frames
+from avsearch.media.sound_windows import SilentTrack, audio_track, sound_segments, sound_track_segments, stream_segments
+from avsearch.media.video import is_video, probe
 from tests.media.videos import (  # noqa: F401
     FPS,
     GREY,

@@ -13,7 +13,7 @@ from PIL import Image
 from avsearch.encoders.clip import ClipImagePreparer
 from avsearch.indexing.moments import MomentPreparer, Streamed
 from avsearch.indexing.pipeline import index_folder
-from avsearch.media.video import sampled_frames
+from avsearch.media.frame_sampling import sampled_frames
 from avsearch.store.config import IngestConfig, SearchConfig
 from tests.media.videos import make_video
 from tests.search.fake_encoder import FakeEncoder, FakeLoader, FakePreparer

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from avsearch.cli.app import app
 from avsearch.encoders.registry import load_encoder
 from avsearch.indexing.pipeline import index_folder
-from avsearch.media.video import sound_track_segments
+from avsearch.media.sound_windows import sound_track_segments
 from tests.localize.synthetic import _identity_pair, link_av_weights
 from tests.media.videos import GREY, RED, TONE, H, W, make_video
 from tests.weights_factory import CLAP_FILE
