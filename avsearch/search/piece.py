@@ -1,10 +1,11 @@
 """A piece of a longer file as a query: `query --audio long.wav --start 60 --end 70`, `query --video
 clip.mp4 [--from audio|frames]`.
 
-The piece's sound (a recording's samples, or a video's sound track, cut to [start, end]) is prepared by the
-encoder's own decode step from samples (as a long recording's segments are at index time) and embedded as
-one clip; its pictures (a video's frames sampled over [start, end] as at index time) are embedded one by
-one and averaged, re-normalised (one vector for the shot or scene the piece shows).
+The piece's sound (a recording's samples, or a video's sound track, [start, end] decoded alone:
+media/sound_pieces.py) is prepared by the encoder's own decode step from samples (as a long recording's
+segments are at index time) and embedded as one clip; its pictures (a video's frames sampled over
+[start, end] as at index time) are embedded one by one and averaged, re-normalised (one vector for the
+shot or scene the piece shows).
 """
 
 from __future__ import annotations
@@ -117,18 +118,23 @@ def piece_vector(encoder, piece: Piece) -> np.ndarray:
 
 
 def _samples(piece: Piece, rate: int) -> np.ndarray:
-    if detect(piece.path).kind == VIDEO:
-        from avsearch.media.sound_windows import audio_track
+    """The piece's sound, decoded alone (media/sound_pieces.py: a piece of a 10-hour file costs its seconds)."""
+    from avsearch.media.sound_pieces import recording_piece, track_piece
+    from avsearch.media.sound_windows import SILENCE_PEAK
 
-        wave = audio_track(piece.path, rate)
-        if wave is None:
+    start, video = piece.start or 0.0, detect(piece.path).kind == VIDEO
+    if video:
+        got = track_piece(piece.path, rate, start, piece.end)
+        if got is None or got.length == 0:
             raise SilentSound(f"{piece.path}: the video's sound track is silent or missing")
     else:
-        from avsearch.media.audio import load_audio
-
-        wave = load_audio(piece.path, rate)
-    first = round((piece.start or 0.0) * rate)
-    last = len(wave) if piece.end is None else min(len(wave), round(piece.end * rate))
-    if last - first < rate // 100:  # under 10 ms
-        raise InputError(f"{piece.label}: the range holds no sound (the recording lasts {len(wave) / rate:.1f} s)")
-    return wave[first:last]
+        got = recording_piece(piece.path, rate, start, piece.end)
+    wave = got.wave
+    if len(wave) < rate // 100:  # under 10 ms
+        raise InputError(f"{piece.label}: the range holds no sound (the recording lasts {got.length / rate:.1f} s)")
+    if float(np.abs(wave).max()) < SILENCE_PEAK:  # a whole file's silence told as when it was decoded whole
+        where = "" if piece.start is None and piece.end is None else " in that range"
+        if video:
+            raise SilentSound(f"{piece.label}: the video's sound track is silent{where}")
+        raise DecodeError(f"{piece.label}: audio is silent{where} (peak below one 16-bit step)")
+    return wave
