@@ -9,6 +9,10 @@ queries, their exact top-`k` are found, and each neighbour lying outside the `pr
 its query gets a copy in that query's nearest list (at most `cap` copies per vector, those wanted by the
 most sample queries first). A later query like them then finds the neighbour in the few lists it probes.
 
+Measured (benchmarks/search.py --sizes 300000 --lists 2.3 --only spills, 1,259 lists as at 1M): recall@10
+0.978 at 76x exact (medium), 0.965 at 36x (hard), 0.976 at 20x (far: its sample queries' nearest lists
+take most copies, so those lists grow); not yet at 1M, not in the product's build.
+
 The IVF lists then hold some ids twice; `SpillRefine` searches them, drops the repeats and re-ranks the
 candidates exactly on the full vectors, so answers are exact scores of distinct rows.
 """
