@@ -108,7 +108,10 @@ def test_a_file_given_by_name_that_cannot_be_embedded_is_an_error(av_weights_dir
     media = _media(tmp_path / "media")
     notes = CliRunner().invoke(app, ["embed", str(media / "notes.txt"), "--out", str(tmp_path / "o1")])
     assert notes.exit_code == 1
-    assert notes.stderr.strip() == f"avsearch: error: {media / 'notes.txt'}: not an audio, image, video or point-cloud file"
+    assert (
+        notes.stderr.strip()
+        == f"avsearch: error: {media / 'notes.txt'}: not an audio, image, video or point-cloud file"
+    )
 
     args = ["embed", str(media / "truncated.jpg"), str(media / "img0.png"), "--out", str(tmp_path / "o2")]
     bad = CliRunner().invoke(app, [*args, "--weights-dir", str(av_weights_dir), "--device", "cpu", "--quiet"])

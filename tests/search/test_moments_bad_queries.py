@@ -157,7 +157,9 @@ UPLOADS = [
 @pytest.mark.parametrize(("name", "status", "expected"), UPLOADS, ids=[n for n, _, _ in UPLOADS])
 def test_the_server_answers_a_video_upload_with_results_or_a_reason(server, videos, name, status, expected) -> None:
     path = videos[name]
-    answer = server.post("/api/search", files={"file": (path.name, path.read_bytes())}, data={"k": "3", "target": "image"})
+    answer = server.post(
+        "/api/search", files={"file": (path.name, path.read_bytes())}, data={"k": "3", "target": "image"}
+    )
     assert answer.status_code == status, answer.text
     body = answer.json()
     if status == 200:
