@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
@@ -49,7 +49,7 @@ from avsearch.encoders.runtime import (
 )
 from avsearch.encoders.weights import find_file, resolve_weight
 from avsearch.errors import ConfigError
-from avsearch.media.audio import load_audio, make_windows
+from avsearch.media.audio import audio_blocks, load_audio, make_windows
 from avsearch.media.text import check_texts
 from avsearch.modalities import AUDIO, TEXT
 
@@ -88,6 +88,10 @@ class ClapAudioPreparer:
     def load(self, path: Path) -> np.ndarray:
         """The file's mono waveform at the model's rate (a long one is cut into moments by the caller)."""
         return load_audio(path, self.sample_rate)
+
+    def blocks(self, path: Path) -> Iterator[np.ndarray]:
+        """`load`'s waveform as a stream of blocks (a long recording is cut into moments while it is read)."""
+        return audio_blocks(path, self.sample_rate)
 
     def from_samples(self, wave: np.ndarray) -> FusionInput | np.ndarray:
         """A mono float waveform at the model's rate (a whole file, or one segment of a long one)."""

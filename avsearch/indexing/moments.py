@@ -72,7 +72,7 @@ class MomentPreparer:
     chunk: int = 0
 
     def __call__(self, path: Path) -> Moments | Streamed:
-        if self.chunk and self._long_video(path):
+        if self.chunk and self._long_file(path):
             return Streamed(str(path))
         spans: list[Span] = []
         items: list[Any] = []
@@ -86,16 +86,22 @@ class MomentPreparer:
             return self.silent(path)
         return Moments(spans, items)
 
-    def _long_video(self, path: Path) -> bool:
-        """A video with more moments than a chunk by its declared length (frames before collapsing, sound
-        windows): streamed at once, not after a chunk of its moments was decoded and prepared for nothing."""
-        if detect(path).kind != VIDEO:
-            return False
-        from avsearch.media.video import probe
+    def _long_file(self, path: Path) -> bool:
+        """A video or a streamed recording with more moments than a chunk by its declared length (frames
+        before collapsing, sound windows): streamed at once, not after a chunk of its moments was decoded
+        and prepared for nothing."""
+        limits = media_config().video
+        kind = detect(path).kind
+        if kind == VIDEO:
+            from avsearch.media.video import probe
 
-        duration, limits = probe(path).duration, media_config().video
-        if self.modality == IMAGE:
-            return math.ceil(duration * limits.sample_fps) > self.chunk
+            duration = probe(path).duration
+            if self.modality == IMAGE:
+                return math.ceil(duration * limits.sample_fps) > self.chunk
+        elif kind == AUDIO and self.modality == AUDIO and (length := self._streamed_length(path)):
+            duration = length / int(self.inner.sample_rate)
+        else:
+            return False
         return 1 + math.ceil(max(0.0, duration - limits.window_s) / limits.hop_s) > self.chunk
 
     def chunks(self, path: Path) -> Iterator[Moments]:
@@ -116,10 +122,35 @@ class MomentPreparer:
         """The file's moments in time order, each not yet prepared (lazy: one frame or window at a time)."""
         if detect(path).kind == VIDEO:
             yield from self._video(path)
+        elif self.modality == AUDIO and self._streamed_length(path):
+            yield from self._streamed(path)
         elif self.modality == AUDIO and hasattr(self.inner, "load"):
             yield from self._recording(self.inner.load(path))
         else:
             yield WHOLE, self.inner, path
+
+    def _streamed_length(self, path: Path) -> int | None:
+        """A sound file longer than one window, its length at the encoder's rate by its header, when the
+        encoder reads sound in blocks (`inner.blocks`) and media/audio.py streams the file: it is cut while
+        read. None for the rest (decoded whole: one window or less is one row; the other containers)."""
+        if not (hasattr(self.inner, "blocks") and hasattr(self.inner, "from_samples")):
+            return None
+        from avsearch.media.audio import streamed_length
+
+        rate = int(self.inner.sample_rate)
+        length = streamed_length(path, rate)
+        return length if length is not None and length > round(media_config().video.window_s * rate) else None
+
+    def _streamed(self, path: Path) -> Iterator[Source]:
+        from avsearch.media.sound_windows import recording_segments
+
+        limits = media_config().video
+        rate = int(self.inner.sample_rate)
+        # cut while read (bounded memory, no [audio] max_samples); SilentTrack at the end: see `silent`
+        for start, end, window in recording_segments(
+            self.inner.blocks(path), rate, limits.window_s, limits.hop_s, path
+        ):
+            yield (start, end), self.inner.from_samples, window
 
     def _recording(self, wave: np.ndarray) -> Iterator[Source]:
         limits = media_config().video
@@ -160,9 +191,12 @@ class MomentPreparer:
 
     def silent(self, path: Path) -> Moments:
         """A video whose sound track was silent: no sound moments (a silent film: its frames are the image
-        table's), or DecodeError when it has no pictures either."""
+        table's), or DecodeError when it has no pictures either; a silent sound file: DecodeError, as
+        load_audio's."""
         from avsearch.media.video import probe
 
+        if detect(path).kind != VIDEO:
+            raise DecodeError(f"{path}: audio is silent (peak below one 16-bit step)")
         if not probe(path).has_video:
             raise DecodeError(f"{path}: no video stream and a silent or missing sound track: nothing to index")
         return Moments([], [])

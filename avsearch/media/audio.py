@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 # A waveform whose peak is below one 16-bit step is silence to CLAP (it quantises input to int16).
 SILENCE_PEAK = 1.0 / 32767.0
 _BLOCK = 1 << 20  # frames read at a time when channels are averaged while reading (4 MiB a channel)
+_MOST_UPSAMPLING = 8  # streamed files: 8 kHz telephone sound to CLAP's 48 kHz is 6x
 
 
 def _duration(frames: int, rate: int) -> str:
@@ -164,6 +166,79 @@ def load_audio(path: Path | str, sample_rate: int = 48_000) -> np.ndarray:
     return np.clip(wave, -1.0, 1.0, out=wave if wave.flags.writeable else None)
 
 
+def streamed_length(path: Path | str, sample_rate: int) -> int | None:
+    """The length `load_audio(path, sample_rate)` will have, from the header alone (no sample read), for a
+    file `audio_blocks` may stream; None for the rest, decoded whole within [audio] max_samples as before:
+    what libsndfile cannot read (its other decoders learn the length by decoding), and a rate upsampled more
+    than _MOST_UPSAMPLING times (a few KB at 1 Hz would stream hours of samples at 48 kHz)."""
+    import soundfile as sf
+
+    path = Path(path)
+    require(path, AUDIO)
+    try:
+        with sf.SoundFile(os.fsencode(path)) as sound:
+            rate = _check_rate(path, sound.samplerate)
+            if rate * _MOST_UPSAMPLING < sample_rate:
+                return None
+            return _resampled_size(sound.frames, rate, sample_rate)
+    except (sf.LibsndfileError, RuntimeError):
+        return None
+
+
+def audio_blocks(path: Path | str, sample_rate: int = 48_000, block: int = _BLOCK) -> Iterator[np.ndarray]:
+    """`load_audio`'s waveform (channels averaged, its resampling, its length) as a stream of blocks, read,
+    averaged and resampled (soxr's stream resampler) block by block: memory holds a block, whatever the
+    file's length, so no [audio] max_samples bound applies. Not clipped, and silence is not checked (the
+    caller sees the whole stream). `block`: frames read at a time. For files libsndfile reads; DecodeError
+    as load_audio's otherwise."""
+    import soundfile as sf
+    import soxr
+
+    path = Path(path)
+    require(path, AUDIO)
+    try:
+        sound = sf.SoundFile(os.fsencode(path))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise DecodeError(f"{path}: not a decodable audio file ({exc})") from exc
+    with sound:
+        rate = _check_rate(path, sound.samplerate)
+        # frames read at a time: `block` samples over all channels, and at most `block` once resampled
+        block = max(1, min(block // max(1, sound.channels), block * rate // sample_rate))
+        stream = soxr.ResampleStream(rate, sample_rate, 1, quality="HQ") if rate != sample_rate else None
+        got = given = 0
+        held: np.ndarray | None = None  # one block held back: the stream's end fixes the length (see resample)
+        while True:
+            data = sound.read(block, dtype="float32", always_2d=True)
+            if len(data) == 0:
+                break
+            mono = data.mean(axis=1, dtype=np.float64).astype(np.float32)  # as _decode's block mean
+            del data
+            if not np.isfinite(mono).all():
+                raise DecodeError(f"{path}: audio holds NaN or infinite samples")
+            got += len(mono)
+            out = mono if stream is None else stream.resample_chunk(mono, last=False)
+            if held is not None:
+                given += len(held)
+                yield held
+            held = out
+        if not got:
+            raise DecodeError(f"{path}: audio file holds no samples")
+        tail = [held] if held is not None else []
+        if stream is not None:
+            tail.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+        last = np.concatenate(tail)
+        size = _resampled_size(got, rate, sample_rate)  # the frames read, as load_audio resamples them
+        last = np.pad(last, (0, max(0, size - given - len(last))))[: max(0, size - given)]
+        if given + len(last) == 0:
+            raise DecodeError(f"{path}: audio too short to resample to {sample_rate} Hz")
+        yield np.ascontiguousarray(last, dtype=np.float32)
+
+
+def _resampled_size(frames: int, rate: int, sample_rate: int) -> int:
+    """The length of `frames` resampled from `rate` to `sample_rate` by `resample` (or kept, same rate)."""
+    return frames if rate == sample_rate else int(np.ceil(frames * (float(sample_rate) / rate)))
+
+
 def resample(wave: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
     """librosa.resample(wave, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq"), without importing
     librosa (0.9 s of a cold query): soxr's HQ resampler, then the length fixed to ceil(T * ratio) as
@@ -171,7 +246,7 @@ def resample(wave: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
     import soxr
 
     out = soxr.resample(wave, rate, sample_rate, quality="soxr_hq")
-    size = int(np.ceil(wave.shape[0] * (float(sample_rate) / rate)))
+    size = _resampled_size(wave.shape[0], rate, sample_rate)
     if out.shape[0] < size:
         out = np.pad(out, (0, size - out.shape[0]))
     return np.ascontiguousarray(out[:size], dtype=np.float32)

@@ -5,7 +5,8 @@
 - `sound_segments(wave, rate)` -> fixed windows (CLAP's 10 s, a new one every hop) covering a long
   recording, for a video's sound and for long audio files alike; `stream_segments` the same windows from a
   stream of blocks, and `sound_track_segments(path)` a video's sound cut into them while it is decoded and
-  resampled (index time: memory bounded by a window, not by the track's length).
+  resampled (index time: memory bounded by a window, not by the track's length); `recording_segments` a
+  long sound file's, from its blocks (media/audio.py audio_blocks).
 """
 
 from __future__ import annotations
@@ -97,6 +98,30 @@ def sound_track_segments(
             raise SilentTrack(str(path))
     finally:
         container.close()
+
+
+def recording_segments(
+    blocks: Iterator[np.ndarray],
+    rate: int,
+    window_s: float | None = None,
+    hop_s: float | None = None,
+    path: Path | str = "",
+) -> Iterator[tuple[float, float, np.ndarray]]:
+    """A long sound file's waveform, streamed in blocks at `rate` (media/audio.py audio_blocks), cut into
+    `sound_segments`' windows as it is read: memory holds about a window and a hop, whatever its length.
+    Clipped to [-1, 1] as load_audio's; SilentTrack raised at the end when the whole file was silent (its
+    windows already yielded are to be dropped: the caller lists it, as load_audio refused it)."""
+    peak = 0.0
+
+    def clipped() -> Iterator[np.ndarray]:
+        nonlocal peak
+        for block in blocks:
+            peak = max(peak, float(np.abs(block).max(initial=0.0)))
+            yield np.clip(block, -1.0, 1.0)
+
+    yield from stream_segments(clipped(), rate, window_s, hop_s, path)
+    if peak < SILENCE_PEAK:
+        raise SilentTrack(str(path))
 
 
 def audio_track(path: Path | str, sample_rate: int = 48_000) -> np.ndarray | None:

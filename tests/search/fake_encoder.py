@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from avsearch.errors import ConfigError
-from avsearch.media.audio import load_audio
+from avsearch.media.audio import audio_blocks, load_audio
 from avsearch.media.image import load_image
 from avsearch.media.pointcloud import load_pointcloud
 from avsearch.modalities import AUDIO, IMAGE, POINTCLOUD, TEXT
@@ -52,6 +52,9 @@ class FakePreparer:
 
     def load(self, path: Path) -> np.ndarray:
         return load_audio(path, self.sample_rate)
+
+    def blocks(self, path: Path):  # noqa: ANN201 - as ClapAudioPreparer: a long recording cut while read
+        return audio_blocks(path, self.sample_rate)
 
     def from_samples(self, wave: np.ndarray) -> np.ndarray:
         signal = np.resize(wave, 256)
