@@ -12,8 +12,9 @@ The bundled chunk (64) is compared with a chunk larger than the video (everythin
 behaviour before chunking).
 
 Usage: .venv/bin/python benchmarks/moment_memory.py [--minutes 2,20] [--chunks 64,1000000]
-       [--no-sound | --sound-only [--rate 48000]]  (--sound-only: an .mp4 of a sound track alone, 48 kHz
-       noise resampled to the fake's 16 kHz: the sound track's own memory)
+       [--no-sound | --sound-only [--rate 48000] | --wav [--rate 48000]]  (--sound-only: an .mp4 of a sound
+       track alone, 48 kHz noise resampled to the fake's 16 kHz: the sound track's own memory; --wav: a
+       16-bit mono .wav of that noise, a long recording: 50 min at 48 kHz is over [audio] max_samples)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import soundfile as sf
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -105,6 +107,15 @@ def generate(path: Path, minutes: float, with_sound: bool, frames: bool = True, 
         out.mux(sound.encode(None))
 
 
+def generate_wav(path: Path, minutes: float, rate: int) -> None:
+    """A 16-bit mono .wav of noise, written a minute at a time."""
+    rng = np.random.default_rng(0)
+    seconds = int(minutes * 60)
+    with sf.SoundFile(path, "w", samplerate=rate, channels=1, subtype="PCM_16") as out:
+        for start in range(0, seconds, 60):
+            out.write((0.1 * rng.standard_normal(min(60, seconds - start) * rate)).astype(np.float32))
+
+
 def _frames(out, seconds: int, rng: np.random.Generator) -> None:  # noqa: ANN001 - av OutputContainer
     video = out.add_stream("libx264", rate=2)
     video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
@@ -124,19 +135,26 @@ def main() -> None:
     parser.add_argument(
         "--sound-only", action="store_true", help="an .mp4 holding a sound track only (48 kHz unless --rate)"
     )
+    parser.add_argument("--wav", action="store_true", help="a .wav recording (48 kHz unless --rate)")
     parser.add_argument("--rate", type=int, default=None, help="the sound track's sample rate (Hz)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/avsearch/bench-moment-memory")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()}")
-    rate = args.rate or (48_000 if args.sound_only else 16_000)
+    rate = args.rate or (48_000 if args.sound_only or args.wav else 16_000)
     silent = " (no sound)" if args.no_sound else f" (its sound only, {rate} Hz)" if args.sound_only else ""
-    kind = "-silent" if args.no_sound else f"-sound{rate}" if args.sound_only else ""
+    silent = f" (a .wav recording, {rate} Hz)" if args.wav else silent
+    kind = "-silent" if args.no_sound else f"-sound{rate}" if args.sound_only else f"-wav{rate}" if args.wav else ""
     for minutes in [float(m) for m in args.minutes.split(",")]:
-        folder = args.cache / f"{minutes:g}min{kind}{'' if rate == 16_000 or args.sound_only else rate}"
-        video = folder / "long.mp4"
+        what = "recording" if args.wav else "video"
+        same = rate == 16_000 or args.sound_only or args.wav
+        folder = args.cache / f"{minutes:g}min{kind}{'' if same else rate}"
+        video = folder / ("long.wav" if args.wav else "long.mp4")
         if not video.exists():
             folder.mkdir(parents=True, exist_ok=True)
-            generate(video, minutes, not args.no_sound, frames=not args.sound_only, rate=rate)
+            if args.wav:
+                generate_wav(video, minutes, rate)
+            else:
+                generate(video, minutes, not args.no_sound, frames=not args.sound_only, rate=rate)
         for chunk in [int(c) for c in args.chunks.split(",")]:
             with tempfile.TemporaryDirectory() as tmp:
                 code = CASE.format(root=str(ROOT), pad=PAD)
@@ -145,7 +163,7 @@ def main() -> None:
                 done = subprocess.run(run, capture_output=True, text=True, env=env, check=True)
                 result = json.loads(done.stdout.strip().splitlines()[-1])
             print(
-                f"{minutes:g} min video{silent}, moment_chunk {chunk}: peak RSS {result['peak_mb']:.0f} MB, "
+                f"{minutes:g} min {what}{silent}, moment_chunk {chunk}: peak RSS {result['peak_mb']:.0f} MB, "
                 f"RSS growth during index_folder {result['growth_mb']:.0f} MB, "
                 f"rows {result['rows']}, {result['seconds']:.1f} s, failed {result['failed']}"
             )
