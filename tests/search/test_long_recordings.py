@@ -112,3 +112,16 @@ def test_a_silent_long_file_is_listed_by_the_index(bridge_file, tmp_path: Path) 
         assert s.counts == {"image": 0, "audio": 3}, chunk
         [(path, why)] = s.failed
         assert Path(path).name == "hush.wav" and "audio is silent" in why and "\n" not in why
+
+
+def test_clap_streams_a_long_file_to_the_whole_files_inputs(tmp_path: Path) -> None:
+    """CLAP's own preparer (window-mean: no mel config needed) cuts while reading: its model inputs (int16
+    round-tripped windows) are those of the whole-file decode cut."""
+    from avsearch.encoders.clap import ClapAudioPreparer, LongClip
+
+    path = _noise(tmp_path / "long.wav", 12.5, 4_410)
+    prepare = ClapAudioPreparer(4_800, {}, 48_000, 4, LongClip.WINDOW_MEAN)
+    got = MomentPreparer(prepare, AUDIO)(path)
+    want = sound_segments(load_audio(path, 4_800), 4_800)
+    assert isinstance(got, Moments) and got.spans == [(s, e) for s, e, _ in want] and len(want) == 2
+    assert all(np.array_equal(a, prepare.from_samples(b)) for a, (_, _, b) in zip(got.items, want, strict=True))
