@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 # A waveform whose peak is below one 16-bit step is silence to CLAP (it quantises input to int16).
 SILENCE_PEAK = 1.0 / 32767.0
 _BLOCK = 1 << 20  # frames read at a time when channels are averaged while reading (4 MiB a channel)
-_MOST_UPSAMPLING = 8  # streamed files: 8 kHz telephone sound to CLAP's 48 kHz is 6x
 
 
 def _duration(frames: int, rate: int) -> str:
@@ -170,7 +169,7 @@ def streamed_length(path: Path | str, sample_rate: int) -> int | None:
     """The length `load_audio(path, sample_rate)` will have, from the header alone (no sample read), for a
     file `audio_blocks` may stream; None for the rest, decoded whole within [audio] max_samples as before:
     what libsndfile cannot read (its other decoders learn the length by decoding), and a rate upsampled more
-    than _MOST_UPSAMPLING times (a few KB at 1 Hz would stream hours of samples at 48 kHz)."""
+    than [audio] max_stream_upsampling times (a few KB at 1 Hz would stream hours of samples at 48 kHz)."""
     import soundfile as sf
 
     path = Path(path)
@@ -178,7 +177,7 @@ def streamed_length(path: Path | str, sample_rate: int) -> int | None:
     try:
         with sf.SoundFile(os.fsencode(path)) as sound:
             rate = _check_rate(path, sound.samplerate)
-            if rate * _MOST_UPSAMPLING < sample_rate:
+            if rate * media_config().audio.max_stream_upsampling < sample_rate:
                 return None
             return _resampled_size(sound.frames, rate, sample_rate)
     except (sf.LibsndfileError, RuntimeError):

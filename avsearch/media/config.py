@@ -35,6 +35,7 @@ class ImageLimits:
 class AudioLimits:
     max_sample_rate: int = 768_000  # Hz; the highest PCM rate in use, anything above is a corrupt header
     max_samples: int = 134_217_728  # stored (frames x kept channels) and resampled samples, 512 MiB float32
+    max_stream_upsampling: int = 8  # a long file upsampled more than this is decoded whole, not streamed
 
     def __post_init__(self) -> None:
         _positive_ints(self, "audio")
