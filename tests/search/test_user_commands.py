@@ -1,6 +1,7 @@
-"""The three commands the product is used by, typed exactly as a user types them, in a fresh folder with
-only AVSEARCH_WEIGHTS set: real CLIP, CLAP, ULIP-2 architectures and the released C-MCR bridge layouts,
-all with random weights made by tests/weights_factory.py (the documented weights-folder layout)."""
+"""The three commands the product is used by, typed exactly as a user types them, in a fresh folder (pictures,
+sounds, 3D shapes, a video with sound and a recording longer than one CLAP window) with only AVSEARCH_WEIGHTS
+set: real CLIP, CLAP, ULIP-2 architectures and the released C-MCR bridge layouts, all with random weights
+made by tests/weights_factory.py (the documented weights-folder layout)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 from avsearch.store.tables import MediaStore
+from tests.media.videos import make_video
 from tests.search.media_factory import write_audio, write_image
 from tests.weights_factory import make_full_weights
 
@@ -49,6 +51,9 @@ def user_folder(tmp_path_factory, av_weights_dir) -> tuple[Path, dict[str, str],
     files = [write_image(media / f"photo_{i}.png", seed=i) for i in range(4)]
     files += [write_audio(media / f"sound_{i}.wav", seed=i) for i in range(3)]
     files += [_cloud(media / f"shape_{i}.ply", seed=i) for i in range(2)]
+    # moments: a 12 s video (a red square 4-8 s, a tone 6-9 s) and a 25 s field recording
+    files += [make_video(media / "walk.mp4", seconds=12.0, square=(4.0, 8.0), tone=(6.0, 9.0))]
+    files += [write_audio(media / "field.wav", seed=9, seconds=25.0)]
     write_audio(home / "dog.wav", seed=42)
     _cloud(home / "model.ply", seed=7)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AVSEARCH_")}
@@ -63,7 +68,9 @@ def test_the_three_commands_work_as_typed(user_folder) -> None:
     assert index.returncode == 0, index.stderr
     assert (home / "indexes" / "default" / "manifest.json").is_file()
     counts = dict(re.findall(r"│ (\w+) in index\s*│\s*(\d+)", index.stdout))
-    assert counts == {"image": "4", "audio": "3", "pointcloud": "2"}, index.stdout
+    # rows: 4 photos + the video's frames (grey 0-4 s, square 4-8 s, grey 8-12 s: a static shot is one row);
+    # 3 sounds + the recording's windows (0-10, 5-15, 10-20, 15-25) + the video's sound (0-10, 2-12)
+    assert counts == {"image": "7", "audio": "9", "pointcloud": "2"}, index.stdout
 
     query = _run("avsearch query --audio dog.wav", home, env)
     assert query.returncode == 0, query.stderr
@@ -72,6 +79,9 @@ def test_the_three_commands_work_as_typed(user_folder) -> None:
     assert {p for p in found if p.endswith(".png")} == {p for p in indexed if p.endswith(".png")}, query.stdout
     assert {p for p in found if p.endswith(".wav")} == {p for p in indexed if p.endswith(".wav")}, query.stdout
     assert "shared:audio_visual" in query.stdout
+    # moments are listed with their time range (mm:ss-mm:ss; below the path when the column wraps)
+    for name in ("walk.mp4", "field.wav"):
+        assert re.search(rf"/media/{re.escape(name)}[\s│]+\d\d:\d\d-\d\d:\d\d", query.stdout), query.stdout
 
     # k below the number of files: the right ones, in the right order. Expected from the vectors the index
     # stores (numpy dot products), the query being an indexed sound (its fresh vector is its stored one).
