@@ -13,6 +13,7 @@ searches and tunes refined indexes searches it unchanged.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,29 @@ class VectorFile:
 RERANK_BATCH = 64  # queries re-ranked together (their candidates' vectors: 64 x 160 x 2 kB = 21 MB at most)
 
 
+def rerank_exact(
+    x: np.ndarray, cand: np.ndarray, k: int, take: Callable[[np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of each query's candidate ids (ids -1 where missing; -1 where fewer than k): each
+    candidate's vector read once through `take(sorted distinct rows)` (a file read in file order, or
+    rows of an array)."""
+    valid = cand >= 0
+    rows = np.unique(cand[valid])
+    scores = np.full(cand.shape, -np.inf, np.float32)
+    if len(rows):
+        block = take(rows)
+        at = np.searchsorted(rows, np.where(valid, cand, rows[0]))
+        scores = np.where(valid, np.einsum("qd,qcd->qc", x, block[at]), -np.inf).astype(np.float32)
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    best = np.take_along_axis(scores, top, 1)
+    found = np.take_along_axis(cand, top, 1)
+    found[~np.isfinite(best)] = -1
+    out_s = np.full((len(x), k), -np.inf, np.float32)
+    out_i = np.full((len(x), k), -1, np.int64)
+    out_s[:, : top.shape[1]], out_i[:, : top.shape[1]] = best, found
+    return out_s, out_i
+
+
 class DiskRefine:
     """An IVF index of compact codes whose candidates are re-ranked exactly on a VectorFile."""
 
@@ -111,22 +135,7 @@ class DiskRefine:
         return scores, ids
 
     def _rerank(self, x: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k of each row's candidates (ids -1 where missing): each vector read once, in file order."""
-        valid = cand >= 0
-        rows = np.unique(cand[valid])
-        scores = np.full(cand.shape, -np.inf, np.float32)
-        if len(rows):
-            block = self.vectors.take(rows)
-            at = np.searchsorted(rows, np.where(valid, cand, rows[0]))
-            scores = np.where(valid, np.einsum("qd,qcd->qc", x, block[at]), -np.inf).astype(np.float32)
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        best = np.take_along_axis(scores, top, 1)
-        found = np.take_along_axis(cand, top, 1)
-        found[~np.isfinite(best)] = -1
-        out_s = np.full((len(x), k), -np.inf, np.float32)
-        out_i = np.full((len(x), k), -1, np.int64)
-        out_s[:, : top.shape[1]], out_i[:, : top.shape[1]] = best, found
-        return out_s, out_i
+        return rerank_exact(x, cand, k, self.vectors.take)
 
     def add(self, vectors: np.ndarray) -> None:
         """Codes into the lists and the full vectors onto the end of the file (ids continue from ntotal)."""

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from avsearch.lazy_import import lazy_module
+from avsearch.store.ann_disk import RERANK_BATCH, rerank_exact
 from avsearch.store.config import AnnConfig, load_search_config
 
 faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
-
-RERANK_BATCH = 64  # queries re-ranked together
 
 
 def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -134,21 +133,7 @@ class SpillRefine:
             )
             ids[ids < 0] = -1
             return np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids
-        valid = cand >= 0
-        rows = np.unique(cand[valid])
-        scores = np.full(cand.shape, -np.inf, np.float32)
-        if len(rows):
-            block = self._take(rows)
-            at = np.searchsorted(rows, np.where(valid, cand, rows[0]))
-            scores = np.where(valid, np.einsum("qd,qcd->qc", x, block[at]), -np.inf).astype(np.float32)
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        best = np.take_along_axis(scores, top, 1)
-        found = np.take_along_axis(cand, top, 1)
-        found[~np.isfinite(best)] = -1
-        out_s = np.full((len(x), k), -np.inf, np.float32)
-        out_i = np.full((len(x), k), -1, np.int64)
-        out_s[:, : top.shape[1]], out_i[:, : top.shape[1]] = best, found
-        return out_s, out_i
+        return rerank_exact(x, cand, k, self._take)
 
 
 @dataclass(frozen=True)
