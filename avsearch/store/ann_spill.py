@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from avsearch.lazy_import import lazy_module
-from avsearch.store.ann_disk import RERANK_BATCH, rerank_exact
+from avsearch.store.ann_disk import DiskRefine, rerank_exact
 from avsearch.store.config import AnnConfig, load_search_config
 
 faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
@@ -72,35 +72,15 @@ def add_spilled(ivf: faiss.IndexIVF, vectors: np.ndarray, rows: np.ndarray, list
         add_preassigned(ivf, np.ascontiguousarray(vectors[r], np.float32), lists[s : s + 65536].astype(np.int64), r)
 
 
-class SpillRefine:
+class SpillRefine(DiskRefine):
     """An IVF index whose lists may hold an id more than once, re-ranked exactly on the full vectors.
 
-    search(x, k) as a FAISS index: the IVF's k x k_factor best codes, repeats dropped, exact inner
+    search(x, k) as DiskRefine's: the IVF's k x k_factor best codes, repeats dropped, exact inner
     products against `vectors` (any object with `take(rows)` or an (N, d) array), the k best kept."""
-
-    def __init__(self, base: faiss.Index, vectors: np.ndarray, k_factor: float = 1.0) -> None:
-        self.base, self.vectors, self.k_factor = base, vectors, float(k_factor)
-        self.d = base.d
 
     @property
     def ntotal(self) -> int:
         return len(self.vectors)
-
-    def search(
-        self, x: np.ndarray, k: int, params: faiss.SearchParameters | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        x = np.ascontiguousarray(x, np.float32)
-        k_factor, base_params = self.k_factor, params
-        if isinstance(params, faiss.IndexRefineSearchParameters):
-            k_factor, base_params = params.k_factor, params.base_index_params
-        _, cand = self.base.search(x, max(k, int(k * k_factor)), params=base_params)
-        scores = np.full((len(x), k), -np.inf, np.float32)
-        ids = np.full((len(x), k), -1, np.int64)
-        for s in range(0, len(x), RERANK_BATCH):
-            scores[s : s + RERANK_BATCH], ids[s : s + RERANK_BATCH] = self._rerank(
-                x[s : s + RERANK_BATCH], cand[s : s + RERANK_BATCH], k
-            )
-        return scores, ids
 
     def _take(self, rows: np.ndarray) -> np.ndarray:
         take = getattr(self.vectors, "take", None)
