@@ -73,29 +73,24 @@ def sound_track_segments(
         stream = (
             soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ") if rate != sample_rate else None
         )
-        peak = 0.0
 
         def resampled() -> Iterator[np.ndarray]:
-            nonlocal peak
             got = 0
             for block in _mono_blocks(container, path, rate):
                 if not np.isfinite(block).all():
                     raise DecodeError(f"{path}: audio holds NaN or infinite samples")
                 got += len(block)
-                out = block if stream is None else stream.resample_chunk(block, last=False)
-                peak = max(peak, float(np.abs(out).max(initial=0.0)))
-                yield np.clip(out, -1.0, 1.0)
+                yield block if stream is None else stream.resample_chunk(block, last=False)
             if not got:
                 raise DecodeError(f"{path}: the audio stream holds no samples")
             if stream is not None:
-                out = stream.resample_chunk(np.zeros(0, np.float32), last=True)
-                peak = max(peak, float(np.abs(out).max(initial=0.0)))
-                yield np.clip(out, -1.0, 1.0)
+                yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
 
-        yield from stream_segments(resampled(), sample_rate, window_s, hop_s, path)
-        if peak < SILENCE_PEAK:
+        try:  # clipped, cut, and SilentTrack at the end of a silent track, as for a long recording
+            yield from recording_segments(resampled(), sample_rate, window_s, hop_s, path)
+        except SilentTrack:
             log.info("%s: the sound track is silent", path)
-            raise SilentTrack(str(path))
+            raise
     finally:
         container.close()
 
