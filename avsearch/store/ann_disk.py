@@ -107,25 +107,38 @@ def rerank_exact(
 class DiskRefine:
     """An IVF index of compact codes whose candidates are re-ranked exactly on a VectorFile."""
 
-    def __init__(self, base: faiss.Index, vectors: VectorFile, k_factor: float = 1.0) -> None:
+    def __init__(
+        self, base: faiss.Index, vectors: VectorFile, k_factor: float = 1.0, shift: np.ndarray | None = None
+    ) -> None:
         self.base, self.vectors, self.k_factor = base, vectors, float(k_factor)
         self.d = base.d
+        # Cross-modal queries are routed: the lists probed are those nearest to unit(x + shift), where the
+        # query's true neighbours lie (a modality gap is close to a constant offset); None: nearest to x.
+        self.shift = shift
+        self._centroids: np.ndarray | None = None
 
     @property
     def ntotal(self) -> int:
         return int(self.base.ntotal)
 
     def search(
-        self, x: np.ndarray, k: int, params: faiss.SearchParameters | None = None
+        self, x: np.ndarray, k: int, params: faiss.SearchParameters | None = None, cross_modal: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores (M, k), ids (M, k)) by exact inner product over the IVF's k x k_factor best candidates;
-        ids -1 where fewer than k came back (a selector, too few probed rows)."""
+        ids -1 where fewer than k came back (a selector, too few probed rows). cross_modal: route by the
+        shift (when the index has one); False for queries of the indexed modality itself."""
         x = np.ascontiguousarray(x, np.float32)
         k_factor, base_params = self.k_factor, params
         if isinstance(params, faiss.IndexRefineSearchParameters):
-            k_factor, base_params = params.k_factor, params.base_index_params
+            # FAISS hands the field back as a plain SearchParameters proxy (no nprobe); its Python wrapper
+            # keeps the object it was given, which the routed search needs
+            refs = getattr(params, "_sp_field_refs", {})
+            k_factor, base_params = params.k_factor, refs.get("base_index_params", params.base_index_params)
         depth = max(k, int(k * k_factor))
-        _, cand = self.base.search(x, depth, params=base_params)
+        if cross_modal and self.shift is not None:
+            cand = self._routed(x, depth, base_params)
+        else:
+            cand = self.base.search(x, depth, params=base_params)[1]
         scores = np.full((len(x), k), -np.inf, np.float32)
         ids = np.full((len(x), k), -1, np.int64)
         for s in range(0, len(x), RERANK_BATCH):
@@ -133,6 +146,36 @@ class DiskRefine:
                 x[s : s + RERANK_BATCH], cand[s : s + RERANK_BATCH], k
             )
         return scores, ids
+
+    def _routed(self, x: np.ndarray, depth: int, params: faiss.SearchParameters | None) -> np.ndarray:
+        """The IVF's `depth` best candidate ids of x from the lists nearest to unit(x + shift); the codes
+        are still scored against x itself."""
+        ivf = faiss.extract_index_ivf(self.base)
+        nprobe = min(ivf.nlist, getattr(params, "nprobe", 0) or ivf.nprobe)
+        if self._centroids is None:
+            self._centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist)
+        route = x + self.shift
+        route /= np.maximum(np.linalg.norm(route, axis=1, keepdims=True), 1e-12)
+        lists = np.ascontiguousarray(ivf.quantizer.search(route, nprobe)[1])
+        # the query-to-centroid terms of the lists probed, as the quantizer would give them for x
+        coarse = np.ascontiguousarray(np.einsum("qd,qpd->qp", x, self._centroids[np.maximum(lists, 0)]), np.float32)
+        scores = np.empty((len(x), depth), np.float32)
+        ids = np.empty((len(x), depth), np.int64)
+        if params is None:
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+        # the Python wrapper of search_preassigned refuses search parameters (a row selector): the C++ call
+        ivf.search_preassigned_c(
+            len(x),
+            faiss.swig_ptr(x),
+            depth,
+            faiss.swig_ptr(lists),
+            faiss.swig_ptr(coarse),
+            faiss.swig_ptr(scores),
+            faiss.swig_ptr(ids),
+            False,
+            params,
+        )
+        return ids
 
     def _rerank(self, x: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return rerank_exact(x, cand, k, self.vectors.take)

@@ -126,6 +126,7 @@ class SpillSettings:
     exact_pairs: float = 4e9  # sample x rows up to this: the sample's neighbours are exact; above, found
     # through the lists before spilling, nprobe = nlist / plan_probe_div (cheaper; most are found)
     plan_probe_div: int = 8
+    route: bool = True  # learn a route shift for cross-modal queries (DiskRefine.search) when it helps
 
 
 def sample_neighbours(index: SpillRefine, sample: np.ndarray, settings: SpillSettings) -> np.ndarray:
@@ -141,6 +142,40 @@ def sample_neighbours(index: SpillRefine, sample: np.ndarray, settings: SpillSet
     return index.search(sample, settings.k, params=params)[1]
 
 
+def route_shift(
+    vectors: np.ndarray,
+    sample: np.ndarray,
+    neighbours: np.ndarray,
+    primary: np.ndarray,
+    quantizer: faiss.Index,
+    probe: int,
+) -> np.ndarray | None:
+    """The offset that moves a sample query towards its true neighbours (neighbours (M, k) row ids, -1
+    for none; their mean direction minus the query, averaged), kept when routing by unit(query + offset)
+    puts more of the neighbours in the query's `probe` nearest lists than routing by the query itself
+    (primary (N,): each row's list); None otherwise (no modality gap to correct)."""
+    found = neighbours >= 0
+    if not found.any():
+        return None
+    total = np.zeros(sample.shape[1], np.float64)
+    for s in range(0, len(sample), 4096):  # (chunk, k, d) neighbour vectors at a time, not the whole sample's
+        nb, ok = neighbours[s : s + 4096], found[s : s + 4096]
+        ahead = (np.asarray(vectors)[np.maximum(nb, 0)] * ok[..., None]).sum(axis=1)
+        total += (_unit(ahead) - sample[s : s + 4096]).sum(axis=0)
+    shift = (total / len(sample)).astype(np.float32)
+    wanted = primary[np.maximum(neighbours, 0)]
+
+    def covered(route: np.ndarray) -> int:
+        lists = quantizer.search(np.ascontiguousarray(route, np.float32), probe)[1]
+        return int(((wanted[..., None] == lists[:, None, :]).any(axis=2) & found).sum())
+
+    return shift if covered(_unit(sample + shift)) > covered(sample) else None
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 def build_spilled(
     vectors: np.ndarray,
     sample_queries: np.ndarray,
@@ -148,30 +183,45 @@ def build_spilled(
     cfg: AnnConfig | None = None,
     settings: SpillSettings = SpillSettings(),
     seed: int = 0,
+    quantizer_from: SpillRefine | None = None,
 ) -> tuple[SpillRefine, dict[str, int]]:
     """An IVF of RaBitQ codes over vectors (N, d), unit rows, trained as the default kind is
-    (ann_build.empty_index), with query-guided spills from sample_queries (M, d) (the other modality's
-    vectors in the same space, not the queries it is tuned or measured on), re-ranked exactly on the
-    vectors. Returns (index, stats: rows spilled, copies added)."""
+    (ann_build.empty_index), routed and spilled from sample_queries (M, d) (the other modality's vectors in
+    the same space, not the queries it is tuned or measured on), re-ranked exactly on the vectors.
+    quantizer_from: an earlier such index whose trained lists and codes are reused (an update: the vectors
+    are added again, the shift and spills recomputed; nlist is then that index's). Returns (index, stats:
+    rows spilled, copies added, whether a route shift is used)."""
     from avsearch.store.ann import IVF_RABITQ_REFINE
     from avsearch.store.ann_build import empty_index, training_rows
 
     vectors = np.ascontiguousarray(vectors, np.float32)
     n, dim = vectors.shape
     cfg = cfg or load_search_config().ann
-    index, _, hold = empty_index(IVF_RABITQ_REFINE, dim, nlist, cfg, seed, on_disk=True)
-    take = training_rows(n, nlist, IVF_RABITQ_REFINE, cfg, seed)
-    index.train(vectors if take is None else vectors[take])
-    del hold
+    if quantizer_from is not None:
+        index = faiss.clone_index(quantizer_from.base)
+        index.reset()  # the trained coarse lists and RaBitQ state stay, the codes go
+    else:
+        index, _, hold = empty_index(IVF_RABITQ_REFINE, dim, nlist, cfg, seed, on_disk=True)
+        take = training_rows(n, nlist, IVF_RABITQ_REFINE, cfg, seed)
+        index.train(vectors if take is None else vectors[take])
+        del hold
     ivf = faiss.extract_index_ivf(index)
     primary = ivf.quantizer.search(vectors, 1)[1][:, 0]
     add_spilled(ivf, vectors, np.arange(n, dtype=np.int64), primary)
     spilled = SpillRefine(index, vectors)
-    if settings.cap <= 0 or not len(sample_queries):
-        return spilled, {"spilled_rows": 0, "copies": 0}
+    stats = {"spilled_rows": 0, "copies": 0, "route_shift": 0}
+    if not len(sample_queries):
+        return spilled, stats
     sample = np.ascontiguousarray(sample_queries, np.float32)
     neighbours = sample_neighbours(spilled, sample, settings)
-    query_lists = ivf.quantizer.search(sample, settings.probe)[1]
+    if settings.route:
+        spilled.shift = route_shift(vectors, sample, neighbours, primary, ivf.quantizer, settings.probe)
+    routed = sample if spilled.shift is None else _unit(sample + spilled.shift)
+    stats["route_shift"] = int(spilled.shift is not None)
+    if settings.cap <= 0:
+        return spilled, stats
+    query_lists = ivf.quantizer.search(routed, settings.probe)[1]
     rows, lists = spill_plan(primary, query_lists, neighbours, settings.probe, settings.cap)
     add_spilled(ivf, vectors, rows, lists)
-    return spilled, {"spilled_rows": int(len(np.unique(rows))), "copies": int(len(rows))}
+    stats.update(spilled_rows=int(len(np.unique(rows))), copies=int(len(rows)))
+    return spilled, stats
