@@ -14,7 +14,16 @@ from avsearch.store.lance_read import TableReader, open_dataset
 from avsearch.store.location import Location
 from avsearch.store.manifest import table_modality
 from avsearch.store.table_errors import damage_named
-from avsearch.store.table_rows import IN_CHUNK, chunks, keys_in, matrix_of, record_of, ref_bytes, row_names
+from avsearch.store.table_rows import (
+    IN_CHUNK,
+    chunks,
+    key_prefixes,
+    keys_in,
+    matrix_of,
+    record_of,
+    ref_bytes,
+    row_names,
+)
 from avsearch.store.table_schema import (
     BOOK_COLUMNS,
     LANCE_SUFFIX,
@@ -139,6 +148,14 @@ class TableReads:
         track = table_modality(modality)
         records = (record_of(r, track) for r in arrow.to_pylist())
         return {r.path: r for r in records}
+
+    @damage_named
+    def held_keys(self, modality: str) -> np.ndarray:
+        """`key_prefixes` of every row, sorted: the key column read in batches (16 bytes a row, not the
+        table's 36-byte strings all at once); what an append of new rows checks its keys against."""
+        batches = self._reader(modality).to_lance().to_batches(columns=["key"], batch_size=1 << 16)
+        parts = [key_prefixes(b.column("key")) for b in batches]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
 
     @damage_named
     def file_rows(self, modality: str) -> dict[str, tuple[int, float | None]]:

@@ -85,6 +85,19 @@ def meta_columns(metas: Sequence[FileMeta | None]) -> dict[str, pa.Array]:
     return data
 
 
+def key_prefixes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The first 64 bits of each row key (32 hex digits, `path_key`) as uint64, vectorised: a membership
+    test that can say "maybe held" of a new key (then an upsert decides) but never "new" of a held one."""
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks() if keys.num_chunks else pa.array([], pa.string())
+    fixed = keys.cast(pa.binary(32))  # every key is 32 characters; anything else raises
+    raw = np.frombuffer(fixed.buffers()[1], np.uint8, len(fixed) * 32, fixed.offset * 32).reshape(-1, 32)
+    digits = raw[:, :16]
+    nibbles = (digits & 0x0F) + 9 * (digits >> 6)  # '0'-'9' -> 0-9, 'a'-'f' -> 10-15
+    packed = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+    return np.ascontiguousarray(packed).view(">u8").ravel().astype(np.uint64)
+
+
 def matrix_of(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
     """A fixed-size-list column -> (N, dim) float32."""
     if isinstance(column, pa.ChunkedArray):
