@@ -15,7 +15,7 @@ import numpy as np
 from avsearch.embedding.models import Models
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.modalities import TEXT
-from avsearch.store.ann import FLAT, choose_kind, vectors_on_disk
+from avsearch.store.ann import FLAT, IVF_RABITQ_REFINE, choose_kind, vectors_on_disk
 from avsearch.store.ann_build import build_index
 from avsearch.store.ann_files import ann_name, new_vectors_file
 from avsearch.store.ann_stream import build_streamed
@@ -55,14 +55,16 @@ def refresh_indexes(index: Index, cfg: AnnConfig, progress: Progress | None = No
                 progress.finish(stage)
                 continue
             paths, vectors, version = store.vectors(modality, column)
-            queries, source = None, ""
-            if choose_kind(len(paths), vectors.shape[1], cfg) != FLAT:
-                queries, source = tuning_queries(store, models, cfg, modality, column)
+            queries, source, guide = None, "", None
+            kind = choose_kind(len(paths), vectors.shape[1], cfg)
+            if kind != FLAT:
+                wanted = cfg.guide_sample if cfg.query_guided and kind == IVF_RABITQ_REFINE else 0
+                queries, source, guide = guided_queries(store, models, cfg, modality, column, wanted)
             previous = index.ann(name, use_gpu=False)
             trained = (previous.index, previous.params) if previous is not None else None
             if previous is not None and previous.params.vectors_on_disk:
                 trained = None  # its codes stay, its vectors are not in the index: a fresh build
-            built, params = build_index(vectors, cfg, queries, source, trained=trained)
+            built, params = build_index(vectors, cfg, queries, source, trained=trained, guide=guide)
             out[name] = index.save_ann(name, built, params, paths, version)
             progress.finish(stage)
             log.info("FAISS %s: %s over %d vectors", name, params.kind, params.n)
@@ -102,6 +104,16 @@ def tuning_queries(
     The other tables' vectors are a random sample of at most cfg.max_tuning_queries rows (`seed`), read
     row by row: a whole column may not fit in memory (10M x 512 float32 is 20 GB).
     """
+    queries, source, _ = guided_queries(store, models, cfg, modality, column, 0, seed)
+    return queries, source
+
+
+def guided_queries(
+    store: MediaStore, models: Models, cfg: AnnConfig, modality: str, column: str, guide: int, seed: int = 0
+) -> tuple[np.ndarray | None, str, np.ndarray | None]:
+    """tuning_queries, and up to `guide` more of the other tables' vectors to guide a build's spills
+    (ann_build.build_index): (queries, source, guiding sample or None). Both come from one draw of
+    distinct rows, so no guiding row is a tuning or held-out query; captions only ever tune."""
     rng = np.random.default_rng(seed)
     manifest = models.manifest
     if column == NATIVE:
@@ -111,20 +123,20 @@ def tuning_queries(
         # queries in its other table.
         kind = manifest.kind(modality)
         same = [m for m, e in manifest.modalities.items() if e.space == entry.space and manifest.kind(m) != kind]
-        q = _sampled(store, same, NATIVE, cfg.max_tuning_queries, rng)
+        q, guiding = _sampled(store, same, NATIVE, cfg.max_tuning_queries, rng, guide)
         if q is not None:
             found.append((q, f"{'+'.join(same)} vectors in {entry.space}"))
         if entry.text and cfg.tuning_captions:
             texts = models.encode_captions(entry.encoder, cfg.tuning_captions)
             found.append((texts, f"captions through {entry.space} text"))
         if not found:
-            return None, ""
-        return np.concatenate([q for q, _ in found]), "; ".join(label for _, label in found)
+            return None, "", None
+        return np.concatenate([q for q, _ in found]), "; ".join(label for _, label in found), guiding
     ref = next(b for b in manifest.bridges.values() if b.column == column)
     space = manifest.modalities[modality].space
     others = [m for m, e in manifest.modalities.items() if m != modality and e.space in ref.spaces]
     found = []
-    q = _sampled(store, others, column, cfg.max_tuning_queries, rng)
+    q, guiding = _sampled(store, others, column, cfg.max_tuning_queries, rng, guide)
     if q is not None:
         found.append((q, f"{'+'.join(others)} vectors projected by {ref.name}"))
     # Few real cross-modal queries make a noisy recall estimate: captions on the other side help.
@@ -136,25 +148,32 @@ def tuning_queries(
             (models.project(ref.name, other.space, texts, TEXT), f"captions through {other.space} text + {ref.name}")
         )
     if not found:
-        return None, ""
-    return np.concatenate([q for q, _ in found]), "; ".join(label for _, label in found)
+        return None, "", None
+    return np.concatenate([q for q, _ in found]), "; ".join(label for _, label in found), guiding
 
 
 def _sampled(
-    store: MediaStore, tables: list[str], column: str, cap: int, rng: np.random.Generator
-) -> np.ndarray | None:
+    store: MediaStore, tables: list[str], column: str, cap: int, rng: np.random.Generator, more: int = 0
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """At most `cap` vectors of `column`, drawn without replacement from the rows of `tables` together (one
-    draw over all their rows, as if they were one column), only those rows read; None when they hold none."""
+    draw over all their rows, as if they were one column), only those rows read; and up to `more` other
+    rows of the same draw (none of the first ones). (None, None) when the tables hold no rows; the second
+    is None when the draw left none over."""
     present = set(store.modalities())
     sizes = [(t, store.version(t), store.count(t)) for t in tables if t in present]
     total = sum(n for _, _, n in sizes)
     if total == 0:
-        return None
-    picks = np.sort(rng.choice(total, min(total, cap), replace=False))
+        return None, None
+    drawn = rng.choice(total, min(total, cap + more), replace=False)  # in random order: split, then sort
+    picks = np.sort(drawn)
     parts, start = [], 0
     for table, version, n in sizes:
         mine = picks[(picks >= start) & (picks < start + n)] - start
         if len(mine):
             parts.append(store.take_vectors(table, column, mine, version))
         start += n
-    return np.concatenate(parts)
+    read = np.concatenate(parts)  # row i is picks[i]
+    first = np.sort(drawn[:cap])
+    rest = np.sort(drawn[cap:])
+    at_first, at_rest = np.searchsorted(picks, first), np.searchsorted(picks, rest)
+    return read[at_first], (read[at_rest] if len(rest) else None)

@@ -26,7 +26,7 @@ from avsearch.search.results import Hit, ResultSet
 from avsearch.search.selection import RowSelector, glob_positions
 from avsearch.store import torch_search
 from avsearch.store.ann_files import LoadedAnn, ann_name
-from avsearch.store.ann_search import search_parameters
+from avsearch.store.ann_search import every_list_parameters
 from avsearch.store.exact import ENGINE
 from avsearch.store.index import Index
 from avsearch.store.table_schema import split_ref
@@ -221,7 +221,9 @@ class SearchEngine:
         if ann is None:
             pairs = self._exact(route, q, rows, filters)
         else:
-            pairs = self._search_ann(route, ann, q, rows, filters, result, delta)
+            # a guided index routes queries of another modality than its table's (text too) by its shift
+            cross_modal = query_modality != route.target_modality
+            pairs = self._search_ann(route, ann, q, rows, filters, result, delta, cross_modal)
         meta = self.store.file_stats(route.target, sorted({split_ref(p)[0] for _, p in pairs}))  # (size, mtime)
         if delta is not None:
             pairs = [(s, p) for s, p in pairs if split_ref(p)[0] in meta][:rows]  # a row deleted since: gone
@@ -273,9 +275,11 @@ class SearchEngine:
         filters: SearchFilters | None,
         result: ResultSet,
         delta: Delta | None,
+        cross_modal: bool = True,
     ) -> list[tuple[float, str]]:
         """Search the route's FAISS index; with a delta (the table has moved on since the index was
-        built), also the rows added since, scored exactly, and a few more FAISS hits for those deleted."""
+        built), also the rows added since, scored exactly, and a few more FAISS hits for those deleted.
+        cross_modal: the query's modality is not the target table's (LoadedAnn.search)."""
         allowed = self._rows.positions(route.target, ann.paths, ann.table_version, filters)
         if allowed is not None and len(allowed) == len(ann.paths):
             allowed = None  # the filter keeps every row: the unfiltered (GPU) search answers
@@ -287,10 +291,10 @@ class SearchEngine:
         if allowed is None or len(allowed):
             extra = 0 if delta is None else len(delta.gone)
             want = k + extra
-            scores, ids = ann.search(q, want, allowed)
+            scores, ids = ann.search(q, want, allowed, cross_modal=cross_modal)
             short = allowed is not None and int((ids[0] >= 0).sum()) < min(want, len(allowed))
             if short and ann.params.kind != "flat":
-                scores, ids = _every_list(ann, q, want, allowed)  # type: ignore[arg-type]
+                scores, ids = _every_list(ann, q, want, allowed, cross_modal)  # type: ignore[arg-type]
             pairs = [(float(s), ann.paths[i]) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
             result.index_kind = ann.params.kind
             result.engine = "faiss-cpu" if allowed is not None and ann.engine != ENGINE else ann.engine
@@ -354,9 +358,12 @@ def _top(paths: list[str], vectors: np.ndarray, q: np.ndarray, k: int) -> list[t
     return [(float(scores[i]), paths[i]) for i in top]
 
 
-def _every_list(ann: LoadedAnn, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _every_list(
+    ann: LoadedAnn, q: np.ndarray, k: int, allowed: np.ndarray, cross_modal: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """An IVF search with a selector whose probed lists held fewer than k passing rows, again over every
     list, so it returns min(k, passing rows) results."""
     sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, np.int64))
-    params = search_parameters(ann.params, sel=sel, nprobe=max(1, ann.params.nlist))
-    return ann.index.search(np.ascontiguousarray(q, np.float32), max(1, min(k, len(ann.paths))), params=params)
+    params = every_list_parameters(ann.params, sel)
+    q = np.ascontiguousarray(q, np.float32)
+    return ann.index_search(q, max(1, min(k, len(ann.paths))), params, cross_modal)

@@ -5,8 +5,10 @@ Choice by size and memory (AnnConfig):
 - above, while full-precision vectors fit `memory_budget_gb`: IVF whose lists hold compact codes
   (`refined_codes`: RaBitQ, 1 bit per dimension, or SQ8) scanned first, then the best k x k_factor
   candidates re-ranked exactly on the full vectors (IndexRefineFlat). Scanning codes instead of floats
-  is what makes probing many lists cheap, and cross-modal queries need many (benchmarks/search.py);
-  with FAISS on a GPU, IVF-Flat (searched there);
+  is what makes probing many lists cheap, and cross-modal queries need many (benchmarks/search.py).
+  With a guiding sample of the other modality's vectors, RaBitQ lists that also hold query-guided
+  spills are built first (IVF_RABITQ_GUIDED, store/ann_spill.py; ann_build.build_index). With FAISS
+  on a GPU, IVF-Flat (searched there);
 - above the memory budget, IVF with 8-bit scalar codes (4x smaller), then IVF-PQ (16x smaller).
 At `hnsw_coarse_min_lists` lists or more (off by default: see configs/search.toml) the coarse quantizer
 is an HNSW graph, so finding the lists to probe stays cheap with many fine lists.
@@ -30,7 +32,11 @@ log = logging.getLogger(__name__)
 
 FLAT, IVF_FLAT, IVF_SQ8, IVF_PQ = "flat", "ivf_flat", "ivf_sq8", "ivf_pq"
 IVF_RABITQ_REFINE, IVF_SQ8_REFINE = "ivf_rabitq_refine", "ivf_sq8_refine"
+# RaBitQ codes whose lists also hold copies of the rows sample queries want there (store/ann_spill.py):
+# first of the chain when a build has a guiding sample (ann_build.build_index)
+IVF_RABITQ_GUIDED = "ivf_rabitq_guided"
 REFINED = {"rabitq": IVF_RABITQ_REFINE, "sq8": IVF_SQ8_REFINE}  # refined_codes -> kind
+RERANKED = (IVF_RABITQ_REFINE, IVF_SQ8_REFINE, IVF_RABITQ_GUIDED)  # kinds searched with a k_factor
 CODES = {IVF_FLAT: "Flat", IVF_SQ8: "SQ8", IVF_RABITQ_REFINE: "RaBitQ,RFlat", IVF_SQ8_REFINE: "SQ8,RFlat"}
 RECALL_K = 10
 

@@ -1,9 +1,11 @@
-"""Building a FAISS index: train, add, tune, and fall back to a kind that reaches the recall target."""
+"""Building a FAISS index: train, add, tune, and fall back to a kind that reaches the recall target.
+
+The lists before any vector (how many, k-means settings, training rows) are ann_train.py; the guided kind's
+spills are ann_spill.py."""
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,16 +13,18 @@ import numpy as np
 
 from avsearch.lazy_import import lazy_module
 from avsearch.store.ann import (
-    CODES,
     FLAT,
     IVF_FLAT,
     IVF_PQ,
+    IVF_RABITQ_GUIDED,
     IVF_RABITQ_REFINE,
     IVF_SQ8_REFINE,
     AnnParams,
     choose_kind,
     maybe_gpu,
 )
+from avsearch.store.ann_coarse import exact_lists
+from avsearch.store.ann_train import empty_index, list_count, training_rows
 from avsearch.store.ann_tune import tuned_index
 from avsearch.store.config import AnnConfig
 
@@ -29,28 +33,15 @@ faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
 log = logging.getLogger(__name__)
 
 
-def list_count(n: int, cfg: AnnConfig) -> int:
-    # FAISS's guidance is 4-16 sqrt(n) lists. Finer lists need far fewer probes for cross-modal
-    # queries (measured: 200k vectors, recall@10 0.97 at 16 of 1788 lists vs 165 of 447), never
-    # with fewer points per list than k-means needs.
-    return max(1, min(int(cfg.lists_per_sqrt_n * math.sqrt(n)), n // cfg.min_points_per_list))
-
-
-def factory_string(kind: str, dim: int, nlist: int, cfg: AnnConfig, on_disk: bool = False) -> str:
-    """The FAISS index_factory description of an IVF kind with nlist lists (e.g. "IVF16384_HNSW32,RaBitQ,RFlat").
-    on_disk: a refined kind whose full vectors stay in a file (ann_disk.DiskRefine): the codes only."""
-    coarse = f"IVF{nlist}" + ("_HNSW32" if nlist >= cfg.hnsw_coarse_min_lists else "")
-    if kind == IVF_PQ:
-        # one byte per 8 dimensions (64 bytes for 512-d): 16x smaller than float32
-        return f"{coarse},PQ{max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0)}"
-    codes = CODES[kind]
-    return f"{coarse},{codes.removesuffix(',RFlat') if on_disk else codes}"
-
-
 # When a kind's compressed codes cap recall below the target, the next kind of its chain is built: more
 # precise codes first (SQ8: a byte per dimension), then the full vectors in the lists (IVF-Flat), which
 # reach any recall given enough probes. Kinds whose full vectors do not fit memory have no fallback.
-FALLBACKS = {IVF_RABITQ_REFINE: (IVF_SQ8_REFINE, IVF_FLAT), IVF_SQ8_REFINE: (IVF_FLAT,)}
+# The guided kind (query-guided spills over RaBitQ codes) comes first when a build has a guiding sample.
+FALLBACKS = {
+    IVF_RABITQ_GUIDED: (IVF_RABITQ_REFINE, IVF_SQ8_REFINE, IVF_FLAT),
+    IVF_RABITQ_REFINE: (IVF_SQ8_REFINE, IVF_FLAT),
+    IVF_SQ8_REFINE: (IVF_FLAT,),
+}
 
 
 def build_index(
@@ -60,10 +51,14 @@ def build_index(
     query_source: str = "",
     seed: int = 0,
     trained: tuple[faiss.Index, AnnParams] | None = None,
+    guide: np.ndarray | None = None,
 ) -> tuple[faiss.Index, AnnParams]:
     """Build (and for IVF kinds, tune) an index over vectors (N, d) float32, L2-normalised rows.
 
     queries (M, d): cross-modal query vectors in the same space, used only for tuning IVF indexes.
+    guide (G, d): other cross-modal query vectors (none of `queries`): with cfg.query_guided, at least
+    cfg.guide_min_sample of them and RaBitQ the refined codes, the first kind is IVF_RABITQ_GUIDED, whose
+    lists get copies of the rows such queries want (store/ann_spill.py).
     trained: the previous (CPU index, params) of this table; its trained lists are reused (an update,
     not a rebuild) while the kind is unchanged and the size is within a factor 2 of the trained size.
     A kind whose held-out recall stays below the target is replaced by the next kind of its FALLBACKS
@@ -73,12 +68,19 @@ def build_index(
     """
     vectors = np.ascontiguousarray(vectors, np.float32)
     first = choose_kind(len(vectors), vectors.shape[1], cfg)
+    if first == IVF_RABITQ_REFINE and guided(cfg, guide):
+        first = IVF_RABITQ_GUIDED
     chain = (first, *FALLBACKS.get(first, ()))
     if trained is not None and trained[1].kind in chain:  # an earlier build fell back: start where it ended
         chain = chain[chain.index(trained[1].kind) :]
     return first_on_target(
-        chain, lambda kind: _build_kind(kind, vectors, cfg, queries, query_source, seed, trained), cfg
+        chain, lambda kind: _build_kind(kind, vectors, cfg, queries, query_source, seed, trained, guide), cfg
     )
+
+
+def guided(cfg: AnnConfig, guide: np.ndarray | None) -> bool:
+    """Whether a build with this guiding sample starts with the guided kind."""
+    return cfg.query_guided and guide is not None and len(guide) >= cfg.guide_min_sample
 
 
 def first_on_target(
@@ -127,6 +129,7 @@ def _build_kind(
     query_source: str,
     seed: int,
     trained: tuple[faiss.Index, AnnParams] | None,
+    guide: np.ndarray | None = None,
 ) -> tuple[faiss.Index, AnnParams]:
     """Build and tune one index of `kind` (build_index's steps for one kind)."""
     n, dim = vectors.shape
@@ -134,12 +137,16 @@ def _build_kind(
         index, on_gpu = maybe_gpu(faiss.IndexFlatIP(dim))
         index.add(vectors)
         return index, AnnParams(kind=FLAT, n=n, dim=dim, gpu=on_gpu, tuned_recall=1.0, heldout_recall=1.0)
+    if kind == IVF_RABITQ_GUIDED:
+        assert guide is not None
+        return _build_guided(vectors, cfg, queries, query_source, seed, trained, guide)
 
     if trained is not None and _reusable(trained[1], kind, n, dim):
         cpu, old = trained
         cpu.reset()  # drops the vectors, keeps the trained coarse quantizer (and codebooks)
         index, on_gpu = maybe_gpu(cpu)
-        index.add(vectors)
+        with exact_lists(cpu):
+            index.add(vectors)
         log.info("updated %s in place: %d vectors, %d lists", kind, n, old.nlist)
         built = AnnParams(kind=kind, n=n, dim=dim, nlist=old.nlist, pq_m=old.pq_m, coarse=old.coarse, gpu=on_gpu)
         return tuned_index(index, built, vectors, cfg, queries, query_source, seed)
@@ -152,46 +159,41 @@ def _build_kind(
     train = vectors if take is None else vectors[take]
     log.info("training %s (%s): %d vectors on %d training points", kind, spec, n, len(train))
     index.train(train)
-    index.add(vectors)
+    with exact_lists(cpu):  # an HNSW coarse quantizer's graph would misfile vectors (ann_coarse.py)
+        index.add(vectors)
     coarse = "hnsw" if "_HNSW" in spec else "flat"
     built = AnnParams(kind=kind, n=n, dim=dim, nlist=nlist, pq_m=pq_m, coarse=coarse, gpu=on_gpu)
     return tuned_index(index, built, vectors, cfg, queries, query_source, seed)
 
 
-def empty_index(
-    kind: str, dim: int, nlist: int, cfg: AnnConfig, seed: int, on_disk: bool = False
-) -> tuple[faiss.Index, str, object]:
-    """An untrained IVF index of `kind` with its k-means settings: (index, factory string, an object the
-    caller holds until train() has run). on_disk: as factory_string."""
-    spec = factory_string(kind, dim, nlist, cfg, on_disk)
-    cpu = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
-    ivf = faiss.extract_index_ivf(cpu)
-    ivf.cp.seed = seed
-    ivf.cp.niter = 10  # coarse lists need no more (FAISS's own IVF default); keeps 1M builds in minutes
-    ivf.cp.min_points_per_centroid = 5  # the training sample is capped on purpose (max_train_points)
-    if kind == IVF_PQ:
-        # Polysemous training (on by default) only renumbers each codebook's centroids, for Hamming
-        # pre-filtering we never turn on (polysemous_ht 0): the same distances, at the cost of an annealing
-        # that took 90+ s of a 12k x 64 test build
-        faiss.downcast_index(ivf).do_polysemous_training = False
-    clustering = None
-    if nlist >= cfg.hnsw_coarse_min_lists:
-        # k-means must assign exactly, never through the graph. FAISS already does: index_factory's
-        # IVF<n>_HNSW32 sets quantizer_trains_alone = 2, so k-means (spherical for inner product) assigns
-        # with a flat index and the graph is built over the final centroids (faiss 1.15.1, read back;
-        # Level1Quantizer::train_q1). An earlier comment here said the default trains through the graph.
-        # The flat inner-product index says so explicitly, and equals FAISS's flat L2 on unit vectors.
-        clustering = faiss.IndexFlatIP(dim)  # FAISS does not own it: the caller holds it through train()
-        ivf.clustering_index = clustering
-    return cpu, spec, clustering
+def _build_guided(
+    vectors: np.ndarray,
+    cfg: AnnConfig,
+    queries: np.ndarray | None,
+    query_source: str,
+    seed: int,
+    trained: tuple[faiss.Index, AnnParams] | None,
+    guide: np.ndarray,
+) -> tuple[faiss.Index, AnnParams]:
+    """The guided kind (ann_spill.build_spilled), tuned as the refined kinds are. An update reuses the
+    trained lists and codebooks of the previous guided build, with the spills and route shift computed
+    anew for the vectors of now (a plain re-add would silently drop them)."""
+    from avsearch.store.ann_spill import SpillSettings, build_spilled
 
-
-def training_rows(n: int, nlist: int, kind: str, cfg: AnnConfig, seed: int) -> np.ndarray | None:
-    """Sorted rows of the k-means training sample of n vectors (None: all of them)."""
-    # PQ codebooks (256 centroids each) want about 10k training points as well
-    floor = max(nlist * cfg.min_points_per_list, 64 * nlist, 10_000 if kind == IVF_PQ else 0)
-    n_train = min(n, floor, cfg.max_train_points)
-    return np.sort(np.random.default_rng(seed).choice(n, n_train, replace=False)) if n_train < n else None
+    n, dim = vectors.shape
+    reuse = trained if trained is not None and _reusable(trained[1], IVF_RABITQ_GUIDED, n, dim) else None
+    nlist = reuse[1].nlist if reuse is not None else list_count(n, cfg)
+    settings = SpillSettings(probe=cfg.spill_probe, cap=cfg.spill_cap)
+    log.info("building %s: %d vectors, %d lists, %d guiding queries", IVF_RABITQ_GUIDED, n, nlist, len(guide))
+    index, stats = build_spilled(
+        vectors, guide, nlist, cfg, settings, seed, quantizer_from=None if reuse is None else reuse[0]
+    )
+    extra: dict[str, object] = {"spills": {**stats, "guide_sample": len(guide), "cap": settings.cap}}
+    if index.shift is not None:  # saved with the build: a loaded index routes cross-modal queries the same way
+        extra["route_shift"] = np.asarray(index.shift, np.float32).tolist()
+    coarse = "hnsw" if nlist >= cfg.hnsw_coarse_min_lists else "flat"
+    built = AnnParams(kind=IVF_RABITQ_GUIDED, n=n, dim=dim, nlist=nlist, coarse=coarse, extra=extra)
+    return tuned_index(index, built, vectors, cfg, queries, query_source, seed)
 
 
 def _reusable(old: AnnParams, kind: str, n: int, dim: int) -> bool:

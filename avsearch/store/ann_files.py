@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from avsearch.lazy_import import lazy_module
-from avsearch.store.ann import IVF_FLAT, AnnParams, maybe_gpu, to_cpu
+from avsearch.store.ann import IVF_FLAT, IVF_RABITQ_GUIDED, AnnParams, maybe_gpu, to_cpu
 from avsearch.store.ann_disk import DiskRefine, VectorFile
 from avsearch.store.ann_search import configure, search_parameters, set_nprobe
 from avsearch.store.location import Location
@@ -62,10 +62,13 @@ class LoadedAnn:
             return "faiss-cpu"
         return "torch-cuda" if isinstance(self.gpu_index, TorchExact) else "faiss-gpu"
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, cross_modal: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """queries (M, d) float32 -> (scores (M, k), row ids (M, k)); ids -1 where fewer than k.
 
-        allowed: row ids a metadata filter kept (None = all rows).
+        allowed: row ids a metadata filter kept (None = all rows). cross_modal: the queries are of another
+        modality than the indexed one (text included); a guided index routes them by its shift.
         """
         queries = np.ascontiguousarray(queries, np.float32)
         k = max(1, min(k, len(self.paths)))
@@ -76,9 +79,17 @@ class LoadedAnn:
                 log.warning("FAISS GPU search of %s failed, searching on the CPU from now on: %s", self.name, exc)
                 self.gpu_index = None
         if allowed is None:
-            return self.index.search(queries, k)
+            return self.index_search(queries, k, None, cross_modal)
         sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, np.int64))
-        return self.index.search(queries, k, params=search_parameters(self.params, sel=sel))
+        return self.index_search(queries, k, search_parameters(self.params, sel=sel), cross_modal)
+
+    def index_search(
+        self, queries: np.ndarray, k: int, params: faiss.SearchParameters | None, cross_modal: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The CPU index's search with these parameters; cross_modal reaches the indexes that route by it."""
+        if isinstance(self.index, DiskRefine):
+            return self.index.search(queries, k, params=params, cross_modal=cross_modal)
+        return self.index.search(queries, k, params=params)
 
 
 def _files(name: str, build: str) -> tuple[str, str]:
@@ -127,7 +138,13 @@ def save_ann(
     location = Location.of(index_dir)
     build = uuid.uuid4().hex[:12]
     faiss_name, paths_name = _files(name, build)
-    vectors_name = index.vectors.path.name if isinstance(index, DiskRefine) else None
+    if isinstance(index, DiskRefine) and not isinstance(index.vectors, VectorFile):
+        # a guided build holds its vectors in RAM: they go into a file of their own, named in the JSON
+        written = new_vectors_file(location, name)
+        np.ascontiguousarray(index.vectors, np.float32).tofile(written)
+        vectors_name: str | None = written.name
+    else:
+        vectors_name = index.vectors.path.name if isinstance(index, DiskRefine) else None
     folder = Path(location.uri, ANN_DIR) if location.is_local else cache_folder(location)
     folder.mkdir(parents=True, exist_ok=True)
     if location.is_local:
@@ -228,8 +245,31 @@ def _same_size(location: Location, remote: str, local: Path) -> bool:
     return sizes.get(remote) == local.stat().st_size
 
 
-def load_ann(index_dir: str | Path | Location, name: str, use_gpu: bool = True) -> LoadedAnn | None:
-    """The current build of an index, or None when there is none or its files are incomplete."""
+def _guided(base: faiss.Index, params: AnnParams, vectors_file: Path | None, memory_budget_gb: float | None) -> Any:
+    """A guided build's SpillRefine: its codes, full vectors (in RAM when they fit the budget) and route
+    shift; None when its vectors file is missing or not of its size."""
+    from avsearch.store.ann_spill import SpillRefine
+
+    on_disk = None if vectors_file is None else VectorFile(vectors_file, params.dim)
+    if on_disk is None or on_disk.rows != params.n:
+        return None
+    if memory_budget_gb is None:
+        from avsearch.store.config import load_search_config
+
+        memory_budget_gb = load_search_config().ann.memory_budget_gb
+    fits = params.n * params.dim * 4 <= memory_budget_gb * 1024**3
+    vectors = np.fromfile(vectors_file, np.float32).reshape(params.n, params.dim) if fits else on_disk
+    shift = params.extra.get("route_shift")
+    return SpillRefine(base, vectors, shift=None if shift is None else np.asarray(shift, np.float32))
+
+
+def load_ann(
+    index_dir: str | Path | Location, name: str, use_gpu: bool = True, memory_budget_gb: float | None = None
+) -> LoadedAnn | None:
+    """The current build of an index, or None when there is none or its files are incomplete.
+
+    A guided build's vectors are read into RAM while they fit memory_budget_gb (None: [ann] of
+    search.toml), else re-ranked from their file by row, as a streamed build's are."""
     location = Location.of(index_dir)
     meta = read_ann_meta(location, name)
     if meta is None:
@@ -243,7 +283,12 @@ def load_ann(index_dir: str | Path | Location, name: str, use_gpu: bool = True) 
     with ipc.open_file(str(paths_file)) as reader:
         paths = [os.fsdecode(b) for b in reader.read_all().column("path_bytes").to_pylist()]
     params = AnnParams(**meta["params"])
-    if vectors_file is not None:
+    if params.kind == IVF_RABITQ_GUIDED:
+        index = _guided(index, params, vectors_file, memory_budget_gb)
+        if index is None:
+            log.warning("FAISS index %s: its vectors file is missing or incomplete; searching exactly instead", name)
+            return None
+    elif vectors_file is not None:
         index = DiskRefine(index, VectorFile(vectors_file, params.dim))
     configure(index, params)
     gpu_index = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from avsearch.lazy_import import lazy_module
-from avsearch.store.ann import FLAT, IVF_RABITQ_REFINE, IVF_SQ8_REFINE, AnnParams
+from avsearch.store.ann import FLAT, IVF_RABITQ_GUIDED, RERANKED, AnnParams
 from avsearch.store.ann_disk import DiskRefine
 
 faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
@@ -24,7 +24,7 @@ def search_parameters(
     if params.coarse == "hnsw":
         ivf.quantizer_params = coarse = faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, ivf.nprobe))
         ivf.referenced_coarse = coarse
-    if params.kind not in (IVF_RABITQ_REFINE, IVF_SQ8_REFINE):
+    if params.kind not in RERANKED:
         ivf.referenced = sel  # the SWIG proxies must outlive the search
         return ivf
     refine = faiss.IndexRefineSearchParameters(k_factor=float(k_factor or params.k_factor), base_index_params=ivf)
@@ -32,18 +32,29 @@ def search_parameters(
     return refine
 
 
+def every_list_parameters(params: AnnParams, sel: faiss.IDSelector) -> faiss.SearchParameters | None:
+    """A selector's search over every list (its probed lists held too few passing rows). A guided index
+    may hold a row 1 + cap times: its candidates go that much deeper, so k distinct rows come back."""
+    copies = 1
+    if params.kind == IVF_RABITQ_GUIDED:
+        copies += int(params.extra.get("spills", {}).get("cap", 0))  # type: ignore[union-attr]
+    k_factor = max(1, params.k_factor) * copies if params.k_factor else None
+    return search_parameters(params, sel=sel, nprobe=max(1, params.nlist), k_factor=k_factor)
+
+
 def configure(index: faiss.Index, params: AnnParams) -> None:
     """Set the tuned nprobe (and k_factor) on a built or loaded index, so plain searches use them."""
     if params.kind == FLAT:
         return
-    if isinstance(index, DiskRefine):  # codes in RAM, re-ranked from the vectors file
+    refine = None
+    if isinstance(index, DiskRefine):  # codes in RAM, re-ranked from full vectors it holds (spills too)
         index.k_factor = float(params.k_factor or 1)
-        index = index.base
+        index, refine = index.base, index
     set_nprobe(index, params.nprobe)
     if params.coarse == "hnsw":  # CPU only: refined kinds are never moved to a GPU
         quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
         quantizer.hnsw.efSearch = max(HNSW_EF_SEARCH, params.nprobe)
-    if params.k_factor and not params.vectors_on_disk:
+    if params.k_factor and refine is None:  # an IndexRefineFlat
         faiss.downcast_index(index).k_factor = float(params.k_factor)
 
 

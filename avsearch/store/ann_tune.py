@@ -17,7 +17,8 @@ from collections.abc import Callable
 import numpy as np
 
 from avsearch.lazy_import import lazy_module
-from avsearch.store.ann import IVF_FLAT, IVF_RABITQ_REFINE, IVF_SQ8_REFINE, RECALL_K, AnnParams, exact_topk, recall_at_k
+from avsearch.store.ann import IVF_FLAT, RECALL_K, RERANKED, AnnParams, exact_topk, recall_at_k
+from avsearch.store.ann_disk import DiskRefine
 from avsearch.store.ann_search import configure, search_parameters
 from avsearch.store.config import AnnConfig
 
@@ -88,7 +89,7 @@ def tune(
     else:
         truth_tune, truth_held = exact(tune_q, k), exact(held_q, k)
     goal = min(1.0, cfg.target_recall + cfg.tuning_margin)
-    refined = params.kind in (IVF_RABITQ_REFINE, IVF_SQ8_REFINE)
+    refined = params.kind in RERANKED
 
     def recall(nprobe: int, k_factor: int, q: np.ndarray, truth: np.ndarray) -> float:
         p = search_parameters(params, nprobe=nprobe, k_factor=k_factor)
@@ -146,3 +147,35 @@ def _smallest_nprobe(recall: Callable[[int], float], nlist: int, goal: float, ca
         else:
             lo = mid
     return hi, got
+
+
+class _OwnModality:
+    """An index searched as for queries of the indexed modality itself: no route shift (DiskRefine kinds)."""
+
+    def __init__(self, index: faiss.Index) -> None:
+        self.index = index
+
+    def search(
+        self, x: np.ndarray, k: int, params: faiss.SearchParameters | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.index.search(x, k, params=params, cross_modal=False)
+
+
+def tune_same_modality(
+    index: faiss.Index,
+    params: AnnParams,
+    vectors: np.ndarray,
+    cfg: AnnConfig,
+    seed: int,
+    exact: Callable[[np.ndarray, int], np.ndarray] | None = None,
+) -> dict[str, float]:
+    """Settings of their own for same-modality queries (a picture against pictures: no modality gap, so
+    usually fewer lists, and no route shift): tuned as the cross-modal ones are, on a random sample of the
+    indexed vectors as queries (each finds itself, as a query by an indexed item does). Returns nprobe,
+    k_factor and the tuned and held-out recall@10."""
+    rng = np.random.default_rng(seed + 2)
+    rows = np.sort(rng.choice(len(vectors), min(len(vectors), cfg.max_tuning_queries), replace=False))
+    queries = np.ascontiguousarray(vectors[rows], np.float32)
+    view = _OwnModality(index) if isinstance(index, DiskRefine) else index
+    (nprobe, k_factor), tuned, heldout = tune(view, params, vectors, queries, cfg, rng, exact)
+    return {"nprobe": nprobe, "k_factor": k_factor, "tuned_recall": tuned, "heldout_recall": heldout}

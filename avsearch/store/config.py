@@ -60,12 +60,23 @@ class AnnConfig:
     stream_chunk_rows: int = 65_536
     hnsw_coarse_min_lists: int = 1_000_000_000  # an HNSW coarse quantizer from this many lists (off: search.toml)
     tuning_captions: tuple[str, ...] = ()
+    # Query-guided spills (store/ann_spill.py): with refined_codes "rabitq" and at least guide_min_sample
+    # vectors of the other modality beside the tuning queries, the first kind built is the guided IVF.
+    query_guided: bool = True
+    guide_sample: int = 50_000  # other-modality rows guiding the spills, at most
+    guide_min_sample: int = 1_000  # fewer: no guided kind (too few to say where queries go)
+    spill_probe: int = 4  # SpillSettings.probe: a neighbour in one of a query's spill_probe nearest lists stays
+    spill_cap: int = 2  # SpillSettings.cap: extra copies per row at most
 
     def __post_init__(self) -> None:
         if self.refined_codes not in ("rabitq", "sq8", "none"):
             raise ConfigError(f"[ann] refined_codes = {self.refined_codes!r}: expected 'rabitq', 'sq8' or 'none'")
         if not self.k_factors or min(self.k_factors) < 1:
             raise ConfigError(f"[ann] k_factors = {list(self.k_factors)}: expected re-ranking depths of 1 or more")
+        if self.guide_min_sample < 1 or self.guide_sample < 0 or self.spill_probe < 1 or self.spill_cap < 0:
+            raise ConfigError(
+                "[ann] guide_min_sample and spill_probe must be 1 or more, guide_sample and spill_cap 0 or more"
+            )
 
 
 @dataclass(frozen=True)

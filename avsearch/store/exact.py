@@ -61,8 +61,10 @@ class ExactAnn(LoadedAnn):
     def engine(self) -> str:
         return ENGINE
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        queries = np.ascontiguousarray(queries, np.float32)
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, cross_modal: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(queries, np.float32)  # exact: the query's modality changes nothing
         return self.index.search(queries, max(1, min(k, len(self.paths))), allowed)
 
 

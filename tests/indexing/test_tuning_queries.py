@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from avsearch.indexing.refresh import tuning_queries
+from avsearch.indexing.refresh import guided_queries, tuning_queries
 from avsearch.store.config import AnnConfig
 from avsearch.store.lance_read import import_lance
 from avsearch.store.manifest import BridgeRef, Manifest, ModalityEntry
@@ -85,3 +85,20 @@ def test_a_table_under_the_cap_is_taken_whole(store: MediaStore, no_full_column:
     cfg = AnnConfig(max_tuning_queries=10 * ROWS, tuning_captions=())
     queries, _ = tuning_queries(store, _models(), cfg, "image", SHARED)
     assert sorted(queries[:, 0].astype(int)) == sorted(set(range(ROWS)) - set(range(0, ROWS, 50)))
+
+
+def test_guiding_rows_are_other_rows_of_the_same_draw(store: MediaStore, no_full_column: list[int]) -> None:
+    """The sample that guides a build's spills (ann_spill) comes from the same table, read by row, and shares
+    no row with the tuning queries (whose held-out half would otherwise overstate the recall)."""
+    cfg = AnnConfig(max_tuning_queries=CAP, tuning_captions=())
+    queries, source, guide = guided_queries(store, _models(), cfg, "image", SHARED, 100)
+    assert source == "audio vectors projected by av" and queries.shape == (CAP, 3) and guide.shape == (100, 3)
+    assert sum(no_full_column) == CAP + 100  # one read of the drawn rows, no column
+    tuning, guiding = set(queries[:, 0].astype(int)), set(guide[:, 0].astype(int))
+    assert len(guiding) == 100 and not tuning & guiding
+    assert guiding <= set(range(ROWS)) - set(range(0, ROWS, 50))
+    np.testing.assert_array_equal(guide, np.stack([guide[:, 0], -guide[:, 0], np.ones(100)], 1))
+    # the guide takes what the tuning queries leave: all of the rest of a small table
+    _, _, rest = guided_queries(store, _models(), cfg, "image", SHARED, 10 * ROWS)
+    assert len(rest) == ROWS - len(range(0, ROWS, 50)) - CAP
+    assert guided_queries(store, _models(), cfg, "image", SHARED, 0)[2] is None

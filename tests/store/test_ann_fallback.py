@@ -7,12 +7,14 @@ cross-modal queries far outside it, in another direction: 1-bit codes cannot ord
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import faiss
 import numpy as np
 import pytest
 
 from avsearch.cli.common import faiss_summary
-from avsearch.store.ann import IVF_FLAT, IVF_RABITQ_REFINE, IVF_SQ8_REFINE, exact_topk, recall_at_k
+from avsearch.store.ann import IVF_FLAT, IVF_RABITQ_GUIDED, IVF_RABITQ_REFINE, IVF_SQ8_REFINE, exact_topk, recall_at_k
 from avsearch.store.ann_build import FALLBACKS, build_index
 from avsearch.store.config import AnnConfig
 
@@ -61,6 +63,20 @@ def test_a_rebuild_starts_from_the_kind_the_last_build_ended_on(plateau_world, b
     assert again.kind == IVF_SQ8_REFINE and "plateaus" not in caplog.text  # no second RaBitQ build
 
 
+def test_a_guided_index_below_the_target_gives_way_too() -> None:
+    """The guided kind (1-bit codes too, with spills) plateaus in the same world (here 6,000 vectors, for
+    time): the chain goes on past it, and past plain RaBitQ, to SQ8."""
+    rng = np.random.default_rng(2)
+    cone, away = np.eye(DIM)[0], np.eye(DIM)[1]
+    data = _unit(cone + 0.05 * rng.standard_normal((6_000, DIM)))
+    queries = _unit(away + 0.3 * cone + 0.05 * rng.standard_normal((400 + CFG.guide_min_sample, DIM)))
+    cfg = replace(CFG, k_factors=(16,))  # the deepest re-rank alone: the codes still plateau (and it is cheaper)
+    _, params = build_index(data, cfg, queries[:400], "test", guide=queries[400:])
+    assert params.kind == IVF_SQ8_REFINE and params.heldout_recall >= CFG.target_recall
+    assert params.extra["fell_back_from"] == [IVF_RABITQ_GUIDED, IVF_RABITQ_REFINE]
+
+
 def test_the_chains() -> None:
+    assert FALLBACKS[IVF_RABITQ_GUIDED] == (IVF_RABITQ_REFINE, IVF_SQ8_REFINE, IVF_FLAT)
     assert FALLBACKS[IVF_RABITQ_REFINE] == (IVF_SQ8_REFINE, IVF_FLAT)
     assert FALLBACKS[IVF_SQ8_REFINE] == (IVF_FLAT,)
