@@ -23,6 +23,7 @@ import numpy as np
 from avsearch.lazy_import import lazy_module
 from avsearch.store.ann import IVF_FLAT, IVF_SQ8_REFINE, REFINED, AnnParams
 from avsearch.store.ann_build import FALLBACKS, empty_index, first_on_target, list_count, training_rows
+from avsearch.store.ann_coarse import exact_lists
 from avsearch.store.ann_disk import DiskRefine, VectorFile
 from avsearch.store.ann_tune import tuned_index
 from avsearch.store.config import AnnConfig
@@ -119,11 +120,12 @@ def build_streamed(
 def _add_chunks(index: DiskRefine, source: ChunkSource, write: bool) -> None:
     """Every chunk's codes into the lists (and, when `write`, its vectors onto the vectors file)."""
     added = 0
-    for chunk in source.chunks():
-        index.base.add(chunk)
-        if write:
-            index.vectors.append(chunk)
-        added += len(chunk)
+    with exact_lists(index.base):  # never filed through an HNSW coarse quantizer's graph (ann_coarse.py)
+        for chunk in source.chunks():
+            index.base.add(chunk)
+            if write:
+                index.vectors.append(chunk)
+            added += len(chunk)
     if added != source.n or index.vectors.rows != source.n:
         held = index.vectors.rows
         raise RuntimeError(f"the source gave {added} rows and the vectors file holds {held}, not {source.n}")

@@ -20,6 +20,7 @@ import numpy as np
 
 from avsearch.lazy_import import lazy_module
 from avsearch.store.ann import AnnParams
+from avsearch.store.ann_coarse import exact_lists
 from avsearch.store.ann_disk import DiskRefine
 
 faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
@@ -61,7 +62,8 @@ def update_in_place(
         if fresh.any():
             rows = np.ascontiguousarray(matrix[fresh], np.float32)
             new_ids = np.arange(len(out), len(out) + len(rows), dtype=np.int64)
-            index.base.add_with_ids(rows, new_ids)
+            with exact_lists(index.base):  # never filed through an HNSW coarse quantizer's graph
+                index.base.add_with_ids(rows, new_ids)
             index.vectors.append(rows)
             out.extend(p for p, f in zip(chunk_paths, fresh, strict=True) if f)
             added += len(rows)
