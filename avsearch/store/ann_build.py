@@ -188,9 +188,8 @@ def _build_guided(
     index, stats = build_spilled(
         vectors, guide, nlist, cfg, settings, seed, quantizer_from=None if reuse is None else reuse[0]
     )
+    # the route shift itself is index.shift, saved beside the build (ann_files.save_ann)
     extra: dict[str, object] = {"spills": {**stats, "guide_sample": len(guide), "cap": settings.cap}}
-    if index.shift is not None:  # saved with the build: a loaded index routes cross-modal queries the same way
-        extra["route_shift"] = np.asarray(index.shift, np.float32).tolist()
     coarse = "hnsw" if nlist >= cfg.hnsw_coarse_min_lists else "flat"
     built = AnnParams(kind=IVF_RABITQ_GUIDED, n=n, dim=dim, nlist=nlist, coarse=coarse, extra=extra)
     return tuned_index(index, built, vectors, cfg, queries, query_source, seed)

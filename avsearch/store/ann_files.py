@@ -97,6 +97,11 @@ def _files(name: str, build: str) -> tuple[str, str]:
     return f"{name}-{build}.faiss", f"{name}-{build}.paths.arrow"
 
 
+def _shift_file(name: str, build: str) -> str:
+    """A guided build's route shift, a (d,) float32 .npy (ann_spill)."""
+    return f"{name}-{build}.shift.npy"
+
+
 def cache_folder(location: Location) -> Path:
     """Where FAISS files of an object-store index are kept locally (one folder per location)."""
     from avsearch.settings import load_settings
@@ -131,7 +136,8 @@ def save_ann(
 ) -> dict[str, Any]:
     """Write index + paths under a fresh build id, then point ann/<name>.json at them; returns the JSON.
     A DiskRefine index's vectors file (new_vectors_file, written by its build) is named in the JSON and
-    kept while a build uses it (an incremental update appends to its predecessor's).
+    kept while a build uses it (an incremental update appends to its predecessor's); a guided build's
+    vectors (in RAM) are written to a new one, and its route shift to <name>-<build>.shift.npy.
 
     On an object store the files are written into the local cache (where a reader in this process
     finds them) and uploaded from there."""
@@ -153,6 +159,12 @@ def save_ann(
         local_faiss = folder / _cached(faiss_name, build, table_version)
         local_paths = folder / _cached(paths_name, build, table_version)
     faiss.write_index(index.base if isinstance(index, DiskRefine) else to_cpu(index), str(local_faiss))
+    shift_name = None
+    if getattr(index, "shift", None) is not None:  # a guided build's route for cross-modal queries
+        shift_name = _shift_file(name, build)
+        local_shift = folder / (shift_name if location.is_local else _cached(shift_name, build, table_version))
+        with open(local_shift, "wb") as f:  # np.save to a path would add ".npy" to a name without it
+            np.save(f, np.asarray(index.shift, np.float32), allow_pickle=False)
     table = pa.table({"path_bytes": pa.array([os.fsencode(p) for p in paths], pa.binary())})  # any file name
     with ipc.new_file(str(local_paths), table.schema) as writer:
         writer.write_table(table)
@@ -161,6 +173,8 @@ def save_ann(
         location.upload(local_paths, f"{ANN_DIR}/{paths_name}")
         if vectors_name is not None:
             location.upload(folder / vectors_name, f"{ANN_DIR}/{vectors_name}")
+        if shift_name is not None:
+            location.upload(local_shift, f"{ANN_DIR}/{shift_name}")
     meta = {
         "name": name,
         "build": build,
@@ -170,6 +184,8 @@ def save_ann(
     }
     if vectors_name is not None:
         meta["vectors"] = vectors_name
+    if shift_name is not None:
+        meta["shift"] = shift_name
     location.write_bytes(f"{ANN_DIR}/{name}.json", json.dumps(meta, indent=2, sort_keys=True).encode())
     for old, _ in location.list(ANN_DIR):  # earlier builds (and leftovers of killed ones)
         if old.startswith(f"{name}-") and build not in old and old != vectors_name:
@@ -210,33 +226,32 @@ def _evict(folder: Path, name: str, keep_build: str, keep_vectors: str | None) -
             old.unlink(missing_ok=True)
 
 
-def _local_files(location: Location, name: str, meta: dict[str, Any]) -> tuple[Path, Path, Path | None] | None:
-    """The build's files on this machine (FAISS, paths, and the vectors file of a DiskRefine build): in the
-    folder of a local index, else in the cache (fetched once per build and table version; the vectors
-    file once per name); None when the build's files are missing."""
+def _local_files(location: Location, name: str, meta: dict[str, Any]) -> dict[str, Path] | None:
+    """The build's files on this machine: "faiss", "paths", and where the JSON names them "vectors" (the full
+    vectors of a DiskRefine build) and "shift" (a guided build's route shift); in the folder of a local
+    index, else in the cache (fetched once per build and table version; the vectors file once per name);
+    None when one of the build's files is missing."""
     faiss_name, paths_name = _files(name, meta["build"])
-    vectors_name = meta.get("vectors")
+    named = {"faiss": faiss_name, "paths": paths_name}
+    named.update({key: meta[key] for key in ("vectors", "shift") if meta.get(key)})
+    vectors_name = named.get("vectors")
     if location.is_local:
         folder = Path(location.uri, ANN_DIR)
-        found = [folder / faiss_name, folder / paths_name] + ([folder / vectors_name] if vectors_name else [])
-        return (found[0], found[1], found[2] if vectors_name else None) if all(f.is_file() for f in found) else None
+        found = {key: folder / file for key, file in named.items()}
+        return found if all(f.is_file() for f in found.values()) else None
     folder = cache_folder(location)
     version = int(meta["table_version"])
-    wanted = []
-    remotes = [(faiss_name, _cached(faiss_name, meta["build"], version))]
-    remotes.append((paths_name, _cached(paths_name, meta["build"], version)))
-    if vectors_name:
-        remotes.append((vectors_name, vectors_name))
-    for remote, cached in remotes:
-        local = folder / cached
-        if not local.is_file() or (remote == vectors_name and not _same_size(location, remote, local)):
+    wanted = {}
+    for key, remote in named.items():
+        local = folder / (remote if key == "vectors" else _cached(remote, meta["build"], version))
+        if not local.is_file() or (key == "vectors" and not _same_size(location, remote, local)):
             try:
                 location.download(f"{ANN_DIR}/{remote}", local)
             except FileNotFoundError:
                 return None
-        wanted.append(local)
+        wanted[key] = local
     _evict(folder, name, meta["build"], vectors_name)
-    return wanted[0], wanted[1], wanted[2] if vectors_name else None
+    return wanted
 
 
 def _same_size(location: Location, remote: str, local: Path) -> bool:
@@ -245,7 +260,13 @@ def _same_size(location: Location, remote: str, local: Path) -> bool:
     return sizes.get(remote) == local.stat().st_size
 
 
-def _guided(base: faiss.Index, params: AnnParams, vectors_file: Path | None, memory_budget_gb: float | None) -> Any:
+def _guided(
+    base: faiss.Index,
+    params: AnnParams,
+    vectors_file: Path | None,
+    shift_file: Path | None,
+    memory_budget_gb: float | None,
+) -> Any:
     """A guided build's SpillRefine: its codes, full vectors (in RAM when they fit the budget) and route
     shift; None when its vectors file is missing or not of its size."""
     from avsearch.store.ann_spill import SpillRefine
@@ -259,8 +280,8 @@ def _guided(base: faiss.Index, params: AnnParams, vectors_file: Path | None, mem
         memory_budget_gb = load_search_config().ann.memory_budget_gb
     fits = params.n * params.dim * 4 <= memory_budget_gb * 1024**3
     vectors = np.fromfile(vectors_file, np.float32).reshape(params.n, params.dim) if fits else on_disk
-    shift = params.extra.get("route_shift")
-    return SpillRefine(base, vectors, shift=None if shift is None else np.asarray(shift, np.float32))
+    shift = None if shift_file is None else np.load(shift_file, allow_pickle=False)
+    return SpillRefine(base, vectors, shift=shift)
 
 
 def load_ann(
@@ -278,13 +299,13 @@ def load_ann(
     if found is None:
         log.warning("FAISS index %s is incomplete; searching exactly instead", name)
         return None
-    faiss_file, paths_file, vectors_file = found
+    faiss_file, paths_file, vectors_file = found["faiss"], found["paths"], found.get("vectors")
     index = faiss.read_index(str(faiss_file))
     with ipc.open_file(str(paths_file)) as reader:
         paths = [os.fsdecode(b) for b in reader.read_all().column("path_bytes").to_pylist()]
     params = AnnParams(**meta["params"])
     if params.kind == IVF_RABITQ_GUIDED:
-        index = _guided(index, params, vectors_file, memory_budget_gb)
+        index = _guided(index, params, vectors_file, found.get("shift"), memory_budget_gb)
         if index is None:
             log.warning("FAISS index %s: its vectors file is missing or incomplete; searching exactly instead", name)
             return None

@@ -55,7 +55,7 @@ def test_the_guided_kind_is_built_first_when_there_is_a_guiding_sample(world, bu
     assert params.kind == IVF_RABITQ_GUIDED and isinstance(index, SpillRefine)
     assert params.heldout_recall >= CFG.target_recall and params.k_factor in CFG.k_factors
     assert params.extra["spills"]["copies"] > 0 and params.extra["spills"]["guide_sample"] == 2000
-    assert params.extra["spills"]["route_shift"] == 1 and len(params.extra["route_shift"]) == DIM
+    assert params.extra["spills"]["route_shift"] == 1 and index.shift.shape == (DIM,)
     got = recall_at_k(index.search(world["fresh"], 10)[1], exact_topk(world["data"], world["fresh"], 10))
     assert got >= CFG.target_recall - 0.03  # queries neither tuned on nor guiding
     assert FALLBACKS[IVF_RABITQ_GUIDED] == (IVF_RABITQ_REFINE, IVF_SQ8_REFINE, IVF_FLAT)
@@ -91,7 +91,7 @@ def test_a_saved_guided_index_loads_to_the_same_answers(world, built, tmp_path: 
     assert (routed[1] != unrouted[1]).any()  # the shift matters here: a load that dropped it would differ
     meta = save_ann(tmp_path, NAME, index, params, [f"p{i}" for i in range(N)], 3)
     vectors_file = tmp_path / ANN_DIR / meta["vectors"]
-    assert vectors_file.stat().st_size == N * DIM * 4
+    assert vectors_file.stat().st_size == N * DIM * 4 and (tmp_path / ANN_DIR / meta["shift"]).is_file()
     allowed = np.arange(0, N, 3, dtype=np.int64)
     for budget, held in ((1.0, np.ndarray), (1e-6, VectorFile)):  # vectors in RAM, or read by row
         loaded = load_ann(tmp_path, NAME, use_gpu=False, memory_budget_gb=budget)
@@ -105,6 +105,7 @@ def test_a_saved_guided_index_loads_to_the_same_answers(world, built, tmp_path: 
     # a new build replaces the vectors file too (the old one is removed with its build)
     again = save_ann(tmp_path, NAME, index, params, [f"p{i}" for i in range(N)], 4)
     assert again["vectors"] != meta["vectors"] and not vectors_file.exists()
+    assert not (tmp_path / ANN_DIR / meta["shift"]).exists()
     vectors_file = tmp_path / ANN_DIR / again["vectors"]
     vectors_file.write_bytes(vectors_file.read_bytes()[: -DIM * 4])  # a vectors file cut short: not used
     assert load_ann(tmp_path, NAME, use_gpu=False) is None
@@ -143,4 +144,5 @@ def test_a_guided_index_on_an_object_store(world, built, s3_server, tmp_path: Pa
     monkeypatch.setenv("AVSEARCH_CACHE", str(tmp_path / "writer"))
     again = save_ann(where, NAME, index, params, [f"p{i}" for i in range(N)], 2)
     stored = {name for name, _ in where.list(ANN_DIR)}
-    assert again["vectors"] in stored and meta["vectors"] not in stored  # the old build's vectors went with it
+    assert {again["vectors"], again["shift"]} <= stored  # the old build's vectors and shift went with it
+    assert not {meta["vectors"], meta["shift"]} & stored
