@@ -71,7 +71,9 @@ def build_index(
     if first == IVF_RABITQ_REFINE and guided(cfg, guide):
         first = IVF_RABITQ_GUIDED
     chain = (first, *FALLBACKS.get(first, ()))
-    if trained is not None and trained[1].kind in chain:  # an earlier build fell back: start where it ended
+    if trained is not None and trained[1].kind in chain and trained[1].extra.get("fell_back_from"):
+        # an earlier build fell back: start where it ended. One that did not (e.g. an ivf_rabitq_refine built
+        # before there was a guiding sample, or a guided kind) starts at the head of today's chain.
         chain = chain[chain.index(trained[1].kind) :]
     return first_on_target(
         chain, lambda kind: _build_kind(kind, vectors, cfg, queries, query_source, seed, trained, guide), cfg

@@ -146,3 +146,12 @@ def test_a_guided_index_on_an_object_store(world, built, s3_server, tmp_path: Pa
     stored = {name for name, _ in where.list(ANN_DIR)}
     assert {again["vectors"], again["shift"]} <= stored  # the old build's vectors and shift went with it
     assert not {meta["vectors"], meta["shift"]} & stored
+
+
+def test_an_index_built_without_a_guide_becomes_guided_once_one_exists(world) -> None:
+    """An ivf_rabitq_refine built when the other modality had too few rows (or before this kind existed) is
+    not where the next build starts: that one did not fall back, so the chain starts at its head again."""
+    plain = build_index(world["data"], CFG, world["tune"], "test", guide=world["guide"][:499])
+    assert plain[1].kind == IVF_RABITQ_REFINE and "fell_back_from" not in plain[1].extra
+    _, params = build_index(world["data"], CFG, world["tune"], "test", trained=plain, guide=world["guide"])
+    assert params.kind == IVF_RABITQ_GUIDED
