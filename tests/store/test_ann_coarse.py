@@ -2,9 +2,9 @@
 at 1M vectors and 16,000 lists, because FAISS's IVF add went through the graph at efSearch 16 and filed
 most vectors in lists of other concepts; store/ann_coarse.py).
 
-Random unit vectors in 128-d over 2,000 lists (the graph at efSearch 16 misfiles a few percent of them,
+Random unit vectors in 128-d over 1,200 lists (the graph at efSearch 16 misfiles a few percent of them,
 some by a score of 0.5): every list is checked, vector by vector, against a flat search over the same
-centroids, after a new build and after an update that reuses the trained lists."""
+centroids, after a new build, an update that reuses the trained lists, and a streamed build."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from avsearch.store.ann_build import build_index
+from avsearch.store.ann_stream import ArrayChunks, build_streamed
 from avsearch.store.config import AnnConfig
 
-N, DIM, LISTS = 10_000, 128, 2_000
+N, DIM, LISTS = 6_000, 128, 1_200
 CFG = AnnConfig(
     exact_max_vectors=1000,
     lists_per_sqrt_n=LISTS / N**0.5,
@@ -61,3 +62,10 @@ def test_new_and_updated_hnsw_coarse_lists_hold_each_vector_at_its_nearest_centr
     index, params = build_index(data, CFG, queries, "test", trained=(index, params))
     assert params.coarse == "hnsw"
     assert _worst_filing(index, data) < 1e-5
+
+
+def test_a_streamed_build_files_each_vector_at_its_nearest_centroid(world, tmp_path) -> None:
+    data, queries = world
+    index, params = build_streamed(ArrayChunks(data, 1500), CFG, tmp_path / "v.f32", queries, "test")
+    assert params.coarse == "hnsw" and params.vectors_on_disk
+    assert _worst_filing(index.base, data) < 1e-5
