@@ -75,7 +75,7 @@ def index_embeddings(
                 index.commit()
         ids, metas, spans = _rows(path, len(vectors))
         track = index.manifest.kind(table)  # a moment's key names its track (image: frames; audio: sound)
-        rows = _Rows(table, vectors, ids, metas, spans, fingerprint or EXTERNAL, track)
+        rows = _Rows(table, path, ids, metas, spans, fingerprint or EXTERNAL, track)
         summary.scanned += len(ids)
         stage = f"vectors {table}"
         progress.start(stage, len(ids))
@@ -95,10 +95,10 @@ def index_embeddings(
 
 @dataclass(frozen=True)
 class _Rows:
-    """One .npy file's rows on their way to `table`: vectors (memory-mapped), ids, metadata, moment times."""
+    """One .npy file's rows on their way to `table`: the file, ids, metadata, moment times."""
 
     table: str
-    vectors: np.ndarray
+    path: Path
     ids: list[str]
     metas: list[FileMeta]
     spans: list[Span]
@@ -106,10 +106,13 @@ class _Rows:
     track: str
 
     def batches(self, index: Index, rows: range) -> Iterator[tuple[list[FileRecord], dict[str, np.ndarray]]]:
-        """`rows` in batches of _CHUNK: records, and every vector column of the table (bridges applied)."""
+        """`rows` in batches of _CHUNK: records, and every vector column of the table (bridges applied).
+        The file is mapped anew for each call: pages read through a map stay in the process's resident
+        memory while the map lives (a 10M x 512 file would count 20 GB by the end of the run)."""
+        vectors = np.load(self.path, mmap_mode="r", allow_pickle=False)
         for start in range(rows.start, rows.stop, _CHUNK):
             part = slice(start, min(start + _CHUNK, rows.stop))
-            native = np.asarray(self.vectors[part], dtype=np.float32)
+            native = np.asarray(vectors[part], dtype=np.float32)
             native = native / np.maximum(np.linalg.norm(native, axis=1, keepdims=True), 1e-12)
             stamp = index.manifest.bridge_stamp(self.table)
             records = [
