@@ -8,7 +8,18 @@ from avsearch.store.ann_disk import DiskRefine
 
 faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
 
-HNSW_EF_SEARCH = 64  # the HNSW coarse quantizer's search width (at least nprobe)
+# The HNSW coarse quantizer's search width: EF_PER_PROBE x nprobe, at least HNSW_EF_SEARCH. Over centroids of
+# many equally distant concepts the graph's beam, more than nprobe, decides which lists come back (200k vectors,
+# 3,200 lists: recall@10 0.897 at efSearch 64 for nprobe 4 to 64; at nprobe 16, 0.975 at efSearch 256), and a
+# width pinned while nprobe doubled (max(64, nprobe): 64 at nprobe 32 and 64) looked like a plateau of the codes
+# to the tuning (ann_tune._smallest_nprobe), which fell back to IVF-Flat (nprobe 181; now RaBitQ at nprobe 53).
+HNSW_EF_SEARCH = 64
+EF_PER_PROBE = 4
+
+
+def coarse_ef(nprobe: int) -> int:
+    """The HNSW coarse quantizer's efSearch for a search of nprobe lists."""
+    return max(HNSW_EF_SEARCH, EF_PER_PROBE * nprobe)
 
 
 def search_parameters(
@@ -22,7 +33,7 @@ def search_parameters(
     if sel is not None:
         ivf.sel = sel
     if params.coarse == "hnsw":
-        ivf.quantizer_params = coarse = faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, ivf.nprobe))
+        ivf.quantizer_params = coarse = faiss.SearchParametersHNSW(efSearch=coarse_ef(ivf.nprobe))
         ivf.referenced_coarse = coarse
     if params.kind not in RERANKED:
         ivf.referenced = sel  # the SWIG proxies must outlive the search
@@ -53,7 +64,7 @@ def configure(index: faiss.Index, params: AnnParams) -> None:
     set_nprobe(index, params.nprobe)
     if params.coarse == "hnsw":  # CPU only: refined kinds are never moved to a GPU
         quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
-        quantizer.hnsw.efSearch = max(HNSW_EF_SEARCH, params.nprobe)
+        quantizer.hnsw.efSearch = coarse_ef(params.nprobe)
     if params.k_factor and refine is None:  # an IndexRefineFlat
         faiss.downcast_index(index).k_factor = float(params.k_factor)
 

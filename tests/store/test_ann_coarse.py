@@ -12,7 +12,9 @@ import faiss
 import numpy as np
 import pytest
 
+from avsearch.store.ann import AnnParams
 from avsearch.store.ann_build import build_index
+from avsearch.store.ann_search import configure, search_parameters
 from avsearch.store.ann_stream import ArrayChunks, build_streamed
 from avsearch.store.config import AnnConfig
 
@@ -69,3 +71,20 @@ def test_a_streamed_build_files_each_vector_at_its_nearest_centroid(world, tmp_p
     index, params = build_streamed(ArrayChunks(data, 1500), CFG, tmp_path / "v.f32", queries, "test")
     assert params.coarse == "hnsw" and params.vectors_on_disk
     assert _worst_filing(index.base, data) < 1e-5
+
+
+def test_the_graph_searches_wider_at_each_doubling_of_nprobe_the_tuning_tries() -> None:
+    # ann_tune._smallest_nprobe doubles nprobe and calls a gain under 0.002 from 64 lists on a plateau of the
+    # codes: a graph search width pinned across a doubling (max(64, nprobe) was 64 at nprobe 32 and 64) gave
+    # the same lists, so a RaBitQ build passed for IVF-Flat (200k vectors, 3,200 lists)
+    index = faiss.index_factory(8, "IVF4_HNSW32,RaBitQ,RFlat", faiss.METRIC_INNER_PRODUCT)
+    index.train(_unit(np.random.default_rng(0).standard_normal((200, 8))))
+    quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+    widths = []
+    for nprobe in (32, 64, 128, 256, 512, 1024):
+        params = AnnParams(kind="ivf_rabitq_refine", n=200, dim=8, nlist=4096, nprobe=nprobe, k_factor=4, coarse="hnsw")
+        coarse = search_parameters(params).referenced[0].referenced_coarse  # the HNSW params a search passes
+        configure(index, params)  # a loaded index's plain searches use the same width
+        assert quantizer.hnsw.efSearch == coarse.efSearch >= nprobe
+        widths.append(quantizer.hnsw.efSearch)
+    assert all(b > a for a, b in zip(widths, widths[1:], strict=False))
