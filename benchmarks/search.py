@@ -204,7 +204,11 @@ CANDIDATES: dict[str, dict[str, object]] = {
     "IVF-Flat, 4 sqrt(n) lists": {"refined_codes": "none"},
     "IVF-SQ8 + re-rank, 4 sqrt(n) lists": {"refined_codes": "sq8", "hnsw_coarse_min_lists": 10**9},
     "IVF-RaBitQ + re-rank, 4 sqrt(n) lists": {"refined_codes": "rabitq", "hnsw_coarse_min_lists": 10**9},
-    "IVF-RaBitQ + re-rank, 16 sqrt(n) lists, HNSW coarse": {"refined_codes": "rabitq", "lists_per_sqrt_n": 16.0},
+    "IVF-RaBitQ + re-rank, 16 sqrt(n) lists, HNSW coarse": {
+        "refined_codes": "rabitq",
+        "lists_per_sqrt_n": 16.0,
+        "hnsw_coarse_min_lists": 0,  # off in search.toml: without this the candidate had a flat coarse quantizer
+    },
     # query-guided spilling (store/ann_spill.py): built from the query sample, not from the tuning queries
     "IVF-RaBitQ + re-rank + query-guided spills, 4 sqrt(n) lists": {"refined_codes": "rabitq", "spill": True},
 }
