@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from avsearch.lazy_import import lazy_module
-from avsearch.store.ann import IVF_FLAT, IVF_RABITQ_GUIDED, AnnParams, maybe_gpu, to_cpu
+from avsearch.store.ann import FLAT, IVF_FLAT, IVF_RABITQ_GUIDED, AnnParams, maybe_gpu, to_cpu
 from avsearch.store.ann_disk import DiskRefine, VectorFile
 from avsearch.store.ann_search import configure, search_parameters, set_nprobe
 from avsearch.store.location import Location
@@ -68,10 +68,18 @@ class LoadedAnn:
         """queries (M, d) float32 -> (scores (M, k), row ids (M, k)); ids -1 where fewer than k.
 
         allowed: row ids a metadata filter kept (None = all rows). cross_modal: the queries are of another
-        modality than the indexed one (text included); a guided index routes them by its shift.
+        modality than the indexed one (text included); a guided index routes them by its shift. Queries of
+        the indexed modality use the settings tuned for them (params.extra["same_modality"]), where the
+        build recorded some.
         """
         queries = np.ascontiguousarray(queries, np.float32)
         k = max(1, min(k, len(self.paths)))
+        own = None if cross_modal else self.params.extra.get("same_modality")
+        if own and self.params.kind != FLAT and (allowed is not None or self.gpu_index is None):
+            # (a GPU index answers unfiltered searches with the settings set on it)
+            sel = None if allowed is None else faiss.IDSelectorBatch(np.ascontiguousarray(allowed, np.int64))
+            nprobe, k_factor = int(own["nprobe"]), int(own["k_factor"]) or None  # type: ignore[index]
+            return self.index_search(queries, k, search_parameters(self.params, sel, nprobe, k_factor), False)
         if allowed is None and self.gpu_index is not None:
             try:
                 return self.gpu_index.search(queries, k)

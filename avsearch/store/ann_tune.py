@@ -1,4 +1,5 @@
-"""Recall tuning of a built IVF index: the cheapest nprobe (and k_factor) reaching the target on cross-modal queries.
+"""Recall tuning of a built IVF index: the cheapest nprobe (and k_factor) reaching the target on cross-modal
+queries, and settings of their own for same-modality queries.
 
 IVF indexes are tuned on *cross-modal* query vectors (audio projections against image vectors, text
 against audio, ...). Those queries sit outside the clusters of the indexed modality (the modality gap),
@@ -51,6 +52,7 @@ def tuned_index(
     params.nprobe, params.k_factor = setting
     params.tuned_recall, params.heldout_recall = tuned, heldout
     params.tuning_queries, params.tuning_source = len(queries), query_source
+    params.extra["same_modality"] = tune_same_modality(index, params, vectors, cfg, seed, exact)
     configure(index, params)
     return index, params
 
@@ -82,12 +84,12 @@ def tune(
     """
     order = rng.permutation(len(queries))
     half = len(order) // 2
-    tune_q, held_q = (queries[order[:half]], queries[order[half:]]) if half >= 10 else (queries, queries)
+    shuffled = queries[order]
+    tune_q, held_q = (shuffled[:half], shuffled[half:]) if half >= 10 else (shuffled, shuffled)
     k = min(RECALL_K, params.n)
-    if exact is None:
-        truth_tune, truth_held = exact_topk(vectors, tune_q, k), exact_topk(vectors, held_q, k)
-    else:
-        truth_tune, truth_held = exact(tune_q, k), exact(held_q, k)
+    # one exact search of both halves (a streamed build pays a pass over the table per call)
+    truth = exact_topk(vectors, shuffled, k) if exact is None else exact(shuffled, k)
+    truth_tune, truth_held = (truth[:half], truth[half:]) if half >= 10 else (truth, truth)
     goal = min(1.0, cfg.target_recall + cfg.tuning_margin)
     refined = params.kind in RERANKED
 

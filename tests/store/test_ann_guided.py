@@ -67,7 +67,12 @@ def test_the_guided_kind_is_built_first_when_there_is_a_guiding_sample(world, bu
 def _answers(index, params, q: np.ndarray, cross_modal: bool, allowed: np.ndarray | None = None):  # noqa: ANN001, ANN202
     import faiss
 
-    p = None if allowed is None else search_parameters(params, sel=faiss.IDSelectorBatch(allowed))
+    sel = None if allowed is None else faiss.IDSelectorBatch(allowed)
+    if cross_modal:
+        p = None if sel is None else search_parameters(params, sel=sel)
+    else:  # queries of the indexed modality: the settings tuned for them
+        own = params.extra["same_modality"]
+        p = search_parameters(params, sel=sel, nprobe=own["nprobe"], k_factor=own["k_factor"])
     return index.search(q, 10, params=p, cross_modal=cross_modal)
 
 

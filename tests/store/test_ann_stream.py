@@ -63,7 +63,8 @@ def test_streamed_build_equals_the_in_memory_build_and_reads_chunks_only(world, 
     assert isinstance(disk, DiskRefine) and dparams.vectors_on_disk and dparams.kind == mparams.kind
     assert (dparams.nlist, dparams.n) == (mparams.nlist, len(data))
     # never more than a chunk at a time; 2 passes (training sample + exact truth, then codes + vectors file)
-    assert max(source.sizes) == CHUNK and sum(source.sizes) == 2 * len(data)
+    # passes: sample + cross-modal truth, codes + vectors, the same-modality queries' truth (rows of the sample)
+    assert max(source.sizes) == CHUNK and sum(source.sizes) == 3 * len(data)
     np.testing.assert_array_equal(np.fromfile(disk.vectors.path, np.float32).reshape(data.shape), data)
     ivf = faiss.extract_index_ivf(memory)
     ids = faiss.extract_index_ivf(memory).invlists
