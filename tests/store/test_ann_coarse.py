@@ -4,9 +4,12 @@ most vectors in lists of other concepts; store/ann_coarse.py).
 
 Random unit vectors in 128-d over 1,200 lists (the graph at efSearch 16 misfiles about 1% of them, the
 worst by a score of 0.35, measured): every list is checked, vector by vector, against a flat search over the same
-centroids, after a new build, an update that reuses the trained lists, and a streamed build."""
+centroids, after a new build, an update that reuses the trained lists, a streamed build and an update
+in place of it (store/ann_update.py)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import faiss
 import numpy as np
@@ -16,6 +19,7 @@ from avsearch.store.ann import AnnParams
 from avsearch.store.ann_build import build_index
 from avsearch.store.ann_search import configure, search_parameters
 from avsearch.store.ann_stream import ArrayChunks, build_streamed
+from avsearch.store.ann_update import update_in_place
 from avsearch.store.config import AnnConfig
 
 N, DIM, LISTS = 6_000, 128, 1_200
@@ -66,10 +70,28 @@ def test_new_and_updated_hnsw_coarse_lists_hold_each_vector_at_its_nearest_centr
     assert _worst_filing(index, data) < 1e-5
 
 
-def test_a_streamed_build_files_each_vector_at_its_nearest_centroid(world, tmp_path) -> None:
+class PathChunks:
+    """ann_update's source: the rows with a path each ("0", "1", ...), in chunks."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def path_chunks(self):  # noqa: ANN201
+        for s in range(0, len(self.array), 1500):
+            yield [str(i) for i in range(s, min(s + 1500, len(self.array)))], self.array[s : s + 1500]
+
+
+def test_streamed_and_updated_lists_hold_each_vector_at_its_nearest_centroid(world, tmp_path) -> None:
     data, queries = world
-    index, params = build_streamed(ArrayChunks(data, 1500), CFG, tmp_path / "v.f32", queries, "test")
+    old = data[: N - 500]
+    cfg = replace(CFG, hnsw_coarse_min_lists=1)  # fewer rows, fewer lists: still behind a graph
+    index, params = build_streamed(ArrayChunks(old, 1500), cfg, tmp_path / "v.f32", queries, "test")
     assert params.coarse == "hnsw" and params.vectors_on_disk
+    assert _worst_filing(index.base, old) < 1e-5
+    # 500 rows more, added in place (ids N-500...N-1 in order); however narrow the graph's search, exactly
+    faiss.downcast_index(faiss.extract_index_ivf(index.base).quantizer).hnsw.efSearch = 1
+    updated = update_in_place(index, params, [str(i) for i in range(len(old))], PathChunks(data))
+    assert updated is not None and updated[1].n == N
     assert _worst_filing(index.base, data) < 1e-5
 
 
