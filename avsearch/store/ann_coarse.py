@@ -3,9 +3,10 @@
 FAISS's IndexIVF.add files each vector in the list its coarse quantizer returns; an HNSW quantizer answers
 through its graph at its own efSearch (16 unless set; ours is set only after tuning). Over k-means centroids
 of many equally distant concepts (benchmarks/search.py's cases) that graph finds the nearest centroid for
-few vectors: 0.98 of them at 500 concepts (800 lists), 0.76 at 1,000, 0.26 at 2,000 (3,200 lists), the
-rest going to lists of other concepts, where no nprobe that ranks the lists right finds them (recall@10
-0.77 at nprobe 1,024 of 3,200; 0.07 at 1M vectors and 16,000 lists). benchmarks/hnsw_coarse.py measures it.
+fewer vectors the more concepts there are: 0.98 of them at 500 concepts (800 lists), 0.76 at 1,000, 0.26-0.47
+at 2,000 (3,200 lists), 0.13 at 4,000 (6,400 lists); the rest went to lists of other concepts, where no nprobe
+that ranks the lists right finds them (recall@10 0.77 at nprobe 1,024 of 3,200; 0.07 at 1M vectors and 16,000
+lists). benchmarks/hnsw_coarse.py filing measures it.
 """
 
 from __future__ import annotations
