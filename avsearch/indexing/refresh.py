@@ -84,9 +84,10 @@ def _streamed(index: Index, cfg: AnnConfig, modality: str, column: str, version:
             built, params, paths = updated
             return index.save_ann(name, built, params, paths, version)
         trained = (previous.index, previous.params)
-    queries, query_source = tuning_queries(index.tables, index.models, cfg, modality, column)
+    wanted = cfg.stream_guide_queries if cfg.query_guided and cfg.refined_codes == "rabitq" else 0
+    queries, query_source, guide = guided_queries(index.tables, index.models, cfg, modality, column, wanted)
     built, params = build_streamed(
-        source, cfg, new_vectors_file(index.location, name), queries, query_source, trained=trained
+        source, cfg, new_vectors_file(index.location, name), queries, query_source, trained=trained, guide=guide
     )
     log.info("FAISS %s: %s over %d vectors (streamed, vectors on disk)", name, params.kind, params.n)
     return index.save_ann(name, built, params, source.paths, version)

@@ -35,6 +35,9 @@ class VectorFile:
     def rows(self) -> int:
         return self.path.stat().st_size // (4 * self.dim) if self.path.exists() else 0
 
+    def __len__(self) -> int:
+        return self.rows
+
     def append(self, chunk: np.ndarray) -> None:
         with open(self.path, "ab") as f:
             f.write(np.ascontiguousarray(chunk, np.float32).tobytes())

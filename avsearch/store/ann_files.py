@@ -274,20 +274,23 @@ def _guided(
     vectors_file: Path | None,
     shift_file: Path | None,
     memory_budget_gb: float | None,
+    rows: int,
 ) -> Any:
     """A guided build's SpillRefine: its codes, full vectors (in RAM when they fit the budget) and route
-    shift; None when its vectors file is missing or not of its size."""
+    shift; None when its vectors file is missing or does not hold `rows` rows (one per path, rows removed
+    by an in-place update included)."""
     from avsearch.store.ann_spill import SpillRefine
 
     on_disk = None if vectors_file is None else VectorFile(vectors_file, params.dim)
-    if on_disk is None or on_disk.rows != params.n:
+    if on_disk is None or on_disk.rows != rows:
         return None
     if memory_budget_gb is None:
         from avsearch.store.config import load_search_config
 
         memory_budget_gb = load_search_config().ann.memory_budget_gb
-    fits = params.n * params.dim * 4 <= memory_budget_gb * 1024**3
-    vectors = np.fromfile(vectors_file, np.float32).reshape(params.n, params.dim) if fits else on_disk
+    # a streamed build's vectors stayed on disk because they did not fit: they are read by row again
+    fits = not params.vectors_on_disk and rows * params.dim * 4 <= memory_budget_gb * 1024**3
+    vectors = np.fromfile(vectors_file, np.float32).reshape(rows, params.dim) if fits else on_disk
     shift = None if shift_file is None else np.load(shift_file, allow_pickle=False)
     return SpillRefine(base, vectors, shift=shift)
 
@@ -313,7 +316,7 @@ def load_ann(
         paths = [os.fsdecode(b) for b in reader.read_all().column("path_bytes").to_pylist()]
     params = AnnParams(**meta["params"])
     if params.kind == IVF_RABITQ_GUIDED:
-        index = _guided(index, params, vectors_file, found.get("shift"), memory_budget_gb)
+        index = _guided(index, params, vectors_file, found.get("shift"), memory_budget_gb, len(paths))
         if index is None:
             log.warning("FAISS index %s: its vectors file is missing or incomplete; searching exactly instead", name)
             return None

@@ -19,6 +19,7 @@ candidates exactly on the full vectors, so answers are exact scores of distinct 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,33 +144,48 @@ def sample_neighbours(index: SpillRefine, sample: np.ndarray, settings: SpillSet
 
 
 def route_shift(
-    vectors: np.ndarray,
+    take: Callable[[np.ndarray], np.ndarray],
     sample: np.ndarray,
     neighbours: np.ndarray,
-    primary: np.ndarray,
+    wanted: np.ndarray,
     quantizer: faiss.Index,
     probe: int,
 ) -> np.ndarray | None:
     """The offset that moves a sample query towards its true neighbours (neighbours (M, k) row ids, -1
-    for none; their mean direction minus the query, averaged), kept when routing by unit(query + offset)
-    puts more of the neighbours in the query's `probe` nearest lists than routing by the query itself
-    (primary (N,): each row's list); None otherwise (no modality gap to correct)."""
+    for none, whose vectors take(rows) gives; their mean direction minus the query, averaged), kept when
+    routing by unit(query + offset) puts more of the neighbours in the query's `probe` nearest lists than
+    routing by the query itself (wanted (M, k): each neighbour's list); None otherwise (no gap to correct)."""
     found = neighbours >= 0
     if not found.any():
         return None
     total = np.zeros(sample.shape[1], np.float64)
     for s in range(0, len(sample), 4096):  # (chunk, k, d) neighbour vectors at a time, not the whole sample's
         nb, ok = neighbours[s : s + 4096], found[s : s + 4096]
-        ahead = (np.asarray(vectors)[np.maximum(nb, 0)] * ok[..., None]).sum(axis=1)
+        ahead = (take(np.maximum(nb, 0).reshape(-1)).reshape(*nb.shape, -1) * ok[..., None]).sum(axis=1)
         total += (_unit(ahead) - sample[s : s + 4096]).sum(axis=0)
     shift = (total / len(sample)).astype(np.float32)
-    wanted = primary[np.maximum(neighbours, 0)]
 
     def covered(route: np.ndarray) -> int:
         lists = quantizer.search(np.ascontiguousarray(route, np.float32), probe)[1]
         return int(((wanted[..., None] == lists[:, None, :]).any(axis=2) & found).sum())
 
     return shift if covered(_unit(sample + shift)) > covered(sample) else None
+
+
+def learn_route(index: DiskRefine, sample: np.ndarray, neighbours: np.ndarray, probe: int) -> np.ndarray | None:
+    """route_shift for a built index whose full vectors are read by row (a streamed build): the sample's
+    exact neighbours are looked up in the vectors file and filed in their lists anew (exactly)."""
+    from avsearch.store.ann_coarse import exact_lists
+
+    ivf = faiss.extract_index_ivf(index.base)
+    rows = np.unique(neighbours[neighbours >= 0])
+    if not len(rows):
+        return None
+    with exact_lists(index.base):
+        lists = ivf.quantizer.search(np.ascontiguousarray(index.vectors.take(rows), np.float32), 1)[1][:, 0]
+    at = np.minimum(np.searchsorted(rows, neighbours), len(rows) - 1)
+    wanted = np.where(neighbours >= 0, lists[at], -1)
+    return route_shift(index.vectors.take, sample, neighbours, wanted, ivf.quantizer, probe)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -192,7 +208,8 @@ def build_spilled(
     are added again, the shift and spills recomputed; nlist is then that index's). Returns (index, stats:
     rows spilled, copies added, whether a route shift is used)."""
     from avsearch.store.ann import IVF_RABITQ_REFINE
-    from avsearch.store.ann_build import empty_index, training_rows
+    from avsearch.store.ann_coarse import exact_lists
+    from avsearch.store.ann_train import empty_index, training_rows
 
     vectors = np.ascontiguousarray(vectors, np.float32)
     n, dim = vectors.shape
@@ -206,7 +223,8 @@ def build_spilled(
         index.train(vectors if take is None else vectors[take])
         del hold
     ivf = faiss.extract_index_ivf(index)
-    primary = ivf.quantizer.search(vectors, 1)[1][:, 0]
+    with exact_lists(index):  # an HNSW coarse quantizer's graph would misfile some (store/ann_coarse.py)
+        primary = ivf.quantizer.search(vectors, 1)[1][:, 0]
     add_spilled(ivf, vectors, np.arange(n, dtype=np.int64), primary)
     spilled = SpillRefine(index, vectors)
     stats = {"spilled_rows": 0, "copies": 0, "route_shift": 0}
@@ -215,7 +233,8 @@ def build_spilled(
     sample = np.ascontiguousarray(sample_queries, np.float32)
     neighbours = sample_neighbours(spilled, sample, settings)
     if settings.route:
-        spilled.shift = route_shift(vectors, sample, neighbours, primary, ivf.quantizer, settings.probe)
+        wanted = primary[np.maximum(neighbours, 0)]
+        spilled.shift = route_shift(lambda r: vectors[r], sample, neighbours, wanted, ivf.quantizer, settings.probe)
     routed = sample if spilled.shift is None else _unit(sample + spilled.shift)
     stats["route_shift"] = int(spilled.shift is not None)
     if settings.cap <= 0:

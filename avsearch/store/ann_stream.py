@@ -21,10 +21,20 @@ from typing import Protocol
 import numpy as np
 
 from avsearch.lazy_import import lazy_module
-from avsearch.store.ann import IVF_FLAT, IVF_SQ8_REFINE, REFINED, AnnParams
-from avsearch.store.ann_build import FALLBACKS, empty_index, first_on_target, list_count, training_rows
+from avsearch.store.ann import (
+    IVF_FLAT,
+    IVF_RABITQ_GUIDED,
+    IVF_RABITQ_REFINE,
+    IVF_SQ8_REFINE,
+    RECALL_K,
+    REFINED,
+    AnnParams,
+)
+from avsearch.store.ann_build import FALLBACKS, first_on_target, guided
 from avsearch.store.ann_coarse import exact_lists
 from avsearch.store.ann_disk import DiskRefine, VectorFile
+from avsearch.store.ann_spill import SpillRefine, learn_route
+from avsearch.store.ann_train import empty_index, list_count, training_rows
 from avsearch.store.ann_tune import tuned_index
 from avsearch.store.config import AnnConfig
 
@@ -77,25 +87,33 @@ def build_streamed(
     query_source: str = "",
     seed: int = 0,
     trained: tuple[DiskRefine, AnnParams] | None = None,
+    guide: np.ndarray | None = None,
 ) -> tuple[DiskRefine, AnnParams]:
     """A tuned refined IVF index over source's vectors, with the full vectors written to vectors_path.
 
     The kinds are tried as build_index tries them (a kind under the recall target gives way to the next
     of its FALLBACKS chain that fits: IVF-Flat never does here). trained: the previous build of this
-    column, whose trained lists are reused when the kind and size allow (as build_index does).
+    column, whose trained lists are reused when the kind and size allow (as build_index does). guide: the
+    other modality's vectors (none of `queries`); with enough of them (ann_build.guided) the first kind is
+    the guided one, routing cross-modal queries by a shift learned from the exact neighbours of
+    cfg.stream_guide_queries of them (found in the same pass as the tuning queries'); no spills here.
     """
     n, dim = source.n, source.dim
     vectors = VectorFile(vectors_path, dim)
     if vectors.rows:
         raise FileExistsError(f"{vectors_path}: a streamed build writes a new vectors file")
     first = stream_kind(cfg)
+    steer = np.zeros((0, dim), np.float32)
+    if first == IVF_RABITQ_REFINE and guided(cfg, guide) and cfg.stream_guide_queries:
+        first, steer = IVF_RABITQ_GUIDED, np.ascontiguousarray(guide[: cfg.stream_guide_queries], np.float32)
     chain = tuple(k for k in (first, *FALLBACKS.get(first, ())) if k != IVF_FLAT)
-    if trained is not None and trained[1].kind in chain:
-        chain = chain[chain.index(trained[1].kind) :]
+    if trained is not None and trained[1].kind in chain and trained[1].extra.get("fell_back_from"):
+        chain = chain[chain.index(trained[1].kind) :]  # an earlier build fell back: start where it ended
     reuse = trained is not None and trained[1].dim == dim and trained[1].n // 2 <= n <= trained[1].n * 2
     nlist = trained[1].nlist if reuse else list_count(n, cfg)
     take = training_rows(n, nlist, chain[0], cfg, seed)
-    sample, exact = _sample_and_exact(source, take, queries, cfg)
+    looked_up = steer if queries is None or not len(queries) else np.concatenate([queries, steer])
+    sample, exact = _sample_and_exact(source, take, looked_up, cfg)
 
     def build(kind: str) -> tuple[DiskRefine, AnnParams]:
         if reuse and trained[1].kind == kind:
@@ -105,13 +123,18 @@ def build_streamed(
             params = AnnParams(kind=kind, n=n, dim=dim, nlist=old.nlist, coarse=old.coarse, vectors_on_disk=True)
             log.info("updating %s in place: %d vectors, %d lists", kind, n, old.nlist)
         else:
-            cpu, spec, _keep = empty_index(kind, dim, nlist, cfg, seed, on_disk=True)
+            codes = IVF_RABITQ_REFINE if kind == IVF_RABITQ_GUIDED else kind
+            cpu, spec, _keep = empty_index(codes, dim, nlist, cfg, seed, on_disk=True)
             log.info("training %s (%s): %d vectors on %d training points", kind, spec, n, len(sample))
             cpu.train(sample)
-            index = DiskRefine(cpu, vectors)
+            index = SpillRefine(cpu, vectors) if kind == IVF_RABITQ_GUIDED else DiskRefine(cpu, vectors)
             coarse = "hnsw" if "_HNSW" in spec else "flat"
             params = AnnParams(kind=kind, n=n, dim=dim, nlist=nlist, coarse=coarse, vectors_on_disk=True)
         _add_chunks(index, source, write=vectors.rows == 0)
+        if kind == IVF_RABITQ_GUIDED:
+            index.shift = learn_route(index, steer, exact(steer, min(RECALL_K, n)), cfg.spill_probe)
+            used = int(index.shift is not None)
+            params.extra["spills"] = {"route_shift": used, "copies": 0, "spilled_rows": 0, "guide_sample": len(steer)}
         return tuned_index(index, params, sample, cfg, queries, query_source, seed, exact)
 
     return first_on_target(chain, build, cfg)

@@ -67,15 +67,24 @@ class AnnConfig:
     guide_min_sample: int = 1_000  # fewer: no guided kind (too few to say where queries go)
     spill_probe: int = 4  # SpillSettings.probe: a neighbour in one of a query's spill_probe nearest lists stays
     spill_cap: int = 2  # SpillSettings.cap: extra copies per row at most
+    # a streamed build routes only (no spills): this many guiding rows get their exact neighbours in its pass
+    stream_guide_queries: int = 2_000
 
     def __post_init__(self) -> None:
         if self.refined_codes not in ("rabitq", "sq8", "none"):
             raise ConfigError(f"[ann] refined_codes = {self.refined_codes!r}: expected 'rabitq', 'sq8' or 'none'")
         if not self.k_factors or min(self.k_factors) < 1:
             raise ConfigError(f"[ann] k_factors = {list(self.k_factors)}: expected re-ranking depths of 1 or more")
-        if self.guide_min_sample < 1 or self.guide_sample < 0 or self.spill_probe < 1 or self.spill_cap < 0:
+        if (
+            self.guide_min_sample < 1
+            or self.guide_sample < 0
+            or self.spill_probe < 1
+            or self.spill_cap < 0
+            or self.stream_guide_queries < 0
+        ):
             raise ConfigError(
-                "[ann] guide_min_sample and spill_probe must be 1 or more, guide_sample and spill_cap 0 or more"
+                "[ann] guide_min_sample and spill_probe must be 1 or more; guide_sample, spill_cap and "
+                "stream_guide_queries 0 or more"
             )
 
 
