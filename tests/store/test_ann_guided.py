@@ -58,7 +58,7 @@ def test_the_guided_kind_is_built_first_when_there_is_a_guiding_sample(world, bu
     assert params.extra["spills"]["route_shift"] == 1 and index.shift.shape == (DIM,)
     got = recall_at_k(index.search(world["fresh"], 10)[1], exact_topk(world["data"], world["fresh"], 10))
     assert got >= CFG.target_recall - 0.03  # queries neither tuned on nor guiding
-    assert FALLBACKS[IVF_RABITQ_GUIDED] == (IVF_RABITQ_REFINE, IVF_SQ8_REFINE, IVF_FLAT)
+    assert FALLBACKS[IVF_RABITQ_GUIDED] == (IVF_SQ8_REFINE, IVF_FLAT)
     # no guided kind: too small a sample, the setting off, or codes other than RaBitQ
     assert guided(CFG, world["guide"][:500]) and not guided(CFG, world["guide"][:499])
     assert not guided(replace(CFG, query_guided=False), world["guide"]) and not guided(CFG, None)
