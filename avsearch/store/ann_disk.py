@@ -159,7 +159,9 @@ class DiskRefine:
             self._centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist)
         route = x + self.shift
         route /= np.maximum(np.linalg.norm(route, axis=1, keepdims=True), 1e-12)
-        lists = np.ascontiguousarray(ivf.quantizer.search(route, nprobe)[1])
+        # an HNSW coarse quantizer searches as wide as the IVF's own search would (ann_search.coarse_ef)
+        coarse_params = getattr(params, "quantizer_params", None)
+        lists = np.ascontiguousarray(ivf.quantizer.search(route, nprobe, params=coarse_params)[1])
         # the query-to-centroid terms of the lists probed, as the quantizer would give them for x
         coarse = np.ascontiguousarray(np.einsum("qd,qpd->qp", x, self._centroids[np.maximum(lists, 0)]), np.float32)
         scores = np.empty((len(x), depth), np.float32)
