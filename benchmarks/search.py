@@ -28,9 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ helper
 import faiss  # noqa: E402
 
 from avsearch.store import ann_spill  # noqa: E402
-from avsearch.store.ann import IVF_RABITQ_REFINE, AnnParams, choose_kind, recall_at_k  # noqa: E402
-from avsearch.store.ann_build import build_index, list_count  # noqa: E402
-from avsearch.store.ann_tune import tune  # noqa: E402
+from avsearch.store.ann import AnnParams, choose_kind, recall_at_k  # noqa: E402
+from avsearch.store.ann_build import build_index  # noqa: E402
 from avsearch.store.config import load_search_config  # noqa: E402
 
 
@@ -214,49 +213,27 @@ CANDIDATES: dict[str, dict[str, object]] = {
 }
 
 
-class SameModality:
-    """A guided index searched as for queries of its own modality (no route shift): what tune() searches."""
-
-    def __init__(self, index: ann_spill.SpillRefine) -> None:
-        self.index = index
-
-    def search(self, x: np.ndarray, k: int, params: object = None) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(x, k, params=params, cross_modal=False)
-
-
 def build_candidate(
-    data: np.ndarray,
-    cfg: object,
-    overrides: dict[str, object],
-    tune_q: np.ndarray,
-    sample: np.ndarray,
-    own_q: np.ndarray,
+    data: np.ndarray, cfg: object, overrides: dict[str, object], tune_q: np.ndarray, sample: np.ndarray
 ) -> tuple[object, AnnParams, str]:
-    """(index, params, note) of one candidate; spilled ones are built here and tuned as the product tunes,
-    once on cross-modal queries and once on own_q, same-modality ones (params.extra["same"])."""
+    """(index, params, note) of one candidate, built as `avsearch index` builds it (ann_build.build_index);
+    "spill" candidates get `sample` as their guiding sample (the other modality's table), so the build starts
+    with the guided kind (store/ann_spill.py)."""
     from dataclasses import replace
 
-    plain = {k: v for k, v in overrides.items() if k != "spill"}
-    kcfg = replace(cfg, **plain)
-    if not overrides.get("spill"):
-        return (*build_index(data, kcfg, tune_q, "synthetic cross-modal (tuning set)"), "")
-    n, dim = data.shape
-    nlist = list_count(n, kcfg)
-    index, stats = ann_spill.build_spilled(data, sample, nlist, cfg=kcfg)
-    params = AnnParams(kind=IVF_RABITQ_REFINE, n=n, dim=dim, nlist=nlist)
-    (params.nprobe, params.k_factor), params.tuned_recall, params.heldout_recall = tune(
-        index, params, data, tune_q, kcfg, np.random.default_rng(1)
-    )
-    same, _, held = tune(SameModality(index), params, data, own_q, kcfg, np.random.default_rng(2))
-    params.extra["same"] = (*same, held)
-    faiss.extract_index_ivf(index.base).nprobe = params.nprobe
-    index.k_factor = float(params.k_factor)
-    sizes = np.array([faiss.extract_index_ivf(index.base).invlists.list_size(i) for i in range(nlist)])
+    kcfg = replace(cfg, **{k: v for k, v in overrides.items() if k != "spill"})
+    guide = sample if overrides.get("spill") else None
+    index, params = build_index(data, kcfg, tune_q, "synthetic cross-modal (tuning set)", guide=guide)
+    stats = params.extra.get("spills")
+    if not stats:
+        return index, params, ""
+    ivf = faiss.extract_index_ivf(index.base)
+    sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)])
     return (
         index,
         params,
         (
-            f" sample {len(sample)}, route shift {'yes' if stats['route_shift'] else 'no'}, "
+            f" {params.kind}, sample {len(sample)}, route shift {'yes' if stats['route_shift'] else 'no'}, "
             f"{stats['spilled_rows']} rows spilled, {stats['copies']} copies, "
             f"list sizes mean {sizes.mean():.0f} max {sizes.max()}"
         ),
@@ -277,7 +254,7 @@ def bench_table(
     data, tune_q, test_q, sample_q, own_q = cross_modal_case(
         case, n, m, dim, seed=n, sample=sample or max(1, n // 10), own=2 * m
     )
-    own_tune, own_test = own_q[:m], own_q[m:]
+    own_test = own_q[m:]  # (the product tunes same-modality settings on indexed rows)
     gen = time.perf_counter() - t
     flat = faiss.IndexFlatIP(dim)
     flat.add(data)
@@ -305,7 +282,7 @@ def bench_table(
         if only and not any(o in label for o in only):
             continue
         t = time.perf_counter()
-        index, params, note = build_candidate(data, cfg, overrides, tune_q, sample_q, own_tune)
+        index, params, note = build_candidate(data, cfg, overrides, tune_q, sample_q)
         build = time.perf_counter() - t
         got = recall_at_k(index.search(test_q, 10)[1], truth)
         p50, p99, wall, qps64 = _latency(lambda q, ix=index: ix.search(q, 10), lat_queries, 64)
@@ -331,19 +308,22 @@ def bench_table(
 
 
 def _same_modality(index: object, params: AnnParams) -> tuple[object, str]:
-    """(search(x, k), label) for same-modality queries: a guided index with its own tuned settings and no
-    route shift; other kinds with the settings they were tuned to (on cross-modal queries)."""
-    if "same" not in params.extra:
+    """(search(x, k), label) for same-modality queries: the settings the build tuned for them
+    (params.extra["same_modality"]), without the route shift, as LoadedAnn.search(cross_modal=False) does."""
+    from avsearch.store.ann_disk import DiskRefine
+    from avsearch.store.ann_search import search_parameters
+
+    own = params.extra.get("same_modality")
+    if not own:
         return index.search, "cross-modal settings"
-    nprobe, k_factor, held = params.extra["same"]
-    p = faiss.IndexRefineSearchParameters(
-        k_factor=float(k_factor), base_index_params=faiss.SearchParametersIVF(nprobe=nprobe)
-    )
+    p = search_parameters(params, nprobe=int(own["nprobe"]), k_factor=int(own["k_factor"]) or None)
 
     def search(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return index.search(x, k, params=p, cross_modal=False)
+        if isinstance(index, DiskRefine):
+            return index.search(x, k, params=p, cross_modal=False)
+        return index.search(x, k, params=p)
 
-    return search, f"own nprobe {nprobe} k_factor {k_factor}"
+    return search, f"own nprobe {own['nprobe']} k_factor {own['k_factor']}"
 
 
 def bench_ingest(images: int, audio: int, weights_dir: Path | None, bridge: Path | None) -> None:

@@ -58,6 +58,9 @@ class NpyChunks:
                 yield np.fromfile(f, np.float32, k * self.dim).reshape(k, self.dim)
 
 
+GUIDE = 5_000  # guiding rows written beside the case (a streamed build uses [ann] stream_guide_queries)
+
+
 def write_case(work: Path, case: str, n: int, dim: int, m: int, seed: int) -> None:
     """The case's vectors into work/vectors/image.clip.npy (+ rows file), queries and truth beside."""
     from search import CASES, gap_chunks
@@ -66,14 +69,24 @@ def write_case(work: Path, case: str, n: int, dim: int, m: int, seed: int) -> No
     folder = work / "vectors"
     folder.mkdir(parents=True, exist_ok=True)
     chunks, queries = gap_chunks(
-        n, m, dim, max(100, n // 100), seed, float(spec["noise"]), str(spec["structure"]), float(spec.get("gap", 1.0))
+        n,
+        m,
+        dim,
+        max(100, n // 100),
+        seed,
+        float(spec["noise"]),
+        str(spec["structure"]),
+        float(spec.get("gap", 1.0)),
+        twist=float(spec.get("twist", 0.0)),
     )
     path = folder / DIM_NAME
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, dim)})
         for chunk in chunks:
             f.write(chunk.tobytes())
-    tune_q, test_q = queries()
+    # a guiding sample of the same kind of queries (the other modality's table), neither tuned nor measured on
+    tune_q, test_q, guide_q = queries(GUIDE)
+    np.save(work / "guide_q.npy", guide_q)
     np.save(work / "tune_q.npy", tune_q)
     np.save(work / "test_q.npy", test_q)
     np.save(work / "truth.npy", exact_topk_file(path, test_q, 10))
@@ -104,8 +117,9 @@ def _child_build(work: str, overrides: dict, out: mp.Queue) -> None:
     source = NpyChunks(work_p / "vectors" / DIM_NAME, cfg.stream_chunk_rows)
     index_dir = work_p / "ann_index"
     t = time.perf_counter()
+    guide = np.load(work_p / "guide_q.npy") if (work_p / "guide_q.npy").is_file() else None
     index, params = build_streamed(
-        source, cfg, new_vectors_file(index_dir, "bench"), np.load(work_p / "tune_q.npy"), "bench"
+        source, cfg, new_vectors_file(index_dir, "bench"), np.load(work_p / "tune_q.npy"), "bench", guide=guide
     )
     build = time.perf_counter() - t
     save_ann(index_dir, "bench", index, params, [str(i) for i in range(source.n)], 0)
@@ -244,7 +258,9 @@ def bench_scale(n: int, case: str, dim: int, m: int, work: Path, ingest: bool, k
         print(
             f"streamed build: {got['build_s']:.0f} s, peak RSS {got['VmHWM']} MB (end: anon {got['RssAnon']} "
             f"MB, file {got['RssFile']} MB); {p['kind']} nlist {p['nlist']} nprobe {p['nprobe']} "
-            f"k_factor {p['k_factor']}, held-out recall {p['heldout_recall']:.3f}; ann/ {files / 1e9:.2f} GB",
+            f"k_factor {p['k_factor']}, held-out recall {p['heldout_recall']:.3f}; ann/ {files / 1e9:.2f} GB; "
+            f"route shift {p['extra'].get('spills', {}).get('route_shift', 'no guide')}, same-modality "
+            f"{p['extra'].get('same_modality')}",
             flush=True,
         )
         for mode in ("pread", "mmap"):
