@@ -113,7 +113,16 @@ def faiss_summary(p: dict[str, Any]) -> str:
     if p.get("heldout_recall") is not None:
         held = max(1, p.get("tuning_queries", 0) - p.get("tuning_queries", 0) // 2)
         text += f", recall@10 {p['heldout_recall']:.3f} on {held} held-out cross-modal queries"
-    passed = (p.get("extra") or {}).get("fell_back_from")
+    extra = p.get("extra") or {}
+    if (extra.get("spills") or {}).get("route_shift"):
+        text += ", cross-modal queries routed by a learned shift"
+    own = extra.get("same_modality")
+    if own:
+        text += f"; same-modality queries nprobe {own['nprobe']}" + (
+            f" k_factor {own['k_factor']}" if own["k_factor"] else ""
+        )
+        text += f", recall@10 {own['heldout_recall']:.3f}"
+    passed = extra.get("fell_back_from")
     if passed:
         text += f" ({', '.join(passed)} stayed below the recall target)"
     return text

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avsearch.cli.common import faiss_summary
 from avsearch.store.ann import IVF_RABITQ_REFINE, exact_topk, recall_at_k
 from avsearch.store.ann_build import build_index
 from avsearch.store.ann_files import load_ann, save_ann
@@ -42,6 +43,9 @@ def test_same_modality_queries_get_settings_of_their_own(tmp_path: Path) -> None
     assert same["heldout_recall"] >= CFG.target_recall and same["k_factor"] in CFG.k_factors
     # cross-modal queries need more lists here than the data's own: two settings, or one kind pays the other's
     assert (same["nprobe"], same["k_factor"]) != (params.nprobe, params.k_factor)
+    # avsearch info says both
+    shown = faiss_summary({**params.__dict__})
+    assert f"same-modality queries nprobe {same['nprobe']}" in shown and f"{same['heldout_recall']:.3f}" in shown
     save_ann(tmp_path, "image.native", index, params, [f"{i}.jpg" for i in range(N)], 1)
     loaded = load_ann(tmp_path, "image.native", use_gpu=False)
     assert loaded.params.extra["same_modality"] == same
