@@ -1,20 +1,19 @@
-"""Query-guided spilling for IVF indexes (issue 26, goal 1): base vectors also go into the lists that
-the queries whose true neighbours they are probe.
+"""The query-guided IVF (issue 26, goal 1; kind `ivf_rabitq_guided`): cross-modal queries are routed to the
+lists where their neighbours lie, and rows they often want get a copy there.
 
 A cross-modal query sits in another cone than the data, so the lists nearest to it are not the lists
-that hold its true neighbours: IVF needs a quarter of the lists for recall 0.95 (benchmarks/search.py).
-The query distribution is known when the index is built (the other modality's vectors, projected into
-the same space), as the Big-ANN OOD entries (RoarGraph, Pinecone's) exploit: for a sample of such
-queries, their exact top-`k` are found, and each neighbour lying outside the `probe` lists nearest to
-its query gets a copy in that query's nearest list (at most `cap` copies per vector, those wanted by the
-most sample queries first). A later query like them then finds the neighbour in the few lists it probes.
-
-Measured (benchmarks/search.py --sizes 300000 --lists 2.3 --only spills, 1,259 lists as at 1M): recall@10
-0.978 at 76x exact (medium), 0.965 at 36x (hard), 0.976 at 20x (far: its sample queries' nearest lists
-take most copies, so those lists grow); not yet at 1M, not in the product's build.
+that hold its true neighbours: unguided, IVF needs a third of the lists for recall 0.95 at 1M
+(benchmarks/search.py). The query distribution is known when the index is built (the other modality's
+vectors, projected into the same space), as the Big-ANN OOD entries (RoarGraph, Pinecone's) exploit. For a
+sample of such queries, their exact top-`k` are found; then
+- the route shift: the mean offset from a sample query to its neighbours' mean direction (a modality gap
+  is close to a constant offset); DiskRefine.search probes the lists nearest to unit(query + shift);
+- spills: each neighbour still outside the `probe` (routed) lists nearest to its query gets a copy in that
+  query's nearest list (at most `cap` copies per vector, those wanted by the most sample queries first).
 
 The IVF lists then hold some ids twice; `SpillRefine` searches them, drops the repeats and re-ranks the
-candidates exactly on the full vectors, so answers are exact scores of distinct rows.
+candidates exactly on the full vectors, so answers are exact scores of distinct rows. At 1M: 56x-207x
+exact at recall@10 0.969-0.982 over four cross-modal cases (README "How fast, how exact").
 """
 
 from __future__ import annotations
@@ -25,17 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from avsearch.lazy_import import lazy_module
+from avsearch.store.ann import exact_topk
 from avsearch.store.ann_disk import DiskRefine, rerank_exact
 from avsearch.store.config import AnnConfig, load_search_config
 
 faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
-
-
-def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Exact inner-product top-k ids of each query over vectors: (M, min(k, N)) int64."""
-    flat = faiss.IndexFlatIP(vectors.shape[1])
-    flat.add(np.ascontiguousarray(vectors, np.float32))
-    return flat.search(np.ascontiguousarray(queries, np.float32), min(k, len(vectors)))[1]
 
 
 def spill_plan(
@@ -135,7 +128,7 @@ def sample_neighbours(index: SpillRefine, sample: np.ndarray, settings: SpillSet
     through the index itself (before any spill) with a wide probe and deep re-ranking."""
     vectors = index.vectors
     if len(sample) * len(vectors) <= settings.exact_pairs:
-        return exact_neighbours(np.asarray(vectors), sample, settings.k)
+        return exact_topk(np.asarray(vectors), sample, settings.k)
     ivf = faiss.extract_index_ivf(index.base)
     params = faiss.IndexRefineSearchParameters(
         k_factor=8.0, base_index_params=faiss.SearchParametersIVF(nprobe=max(1, ivf.nlist // settings.plan_probe_div))

@@ -7,6 +7,7 @@ import faiss
 import numpy as np
 
 from avsearch.store import ann_spill
+from avsearch.store.ann import exact_topk
 from avsearch.store.config import load_search_config
 
 
@@ -70,7 +71,7 @@ def test_spilled_index_answers_the_exact_top_k_of_distinct_rows() -> None:
 
 def test_spilling_finds_cross_modal_neighbours_in_few_lists() -> None:
     data, queries, sample = _gap_sets(6000, 64, 60, seed=0, queries=500)
-    truth = ann_spill.exact_neighbours(data, queries, 10)
+    truth = exact_topk(data, queries, 10)
     cfg = load_search_config().ann
     recall = {}
     for cap in (0, 2):  # 0: no spilling (the plain IVF over the same lists); no route shift in either
@@ -91,12 +92,12 @@ def test_sample_neighbours_found_through_the_lists_are_most_of_the_exact_ones() 
     index, _ = ann_spill.build_spilled(data, sample[:300], nlist=12, cfg=load_search_config().ann, settings=settings)
     got = ann_spill.sample_neighbours(index, sample[:300], settings)
     # 1-bit codes re-ranked 8 deep: measured 0.896 (0.736 with one list probed)
-    assert _recall(got, ann_spill.exact_neighbours(data, sample[:300], 10)) >= 0.85
+    assert _recall(got, exact_topk(data, sample[:300], 10)) >= 0.85
 
 
 def test_route_shift_probes_the_lists_where_cross_modal_neighbours_are() -> None:
     data, queries, sample = _gap_sets(6000, 64, 60, seed=0, queries=500)
-    truth = ann_spill.exact_neighbours(data, queries, 10)
+    truth = exact_topk(data, queries, 10)
     settings = ann_spill.SpillSettings(cap=0)  # routing alone, no copies
     index, stats = ann_spill.build_spilled(data, sample, 24, cfg=load_search_config().ann, settings=settings)
     assert stats["route_shift"] == 1 and index.shift is not None
