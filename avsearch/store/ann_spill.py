@@ -25,7 +25,7 @@ import numpy as np
 
 from avsearch.lazy_import import lazy_module
 from avsearch.store.ann import exact_topk
-from avsearch.store.ann_disk import DiskRefine, rerank_exact
+from avsearch.store.ann_disk import DiskRefine
 from avsearch.store.config import AnnConfig, load_search_config
 
 faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
@@ -70,15 +70,11 @@ class SpillRefine(DiskRefine):
     """An IVF index whose lists may hold an id more than once, re-ranked exactly on the full vectors.
 
     search(x, k) as DiskRefine's: the IVF's k x k_factor best codes, repeats dropped, exact inner
-    products against `vectors` (any object with `take(rows)` or an (N, d) array), the k best kept."""
+    products against `vectors` (a VectorFile, or an (N, d) array in RAM), the k best kept."""
 
     @property
     def ntotal(self) -> int:
         return len(self.vectors)
-
-    def _take(self, rows: np.ndarray) -> np.ndarray:
-        take = getattr(self.vectors, "take", None)
-        return take(rows) if callable(take) and not isinstance(self.vectors, np.ndarray) else self.vectors[rows]
 
     def _rerank(self, x: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k of each row's distinct candidates (ids -1 where fewer than k)."""
@@ -107,7 +103,7 @@ class SpillRefine(DiskRefine):
             )
             ids[ids < 0] = -1
             return np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids
-        return rerank_exact(x, cand, k, self._take)
+        return super()._rerank(x, cand, k)  # rows read from the vectors file
 
 
 @dataclass(frozen=True)
