@@ -4,11 +4,15 @@ Steps, each figure printed as it comes:
 1. the case's vectors written to <work>/vectors/image.clip.npy chunk by chunk (never all in memory),
    with the tuning and test queries beside it, and the exact top-10 of the test queries (one pass);
 2. the streamed build (store/ann_stream.py) from that file in a child process: time and peak RSS (VmHWM);
-   with --ingest, `avsearch index --embeddings` of the folder instead (the product's path: LanceDB table,
-   bridge projections, a FAISS index per column): its time, peak RSS and disk use;
 3. queries in a fresh child process: RSS after loading the index and after the queries, recall@10 on the
    test queries, single-query p50 CPU ms on one thread, batch-64 queries/s; re-ranking reads rows with
-   pread (the product) and, for comparison, through the memory map.
+   pread from the build's vectors file and, for comparison, through a memory map.
+
+With --ingest, steps 2-3 go through the product instead (bench_product): `avsearch index --embeddings` of
+the case's vectors as pictures and its guiding and tuning queries as sounds, through a bridge that projects
+both unchanged (identity_bridge), so the product's LanceDB tables, streamed builds from the table (routed by
+the sounds) and re-ranking from the table's rows see the case itself: time, peak RSS, disk; then queries
+as a query process makes them (Index.open(...).ann), and an update of MORE new pictures in place.
 """
 
 from __future__ import annotations
@@ -198,14 +202,43 @@ def _exact_p50(work: Path, rows: int = 1_000_000) -> tuple[float, int]:
     return float(np.percentile(cpu, 50)), int(flat.ntotal)
 
 
-def _ingest(work: Path) -> dict:
-    """`avsearch index --embeddings` of the vectors folder (product path), time, peak RSS (polled) and disk."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.search.conftest import make_bridge
+BRIDGE = "audio_visual"
+PROJ = f"image.proj_{BRIDGE}"  # the index the cross-modal queries search (ann_files.ann_name)
+MORE = 10_000  # rows an incremental update adds
 
-    bridge = make_bridge(work / "bridge.safetensors")
-    cmd = [str(Path(sys.executable).parent / "avsearch"), "index", "--embeddings", str(work / "vectors")]
-    cmd += ["--index-dir", str(work / "index"), "--bridge", str(bridge)]
+
+def identity_bridge(path: Path) -> Path:
+    """A C-MCR bridge of the released architecture (Linear-BN-ReLU, Linear-BN, no final ReLU) whose weights
+    are set so both heads project a unit vector onto itself (x = relu(x) - relu(-x)): the case's vectors
+    and queries reach the shared space unchanged, with the case's geometry. A benchmark fixture: it stands in
+    for a trained bridge only so that the product's own path carries the case's vectors."""
+    import torch
+
+    from avsearch.bridge.heads import HeadSpec
+    from avsearch.bridge.io import save_bridge
+    from avsearch.bridge.model import Bridge, BridgeMeta, Side
+
+    meta = BridgeMeta(
+        name=BRIDGE,
+        overlap="text",
+        sides=(Side("clip", "clip-vit-b-32-openai", 512, "image"), Side("clap", "clap-630k-fusion", 512, "audio")),
+        head=HeadSpec(kind="released_av", in_dim=512, hidden=1024, out_dim=512),
+    )
+    bridge = Bridge(meta)
+    eye = torch.eye(512)
+    with torch.no_grad():
+        for head in bridge.heads.values():
+            head.net1[0].weight.copy_(torch.cat([eye, -eye]))
+            head.net1[0].bias.zero_()
+            head.net2[0].weight.copy_(torch.cat([eye, -eye], 1))
+            head.net2[0].bias.zero_()
+    save_bridge(bridge, path)
+    return path
+
+
+def _run_cli(args: list[str]) -> dict:
+    """An `avsearch` command: its time, peak RSS (VmHWM, polled each second) and output tail."""
+    cmd = [str(Path(sys.executable).parent / "avsearch"), *args]
     peak = [0]
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -223,9 +256,160 @@ def _ingest(work: Path) -> dict:
     watcher = threading.Thread(target=poll, daemon=True)
     watcher.start()
     output, _ = proc.communicate()
-    took = time.perf_counter() - t
-    disk = sum(f.stat().st_size for f in (work / "index").rglob("*") if f.is_file())
-    return {"rc": proc.returncode, "s": took, "peak_mb": peak[0], "disk_gb": disk / 1e9, "tail": output[-1500:]}
+    return {"rc": proc.returncode, "s": time.perf_counter() - t, "peak_mb": peak[0], "tail": output[-2500:]}
+
+
+def _disk_gb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e9
+
+
+def _ingest(work: Path) -> dict:
+    """`avsearch index --embeddings` of the vectors folder (the product's path: LanceDB tables, the bridge's
+    projections, a streamed FAISS build per vector column): the case's vectors as pictures, the guiding and
+    tuning queries as sounds (the test queries stay out), through the identity bridge."""
+    audio = work / "vectors" / "audio.clap.npy"
+    if not audio.is_file():
+        np.save(audio, np.concatenate([np.load(work / "guide_q.npy"), np.load(work / "tune_q.npy")]))
+    bridge = identity_bridge(work / "bridge.safetensors")
+    args = ["index", "--embeddings", str(work / "vectors"), "--index-dir", str(work / "index"), "--bridge", str(bridge)]
+    got = _run_cli(args)
+    got["disk_gb"] = _disk_gb(work / "index")
+    got["tables_gb"] = _disk_gb(work / "index" / "tables") if (work / "index" / "tables").is_dir() else 0.0
+    return got
+
+
+def _update(work: Path, n: int, dim: int) -> dict:
+    """MORE new pictures (near copies of the first rows: in the case's distribution, no exact ties) through
+    `avsearch index --embeddings` of a second folder: the indexes are updated in place, not rebuilt."""
+    more = work / "more"
+    more.mkdir(exist_ok=True)
+    base = np.load(work / "vectors" / DIM_NAME, mmap_mode="r")
+    rng = np.random.default_rng(7)
+    new = np.asarray(base[:MORE], np.float32) + 0.05 * rng.standard_normal((MORE, dim)).astype(np.float32) / np.sqrt(
+        dim
+    )
+    new /= np.linalg.norm(new, axis=1, keepdims=True)
+    np.save(more / DIM_NAME, new)
+    # the test queries' exact top-10 over the n + MORE rows: the old truth merged with the new rows
+    q, truth = np.load(work / "test_q.npy"), np.load(work / "truth.npy")
+    old_scores = np.einsum(
+        "qd,qkd->qk",
+        q,
+        np.asarray(base[np.sort(np.unique(truth))], np.float32)[np.searchsorted(np.sort(np.unique(truth)), truth)],
+    )
+    new_scores = q @ new.T
+    scores = np.concatenate([old_scores, new_scores], axis=1)
+    ids = np.concatenate([truth, np.broadcast_to(np.arange(n, n + MORE), (len(q), MORE))], axis=1)
+    np.save(work / "truth_more.npy", np.take_along_axis(ids, np.argsort(-scores, axis=1)[:, :10], 1))
+    got = _run_cli(["index", "--embeddings", str(more), "--index-dir", str(work / "index")])
+    meta = json.loads((work / "index" / "ann" / f"{PROJ}.json").read_text())
+    got["extra"] = {k: meta["params"]["extra"].get(k) for k in ("rows_changed_since_tuning", "rows_at_tuning")}
+    got["n"] = meta["params"]["n"]
+    return got
+
+
+def _child_query_product(work: str, name: str, truth_name: str, cap: int, out: mp.Queue) -> None:
+    """The product's index loaded as a query process loads it (Index.open(...).ann): RSS, recall@10 of the
+    test queries as cross-modal queries, single-query CPU ms on one FAISS thread, batch-64 q/s."""
+    import faiss
+
+    from avsearch.store.ann import recall_at_k
+    from avsearch.store.index import Index
+
+    work_p = Path(work)
+    test_q, truth = np.load(work_p / "test_q.npy")[:cap], np.load(work_p / truth_name)[:cap]
+    before = proc_status()
+    t = time.perf_counter()
+    ann = Index.open(work_p / "index").ann(name, use_gpu=False)
+    load_s = time.perf_counter() - t
+    loaded = proc_status()
+    base = len(np.load(work_p / "vectors" / DIM_NAME, mmap_mode="r"))
+    # ids -> the case's rows: "<work>/vectors/image.clip.npy#i" is row i, "<work>/more/...#j" row base + j
+    to_case = np.array(
+        [-1 if not p else int(p.rpartition("#")[2]) + (base if "/more/" in p else 0) for p in ann.paths], np.int64
+    )
+    got_ids = ann.search(test_q, 10, cross_modal=True)[1]
+    got = recall_at_k(np.where(got_ids >= 0, to_case[np.maximum(got_ids, 0)], -1), truth)
+    faiss.omp_set_num_threads(1)
+    cpu, wall = [], []
+    for x in test_q[: min(cap, 300)]:
+        c, w = time.process_time(), time.perf_counter()
+        ann.search(x[None, :], 10, cross_modal=True)
+        cpu.append((time.process_time() - c) * 1e3)
+        wall.append((time.perf_counter() - w) * 1e3)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    t = time.perf_counter()
+    for s in range(0, len(test_q), 64):
+        ann.search(test_q[s : s + 64], 10, cross_modal=True)
+    qps = len(test_q) / (time.perf_counter() - t)
+    p = ann.params
+    out.put(
+        {
+            "recall": got,
+            "p50_cpu_ms": float(np.percentile(cpu, 50)),
+            "p99_cpu_ms": float(np.percentile(cpu, 99)),
+            "p50_wall_ms": float(np.percentile(wall, 50)),
+            "qps64": qps,
+            "load_s": load_s,
+            "rss_start_mb": before["VmRSS"],
+            "rss_loaded_mb": loaded["VmRSS"],
+            "after": proc_status(),
+            "params": f"{p.kind} nlist {p.nlist} nprobe {p.nprobe} k_factor {p.k_factor} n {p.n}",
+            "queries": len(test_q),
+        }
+    )
+
+
+def _print_query(label: str, r: dict, exact_ms: float) -> None:
+    print(
+        f"{label}: {r['params']}; {r['queries']} queries: recall@10 {r['recall']:.3f}, p50 {r['p50_cpu_ms']:.2f} ms "
+        f"CPU (p99 {r['p99_cpu_ms']:.2f}; wall p50 {r['p50_wall_ms']:.2f}), {exact_ms / r['p50_cpu_ms']:.0f}x exact, "
+        f"batch-64 {r['qps64']:.0f} q/s; loaded in {r['load_s']:.1f} s; RSS {r['rss_start_mb']} MB at start, "
+        f"{r['rss_loaded_mb']} MB loaded, {r['after']['VmRSS']} MB after (anon {r['after']['RssAnon']}, "
+        f"file {r['after']['RssFile']}), peak {r['after']['VmHWM']} MB",
+        flush=True,
+    )
+
+
+def bench_product(work: Path, n: int, dim: int, exact_ms: float) -> None:
+    """--ingest: the product's path end to end (ingest, streamed builds from the table, queries, an update)."""
+    got = _ingest(work)
+    sounds = len(np.load(work / "vectors" / "audio.clap.npy", mmap_mode="r"))
+    print(
+        f"avsearch index --embeddings ({n:,} pictures, {sounds:,} sounds): rc {got['rc']}, {got['s']:.0f} s, "
+        f"peak RSS {got['peak_mb']} MB, index folder {got['disk_gb']:.1f} GB "
+        f"(tables {got['tables_gb']:.1f} GB)\n{got['tail']}",
+        flush=True,
+    )
+    for name in (PROJ, "image.native"):
+        meta = json.loads((work / "index" / "ann" / f"{name}.json").read_text())
+        p = meta["params"]
+        print(
+            f"{name}: {json.dumps({k: p[k] for k in ('kind', 'nlist', 'nprobe', 'k_factor', 'heldout_recall')})}; "
+            f"extra {json.dumps(p['extra'])[:600]}",
+            flush=True,
+        )
+    _print_query(
+        f"query {PROJ} (routed)", _in_child(_child_query_product, str(work), PROJ, "truth.npy", 1000), exact_ms
+    )
+    # the native column has no guide (captions never guide; no other modality shares CLIP): unrouted
+    _print_query(
+        "query image.native (unrouted)",
+        _in_child(_child_query_product, str(work), "image.native", "truth.npy", 200),
+        exact_ms,
+    )
+    up = _update(work, n, dim)
+    print(
+        f"update (+{MORE:,} pictures, avsearch index --embeddings): rc {up['rc']}, {up['s']:.0f} s, peak RSS "
+        f"{up['peak_mb']} MB; {PROJ} now n {up['n']:,}, {up['extra']}; index folder {_disk_gb(work / 'index'):.1f} GB"
+        f"\n{up['tail'][-1200:]}",
+        flush=True,
+    )
+    _print_query(
+        f"query {PROJ} after the update",
+        _in_child(_child_query_product, str(work), PROJ, "truth_more.npy", 1000),
+        exact_ms,
+    )
 
 
 def bench_scale(n: int, case: str, dim: int, m: int, work: Path, ingest: bool, keep: bool) -> None:
@@ -244,12 +428,7 @@ def bench_scale(n: int, case: str, dim: int, m: int, work: Path, ingest: bool, k
         f"exact IndexFlatIP p50 {exact:.1f} ms CPU over {over:,} rows -> {exact_n:.1f} ms at {n:,} (linear)", flush=True
     )
     if ingest:
-        got = _ingest(work)
-        print(
-            f"avsearch index --embeddings: rc {got['rc']}, {got['s']:.0f} s, peak RSS {got['peak_mb']} MB, "
-            f"index folder {got['disk_gb']:.1f} GB\n{got['tail']}",
-            flush=True,
-        )
+        bench_product(work, n, dim, exact_n)
     else:
         shutil.rmtree(work / "ann_index", ignore_errors=True)
         got = _in_child(_child_build, str(work), {})

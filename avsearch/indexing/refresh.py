@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from avsearch.embedding.models import Models
+from avsearch.errors import WeightsMissingError
 from avsearch.indexing.progress import NoProgress, Progress
 from avsearch.modalities import TEXT
 from avsearch.store.ann import FLAT, IVF_RABITQ_REFINE, choose_kind, vectors_on_disk
@@ -72,11 +73,12 @@ def refresh_indexes(index: Index, cfg: AnnConfig, progress: Progress | None = No
 
 
 def _streamed(index: Index, cfg: AnnConfig, modality: str, column: str, version: int, n: int) -> dict[str, Any]:
-    """Build (or update) the index of one column too large for memory from the table in chunks, the full
-    vectors into a file beside it (store/ann_stream.py); returns the saved JSON."""
+    """Build (or update) the index of one column too large for memory from the table in chunks, re-ranking
+    from the table's rows or a copy of them in a file beside it ([ann] rerank_from; store/ann_stream.py);
+    returns the saved JSON."""
     name = ann_name(modality, column)
     source = TableChunks(index.tables, modality, column, version, n, cfg.stream_chunk_rows)
-    previous = index.ann(name, use_gpu=False)
+    previous = index.ann(name, use_gpu=False, read_rows=False)  # an update reads no row of the old version
     trained = None
     if previous is not None and previous.params.vectors_on_disk and previous.params.dim == source.dim:
         updated = update_in_place(previous.index, previous.params, previous.paths, source)
@@ -86,9 +88,9 @@ def _streamed(index: Index, cfg: AnnConfig, modality: str, column: str, version:
         trained = (previous.index, previous.params)
     wanted = cfg.stream_guide_queries if cfg.query_guided and cfg.refined_codes == "rabitq" else 0
     queries, query_source, guide = guided_queries(index.tables, index.models, cfg, modality, column, wanted)
-    built, params = build_streamed(
-        source, cfg, new_vectors_file(index.location, name), queries, query_source, trained=trained, guide=guide
-    )
+    in_table = cfg.rerank_from == "table" and index.location.is_local
+    vectors_to = source.table_vectors() if in_table else new_vectors_file(index.location, name)
+    built, params = build_streamed(source, cfg, vectors_to, queries, query_source, trained=trained, guide=guide)
     log.info("FAISS %s: %s over %d vectors (streamed, vectors on disk)", name, params.kind, params.n)
     return index.save_ann(name, built, params, source.paths, version)
 
@@ -127,8 +129,8 @@ def guided_queries(
         q, guiding = _sampled(store, same, NATIVE, cfg.max_tuning_queries, rng, guide)
         if q is not None:
             found.append((q, f"{'+'.join(same)} vectors in {entry.space}"))
-        if entry.text and cfg.tuning_captions:
-            texts = models.encode_captions(entry.encoder, cfg.tuning_captions)
+        texts = _captions(models, entry.encoder, cfg) if entry.text else None
+        if texts is not None:
             found.append((texts, f"captions through {entry.space} text"))
         if not found:
             return None, "", None
@@ -142,15 +144,28 @@ def guided_queries(
         found.append((q, f"{'+'.join(others)} vectors projected by {ref.name}"))
     # Few real cross-modal queries make a noisy recall estimate: captions on the other side help.
     text_sides = [e for e in manifest.modalities.values() if e.space in ref.spaces and e.space != space and e.text]
-    if sum(len(q) for q, _ in found) < MIN_REAL_QUERIES and text_sides and cfg.tuning_captions:
+    if sum(len(q) for q, _ in found) < MIN_REAL_QUERIES and text_sides:
         other = text_sides[0]
-        texts = models.encode_captions(other.encoder, cfg.tuning_captions)
-        found.append(
-            (models.project(ref.name, other.space, texts, TEXT), f"captions through {other.space} text + {ref.name}")
-        )
+        texts = _captions(models, other.encoder, cfg)
+        if texts is not None:
+            projected = models.project(ref.name, other.space, texts, TEXT)
+            found.append((projected, f"captions through {other.space} text + {ref.name}"))
     if not found:
         return None, "", None
     return np.concatenate([q for q, _ in found]), "; ".join(label for _, label in found), guiding
+
+
+def _captions(models: Models, encoder: str, cfg: AnnConfig) -> np.ndarray | None:
+    """cfg.tuning_captions through encoder's text tower; None when there are none, or when its weights are
+    not on this machine (an index of vectors made elsewhere, `avsearch index --embeddings`, needs no model:
+    the index is then tuned on the other queries it has, or on queries drawn from its own vectors)."""
+    if not cfg.tuning_captions:
+        return None
+    try:
+        return models.encode_captions(encoder, cfg.tuning_captions)
+    except WeightsMissingError as exc:
+        log.warning("tuning captions not encoded (%s): tuning without them", str(exc).splitlines()[0][:300])
+        return None
 
 
 def _sampled(

@@ -17,6 +17,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from avsearch.lazy_import import lazy_module
 from avsearch.store.ann import FLAT, IVF_FLAT, IVF_RABITQ_GUIDED, AnnParams, maybe_gpu, to_cpu
 from avsearch.store.ann_disk import DiskRefine, VectorFile
 from avsearch.store.ann_search import configure, search_parameters, set_nprobe
+from avsearch.store.ann_table_vectors import TableVectors
 from avsearch.store.location import Location
 from avsearch.store.torch_search import TorchExact, torch_gpu
 
@@ -152,7 +154,10 @@ def save_ann(
     location = Location.of(index_dir)
     build = uuid.uuid4().hex[:12]
     faiss_name, paths_name = _files(name, build)
-    if isinstance(index, DiskRefine) and not isinstance(index.vectors, VectorFile):
+    table_vectors = index.vectors if isinstance(index, DiskRefine) and isinstance(index.vectors, TableVectors) else None
+    if table_vectors is not None:
+        vectors_name = None  # re-ranked from the table: nothing to copy
+    elif isinstance(index, DiskRefine) and not isinstance(index.vectors, VectorFile):
         # a guided build holds its vectors in RAM: they go into a file of their own, named in the JSON
         written = new_vectors_file(location, name)
         np.ascontiguousarray(index.vectors, np.float32).tofile(written)
@@ -173,6 +178,17 @@ def save_ann(
         local_shift = folder / (shift_name if location.is_local else _cached(shift_name, build, table_version))
         with open(local_shift, "wb") as f:  # np.save to a path would add ".npy" to a name without it
             np.save(f, np.asarray(index.shift, np.float32), allow_pickle=False)
+    arrays: dict[str, str] = {}  # re-ranked from the table: each id's fingerprint and (after an update) row
+    if table_vectors is not None:
+        found = {"hashes": table_vectors.hashes(), "positions": table_vectors.positions}
+        for key, array in found.items():
+            if array is not None:
+                arrays[key] = f"{name}-{build}.{key}.npy"
+                local = folder / (arrays[key] if location.is_local else _cached(arrays[key], build, table_version))
+                with open(local, "wb") as f:
+                    np.save(f, np.asarray(array), allow_pickle=False)
+                if not location.is_local:
+                    location.upload(local, f"{ANN_DIR}/{arrays[key]}")
     table = pa.table({"path_bytes": pa.array([os.fsencode(p) for p in paths], pa.binary())})  # any file name
     with ipc.new_file(str(local_paths), table.schema) as writer:
         writer.write_table(table)
@@ -194,6 +210,9 @@ def save_ann(
         meta["vectors"] = vectors_name
     if shift_name is not None:
         meta["shift"] = shift_name
+    if table_vectors is not None:
+        meta["table_vectors"] = {"version": table_vectors.version, "column": table_vectors.column}
+        meta.update(arrays)
     location.write_bytes(f"{ANN_DIR}/{name}.json", json.dumps(meta, indent=2, sort_keys=True).encode())
     for old, _ in location.list(ANN_DIR):  # earlier builds (and leftovers of killed ones)
         if old.startswith(f"{name}-") and build not in old and old != vectors_name:
@@ -236,12 +255,13 @@ def _evict(folder: Path, name: str, keep_build: str, keep_vectors: str | None) -
 
 def _local_files(location: Location, name: str, meta: dict[str, Any]) -> dict[str, Path] | None:
     """The build's files on this machine: "faiss", "paths", and where the JSON names them "vectors" (the full
-    vectors of a DiskRefine build) and "shift" (a guided build's route shift); in the folder of a local
+    vectors of a DiskRefine build), "shift" (a guided build's route shift), "hashes" and "positions" (of a
+    build re-ranked from the table); in the folder of a local
     index, else in the cache (fetched once per build and table version; the vectors file once per name);
     None when one of the build's files is missing."""
     faiss_name, paths_name = _files(name, meta["build"])
     named = {"faiss": faiss_name, "paths": paths_name}
-    named.update({key: meta[key] for key in ("vectors", "shift") if meta.get(key)})
+    named.update({key: meta[key] for key in ("vectors", "shift", "hashes", "positions") if meta.get(key)})
     vectors_name = named.get("vectors")
     if location.is_local:
         folder = Path(location.uri, ANN_DIR)
@@ -271,7 +291,7 @@ def _same_size(location: Location, remote: str, local: Path) -> bool:
 def _guided(
     base: faiss.Index,
     params: AnnParams,
-    vectors_file: Path | None,
+    on_disk: VectorFile | TableVectors | None,
     shift_file: Path | None,
     memory_budget_gb: float | None,
     rows: int,
@@ -281,7 +301,6 @@ def _guided(
     by an in-place update included)."""
     from avsearch.store.ann_spill import SpillRefine
 
-    on_disk = None if vectors_file is None else VectorFile(vectors_file, params.dim)
     if on_disk is None or on_disk.rows != rows:
         return None
     if memory_budget_gb is None:
@@ -290,18 +309,25 @@ def _guided(
         memory_budget_gb = load_search_config().ann.memory_budget_gb
     # a streamed build's vectors stayed on disk because they did not fit: they are read by row again
     fits = not params.vectors_on_disk and rows * params.dim * 4 <= memory_budget_gb * 1024**3
-    vectors = np.fromfile(vectors_file, np.float32).reshape(rows, params.dim) if fits else on_disk
+    in_file = isinstance(on_disk, VectorFile)
+    vectors = np.fromfile(on_disk.path, np.float32).reshape(rows, params.dim) if fits and in_file else on_disk
     shift = None if shift_file is None else np.load(shift_file, allow_pickle=False)
     return SpillRefine(base, vectors, shift=shift)
 
 
 def load_ann(
-    index_dir: str | Path | Location, name: str, use_gpu: bool = True, memory_budget_gb: float | None = None
+    index_dir: str | Path | Location,
+    name: str,
+    use_gpu: bool = True,
+    memory_budget_gb: float | None = None,
+    open_table: Callable[[int], Any] | None = None,
 ) -> LoadedAnn | None:
     """The current build of an index, or None when there is none or its files are incomplete.
 
     A guided build's vectors are read into RAM while they fit memory_budget_gb (None: [ann] of
-    search.toml), else re-ranked from their file by row, as a streamed build's are."""
+    search.toml), else re-ranked from their file by row, as a streamed build's are. open_table(version):
+    the Lance dataset of the index's table at a version, for a build re-ranked from the table (without it
+    such a build is not loaded)."""
     location = Location.of(index_dir)
     meta = read_ann_meta(location, name)
     if meta is None:
@@ -315,16 +341,31 @@ def load_ann(
     with ipc.open_file(str(paths_file)) as reader:
         paths = [os.fsdecode(b) for b in reader.read_all().column("path_bytes").to_pylist()]
     params = AnnParams(**meta["params"])
+    disk: VectorFile | TableVectors | None = None if vectors_file is None else VectorFile(vectors_file, params.dim)
+    if meta.get("table_vectors"):
+        if open_table is None:
+            log.warning("FAISS index %s re-ranks from its table, which was not given; searching exactly", name)
+            return None
+        at, positions = int(meta["table_vectors"]["version"]), found.get("positions")
+        disk = TableVectors(
+            lambda: open_table(at),
+            at,
+            meta["table_vectors"]["column"],
+            params.dim,
+            len(paths),
+            None if positions is None else np.load(positions, mmap_mode="r", allow_pickle=False),
+            hashes_file=found["hashes"],
+        )
     if params.kind == IVF_RABITQ_GUIDED:
-        index = _guided(index, params, vectors_file, found.get("shift"), memory_budget_gb, len(paths))
+        index = _guided(index, params, disk, found.get("shift"), memory_budget_gb, len(paths))
         if index is None:
             log.warning("FAISS index %s: its vectors file is missing or incomplete; searching exactly instead", name)
             return None
-    elif vectors_file is not None:
-        index = DiskRefine(index, VectorFile(vectors_file, params.dim))
+    elif disk is not None:
+        index = DiskRefine(index, disk)
     configure(index, params)
     gpu_index = None
-    if use_gpu and params.kind in ("flat", IVF_FLAT) and vectors_file is None:
+    if use_gpu and params.kind in ("flat", IVF_FLAT) and disk is None:
         moved, on_gpu = maybe_gpu(index)
         if on_gpu:
             gpu_index = moved

@@ -3,8 +3,10 @@
 The vectors come in chunks from a `ChunkSource` (a LanceDB column read batch by batch, or an array) and
 are read in a few passes, never all at once: one pass gathers the k-means training sample (the same rows
 an in-memory build trains on) and computes the exact top-k of the tuning queries (a running top-k over
-the chunks); one pass per kind adds each chunk's codes to the IVF lists and, on the first, writes the
-chunk's full vectors to the index's vectors file (ann_disk.VectorFile), which re-ranks candidates.
+the chunks); one pass per kind adds each chunk's codes to the IVF lists. Candidates are re-ranked on the
+full vectors, read by row either from the table's column itself (ann_table_vectors.TableVectors: the
+pass records each row's fingerprint) or from a copy the first pass writes beside the index
+(ann_disk.VectorFile).
 
 What stays in memory: the codes (RaBitQ: 64 bytes + 8 for the id per 512-d vector), the training sample
 (at most max_train_points rows), one chunk, and the tuning queries' top-k.
@@ -34,6 +36,7 @@ from avsearch.store.ann_build import FALLBACKS, first_on_target, guided
 from avsearch.store.ann_coarse import exact_lists
 from avsearch.store.ann_disk import DiskRefine, VectorFile
 from avsearch.store.ann_spill import SpillRefine, learn_route
+from avsearch.store.ann_table_vectors import TableVectors, fingerprints
 from avsearch.store.ann_train import empty_index, list_count, training_rows
 from avsearch.store.ann_tune import tuned_index
 from avsearch.store.config import AnnConfig
@@ -82,14 +85,16 @@ def stream_kind(cfg: AnnConfig) -> str:
 def build_streamed(
     source: ChunkSource,
     cfg: AnnConfig,
-    vectors_path: str | Path,
+    vectors_to: str | Path | TableVectors,
     queries: np.ndarray | None = None,
     query_source: str = "",
     seed: int = 0,
     trained: tuple[DiskRefine, AnnParams] | None = None,
     guide: np.ndarray | None = None,
 ) -> tuple[DiskRefine, AnnParams]:
-    """A tuned refined IVF index over source's vectors, with the full vectors written to vectors_path.
+    """A tuned refined IVF index over source's vectors, re-ranking on the full vectors of vectors_to: a
+    path, where they are written (ann_disk.VectorFile), or the table's column itself (TableVectors, over
+    the same rows as source, in the same order; their fingerprints are recorded in this build's pass).
 
     The kinds are tried as build_index tries them (a kind under the recall target gives way to the next
     of its FALLBACKS chain that fits: IVF-Flat never does here). trained: the previous build of this
@@ -99,9 +104,9 @@ def build_streamed(
     cfg.stream_guide_queries of them (found in the same pass as the tuning queries'); no spills here.
     """
     n, dim = source.n, source.dim
-    vectors = VectorFile(vectors_path, dim)
-    if vectors.rows:
-        raise FileExistsError(f"{vectors_path}: a streamed build writes a new vectors file")
+    vectors = vectors_to if isinstance(vectors_to, TableVectors) else VectorFile(vectors_to, dim)
+    if isinstance(vectors, VectorFile) and vectors.rows:
+        raise FileExistsError(f"{vectors_to}: a streamed build writes a new vectors file")
     first = stream_kind(cfg)
     steer = np.zeros((0, dim), np.float32)
     if first == IVF_RABITQ_REFINE and guided(cfg, guide) and cfg.stream_guide_queries:
@@ -130,7 +135,7 @@ def build_streamed(
             index = SpillRefine(cpu, vectors) if kind == IVF_RABITQ_GUIDED else DiskRefine(cpu, vectors)
             coarse = "hnsw" if "_HNSW" in spec else "flat"
             params = AnnParams(kind=kind, n=n, dim=dim, nlist=nlist, coarse=coarse, vectors_on_disk=True)
-        _add_chunks(index, source, write=vectors.rows == 0)
+        _add_chunks(index, source, write=isinstance(vectors, VectorFile) and vectors.rows == 0)
         if kind == IVF_RABITQ_GUIDED:
             index.shift = learn_route(index, steer, exact(steer, min(RECALL_K, n)), cfg.spill_probe)
             used = int(index.shift is not None)
@@ -141,14 +146,21 @@ def build_streamed(
 
 
 def _add_chunks(index: DiskRefine, source: ChunkSource, write: bool) -> None:
-    """Every chunk's codes into the lists (and, when `write`, its vectors onto the vectors file)."""
+    """Every chunk's codes into the lists (and, when `write`, its vectors onto the vectors file; when the
+    vectors are the table's, their fingerprints)."""
     added = 0
+    marks: list[np.ndarray] = []
+    in_table = isinstance(index.vectors, TableVectors)
     with exact_lists(index.base):  # never filed through an HNSW coarse quantizer's graph (ann_coarse.py)
         for chunk in source.chunks():
             index.base.add(chunk)
             if write:
                 index.vectors.append(chunk)
+            if in_table:
+                marks.append(fingerprints(chunk))
             added += len(chunk)
+    if in_table:
+        index.vectors.record_fingerprints(np.concatenate(marks) if marks else np.zeros(0, np.uint64))
     if added != source.n or index.vectors.rows != source.n:
         held = index.vectors.rows
         raise RuntimeError(f"the source gave {added} rows and the vectors file holds {held}, not {source.n}")

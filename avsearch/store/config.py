@@ -58,6 +58,9 @@ class AnnConfig:
     # file on disk, built from the table in chunks of stream_chunk_rows (store/ann_stream.py). Off: IVF-SQ8/PQ.
     vectors_on_disk: bool = True
     stream_chunk_rows: int = 65_536
+    # where such an index reads the full vectors it re-ranks: "table" (its table's column, by row: no copy)
+    # or "file" (a copy beside the index, read with pread; an index on an object store always uses one)
+    rerank_from: str = "table"
     hnsw_coarse_min_lists: int = 1_000_000_000  # an HNSW coarse quantizer from this many lists (off: search.toml)
     tuning_captions: tuple[str, ...] = ()
     # Query-guided spills (store/ann_spill.py): with refined_codes "rabitq" and at least guide_min_sample
@@ -73,6 +76,8 @@ class AnnConfig:
     def __post_init__(self) -> None:
         if self.refined_codes not in ("rabitq", "sq8", "none"):
             raise ConfigError(f"[ann] refined_codes = {self.refined_codes!r}: expected 'rabitq', 'sq8' or 'none'")
+        if self.rerank_from not in ("table", "file"):
+            raise ConfigError(f"[ann] rerank_from = {self.rerank_from!r}: expected 'table' or 'file'")
         if not self.k_factors or min(self.k_factors) < 1:
             raise ConfigError(f"[ann] k_factors = {list(self.k_factors)}: expected re-ranking depths of 1 or more")
         if (

@@ -23,9 +23,10 @@ from typing import Any
 import pyarrow as pa
 
 from avsearch.embedding.models import EncoderLoader, Models, default_loader
-from avsearch.errors import InputError
+from avsearch.errors import DamagedIndexError, InputError
 from avsearch.store import ann_files
 from avsearch.store.ann_files import LoadedAnn
+from avsearch.store.ann_table_vectors import TableVectors
 from avsearch.store.index_info import FailedFile, IndexInfo, describe_index
 from avsearch.store.index_setup import FAILED_NAME, BridgeFiles, as_list, drop_contents, make_folder, writable_manifest
 from avsearch.store.location import Location
@@ -209,19 +210,33 @@ class Index:
 
     # -- FAISS files -----------------------------------------------------------------------------------
 
-    def ann(self, name: str, use_gpu: bool = True, numpy_flat: bool = False) -> LoadedAnn | None:
+    def ann(
+        self, name: str, use_gpu: bool = True, numpy_flat: bool = False, read_rows: bool = True
+    ) -> LoadedAnn | None:
         """The current FAISS build `name` (e.g. "image.proj_audio_visual"), or None. numpy_flat: a flat build
         of a local index is searched in numpy (store/exact.py: no FAISS import), for a search that no GPU
-        will take; on an object store the FAISS file, cached on this machine, is read instead of the table."""
+        will take; on an object store the FAISS file, cached on this machine, is read instead of the table.
+        A build that re-ranks from its table's version is None when that version is gone (searched
+        exactly until the next index run), unless read_rows is False (an in-place update reads none)."""
+        modality, column = name.split(".", 1)  # ann_files.ann_name
         if numpy_flat and self.location.is_local:
             from avsearch.store.exact import load_exact
 
             meta = self.ann_meta(name)
-            modality, column = name.split(".", 1)  # ann_files.ann_name
             found = None if meta is None else load_exact(self.tables, name, modality, column, meta)
             if found is not None:
                 return found
-        return ann_files.load_ann(self.location, name, use_gpu=use_gpu)
+        loaded = ann_files.load_ann(
+            self.location, name, use_gpu=use_gpu, open_table=lambda version: self.tables.lance_at(modality, version)
+        )
+        vectors = getattr(loaded.index, "vectors", None) if loaded is not None else None
+        if read_rows and isinstance(vectors, TableVectors):
+            try:
+                vectors.open()
+            except DamagedIndexError as exc:
+                log.warning("FAISS index %s: %s; searching exactly until the next index run", name, exc)
+                return None
+        return loaded
 
     def ann_meta(self, name: str) -> dict[str, Any] | None:
         return ann_files.read_ann_meta(self.location, name)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from avsearch.store.ann_table_vectors import TableVectors
 from avsearch.store.table_rows import row_names
 from avsearch.store.tables import MediaStore
 
@@ -40,3 +41,12 @@ class TableChunks:
             flat = batch.column(self.column).flatten().to_numpy(zero_copy_only=False)
             paths = row_names(batch)  # a moment's row is named with its times (table_schema.py row_ref)
             yield paths, np.ascontiguousarray(flat.reshape(-1, self.dim), dtype=np.float32)
+
+    def table_vectors(self, positions: np.ndarray | None = None, hashes: np.ndarray | None = None) -> TableVectors:
+        """This column at this version as an index's re-ranking vectors (ids -> rows `positions`, None: row
+        i is id i), opened on the first read."""
+        rows = self.n if positions is None else len(positions)
+        store, modality, version = self.store, self.modality, self.version
+        return TableVectors(
+            lambda: store.lance_at(modality, version), version, self.column, self.dim, rows, positions, hashes
+        )

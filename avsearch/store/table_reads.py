@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -100,6 +101,11 @@ class TableReads:
                 self._pinned = {k: t for k, t in self._pinned.items() if k[0] != modality}  # one per modality
                 self._pinned[key] = pinned
         return pinned
+
+    @damage_named
+    def lance_at(self, modality: str, version: int) -> Any:
+        """The Lance dataset of a table as of `version` (DamagedIndexError when that version is gone)."""
+        return self._at(modality, version).to_lance()
 
     @damage_named
     def row_ids(self, modality: str, version: int) -> tuple[np.ndarray, pa.Array]:

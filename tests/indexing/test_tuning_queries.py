@@ -102,3 +102,24 @@ def test_guiding_rows_are_other_rows_of_the_same_draw(store: MediaStore, no_full
     _, _, rest = guided_queries(store, _models(), cfg, "image", SHARED, 10 * ROWS)
     assert len(rest) == ROWS - len(range(0, ROWS, 50)) - CAP
     assert guided_queries(store, _models(), cfg, "image", SHARED, 0)[2] is None
+
+
+def test_captions_whose_weights_are_missing_are_left_out(store: MediaStore, caplog: pytest.LogCaptureFixture) -> None:
+    """An index of vectors made elsewhere (`avsearch index --embeddings`) may have no model weights here: its
+    tuning captions are then left out with a warning, and the index is tuned on what else it has."""
+    from avsearch.errors import WeightsMissingError
+
+    def no_weights(encoder: str, captions: list[str]) -> np.ndarray:
+        raise WeightsMissingError(f"model weights of {encoder} not found")
+
+    models = _models()
+    for entry in models.manifest.modalities.values():
+        entry.text = True  # both spaces have a text tower whose weights are missing
+    models.encode_captions = no_weights
+    cfg = AnnConfig(max_tuning_queries=CAP, tuning_captions=("a dog barking",))
+    with caplog.at_level("WARNING"):
+        queries, source, _ = guided_queries(store, models, cfg, "image", SHARED, 0)
+        native = guided_queries(store, models, cfg, "image", NATIVE, 0)
+    assert queries.shape == (CAP, 3) and source == "audio vectors projected by av"  # no captions among them
+    assert native == (None, "", None)  # nothing else to tune the native column on: the build draws its own
+    assert "tuning captions not encoded (model weights of clip-x not found)" in caplog.text

@@ -1,6 +1,7 @@
 """An index whose vectors exceed the memory budget (issue 26, goal 2): built from the table in chunks (the
-column is never read whole), searched with codes in RAM re-ranked from the vectors file, and exact where
-the in-RAM index is: filters, rows added and deleted since the build (numpy brute force as reference)."""
+column is never read whole), searched with codes in RAM re-ranked from the table's rows ([ann] rerank_from
+"table") or a vectors file ("file"), and exact where the in-RAM index is: filters, rows added and deleted
+since the build, an in-place update after a compaction (numpy brute force as reference)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from avsearch.indexing.refresh import refresh_indexes
 from avsearch.indexing.vectors import index_embeddings
 from avsearch.search.engine import SearchEngine, SearchFilters
-from avsearch.store.ann_disk import DiskRefine
+from avsearch.store.ann_disk import DiskRefine, VectorFile
+from avsearch.store.ann_table_vectors import TableVectors
 from avsearch.store.config import AnnConfig, SearchConfig
 from avsearch.store.index import Index
 from avsearch.store.table_chunks import TableChunks
@@ -21,21 +23,26 @@ from avsearch.store.tables import MediaStore
 from tests.search.test_filters import _brute, _vectors_folder
 
 N, CHUNK = 3_000, 500
-# 3,000 x 512 float32 = 6 MB, over a 1 MB budget: the full vectors go to disk
-CFG = SearchConfig(
-    ann=AnnConfig(
+
+
+
+def _config(rerank_from: str) -> SearchConfig:
+    # 3,000 x 512 float32 = 6 MB, over a 1 MB budget: the full vectors stay on disk
+    ann = AnnConfig(
         exact_max_vectors=1_000,
         memory_budget_gb=0.001,
         stream_chunk_rows=CHUNK,
         max_tuning_queries=200,
         k_factors=(4, 16),
+        rerank_from=rerank_from,
     )
-)
+    return SearchConfig(ann=ann)
 
 
-@pytest.fixture(scope="module")
-def disk_index(tmp_path_factory: pytest.TempPathFactory, bridge_file: Path):  # noqa: ANN201
+@pytest.fixture(scope="module", params=["table", "file"])
+def disk_index(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, bridge_file: Path):  # noqa: ANN201
     tmp = tmp_path_factory.mktemp("disk")
+    cfg = _config(request.param)
     x = _vectors_folder(tmp / "vectors", N)
     chunks: list[int] = []
     chunked, whole = TableChunks.path_chunks, MediaStore.vectors
@@ -54,8 +61,8 @@ def disk_index(tmp_path_factory: pytest.TempPathFactory, bridge_file: Path):  # 
         mp.setattr(TableChunks, "path_chunks", record)
         mp.setattr(MediaStore, "vectors", refuse)
         with Index.update(tmp / "index", bridges=[bridge_file]) as index:
-            summary = index_embeddings(tmp / "vectors", index, config=CFG)
-    return tmp, x, summary, chunks
+            summary = index_embeddings(tmp / "vectors", index, config=cfg)
+    return tmp, x, summary, chunks, cfg
 
 
 def _search(index: Index, item: int, where: str | None, prefilter_max_rows: int = 0, k: int = 10):
@@ -66,20 +73,26 @@ def _search(index: Index, item: int, where: str | None, prefilter_max_rows: int 
 
 
 def test_built_in_chunks_with_vectors_on_disk(disk_index) -> None:
-    tmp, x, summary, chunks = disk_index
-    params = summary.indexes["image.native"]["params"]
+    tmp, x, summary, chunks, cfg = disk_index
+    meta = summary.indexes["image.native"]
+    params = meta["params"]
     assert params["vectors_on_disk"] and params["kind"] != "flat" and params["n"] == N
     assert chunks and max(chunks) <= CHUNK and sum(chunks) % N == 0  # whole passes of chunks, never the column
     ann = Index.open(tmp / "index").ann("image.native")
+    in_table = cfg.ann.rerank_from == "table"
     assert isinstance(ann.index, DiskRefine) and ann.index.vectors.rows == N
-    # the file holds the table's vectors in the index's row order (what re-ranking reads)
+    assert isinstance(ann.index.vectors, TableVectors if in_table else VectorFile)
+    assert ("vectors" in meta) != in_table and ("table_vectors" in meta) == in_table  # no copy of the rows
+    assert not list((tmp / "index" / "ann").glob("*.vectors.f32")) if in_table else meta["vectors"]
+    # re-ranking reads the table's vectors in the index's row order, in any order asked
     rows = np.array([int(p.removeprefix("img-")) for p in ann.paths])
-    np.testing.assert_allclose(ann.index.vectors.matrix(), x[rows], atol=1e-6)
+    ids = np.array([5, 2_999, 0, 5, 1_234])
+    np.testing.assert_allclose(ann.index.vectors.take(ids), x[rows[ids]], atol=1e-6)
 
 
 @pytest.mark.parametrize("keep_rows", [12, N // 10])
 def test_filtered_search_over_the_disk_index_equals_brute_force(disk_index, keep_rows: int) -> None:
-    tmp, x, _, _ = disk_index
+    tmp, x, _, _, _ = disk_index
     result = _search(Index.open(tmp / "index"), 1, f"points < {keep_rows}", k=10 if keep_rows == 12 else 5)
     want, scores = _brute(x, 1, np.arange(N) < keep_rows, 10 if keep_rows == 12 else 5)
     assert result.engine == "faiss-cpu" and result.index_kind != "exact"
@@ -95,7 +108,7 @@ def test_filtered_search_over_the_disk_index_equals_brute_force(disk_index, keep
 
 
 def test_rows_added_and_deleted_since_the_build_then_an_update(disk_index, bridge_file: Path) -> None:
-    tmp, x, _, _ = disk_index
+    tmp, x, _, _, cfg = disk_index
     index_dir = tmp / "index"
     store = MediaStore(index_dir)
     recs, vectors = store.fetch("image", ["img-1", "img-2", "img-3"])
@@ -117,12 +130,16 @@ def test_rows_added_and_deleted_since_the_build_then_an_update(disk_index, bridg
     moved = x[7] + 0.3 * x[8]
     nine, nine_vectors = store.fetch("image", ["img-9"])
     store.upsert("image", nine, {**nine_vectors, NATIVE: (moved / np.linalg.norm(moved))[None]})
+    store.compact("image")  # rows move: a table-read index must find them at their new positions
     with Index.update(index_dir, bridges=[bridge_file]) as index:
-        out = refresh_indexes(index, CFG.ann)
+        out = refresh_indexes(index, cfg.ann)
     params = out["image.native"]["params"]
     assert params["vectors_on_disk"] and params["n"] == N + 2 and params["nprobe"] == before.params.nprobe
     assert params["extra"]["rows_changed_since_tuning"] == 6  # 3 added, img-4 gone, img-9 out and in
-    assert out["image.native"]["vectors"] == before.index.vectors.path.name  # appended to, not rewritten
+    if cfg.ann.rerank_from == "file":
+        assert out["image.native"]["vectors"] == before.index.vectors.path.name  # appended to, not rewritten
+    else:
+        assert out["image.native"]["table_vectors"]["version"] == store.version("image") != before.table_version
     fresh = Index.open(index_dir)
     ann = fresh.ann("image.native")
     assert ann.table_version == fresh.tables.version("image") and ann.index.ntotal == N + 2
@@ -137,3 +154,28 @@ def test_rows_added_and_deleted_since_the_build_then_an_update(disk_index, bridg
     want = sorted(brute, key=lambda p: -brute[p])[:12]
     assert {h.path for h in again.hits} == set(want) and again.index_kind == ann.params.kind  # no delta left
     np.testing.assert_allclose([h.score for h in again.hits], sorted(brute.values(), reverse=True)[:12], atol=1e-5)
+
+
+def test_a_build_whose_table_version_is_gone_is_searched_exactly(disk_index) -> None:
+    """A table-read build whose version a compaction cleaned up (a run killed before its refresh) is not
+    used: searches are exact until the next index run, never an error or rows from the wrong version."""
+    tmp, x, _, _, cfg = disk_index
+    if cfg.ann.rerank_from != "table":
+        pytest.skip("a vectors file does not depend on the table's versions")
+    from datetime import timedelta
+
+    from avsearch.store.lance_read import open_dataset
+
+    index_dir = tmp / "index"
+    store = MediaStore(index_dir)
+    store.delete("image", ["img-5"])
+    dataset = open_dataset(str(index_dir / "tables" / "image.lance"))
+    dataset.optimize.compact_files(materialize_deletions_threshold=0.0)
+    open_dataset(str(index_dir / "tables" / "image.lance")).cleanup_old_versions(older_than=timedelta(0))
+    index = Index.open(index_dir)
+    assert index.ann_meta("image.native") is not None and index.ann("image.native") is None
+    result = _search(index, 1, None, k=5)
+    paths, matrix, _ = index.tables.vectors("image", NATIVE)
+    scores = np.delete(matrix @ matrix[paths.index("img-1")], paths.index("img-1"))  # the table as it is now
+    assert "img-5" not in paths and result.index_kind == "exact" and "img-5" not in {h.path for h in result.hits}
+    np.testing.assert_allclose([h.score for h in result.hits], np.sort(scores)[::-1][:5], atol=1e-5)

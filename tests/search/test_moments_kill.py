@@ -14,6 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 from avsearch.indexing.pipeline import index_folder
 from avsearch.store.config import IngestConfig, SearchConfig
@@ -75,7 +76,14 @@ def test_kill_9_during_a_long_videos_chunks_then_resume_gives_the_uninterrupted_
     for seed in (1, 2):
         write_image(media / f"pic{seed}.png", seed=seed)
     config = SearchConfig(ingest=IngestConfig(moment_chunk=CHUNK, batch_size=1))  # the child's, unslowed
-    index_folder(media, tmp_path / "ref", bridge_file, encoder_loader=FakeLoader(), config=config)
+    # one thread, as the children run (child_env): on some CPUs (AVX-512/AMX) a bridge's matrix products
+    # differ in their last bits between thread counts, and the index must equal the children's bit for bit
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        index_folder(media, tmp_path / "ref", bridge_file, encoder_loader=FakeLoader(), config=config)
+    finally:
+        torch.set_num_threads(threads)
     want = snapshot(tmp_path / "ref")
     frames = [key for key in want["image"] if key[0] == str(video)]
     assert len(frames) == SECONDS  # 5 chunks of 4
