@@ -112,7 +112,11 @@ def faiss_summary(p: dict[str, Any]) -> str:
         text += " (HNSW coarse)"
     if p.get("heldout_recall") is not None:
         held = max(1, p.get("tuning_queries", 0) - p.get("tuning_queries", 0) // 2)
-        text += f", recall@10 {p['heldout_recall']:.3f} on {held} held-out cross-modal queries"
+        # with no cross-modal queries to tune on, the build made stand-ins from its own vectors (ann_tune.py)
+        what = (
+            "stand-ins for cross-modal queries" if p.get("tuning_source") == "synthetic-gap" else "cross-modal queries"
+        )
+        text += f", recall@10 {p['heldout_recall']:.3f} on {held} held-out {what}"
     extra = p.get("extra") or {}
     if (extra.get("spills") or {}).get("route_shift"):
         text += ", cross-modal queries routed by a learned shift"
