@@ -93,24 +93,41 @@ def tune(
     goal = min(1.0, cfg.target_recall + cfg.tuning_margin)
     refined = params.kind in RERANKED
 
+    last = [0.0]  # seconds of the latest search of the tuning queries
+
     def recall(nprobe: int, k_factor: int, q: np.ndarray, truth: np.ndarray) -> float:
         p = search_parameters(params, nprobe=nprobe, k_factor=k_factor)
-        return recall_at_k(index.search(q, k, params=p)[1], truth)
+        start = time.perf_counter()
+        ids = index.search(q, k, params=p)[1]
+        last[0] = time.perf_counter() - start
+        return recall_at_k(ids, truth)
 
     found: list[tuple[float, int, int, float]] = []  # (seconds, nprobe, k_factor, recall)
-    ceiling = params.nlist
-    for k_factor in cfg.k_factors if refined else (0,):
+    fastest = math.inf  # the search time of the fastest passing setting found so far
+    floor = 1
+    # Deepest re-ranking first: it passes with the fewest lists, and a shallower one needs at least as many
+    # (fewer candidates per list probed), so its search starts there; and once a shallower one's search,
+    # still short of the goal, is already slower than a passing setting, more lists cannot make it win: it
+    # stops (at 10M rows that spares probing thousands of lists for a depth that cannot pass cheaply).
+    for k_factor in sorted(cfg.k_factors, reverse=True) if refined else (0,):
         nprobe, got = _smallest_nprobe(
-            lambda p, kf=k_factor: recall(p, kf, tune_q, truth_tune), ceiling, goal, capped=params.kind != IVF_FLAT
+            lambda p, kf=k_factor: recall(p, kf, tune_q, truth_tune),
+            params.nlist,
+            goal,
+            capped=params.kind != IVF_FLAT,
+            start=floor,
+            too_slow=lambda best=fastest: last[0] > best,
         )
         if got < goal:
-            found.append((math.inf, nprobe, k_factor, got))  # the codes cap recall here: more re-ranking
+            found.append((math.inf, nprobe, k_factor, got))  # the codes cap recall here, or it cannot win
             continue
-        ceiling = nprobe  # a larger k_factor never needs more lists
+        floor = nprobe
         p = search_parameters(params, nprobe=nprobe, k_factor=k_factor)
         start = time.perf_counter()
         index.search(tune_q, k, params=p)
-        found.append((time.perf_counter() - start, nprobe, k_factor, got))
+        took = time.perf_counter() - start
+        fastest = min(fastest, took)
+        found.append((took, nprobe, k_factor, got))
     passing = [f for f in found if f[0] < math.inf]
     _, nprobe, k_factor, tuned = min(passing) if passing else max(found, key=lambda f: f[3])
     heldout = recall(nprobe, k_factor, held_q, truth_held)
@@ -126,14 +143,25 @@ def tune(
     return (nprobe, k_factor), tuned, heldout
 
 
-def _smallest_nprobe(recall: Callable[[int], float], nlist: int, goal: float, capped: bool) -> tuple[int, float]:
-    """Smallest nprobe in [1, nlist] with recall(nprobe) >= goal: (nprobe, its recall). When none
-    reaches the goal: (the nprobe where recall stopped growing, its recall). capped: compressed codes
-    bound recall, so a doubling that gains almost nothing ends the search (IVF-Flat reaches 1.0)."""
+def _smallest_nprobe(
+    recall: Callable[[int], float],
+    nlist: int,
+    goal: float,
+    capped: bool,
+    start: int = 1,
+    too_slow: Callable[[], bool] = lambda: False,
+) -> tuple[int, float]:
+    """Smallest nprobe in [start, nlist] with recall(nprobe) >= goal: (nprobe, its recall); start - 1 is
+    known to fall short. When none reaches the goal: (the nprobe where recall stopped growing, or where
+    too_slow() said the last call's search already took longer than a setting found before, its recall).
+    capped: compressed codes bound recall, so a doubling that gains almost nothing ends the search
+    (IVF-Flat reaches 1.0)."""
     # Doubling finds a passing nprobe; bisection then finds the smallest one.
-    lo, hi = 0, 1
+    lo, hi = start - 1, min(max(1, start), nlist)
     got = recall(hi)
     while got < goal and hi < nlist:
+        if too_slow():
+            return hi, got  # the passing nprobe lies above hi: slower still
         previous = got
         lo, hi = hi, min(nlist, hi * 2)
         got = recall(hi)

@@ -218,3 +218,19 @@ def test_smallest_nprobe_bisects_and_stops_on_a_plateau() -> None:
     assert got == pytest.approx(0.9) and nprobe <= 128  # gave up early instead of probing every list
     nprobe, got = _smallest_nprobe(capped, 4096, 0.97, capped=False)
     assert nprobe == 4096  # IVF-Flat: keeps doubling to every list
+
+
+def test_smallest_nprobe_starts_where_told_and_gives_up_when_too_slow() -> None:
+    """tune() searches the deepest re-ranking first: a shallower one starts at the lists that one needed,
+    and gives up once its search, still short of the goal, is slower than a passing setting's."""
+    calls: list[int] = []
+
+    def step(p: int) -> float:  # reaches the goal from 37 probes on
+        calls.append(p)
+        return 0.99 if p >= 37 else 0.5
+
+    assert _smallest_nprobe(step, 1000, 0.97, capped=True, start=20) == (37, 0.99)
+    assert min(calls) == 20  # nothing under the start was searched
+    calls.clear()
+    nprobe, got = _smallest_nprobe(step, 1000, 0.97, capped=True, too_slow=lambda: calls[-1] >= 16)
+    assert (nprobe, got) == (16, 0.5) and max(calls) == 16  # slower than a passing setting from 16 lists
