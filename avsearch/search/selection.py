@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from avsearch.search.filters import SearchFilters
+from avsearch.store.path_list import PathList
 from avsearch.store.tables import MediaStore
 
 
@@ -76,7 +77,8 @@ class RowSelector:
         cached = self._map.get(modality)
         if cached is None or cached[0] != (version, id(paths)) or cached[1] is not paths:
             rowids, path_bytes = self.store.row_ids(modality, version)
-            wanted = pa.array([os.fsencode(p) for p in paths], pa.binary())
+            names = paths.names if isinstance(paths, PathList) else None  # a build's, as read: no re-encoding
+            wanted = names if names is not None else pa.array([os.fsencode(p) for p in paths], pa.binary())
             positions = pc.index_in(path_bytes, value_set=wanted).fill_null(-1).to_numpy().astype(np.int64)
             order = np.argsort(rowids, kind="stable")
             cached = ((version, id(paths)), paths, rowids[order], positions[order])

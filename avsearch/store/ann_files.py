@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from avsearch.store.ann_disk import DiskRefine, VectorFile
 from avsearch.store.ann_search import configure, search_parameters, set_nprobe
 from avsearch.store.ann_table_vectors import TableVectors
 from avsearch.store.location import Location
+from avsearch.store.path_list import PathList
 from avsearch.store.torch_search import TorchExact, torch_gpu
 
 faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
@@ -52,7 +53,7 @@ class LoadedAnn:
     name: str
     index: faiss.Index  # CPU index (selectors work on every kind)
     params: AnnParams
-    paths: list[str]
+    paths: Sequence[str]  # row i's name: a PathList when read from disk, a list when just built
     table_version: int
     gpu_index: faiss.Index | None = None  # copy on GPU when FAISS has GPUs
 
@@ -339,7 +340,7 @@ def load_ann(
     faiss_file, paths_file, vectors_file = found["faiss"], found["paths"], found.get("vectors")
     index = faiss.read_index(str(faiss_file))
     with ipc.open_file(str(paths_file)) as reader:
-        paths = [os.fsdecode(b) for b in reader.read_all().column("path_bytes").to_pylist()]
+        paths = PathList(reader.read_all().column("path_bytes"))  # decoded on access (path_list.py)
     params = AnnParams(**meta["params"])
     disk: VectorFile | TableVectors | None = None if vectors_file is None else VectorFile(vectors_file, params.dim)
     if meta.get("table_vectors"):
