@@ -37,7 +37,7 @@ from tests.weights_factory import CAVMAE_FILE, make_cavmae_weights
 
 NAME = "cavmae-scale-plus-plus"
 DATA = Path(__file__).parent / "data" / "cavmae_fbank_reference.npz"
-FBANK_TOL = 1e-3  # max abs difference in log-mel (ours vs torchaudio, float32 both; measured 1.8e-4)
+FBANK_TOL = 1e-3  # relative difference in mel energy, ~ the abs difference in log-mel (ours vs torchaudio, float32)
 CASES = ("sine_dc", "noise", "chirp", "quiet", "one_frame", "long")
 
 
@@ -75,6 +75,16 @@ def _reference() -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
+def _assert_log_energies_close(ours: np.ndarray, expected: np.ndarray) -> None:
+    """Mel energies agree within FBANK_TOL relative (the log within ~FBANK_TOL), plus 1e-10 of the frame's
+    strongest bin absolute: in near-silent bins (energy ~1e-7, at the log's floor) the FFT's float32
+    rounding, which differs between CPUs (AVX-512 here), moves the log by up to 5.5e-3 while the energy
+    moves by 3e-12 of the frame's peak, far under float32's own 1.2e-7."""
+    energy = np.exp(expected.astype(np.float64))
+    allowed = FBANK_TOL * energy + 1e-10 * energy.max(axis=-1, keepdims=True)
+    assert (np.abs(np.exp(ours.astype(np.float64)) - energy) <= allowed).all()
+
+
 # -- preprocessing -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", CASES)
 def test_fbank_matches_torchaudio(case: str) -> None:
@@ -83,7 +93,7 @@ def test_fbank_matches_torchaudio(case: str) -> None:
     ours = kaldi_fbank(wave - wave.mean()).numpy()
     expected = ref[f"fbank_{case}"]
     assert ours.shape == expected.shape
-    assert np.abs(ours - expected).max() <= FBANK_TOL
+    _assert_log_energies_close(ours, expected)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -97,7 +107,7 @@ def test_model_input_is_upstreams(case: str) -> None:
     upstream = (upstream - -5.081) / 4.4849
     ours = audio_inputs(ref[f"wave_{case}"].astype(np.float32) / 32768.0, max_windows=1)
     assert ours.shape == (1, 1024, 128)
-    assert (ours[0] - upstream).abs().max().item() <= FBANK_TOL / 4.4849
+    _assert_log_energies_close(ours[0].numpy() * 4.4849 - 5.081, upstream.numpy() * 4.4849 - 5.081)
 
 
 def test_first_channel_at_16k_pcm16(tmp_path: Path) -> None:

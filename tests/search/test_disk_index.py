@@ -25,7 +25,6 @@ from tests.search.test_filters import _brute, _vectors_folder
 N, CHUNK = 3_000, 500
 
 
-
 def _config(rerank_from: str) -> SearchConfig:
     # 3,000 x 512 float32 = 6 MB, over a 1 MB budget: the full vectors stay on disk
     ann = AnnConfig(
