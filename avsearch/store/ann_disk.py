@@ -23,6 +23,20 @@ from avsearch.lazy_import import lazy_module
 faiss = lazy_module("faiss")  # imported on first use (avsearch/lazy_import.py)
 
 
+def distinct_rows(rows: np.ndarray, n: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct rows asked for, sorted; the index of each asked row among them): a store of `n`
+    rows reads each row once; IndexError when one lies outside 0..n-1."""
+    unique, back = np.unique(np.asarray(rows, np.int64), return_inverse=True)
+    if len(unique) and (unique[0] < 0 or unique[-1] >= n):
+        raise IndexError(f"{what}: rows {unique[0]}..{unique[-1]} outside 0..{n - 1}")
+    return unique, back
+
+
+def in_asked_order(read: np.ndarray, back: np.ndarray) -> np.ndarray:
+    """The rows read for distinct_rows' sorted rows, in the order (and with the repeats) asked."""
+    return read if len(back) == len(read) and (back == np.arange(len(back))).all() else read[back]
+
+
 class VectorFile:
     """Row-major float32 vectors (N, dim) in a raw file: appended in chunks, read by row through a memory map."""
 
@@ -56,10 +70,7 @@ class VectorFile:
         Not through the memory map: pages a process touched through a map count in its resident memory
         (a query process would grow towards the file's size), pages read with pread stay in the page cache,
         shared and reclaimable (measured in benchmarks/search.py --scale)."""
-        rows = np.asarray(rows, np.int64)
-        unique, back = np.unique(rows, return_inverse=True)
-        if len(unique) and (unique[0] < 0 or unique[-1] >= self.rows):
-            raise IndexError(f"{self.path}: rows {unique[0]}..{unique[-1]} outside 0..{self.rows - 1}")
+        unique, back = distinct_rows(rows, self.rows, str(self.path))
         out = np.empty((len(unique), self.dim), np.float32)
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDONLY)
@@ -70,7 +81,7 @@ class VectorFile:
         for a, b, row in zip(starts.tolist(), ends.tolist(), unique[starts].tolist(), strict=True):
             if os.preadv(self._fd, [buffer[a * width : b * width]], row * width) != (b - a) * width:
                 raise OSError(f"{self.path}: short read at row {row}")
-        return out if len(back) == len(unique) and (back == np.arange(len(back))).all() else out[back]
+        return in_asked_order(out, back)
 
     def close(self) -> None:
         if self._fd is not None:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from avsearch.errors import DamagedIndexError
+from avsearch.store.ann_disk import distinct_rows, in_asked_order
 
 GONE_POSITION = -1
 _MIX = np.random.default_rng(20261207).integers(1, 2**63, size=4096, dtype=np.uint64) | np.uint64(1)
@@ -87,16 +88,13 @@ class TableVectors:
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """The vectors of the given ids (any order, repeats allowed): one Lance take of their rows."""
-        rows = np.asarray(rows, np.int64)
-        unique, back = np.unique(rows, return_inverse=True)
-        if len(unique) and (unique[0] < 0 or unique[-1] >= self._rows):
-            raise IndexError(f"ids {unique[0]}..{unique[-1]} outside 0..{self._rows - 1}")
+        unique, back = distinct_rows(rows, self._rows, f"table version {self.version}")
         at = unique if self.positions is None else np.asarray(self.positions[unique], np.int64)
         if len(at) and at.min() < 0:
             raise IndexError(f"ids {unique[at < 0][:5].tolist()} have no row at table version {self.version}")
         self.open()
         if not len(at):
-            return np.zeros((len(rows), self.dim), np.float32)
+            return np.zeros((0, self.dim), np.float32)
         # positions ascending: Lance reads each data file's rows in order (the ids were sorted above)
         order = np.argsort(at, kind="stable")
         try:
@@ -109,4 +107,4 @@ class TableVectors:
         flat = table.column(self.column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
         got = np.empty((len(at), self.dim), np.float32)
         got[order] = flat.reshape(len(at), self.dim)
-        return got if len(back) == len(unique) and (back == np.arange(len(back))).all() else got[back]
+        return in_asked_order(got, back)
