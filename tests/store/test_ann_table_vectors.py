@@ -76,3 +76,13 @@ def test_fingerprints_tell_changed_rows_from_unchanged() -> None:
     y[11, [0, 1]] = y[11, [1, 0]]  # two values of a row swapped
     changed = np.flatnonzero(fingerprints(y) != marks)
     assert changed.tolist() == [7, 9, 11]
+
+
+def test_positions_out_of_id_order_come_back_in_id_order(tmp_path: Path) -> None:
+    """After updates an id's row need not follow the previous id's (a changed row moves to the end): rows
+    are read in position order and returned in the order the ids were asked."""
+    ds, x = _table(tmp_path / "t.lance", 100)
+    positions = np.random.default_rng(3).permutation(100).astype(np.int64)
+    tv = TableVectors(lambda: ds, ds.version, "v", DIM, 100, positions)
+    ids = np.array([0, 1, 2, 97, 50, 1])
+    np.testing.assert_array_equal(tv.take(ids), x[positions[ids]])
