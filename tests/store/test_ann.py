@@ -52,6 +52,8 @@ def test_bad_refined_codes_setting_is_a_config_error() -> None:
         AnnConfig(refined_codes="pq")
     with pytest.raises(ConfigError, match="k_factors"):
         AnnConfig(k_factors=(0, 4))
+    with pytest.raises(ConfigError, match=r"rerank_from = 'disk': expected 'table' or 'file'"):
+        AnnConfig(rerank_from="disk")
 
 
 def test_recall_at_k_by_hand() -> None:
